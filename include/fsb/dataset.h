@@ -1,0 +1,47 @@
+/* dataset.h - the image listing of one split of a few-shot dataset.
+ *
+ * Two layouts are read: Ravi (ROOT/split/<split>.csv or ROOT/<split>.csv, header
+ * "filename,label", images in ROOT/images/) and class folders (ROOT/<split>/.../<class>/
+ * *.jpg|*.jpeg|*.png, a class being a leaf folder of images at any depth, named by its
+ * path relative to the split folder). Opening reads the listing only, never pixels.
+ *
+ * Canonical order (the base of episode portability): classes sorted bytewise by name;
+ * images of a class contiguous and sorted bytewise by file basename. The fingerprint is
+ * XXH3-64 (seed 0) of the lines "<class>\t<basename>\n" in that order, so the same images
+ * give the same fingerprint in either layout and on any machine.
+ */
+#ifndef FSB_DATASET_H
+#define FSB_DATASET_H
+
+#include <stdint.h>
+
+typedef enum { FSB_LAYOUT_RAVI = 0, FSB_LAYOUT_FOLDERS = 1 } fsb_layout;
+
+typedef struct fsb_split {
+    char *root;           /* the dataset root as given (owned) */
+    char *name;           /* "train", "val" or "test" (owned) */
+    char *source;         /* the CSV file or split folder read, for messages (owned) */
+    fsb_layout layout;    /* which layout was found */
+    int n_classes;        /* classes in the split */
+    char **class_names;   /* [n_classes] sorted bytewise (owned) */
+    int *class_start;     /* [n_classes] first image index of each class */
+    int *class_count;     /* [n_classes] images of each class */
+    int n_images;         /* images in the split */
+    char **paths;         /* [n_images] file path relative to root, canonical order (owned) */
+    int *labels;          /* [n_images] class index of each image */
+    int *src_line;        /* [n_images] 1-based CSV line (Ravi) or 0 (folders) */
+    uint64_t fingerprint; /* see the top comment */
+} fsb_split;
+
+/* Read the listing of split `name` under `root`, detecting the layout. Errors name the
+ * file and line: missing root or split, missing/wrong CSV header, empty CSV, a duplicate
+ * filename, a malformed row. Listed files are not checked here (fsb_data_check does). */
+int fsb_split_open(fsb_split *s, const char *root, const char *name);
+void fsb_split_free(fsb_split *s);
+
+/* Index of the class with that name, or -1. */
+int fsb_split_class_index(const fsb_split *s, const char *class_name);
+/* Index of the image whose basename is `file` in class `cls`, or -1. */
+int fsb_split_image_index(const fsb_split *s, int cls, const char *file);
+
+#endif

@@ -1,0 +1,68 @@
+/* bench.c - entry point of the `bench` command: OpenBLAS kernel selection, then dispatch
+ * to a subcommand found by name in one table. A failing subcommand's status becomes the
+ * exit code (2 for usage errors, 1 otherwise) after its message is printed to stderr.
+ */
+#include "cli.h"
+#include "fsb/blas.h"
+#include "fsb/status.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const fsb_cli_cmd commands[] = {
+    {"version", fsb_cmd_version, "print versions, the CPU and the OpenBLAS core in use"},
+};
+static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
+
+/* OpenBLAS picks its kernels when it is loaded; if it picked generic ones for this CPU,
+ * run ourselves again with OPENBLAS_CORETYPE set (once; never over a user's setting). */
+static void select_blas_kernels(char **argv)
+{
+    if (getenv("OPENBLAS_CORETYPE"))
+        return; /* the user's choice, or ours after the re-exec (FSB_BLAS_AUTO=1) */
+    const char *want = fsb_blas_preferred_core();
+    if (!want)
+        return;
+    setenv("OPENBLAS_CORETYPE", want, 1);
+    setenv("FSB_BLAS_AUTO", "1", 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with the kernels we have */
+    unsetenv("OPENBLAS_CORETYPE");
+    unsetenv("FSB_BLAS_AUTO");
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: bench <command> [flags]   (bench <command> --help for its flags)\n\n");
+    for (int i = 0; i < n_commands; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+    select_blas_kernels(argv);
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(name, "--version"))
+        name = "version";
+    for (int i = 0; i < n_commands; i++) {
+        if (strcmp(commands[i].name, name) != 0)
+            continue;
+        int st = commands[i].run(argc - 1, argv + 1);
+        if (st != 0)
+            fprintf(stderr, "bench %s: %s\n", name, fsb_error_last());
+        return fsb_status_exit_code(st);
+    }
+    fprintf(stderr, "bench: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,27 @@
+/* cli.h - shared pieces of the `bench` command line: the subcommand table entry type and
+ * strict flag-value parsers whose errors name the flag. Only the CLI maps a status to an
+ * exit code; everything here returns fsb_status like the library.
+ */
+#ifndef FSB_CLI_H
+#define FSB_CLI_H
+
+#include <stdint.h>
+
+typedef struct fsb_cli_cmd {
+    const char *name;                   /* first word after `bench` */
+    int (*run)(int argc, char **argv);  /* argv[0] is the subcommand name; returns fsb_status */
+    const char *summary;                /* one line for `bench --help` */
+} fsb_cli_cmd;
+
+/* Parse a whole-number flag value in [lo, hi]. */
+int fsb_cli_int(const char *flag, const char *text, long lo, long hi, long *out);
+/* Parse a finite floating-point flag value in [lo, hi]. */
+int fsb_cli_double(const char *flag, const char *text, double lo, double hi, double *out);
+/* Parse "1,5,10,30": 1..max_n positive integers <= hi, strictly increasing after sorting
+ * and without duplicates; returned sorted ascending. */
+int fsb_cli_int_list(const char *flag, const char *text, long hi, int *vals, int max_n, int *n);
+
+/* Subcommands (one file each in src/cli/). */
+int fsb_cmd_version(int argc, char **argv);
+
+#endif

@@ -1,0 +1,41 @@
+/* cmd_version.c - `bench version`: what a bug report or a run manifest needs to know. */
+#include "cli.h"
+#include "fsb/blas.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void cpu_model(char *buf, size_t n)
+{
+    snprintf(buf, n, "unknown");
+    FILE *fp = fopen("/proc/cpuinfo", "r");
+    if (!fp)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, fp)) {
+        if (strncmp(line, "model name", 10) == 0) {
+            char *v = strchr(line, ':');
+            if (v) {
+                v += 1 + (v[1] == ' ');
+                v[strcspn(v, "\n")] = '\0';
+                snprintf(buf, n, "%s", v);
+            }
+            break;
+        }
+    }
+    fclose(fp);
+}
+
+int fsb_cmd_version(int argc, char **argv)
+{
+    char cpu[256];
+    cpu_model(cpu, sizeof cpu);
+    const char *env = getenv("OPENBLAS_CORETYPE");
+    printf("fsbench %s\n", FSB_VERSION);
+    printf("cpu: %s\n", cpu);
+    printf("openblas: %s\n", fsb_blas_config());
+    printf("openblas core: %s (OPENBLAS_CORETYPE=%s%s)\n", fsb_blas_core(), env ? env : "unset",
+           env && getenv("FSB_BLAS_AUTO") ? ", selected by fsbench for this CPU" : "");
+    return 0;
+}

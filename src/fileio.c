@@ -1,0 +1,180 @@
+/* fileio.c - atomic output files and small file helpers (see include/fsb/fileio.h). */
+#include "fsb/fileio.h"
+#include "fsb/status.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void outfile_clear(fsb_outfile *f)
+{
+    free(f->path);
+    free(f->tmp_path);
+    f->fp = NULL;
+    f->path = f->tmp_path = NULL;
+}
+
+int fsb_outfile_open(fsb_outfile *f, const char *path)
+{
+    memset(f, 0, sizeof *f);
+    size_t n = strlen(path);
+    f->path = strdup(path);
+    f->tmp_path = malloc(n + 16);
+    if (!f->path || !f->tmp_path) {
+        outfile_clear(f);
+        return fsb_error(FSB_ENOMEM, "%s: out of memory", path);
+    }
+    snprintf(f->tmp_path, n + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(f->tmp_path);
+    if (fd < 0) {
+        int e = errno;
+        outfile_clear(f);
+        return fsb_error(FSB_EIO, "%s: cannot create: %s", path, strerror(e));
+    }
+    fchmod(fd, 0644);
+    f->fp = fdopen(fd, "wb");
+    if (!f->fp) {
+        int e = errno;
+        close(fd);
+        unlink(f->tmp_path);
+        outfile_clear(f);
+        return fsb_error(FSB_EIO, "%s: cannot open: %s", path, strerror(e));
+    }
+    return FSB_OK;
+}
+
+int fsb_outfile_commit(fsb_outfile *f)
+{
+    int st = FSB_OK;
+    int bad = ferror(f->fp) || fflush(f->fp) != 0 || fsync(fileno(f->fp)) != 0;
+    int e = errno;
+    if (fclose(f->fp) != 0 && !bad) {
+        bad = 1;
+        e = errno;
+    }
+    f->fp = NULL;
+    if (bad) {
+        unlink(f->tmp_path);
+        st = fsb_error(FSB_EIO, "%s: write failed: %s", f->path, strerror(e));
+    } else if (rename(f->tmp_path, f->path) != 0) {
+        e = errno;
+        unlink(f->tmp_path);
+        st = fsb_error(FSB_EIO, "%s: cannot rename into place: %s", f->path, strerror(e));
+    }
+    outfile_clear(f);
+    return st;
+}
+
+void fsb_outfile_abort(fsb_outfile *f)
+{
+    if (!f || !f->tmp_path)
+        return;
+    if (f->fp)
+        fclose(f->fp);
+    unlink(f->tmp_path);
+    outfile_clear(f);
+}
+
+int fsb_write_file(const char *path, const void *data, size_t size)
+{
+    fsb_outfile f;
+    int st = fsb_outfile_open(&f, path);
+    if (st)
+        return st;
+    if (size && fwrite(data, 1, size, f.fp) != size) {
+        int e = errno;
+        fsb_outfile_abort(&f);
+        return fsb_error(FSB_EIO, "%s: write failed: %s", path, strerror(e));
+    }
+    return fsb_outfile_commit(&f);
+}
+
+int fsb_read_file(const char *path, void **data, size_t *size)
+{
+    *data = NULL;
+    *size = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return fsb_error(errno == ENOENT ? FSB_ENOTFOUND : FSB_EIO, "%s: cannot open: %s", path,
+                         strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    for (;;) {
+        if (!buf) {
+            fclose(fp);
+            return fsb_error(FSB_ENOMEM, "%s: out of memory", path);
+        }
+        n += fread(buf + n, 1, cap - n, fp);
+        if (n < cap)
+            break;
+        cap *= 2;
+        char *nb = realloc(buf, cap + 1);
+        if (!nb)
+            free(buf);
+        buf = nb;
+    }
+    int err = ferror(fp);
+    fclose(fp);
+    if (err) {
+        free(buf);
+        return fsb_error(FSB_EIO, "%s: read failed", path);
+    }
+    buf[n] = '\0';
+    *data = buf;
+    *size = n;
+    return FSB_OK;
+}
+
+int fsb_mkdir_p(const char *path)
+{
+    char *p = strdup(path);
+    if (!p)
+        return fsb_error(FSB_ENOMEM, "%s: out of memory", path);
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || *s == '\0') {
+            char c = *s;
+            *s = '\0';
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+                int e = errno;
+                int st = fsb_error(FSB_EIO, "%s: cannot create directory: %s", p, strerror(e));
+                free(p);
+                return st;
+            }
+            *s = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    free(p);
+    if (!fsb_is_dir(path))
+        return fsb_error(FSB_EIO, "%s: exists and is not a directory", path);
+    return FSB_OK;
+}
+
+int fsb_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int fsb_is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+char *fsb_path_join(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    while (na > 1 && a[na - 1] == '/')
+        na--;
+    char *s = malloc(na + nb + 2);
+    if (!s)
+        return NULL;
+    memcpy(s, a, na);
+    s[na] = '/';
+    memcpy(s + na + 1, b, nb + 1);
+    return s;
+}

@@ -1,0 +1,123 @@
+/* testutil.c - test helpers (see testutil.h). */
+#include "testutil.h"
+#include "fsb/fileio.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static void die(const char *what)
+{
+    fprintf(stderr, "test setup failed: %s\n", what);
+    abort();
+}
+
+char *tu_tmpdir(void)
+{
+    const char *base = getenv("TMPDIR");
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s/fsbtest.XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(buf))
+        die("mkdtemp");
+    return strdup(buf);
+}
+
+void tu_rmrf(const char *path)
+{
+    if (!path)
+        return;
+    char *out = NULL;
+    tu_run(&out, "rm -rf '%s'", path);
+    free(out);
+}
+
+char *tu_path(const char *dir, const char *rel)
+{
+    char *p = fsb_path_join(dir, rel);
+    if (!p)
+        die("oom");
+    return p;
+}
+
+void tu_write(const char *dir, const char *rel, const void *data, size_t size)
+{
+    char *p = tu_path(dir, rel);
+    char *slash = strrchr(p, '/');
+    *slash = '\0';
+    if (fsb_mkdir_p(p))
+        die(p);
+    *slash = '/';
+    FILE *fp = fopen(p, "wb");
+    if (!fp || (size && fwrite(data, 1, size, fp) != size) || fclose(fp))
+        die(p);
+    free(p);
+}
+
+void tu_write_str(const char *dir, const char *rel, const char *text)
+{
+    tu_write(dir, rel, text, strlen(text));
+}
+
+char *tu_read(const char *path, size_t *size)
+{
+    void *data;
+    size_t n;
+    if (fsb_read_file(path, &data, &n))
+        return NULL;
+    if (size)
+        *size = n;
+    return data;
+}
+
+int tu_same_file(const char *a, const char *b)
+{
+    size_t na, nb;
+    char *x = tu_read(a, &na), *y = tu_read(b, &nb);
+    int same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+int tu_run(char **out, const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char full[8300];
+    snprintf(full, sizeof full, "( %s ) 2>&1", cmd);
+    FILE *pp = popen(full, "r");
+    if (!pp)
+        die("popen");
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while (buf && (got = fread(buf + n, 1, cap - n - 1, pp)) > 0) {
+        n += got;
+        if (cap - n < 2) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    if (!buf)
+        die("oom");
+    buf[n] = '\0';
+    int status = pclose(pp);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+const char *tu_bench(void)
+{
+    const char *b = getenv("FSB_BENCH");
+    if (!b)
+        die("FSB_BENCH is not set (run the tests through ctest)");
+    return b;
+}

@@ -1,0 +1,29 @@
+/* testutil.h - helpers shared by the Check suites: temporary folders, files, running
+ * the `bench` binary. Test-only code; aborts on setup failures (they are not under test).
+ */
+#ifndef FSB_TESTUTIL_H
+#define FSB_TESTUTIL_H
+
+#include <stddef.h>
+
+/* A fresh empty folder under $TMPDIR (or /tmp); malloc'd path. */
+char *tu_tmpdir(void);
+/* rm -rf path (NULL is a no-op). */
+void tu_rmrf(const char *path);
+/* malloc'd "dir/rel". */
+char *tu_path(const char *dir, const char *rel);
+/* Write bytes to dir/rel, creating parent folders. */
+void tu_write(const char *dir, const char *rel, const void *data, size_t size);
+/* Write a NUL-terminated string to dir/rel. */
+void tu_write_str(const char *dir, const char *rel, const char *text);
+/* Read a whole file (malloc'd, NUL-terminated), NULL if it cannot be read. */
+char *tu_read(const char *path, size_t *size);
+/* 1 if the two files exist and have identical bytes. */
+int tu_same_file(const char *a, const char *b);
+/* Run a shell command; stdout+stderr captured into *out (malloc'd, may be NULL to discard).
+ * Returns the exit status (or -1 when it did not exit normally). */
+int tu_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Path of the `bench` binary under test ($FSB_BENCH, set by ctest). */
+const char *tu_bench(void);
+
+#endif

@@ -1,0 +1,19 @@
+# deps.sh - sourced by tools/test.sh and tools/bench.sh: installs the Debian 12 packages
+# fsbench builds and runs with, only those missing, as root or through sudo.
+FSB_DEPS=(build-essential cmake pkg-config libopenblas-dev libpng-dev libjpeg62-turbo-dev
+          liblinear-dev check zlib1g-dev libxxhash-dev gnuplot-nox dataset-fashion-mnist)
+
+fsb_install_deps() {
+    local missing=() p
+    for p in "${FSB_DEPS[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=()
+    [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+    echo "installing Debian packages: ${missing[*]}" >&2
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >&2
+}

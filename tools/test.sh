@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The README's test command: on a fresh Debian 12 it installs the Debian packages fsbench
+# needs (as root, or through sudo), configures with warnings as errors, builds, and runs
+# every test; then it builds again with AddressSanitizer + UBSan and runs the fast suites.
+# Usage: tools/test.sh            (FSB_SKIP_ASAN=1 skips the sanitizer pass)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tools/deps.sh
+fsb_install_deps
+
+jobs=$(nproc)
+cmake -S . -B build -DFSB_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+if [ "${FSB_SKIP_ASAN:-0}" != 1 ]; then
+    cmake -S . -B build-asan -DFSB_WERROR=ON -DFSB_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+    cmake --build build-asan -j"$jobs"
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+        ctest --test-dir build-asan --output-on-failure -j"$jobs" -L fast
+fi
