@@ -493,6 +493,43 @@ START_TEST(manifest_rejections)
 }
 END_TEST
 
+/* The worked example of docs/episodes.md section 5, through the real CSV reader. */
+START_TEST(doc_worked_example)
+{
+    char *root = tu_tmpdir(), *m = tu_path(root, "m.csv");
+    char csv[2048] = "filename,label\n";
+    const char *names[4] = {"a", "b", "c", "d"};
+    const int counts[4] = {4, 5, 3, 6};
+    for (int k = 3; k >= 0; k--) /* listed out of order on purpose */
+        for (int j = 0; j < counts[k]; j++)
+            snprintf(csv + strlen(csv), sizeof csv - strlen(csv), "%s_%03d.jpg,%s\n", names[k], j,
+                     names[k]);
+    tu_write_str(root, "split/test.csv", csv);
+    fsb_split s;
+    fsb_sweep sw;
+    char hex[33];
+    ck_assert_int_eq(fsb_split_open(&s, root, "test"), FSB_OK);
+    ck_assert_uint_eq(s.fingerprint, 0x85795a054e3b47b8ull);
+    fsb_episode_params p = {7, 3, 2, 1};
+    ck_assert_uint_eq(fsb_episode_key(&p, s.fingerprint), 0xf7cddeae30ddbfa7ull);
+    ck_assert_int_eq(fsb_sweep_generate(&sw, &s, 7, 3, (const int[]){1, 2}, 2, 1, 2, NULL), FSB_OK);
+    ck_assert_int_eq(fsb_episodes_export(&sw, &s, m, hex), FSB_OK);
+    ck_assert_str_eq(hex, "5f775d52a52aa1e9ecd0738fb3160531");
+    char *text = tu_read(m, NULL);
+    ck_assert_ptr_nonnull(strstr(text, "# fingerprint=85795a054e3b47b8\n"));
+    ck_assert_ptr_nonnull(strstr(text, "episode,label,class,role,rank,file\n"
+                                       "0,0,a,support,0,a_000.jpg\n0,0,a,support,1,a_001.jpg\n"
+                                       "0,0,a,query,0,a_002.jpg\n0,1,b,support,0,b_001.jpg\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\n1,2,d,query,0,d_001.jpg\n"));
+    free(text);
+    fsb_sweep_free(&sw);
+    fsb_split_free(&s);
+    tu_rmrf(root);
+    free(root);
+    free(m);
+}
+END_TEST
+
 /* --- bench episodes -------------------------------------------------------------------- */
 
 /* ROOT/split/test.csv: 6 classes n000..n005 of 50 images, listed in a scrambled order. */
@@ -630,6 +667,7 @@ int main(void)
     tcase_add_test(tc, check_errors);
     tcase_add_test(tc, manifest_round_trip);
     tcase_add_test(tc, manifest_rejections);
+    tcase_add_test(tc, doc_worked_example);
     tcase_add_test(tc, cli_generate_and_replay);
     tcase_add_test(tc, cli_bad_flags);
     suite_add_tcase(s, tc);

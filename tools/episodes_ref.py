@@ -4,8 +4,11 @@ the manifest rows, not the hash: Debian's python3 has no xxhash), written from t
 to derive the golden values in tests/test_episodes.c and the worked example in the doc.
 
 usage: tools/episodes_ref.py SEED FINGERPRINT_HEX WAY MAX_SHOT QUERY EPISODES CLASS:COUNT...
+       tools/episodes_ref.py SEED FINGERPRINT_HEX WAY MAX_SHOT QUERY EPISODES --csv SPLIT.csv
 Prints the manifest rows (column row + data rows) for a split whose class k is named as
-given (the names must be listed in bytewise order) with images <class>_<j>.jpg, j = 000..
+given (the names must be listed in bytewise order) with images <class>_<j>.jpg, j = 000..,
+or for a Ravi CSV listing ("filename,label"), put in canonical order here.
+The fingerprint is taken as given (computing XXH3-64 needs the xxhash module).
 """
 import sys
 
@@ -86,7 +89,21 @@ def main():
     seed, fp = int(seed), int(fp, 16)
     way, max_shot, query, episodes = int(way), int(max_shot), int(query), int(episodes)
     names, counts, starts, files = [], [], [], []
-    for spec in sys.argv[7:]:
+    specs = sys.argv[7:]
+    if specs[:1] == ["--csv"]:
+        by_class = {}
+        with open(specs[1], "rb") as f:
+            for line in f.read().decode().splitlines()[1:]:
+                if line.strip():
+                    fname, label = line.strip().split(",")
+                    by_class.setdefault(label, []).append(fname)
+        specs = []
+        for name in sorted(by_class, key=lambda n: n.encode()):
+            names.append(name)
+            starts.append(len(files))
+            counts.append(len(by_class[name]))
+            files += sorted(by_class[name], key=lambda n: n.encode())
+    for spec in specs:
         name, count = spec.split(":")
         names.append(name)
         starts.append(len(files))
