@@ -378,6 +378,16 @@ int fsb_episodes_load(fsb_sweep *sw, const fsb_split *s, const char *path, int *
     line_reader r = {data, data + size, 0};
     if ((st = read_header(&r, path, &h)) || (st = parse_header(&h, path, s, sw, want))) goto done;
     size_t ne = (size_t)sw->n_episodes * (size_t)sw->way;
+    /* a row takes at least 16 bytes ("0,0,a,query,0,x\n"): refuse to allocate for a header
+     * that declares more rows than the file could hold */
+    double rows = (double)ne * ((double)sw->max_shot + sw->query);
+    if (rows * 16 > (double)size) {
+        st = fsb_error(FSB_EFORMAT,
+                       "%s:%ld: the header declares %.0f rows, more than the %zu "
+                       "bytes of the file can hold",
+                       path, h.line[K_EPISODES], rows, size);
+        goto done;
+    }
     sw->classes = malloc(sizeof(int) * ne);
     sw->support = malloc(sizeof(int) * ne * (size_t)sw->max_shot);
     sw->queries = malloc(sizeof(int) * (ne * (size_t)sw->query + 1));

@@ -458,6 +458,7 @@ START_TEST(manifest_rejections)
     expect_reject(&s, a, b, 7, "# shots=2,1", FSB_EFORMAT, "shots", 7);
     expect_reject(&s, a, b, 7, "# shots=1,3", FSB_EFORMAT, "support rank 2", 14);
     expect_reject(&s, a, b, 9, "# episodes=3", FSB_EFORMAT, "rows end early", 30);
+    expect_reject(&s, a, b, 9, "# episodes=1000000", FSB_EFORMAT, "more than the", 9);
     expect_reject(&s, a, b, 11, "episode,label,class,role,rank", FSB_EFORMAT, "column row", 11);
     fsb_sweep none;
     ck_assert_int_lt(fsb_episodes_load(&none, &s, "/nonexistent/m.csv", NULL), 0);
