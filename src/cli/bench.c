@@ -13,6 +13,7 @@
 
 static const fsb_cli_cmd commands[] = {
     {"version", fsb_cmd_version, "print versions, the CPU and the OpenBLAS core in use"},
+    {"episodes", fsb_cmd_episodes, "draw nested episodes or replay a manifest; export a manifest"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
