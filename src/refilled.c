@@ -370,6 +370,19 @@ void fsb_refilled_stage2_defaults(fsb_refilled_stage2_opts *o)
     o->ce_batch_classes = 0;
 }
 
+/* Sum of phi rows of class k over columns [j0, j0 + len), in double, rows in order. */
+static void class_sum(double *acc, const float *phi, const int *labels, int n, int dim, int k,
+                      int j0, int len)
+{
+    memset(acc, 0, sizeof *acc * len);
+    for (int i = 0; i < n; i++) {
+        if (labels[i] != k) continue;
+        const float *x = phi + (size_t)i * dim + j0;
+        for (int j = 0; j < len; j++)
+            acc[j] += x[j];
+    }
+}
+
 int fsb_refilled_ncm_centres(float *centres, int *count, const float *phi_t, const int *labels,
                              int n, int dim, int n_class)
 {
@@ -378,32 +391,31 @@ int fsb_refilled_ncm_centres(float *centres, int *count, const float *phi_t, con
         if (labels[i] < 0 || labels[i] >= n_class)
             return fsb_error(FSB_EINVAL, "refilled NCM: row %d has label %d outside [0, %d)", i,
                              labels[i], n_class);
+    memset(count, 0, sizeof *count * n_class);
+    for (int i = 0; i < n; i++)
+        count[labels[i]]++;
+    enum { CHUNK = 256 };
+    double acc[CHUNK]; /* column block of one class sum: no allocation, row-contiguous reads */
     for (int k = 0; k < n_class; k++) {
         float *c = centres + (size_t)k * dim;
-        int cnt = 0;
-        /* c_k = mean of phi_T over rows of class k (double accumulation, in row order) */
+        memset(c, 0, sizeof *c * dim);
+        if (count[k] == 0) continue;
+        /* c_k = mean of phi_T over rows of class k; its 1/count cancels in c_k / ||c_k||,
+         * so the double sums are used directly. Pass 1: ||sum||; pass 2: sum / ||sum||. */
         double nrm2 = 0;
-        for (int j = 0; j < dim; j++) {
-            double s = 0;
-            for (int i = 0; i < n; i++)
-                if (labels[i] == k) s += phi_t[(size_t)i * dim + j];
-            c[j] = (float)s; /* the mean's 1/count cancels in c_k / ||c_k|| */
-            nrm2 += s * s;
+        for (int j0 = 0; j0 < dim; j0 += CHUNK) {
+            int len = dim - j0 < CHUNK ? dim - j0 : CHUNK;
+            class_sum(acc, phi_t, labels, n, dim, k, j0, len);
+            for (int j = 0; j < len; j++)
+                nrm2 += acc[j] * acc[j];
         }
-        for (int i = 0; i < n; i++)
-            cnt += labels[i] == k;
-        count[k] = cnt;
         double nrm = sqrt(nrm2);
-        if (cnt == 0 || nrm < FSB_REFILLED_NORM_EPS) {
-            memset(c, 0, sizeof *c * dim);
-            continue;
-        }
-        /* c^_k = c_k / ||c_k||, recomputed from the double sums */
-        for (int j = 0; j < dim; j++) {
-            double s = 0;
-            for (int i = 0; i < n; i++)
-                if (labels[i] == k) s += phi_t[(size_t)i * dim + j];
-            c[j] = (float)(s / nrm);
+        if (nrm < FSB_REFILLED_NORM_EPS) continue; /* degenerate centre: stays 0 */
+        for (int j0 = 0; j0 < dim; j0 += CHUNK) {
+            int len = dim - j0 < CHUNK ? dim - j0 : CHUNK;
+            class_sum(acc, phi_t, labels, n, dim, k, j0, len);
+            for (int j = 0; j < len; j++)
+                c[j0 + j] = (float)(acc[j] / nrm);
         }
     }
     return FSB_OK;
