@@ -82,15 +82,15 @@ typedef struct fsb_triplet {
  * negative. Rows sharing a group must share a label (else FSB_EINVAL). */
 
 /* Upper bound on the number of triplets fsb_refilled_mine can produce for these labels /
- * groups: sum_a pos(a) * neg(a) for semihard, sum_a pos(a) for facenet (pos/neg counted as
- * above). Use it to size the `out` array. O(n^2). */
+ * groups: sum_a pos(a) * neg(a) for semihard, sum_a pos(a) over anchors with a negative for
+ * facenet (pos/neg counted as above). Use it to size the `out` array. O(n^2). */
 size_t fsb_refilled_triplet_bound(const int *labels, const int *groups, int n,
                                   fsb_refilled_miner miner);
 
 /* Mine triplets from the distance matrix dist [n][n] of the student's normalised embedding
  * (fsb_refilled_pairdist). Writes *count triplets to out (capacity `cap`, caller-owned or
  * from an arena), ordered by a, then p, then n ascending. `margin` is used by semihard only
- * (ignored by facenet). facenet compares d, which orders exactly like the reference's d^2;
+ * (ignored by facenet). facenet compares d, which orders like the reference's d^2 (monotone);
  * ties pick the lowest index; an anchor with no negative yields no triplet.
  * Labels are compared for equality only (any int). Returns FSB_OK; FSB_EINVAL if
  * margin <= 0 or is not finite (semihard), or a group holds two labels; FSB_ENOMEM if more than
@@ -99,7 +99,7 @@ int fsb_refilled_mine(fsb_triplet *out, size_t cap, size_t *count, const double 
                       const int *labels, const int *groups, int n, fsb_refilled_miner miner,
                       float margin);
 
-/* Like fsb_refilled_mine, with the output array taken from `arena` (exact bound,
+/* Like fsb_refilled_mine, with the output array taken from `arena` (sized by
  * fsb_refilled_triplet_bound); *out stays valid until the caller rolls the arena back. */
 int fsb_refilled_mine_arena(fsb_triplet **out, size_t *count, fsb_arena *arena, const double *dist,
                             const int *labels, const int *groups, int n, fsb_refilled_miner miner,
