@@ -73,14 +73,26 @@ int fsb_journal_open(fsb_journal *j, const char *path, fsb_journal_fn fn, void *
     return FSB_OK;
 }
 
-int fsb_journal_append(fsb_journal *j, const char *payload)
+int fsb_journal_write(fsb_journal *j, const char *payload)
 {
     size_t n = strlen(payload);
     assert(!memchr(payload, '\t', n) && !memchr(payload, '\n', n));
-    if (fprintf(j->fp, "%s\t%08lx\n", payload, line_crc(payload, n)) < 0 || fflush(j->fp) != 0 ||
-        fsync(fileno(j->fp)) != 0)
+    if (fprintf(j->fp, "%s\t%08lx\n", payload, line_crc(payload, n)) < 0)
         return fsb_error(FSB_EIO, "%s: cannot append: %s", j->path, strerror(errno));
     return FSB_OK;
+}
+
+int fsb_journal_sync(fsb_journal *j)
+{
+    if (fflush(j->fp) != 0 || fsync(fileno(j->fp)) != 0)
+        return fsb_error(FSB_EIO, "%s: cannot append: %s", j->path, strerror(errno));
+    return FSB_OK;
+}
+
+int fsb_journal_append(fsb_journal *j, const char *payload)
+{
+    int st = fsb_journal_write(j, payload);
+    return st ? st : fsb_journal_sync(j);
 }
 
 void fsb_journal_close(fsb_journal *j)

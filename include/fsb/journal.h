@@ -24,8 +24,12 @@ typedef int (*fsb_journal_fn)(void *ctx, const char *payload, int line);
 /* Open (creating if needed) the journal at path, replaying intact records through fn
  * (may be NULL) and truncating a damaged tail. */
 int fsb_journal_open(fsb_journal *j, const char *path, fsb_journal_fn fn, void *ctx);
-/* Append one record durably. payload must not contain '\t' or '\n'. */
+/* Append one record durably (write + sync). payload must not contain '\t' or '\n'. */
 int fsb_journal_append(fsb_journal *j, const char *payload);
+/* Append one record without syncing; a batch of writes is made durable by one
+ * fsb_journal_sync (a crash before it may lose the batch, never corrupt earlier records). */
+int fsb_journal_write(fsb_journal *j, const char *payload);
+int fsb_journal_sync(fsb_journal *j);
 /* Close; no-op on a zeroed struct. */
 void fsb_journal_close(fsb_journal *j);
 
