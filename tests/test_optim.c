@@ -182,7 +182,7 @@ static float fake_grad(int t, size_t i)
 START_TEST(state_save_restore_continues_identically)
 {
     enum { N0 = 5, N1 = 3 };
-    float p0[N0], p1[N1], g0[N0], g1[N1], b0[N0], b1[N1];
+    float p0[N0], p1[N1], g0[N0] = {0}, g1[N1] = {0}, b0[N0] = {0}, b1[N1] = {0};
     for (int i = 0; i < N0; i++)
         p0[i] = (float)i * 0.1f;
     for (int i = 0; i < N1; i++)

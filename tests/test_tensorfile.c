@@ -583,7 +583,7 @@ static void check_parity_fixture(const char *file, const char *arch, const char 
         expect_same_shape(&tf, name, pl->names[i]);
     }
     for (int i = 0; i < pl->n_bn; i++) {
-        char like[128];
+        char like[160];
         snprintf(name, sizeof name, "train.after.%s.running_var", pl->bns[i]);
         snprintf(like, sizeof like, "%s.running_var", pl->bns[i]);
         expect_same_shape(&tf, name, like);
