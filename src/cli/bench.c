@@ -13,6 +13,7 @@
 
 static const fsb_cli_cmd commands[] = {
     {"version", fsb_cmd_version, "print versions, the CPU and the OpenBLAS core in use"},
+    {"data", fsb_cmd_data, "check a dataset folder, or pack its splits into the image cache"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
