@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define IMAGES_PER_TASK 64
 
@@ -37,7 +38,8 @@ typedef struct item {
 
 /* A listing problem, printed in line order. */
 typedef struct lprob {
-    int line;   /* CSV line (0: about the file as a whole) */
+    int line;   /* CSV line (0: about the file as a whole, or a folder-layout image) */
+    int seq;    /* order of recording, to keep the sort stable */
     char *text; /* the full report line (owned) */
 } lprob;
 
@@ -75,6 +77,7 @@ static int add_prob(split_info *s, int line, const char *fmt, ...)
     va_end(ap);
     if (!(np[s->n_probs].text = strdup(buf))) return fsb_error(FSB_ENOMEM, "out of memory");
     np[s->n_probs].line = line;
+    np[s->n_probs].seq = s->n_probs;
     s->n_probs++;
     return FSB_OK;
 }
@@ -112,6 +115,16 @@ static int field_ok(const char *p, size_t n, int is_file)
     return 1;
 }
 
+static int has_image_ext(const char *p, size_t n)
+{
+    const char *ext[3] = {".jpg", ".jpeg", ".png"};
+    for (int i = 0; i < 3; i++) {
+        size_t k = strlen(ext[i]);
+        if (n > k && strncasecmp(p + n - k, ext[i], k) == 0) return 1;
+    }
+    return 0;
+}
+
 static int cmp_item_path(const void *a, const void *b)
 {
     const item *x = *(item *const *)a, *y = *(item *const *)b;
@@ -124,7 +137,8 @@ static int cmp_item_path(const void *a, const void *b)
 static int cmp_lprob(const void *a, const void *b)
 {
     const lprob *x = a, *y = b;
-    return (x->line > y->line) - (x->line < y->line);
+    if (x->line != y->line) return (x->line > y->line) - (x->line < y->line);
+    return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
 /* Lenient reading of a Ravi CSV: every problem recorded, first occurrences kept. */
@@ -147,7 +161,9 @@ static int read_csv(split_info *s, const char *csv, int split)
         int is_row = line > 1;
         if (line == 1 && (len != 14 || memcmp(p, "filename,label", 14) != 0)) {
             char *comma = memchr(p, ',', len);
-            int looks_row = comma && !memchr(comma + 1, ',', len - (size_t)(comma - p) - 1);
+            /* a first line like "x.jpg,label" is a row whose header is missing */
+            int looks_row = comma && !memchr(comma + 1, ',', len - (size_t)(comma - p) - 1) &&
+                            has_image_ext(p, (size_t)(comma - p));
             if ((st = add_prob(s, 1, "%s:1: expected header 'filename,label', found '%.*s'%s", csv,
                                (int)(len > 80 ? 80 : len), p, looks_row ? " (read as a row)" : "")))
                 goto done;
@@ -396,24 +412,23 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
         }
         fprintf(report, "%s: %s (%s layout)\n", name, s->source,
                 s->ravi ? "Ravi CSV" : "class folders");
-        qsort(s->probs, (size_t)s->n_probs, sizeof *s->probs, cmp_lprob);
-        for (int i = 0; i < s->n_probs; i++)
-            fprintf(report, "%s\n", s->probs[i].text);
-        problems += s->n_probs;
+        int n_listing = s->n_probs;
         for (int i = 0; i < s->n_items; i++) {
             const item *it = &s->items[i];
             const result *r = &c.res[s->first + i];
             char where[4200] = "";
             if (it->line > 0) snprintf(where, sizeof where, "%s:%d: ", s->source, it->line);
-            if (r->st) {
-                fprintf(report, "%s%s\n", where, r->msg ? r->msg : "cannot decode");
-                problems++;
-            } else if (r->w < min_side || r->h < min_side) {
-                fprintf(report, "%s%s/%s: image is %dx%d, smaller than %d on a side\n", where, root,
-                        it->path, r->w, r->h, min_side);
-                problems++;
-            }
+            if (r->st)
+                st = add_prob(s, it->line, "%s%s", where, r->msg ? r->msg : "cannot decode");
+            else if (r->w < min_side || r->h < min_side)
+                st = add_prob(s, it->line, "%s%s/%s: image is %dx%d, smaller than %d on a side",
+                              where, root, it->path, r->w, r->h, min_side);
+            if (st) goto done;
         }
+        qsort(s->probs, (size_t)s->n_probs, sizeof *s->probs, cmp_lprob);
+        for (int i = 0; i < s->n_probs; i++)
+            fprintf(report, "%s\n", s->probs[i].text);
+        problems += s->n_probs;
         int nc, all_600;
         class_stats(report, s, name, &nc, &all_600);
         if (s->ravi && s->n_items == canon_images[k] && nc == canon_classes[k] && all_600)
@@ -422,7 +437,7 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
                     "%d images, %d classes x 600\n",
                     name, name, canon_images[k], canon_classes[k]);
         fsb_split clean;
-        if (s->n_probs == 0 && fsb_split_open(&clean, root, name) == FSB_OK) {
+        if (n_listing == 0 && fsb_split_open(&clean, root, name) == FSB_OK) {
             fprintf(report, "%s: fingerprint %016llx%s\n", name,
                     (unsigned long long)clean.fingerprint,
                     clean.fingerprint == canon_fp[k]
