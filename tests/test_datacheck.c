@@ -188,6 +188,63 @@ START_TEST(class_folder_layout)
 }
 END_TEST
 
+START_TEST(cli_check_and_pack)
+{
+    int nc[3] = {2, 1, 1};
+    fx_make_ravi(root, nc, 3, 84);
+    char *out = NULL;
+    ck_assert_int_eq(tu_run(&out, "%s data check --data '%s' --threads 2", tu_bench(), root), 0);
+    has(out, "problems: 0");
+    free(out);
+    char *cache = tu_path(root, "cachedir");
+    ck_assert_int_eq(tu_run(&out, "%s data pack --data '%s' --split val,train --cache '%s'",
+                            tu_bench(), root, cache),
+                     0);
+    has(out, "train      6 images");
+    has(out, "img/s  packed -> ");
+    has(out, "val        3 images");
+    ck_assert_ptr_null(strstr(out, "test "));
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data pack --data '%s' --cache '%s'", tu_bench(), root, cache),
+                     0);
+    has(out, "up to date");
+    free(out);
+    /* a truncated image: named, exit status 1 */
+    char *img = tu_path(root, "images/n0000000000000001.jpg");
+    fx_truncate(img, 300);
+    ck_assert_int_eq(tu_run(&out, "%s data check --data '%s'", tu_bench(), root), 1);
+    has(out, "train.csv:");
+    has(out, "n0000000000000001.jpg: corrupt or truncated JPEG");
+    has(out, "problems: 1");
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data pack --data '%s' --cache '%s'", tu_bench(), root, cache),
+                     1);
+    has(out, "n0000000000000001.jpg");
+    free(out);
+    /* usage errors name the flag and exit 2 */
+    ck_assert_int_eq(tu_run(&out, "%s data check --data '%s' --bogus", tu_bench(), root), 2);
+    has(out, "--bogus");
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data pack --data '%s' --threads x", tu_bench(), root), 2);
+    has(out, "--threads");
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data pack --data '%s' --split train,dev", tu_bench(), root),
+                     2);
+    has(out, "--split: 'dev'");
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data check --cache x --data '%s'", tu_bench(), root), 2);
+    has(out, "--cache");
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data check", tu_bench()), 2);
+    has(out, "--data");
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data frobnicate", tu_bench()), 2);
+    free(out);
+    free(img);
+    free(cache);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("datacheck");
@@ -198,6 +255,7 @@ int main(void)
     tcase_add_test(tc, every_problem_listed_with_file_and_line);
     tcase_add_test(tc, missing_root_empty_and_headerless_csv);
     tcase_add_test(tc, class_folder_layout);
+    tcase_add_test(tc, cli_check_and_pack);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

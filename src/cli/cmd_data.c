@@ -76,8 +76,14 @@ static int parse(int argc, char **argv, data_opts *o, int pack, int *help)
     optind = 1;
     int ch, st;
     long v;
-    while ((ch = getopt_long(argc, argv, ":", longs, NULL)) != -1) {
-        const char *flag = argv[optind - 1];
+    int li = -1;
+    while ((ch = getopt_long(argc, argv, ":", longs, &li)) != -1) {
+        char flag[64];
+        if (ch > 0 && ch < O_HELP + 1 && li >= 0)
+            snprintf(flag, sizeof flag, "--%s", longs[li].name);
+        else
+            snprintf(flag, sizeof flag, "%.60s", argv[optind - 1]);
+        li = -1;
         if (pack == 0 && (ch == O_CACHE || ch == O_SPLIT || ch == O_REBUILD || ch == O_SIZE))
             return fsb_error(FSB_EINVAL, "%s: not a flag of `bench data check`", flag);
         switch (ch) {
