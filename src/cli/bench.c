@@ -15,6 +15,7 @@ static const fsb_cli_cmd commands[] = {
     {"run", fsb_cmd_run, "the benchmark (also: bench --data ... with no command word)"},
     {"version", fsb_cmd_version, "print versions, the CPU and the OpenBLAS core in use"},
     {"episodes", fsb_cmd_episodes, "draw nested episodes or replay a manifest; export a manifest"},
+    {"data", fsb_cmd_data, "check a dataset folder, or pack its splits into the image cache"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

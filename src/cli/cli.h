@@ -25,5 +25,6 @@ int fsb_cli_int_list(const char *flag, const char *text, long hi, int *vals, int
 int fsb_cmd_version(int argc, char **argv);
 int fsb_cmd_run(int argc, char **argv);
 int fsb_cmd_episodes(int argc, char **argv);
+int fsb_cmd_data(int argc, char **argv);
 
 #endif
