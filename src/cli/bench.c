@@ -13,6 +13,7 @@
 
 static const fsb_cli_cmd commands[] = {
     {"version", fsb_cmd_version, "print versions, the CPU and the OpenBLAS core in use"},
+    {"perf", fsb_cmd_perf, "images/s of the backbone engine (train step, inference), profile"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
