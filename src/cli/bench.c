@@ -16,6 +16,7 @@ static const fsb_cli_cmd commands[] = {
     {"version", fsb_cmd_version, "print versions, the CPU and the OpenBLAS core in use"},
     {"episodes", fsb_cmd_episodes, "draw nested episodes or replay a manifest; export a manifest"},
     {"data", fsb_cmd_data, "check a dataset folder, or pack its splits into the image cache"},
+    {"perf", fsb_cmd_perf, "images/s of the backbone engine (train step, inference), profile"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

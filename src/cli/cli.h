@@ -26,5 +26,6 @@ int fsb_cmd_version(int argc, char **argv);
 int fsb_cmd_run(int argc, char **argv);
 int fsb_cmd_episodes(int argc, char **argv);
 int fsb_cmd_data(int argc, char **argv);
+int fsb_cmd_perf(int argc, char **argv);
 
 #endif
