@@ -23,5 +23,7 @@ int fsb_cli_int_list(const char *flag, const char *text, long hi, int *vals, int
 
 /* Subcommands (one file each in src/cli/). */
 int fsb_cmd_version(int argc, char **argv);
+int fsb_cmd_table(int argc, char **argv);
+int fsb_cmd_perf_methods(int argc, char **argv);
 
 #endif
