@@ -107,12 +107,18 @@ int fsb_method_linear_run(const fsb_method *m, const fsb_method_config *cfg,
         cls[k] = model->label[k];
     for (int q = 0; q < ep->n_query; q++) {
         const float *x = qry + (size_t)q * dim;
-        for (int k = 0; k < nr_w; k++) {
-            double d = has_bias ? model->w[(size_t)dim * nr_w + k] * cfg->bias : 0.0;
-            for (int j = 0; j < dim; j++)
-                d += model->w[(size_t)j * nr_w + k] * x[j];
-            score[k] = d;
+        /* w row by row (contiguous), each class's sum still in feature order */
+        for (int k = 0; k < nr_w; k++)
+            score[k] = 0.0;
+        for (int j = 0; j < dim; j++) {
+            const double *wj = model->w + (size_t)j * nr_w;
+            const double xj = x[j];
+            for (int k = 0; k < nr_w; k++)
+                score[k] += wj[k] * xj;
         }
+        if (has_bias)
+            for (int k = 0; k < nr_w; k++)
+                score[k] += model->w[(size_t)dim * nr_w + k] * cfg->bias;
         double *by_class = score + way;
         if (nr_w == 1) {
             by_class[cls[0]] = score[0];
