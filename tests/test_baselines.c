@@ -6,6 +6,7 @@
 #include "fsb/method.h"
 #include "fsb/rng.h"
 #include "fsb/status.h"
+#include "fsb/tensorfile.h"
 #include "fsb/threads.h"
 #include "testutil.h"
 
@@ -388,6 +389,112 @@ START_TEST(same_predictions_on_any_thread)
 }
 END_TEST
 
+/* Predictions of method m at shot K from a perf-methods dump (malloc'd copy as int64). */
+static int64_t *dump_pred(const char *path, const char *key, size_t *n)
+{
+    fsb_tensorfile tf;
+    fsb_tensorfile_init(&tf);
+    ck_assert_int_eq(fsb_tensorfile_load(&tf, path), FSB_OK);
+    const fsb_tensor *t = fsb_tensorfile_get(&tf, key);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(t->dtype, FSB_I64);
+    int64_t *copy = malloc(t->numel * sizeof *copy);
+    memcpy(copy, t->data, t->numel * sizeof *copy);
+    *n = t->numel;
+    fsb_tensorfile_free(&tf);
+    return copy;
+}
+
+/* `bench perf-methods` on a tiny feature file: runs, dumps, gives the same predictions on 1
+ * and 3 threads, and the dumped 1nn predictions match a direct run on the dumped episode. */
+START_TEST(perf_methods_cli)
+{
+    enum { CLASSES = 6, PER = 12, DIM = 8 };
+    char *dir = tu_tmpdir();
+    char *feat = tu_path(dir, "f.fsbt"), *d1 = tu_path(dir, "d1.fsbt"),
+         *d3 = tu_path(dir, "d3.fsbt");
+    float *x = malloc(sizeof(float) * CLASSES * PER * DIM);
+    int64_t labels[CLASSES * PER];
+    fsb_rng rng;
+    fsb_rng_init(&rng, 3, 0);
+    for (int i = 0; i < CLASSES * PER; i++) {
+        labels[i] = 100 + (i % CLASSES) * 7; /* any ids, interleaved */
+        for (int j = 0; j < DIM; j++)
+            x[i * DIM + j] = (float)((j == i % CLASSES ? 1.5 : 0.0) + fsb_rng_normal(&rng));
+    }
+    fsb_tensorfile tf;
+    fsb_tensorfile_init(&tf);
+    int64_t dims[2] = {CLASSES * PER, DIM};
+    ck_assert_int_eq(fsb_tensorfile_add(&tf, "features", FSB_F32, 2, dims, x), FSB_OK);
+    ck_assert_int_eq(fsb_tensorfile_add(&tf, "labels", FSB_I64, 1, dims, labels), FSB_OK);
+    ck_assert_int_eq(fsb_tensorfile_save(&tf, feat), FSB_OK);
+    fsb_tensorfile_free(&tf);
+    char *out = NULL;
+    const char *common = "--episodes 7 --shots 1,3 --way 3 --query 4";
+    ck_assert_int_eq(tu_run(&out, "'%s' perf-methods --features '%s' %s --threads 1 --dump '%s'",
+                            tu_bench(), feat, common, d1),
+                     0);
+    ck_assert_msg(strstr(out, "wall time") != NULL, "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "svm "));
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "'%s' perf-methods --features '%s' %s --threads 3 --dump '%s'",
+                            tu_bench(), feat, common, d3),
+                     0);
+    free(out);
+    const char *keys[] = {"K1.pred.1nn",    "K3.pred.protonet", "K3.pred.svm",
+                          "K1.pred.logreg", "K3.support",       "K3.query"};
+    for (int k = 0; k < 6; k++) {
+        size_t n1, n3;
+        int64_t *p1 = dump_pred(d1, keys[k], &n1), *p3 = dump_pred(d3, keys[k], &n3);
+        ck_assert_uint_eq(n1, n3);
+        ck_assert_msg(memcmp(p1, p3, n1 * sizeof *p1) == 0, "%s differs", keys[k]);
+        free(p1);
+        free(p3);
+    }
+    /* episode 2 at 3-shot: rebuild it from the dump and run protonet directly */
+    size_t ns, nq, np;
+    int64_t *sup = dump_pred(d1, "K3.support", &ns), *qry = dump_pred(d1, "K3.query", &nq);
+    int64_t *pp = dump_pred(d1, "K3.pred.protonet", &np);
+    ck_assert_uint_eq(ns, 7 * 9);
+    ck_assert_uint_eq(nq, 7 * 12);
+    float sf[9 * DIM], qf[12 * DIM];
+    int lab[9], pred[12];
+    for (int i = 0; i < 9; i++) {
+        memcpy(sf + i * DIM, x + sup[2 * 9 + i] * DIM, sizeof(float) * DIM);
+        lab[i] = i / 3;
+        /* class-major: the 3 support rows of episode class c share one file label */
+        ck_assert_int_eq(labels[sup[2 * 9 + i]], labels[sup[2 * 9 + (i / 3) * 3]]);
+    }
+    for (int i = 0; i < 12; i++)
+        memcpy(qf + i * DIM, x + qry[2 * 12 + i] * DIM, sizeof(float) * DIM);
+    fsb_episode_view ep = view(3, 3, 4, DIM, sf, lab, qf);
+    ck_assert_int_eq(run("protonet", -1, NULL, &ep, pred), FSB_OK);
+    for (int i = 0; i < 12; i++)
+        ck_assert_int_eq(pred[i], pp[2 * 12 + i]);
+    free(sup);
+    free(qry);
+    free(pp);
+    /* errors name the flag */
+    ck_assert_int_eq(
+        tu_run(&out, "'%s' perf-methods --features '%s' --methods 1nn,knn", tu_bench(), feat), 2);
+    ck_assert_ptr_nonnull(strstr(out, "--methods: unknown method 'knn'"));
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "'%s' perf-methods --episodes 5", tu_bench()), 2);
+    ck_assert_ptr_nonnull(strstr(out, "--features"));
+    free(out);
+    ck_assert_int_eq(
+        tu_run(&out, "'%s' perf-methods --features '%s' --shots 1,20", tu_bench(), feat), 2);
+    ck_assert_ptr_nonnull(strstr(out, "cannot give 5-way episodes"));
+    free(out);
+    free(x);
+    free(feat);
+    free(d1);
+    free(d3);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("baselines");
@@ -404,6 +511,7 @@ int main(void)
     tcase_add_test(tc, separable_clusters);
     tcase_add_test(tc, bad_episodes);
     tcase_add_test(tc, same_predictions_on_any_thread);
+    tcase_add_test(tc, perf_methods_cli);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
