@@ -6,6 +6,7 @@
 #include "fsb/perf.h"
 #include "fsb/arena.h"
 #include "fsb/blas.h"
+#include "fsb/fileio.h"
 #include "fsb/method.h"
 #include "fsb/report.h"
 #include "fsb/rng.h"
@@ -244,6 +245,36 @@ done:
     return st;
 }
 
+/* per_episode.csv and the derived reports of the run, in (method, shot, episode) order. */
+static int write_report(const perf_ctx *c, const char *dir, fsb_perf_result *res)
+{
+    const fsb_perf_options *o = c->o;
+    const size_t tasks = (size_t)o->n_shots * o->episodes, n = tasks * o->n_methods;
+    int st = fsb_mkdir_p(dir);
+    if (st) return st;
+    fsb_episode_record *recs = malloc(sizeof *recs * n);
+    if (!recs) return fsb_error(FSB_ENOMEM, "%s: out of memory", dir);
+    for (int mi = 0; mi < o->n_methods; mi++)
+        for (size_t t = 0; t < tasks; t++) {
+            size_t ti = (size_t)mi * tasks + t;
+            fsb_episode_record *r = &recs[ti];
+            memset(r, 0, sizeof *r);
+            r->episode = (int64_t)(t % (size_t)o->episodes);
+            r->shot = o->shots[t / (size_t)o->episodes];
+            snprintf(r->method, sizeof r->method, "%s", c->m[mi]->name);
+            r->n_correct = c->correct[ti];
+            r->n_query = o->way * o->query;
+            r->accuracy = (double)r->n_correct / r->n_query;
+            r->fit_ms = c->ms[2 * ti];
+            r->predict_ms = c->ms[2 * ti + 1];
+        }
+    fsb_report_result rr;
+    st = fsb_report_write(dir, recs, n, NULL, &rr);
+    snprintf(res->report_note, sizeof res->report_note, "%s", st ? "" : rr.note);
+    free(recs);
+    return st;
+}
+
 int fsb_perf_methods(const fsb_perf_options *o, fsb_perf_result *res)
 {
     fsb_tensorfile tf;
@@ -430,7 +461,8 @@ int fsb_perf_methods(const fsb_perf_options *o, fsb_perf_result *res)
     res->dim = dim;
     res->n_classes = nc;
     res->threads = threads;
-    if (o->dump) st = write_dump(&c, o->dump);
+    if (o->dump && (st = write_dump(&c, o->dump))) goto done;
+    if (o->report_dir) st = write_report(&c, o->report_dir, res);
 done:
     fsb_pool_destroy(pool);
     for (int w = 0; c.arenas && w < threads; w++)

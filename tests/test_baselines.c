@@ -437,10 +437,21 @@ START_TEST(perf_methods_cli)
     ck_assert_msg(strstr(out, "wall time") != NULL, "%s", out);
     ck_assert_ptr_nonnull(strstr(out, "svm "));
     free(out);
-    ck_assert_int_eq(tu_run(&out, "'%s' perf-methods --features '%s' %s --threads 3 --dump '%s'",
-                            tu_bench(), feat, common, d3),
+    char *rep = tu_path(dir, "run");
+    ck_assert_int_eq(tu_run(&out,
+                            "'%s' perf-methods --features '%s' %s --threads 3 --dump '%s' "
+                            "--report '%s'",
+                            tu_bench(), feat, common, d3, rep),
                      0);
     free(out);
+    /* the report: header + 4 methods x 2 shots x 7 episodes rows, and a table */
+    ck_assert_int_eq(tu_run(&out, "wc -l < '%s/per_episode.csv'", rep), 0);
+    ck_assert_int_eq(atoi(out), 1 + 4 * 2 * 7);
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "grep -c '^| ' '%s/table.md'", rep), 0);
+    ck_assert_int_eq(atoi(out), 1 + 4);
+    free(out);
+    free(rep);
     const char *keys[] = {"K1.pred.1nn",    "K3.pred.protonet", "K3.pred.svm",
                           "K1.pred.logreg", "K3.support",       "K3.query"};
     for (int k = 0; k < 6; k++) {

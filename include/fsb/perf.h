@@ -32,6 +32,7 @@ typedef struct fsb_perf_options {
     uint64_t seed;                             /* episode sampling key */
     int threads;                               /* pool size (<= 0: one per core) */
     const char *dump;                          /* tensor file for episodes + predictions, or NULL */
+    const char *report_dir; /* folder for per_episode.csv + reports (fsb_report_write), or NULL */
 } fsb_perf_options;
 
 /* Per (method, shot) results. */
@@ -50,6 +51,7 @@ typedef struct fsb_perf_result {
     int base_mean_from_file;                                      /* 1: "base_mean" tensor used */
     double wall_s;                                                /* wall time of all episodes */
     fsb_perf_cell cell[FSB_PERF_MAX_METHODS][FSB_PERF_MAX_SHOTS]; /* [method][shot index] */
+    char report_note[512]; /* fsb_report_result.note of the report, "" when none */
 } fsb_perf_result;
 
 /* Defaults: 1000 episodes, shots 1,5,10,30, 5-way, 15 queries, methods 1nn, protonet, svm,
@@ -61,7 +63,8 @@ void fsb_perf_options_default(fsb_perf_options *o);
  * method m: "K<K>.support" / "K<K>.query" (i64 [episodes, way*K] / [episodes, way*query],
  * row indices into the feature file, class-major: example i is of episode class i / K resp.
  * i / query), "K<K>.pred.<m>" (i64 [episodes, way*query]) and "K<K>.ms.<m>" (f32
- * [episodes, 2]: fit, predict). */
+ * [episodes, 2]: fit, predict). With report_dir, the folder is created and gets
+ * per_episode.csv and the derived reports (see report.h). */
 int fsb_perf_methods(const fsb_perf_options *o, fsb_perf_result *res);
 
 #endif

@@ -16,10 +16,13 @@ static void perf_usage(FILE *out)
             "usage: bench perf-methods --features FILE.fsbt [--episodes N] [--shots 1,5,10,30]\n"
             "         [--way 5] [--query 15] [--methods 1nn,protonet,svm,logreg]\n"
             "         [--norm un|l2n|cl2n] [--C 1] [--eps 0.01] [--seed 0] [--threads T]\n"
-            "         [--dump FILE.fsbt]\n"
+            "         [--dump FILE.fsbt] [--report DIR]\n"
             "  FILE.fsbt holds 'features' (f32 [N, dim]), 'labels' (i64 [N]) and optionally\n"
             "  'base_mean' (f32 [dim], for cl2n; default: the mean of all features).\n"
-            "  --norm sets every method's normalisation (default: each method's own).\n");
+            "  --norm sets every method's normalisation (default: each method's own).\n"
+            "  --dump writes episodes + predictions (for tools/sklearn_compare.py);\n"
+            "  --report writes DIR/per_episode.csv, summary.csv, paired.csv, table.md/.tex\n"
+            "  and accuracy_vs_shots.png.\n");
 }
 
 /* Split "a,b,c" into o->methods (pointers into `text`, which is modified). */
@@ -42,14 +45,21 @@ static int parse_methods(char *text, fsb_perf_options *o)
 
 int fsb_cmd_perf_methods(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"features", required_argument, NULL, 'f'}, {"episodes", required_argument, NULL, 'e'},
-        {"shots", required_argument, NULL, 's'},    {"way", required_argument, NULL, 'w'},
-        {"query", required_argument, NULL, 'q'},    {"methods", required_argument, NULL, 'm'},
-        {"norm", required_argument, NULL, 'n'},     {"C", required_argument, NULL, 'C'},
-        {"eps", required_argument, NULL, 'E'},      {"seed", required_argument, NULL, 'S'},
-        {"threads", required_argument, NULL, 't'},  {"dump", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"features", required_argument, NULL, 'f'},
+                                             {"episodes", required_argument, NULL, 'e'},
+                                             {"shots", required_argument, NULL, 's'},
+                                             {"way", required_argument, NULL, 'w'},
+                                             {"query", required_argument, NULL, 'q'},
+                                             {"methods", required_argument, NULL, 'm'},
+                                             {"norm", required_argument, NULL, 'n'},
+                                             {"C", required_argument, NULL, 'C'},
+                                             {"eps", required_argument, NULL, 'E'},
+                                             {"seed", required_argument, NULL, 'S'},
+                                             {"threads", required_argument, NULL, 't'},
+                                             {"dump", required_argument, NULL, 'd'},
+                                             {"report", required_argument, NULL, 'r'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     fsb_perf_options o;
     fsb_perf_options_default(&o);
     optind = 1;
@@ -97,6 +107,9 @@ int fsb_cmd_perf_methods(int argc, char **argv)
             break;
         case 'd':
             o.dump = optarg;
+            break;
+        case 'r':
+            o.report_dir = optarg;
             break;
         case 'h':
             perf_usage(stdout);
