@@ -17,6 +17,8 @@ static const fsb_cli_cmd commands[] = {
     {"episodes", fsb_cmd_episodes, "draw nested episodes or replay a manifest; export a manifest"},
     {"data", fsb_cmd_data, "check a dataset folder, or pack its splits into the image cache"},
     {"perf", fsb_cmd_perf, "images/s of the backbone engine (train step, inference), profile"},
+    {"table", fsb_cmd_table, "rebuild a run's summary, tables and plot from per_episode.csv"},
+    {"perf-methods", fsb_cmd_perf_methods, "time the frozen-feature methods on random episodes"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
@@ -54,7 +56,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: bench <command> [flags]   (bench <command> --help for its flags)\n\n");
     for (int i = 0; i < n_commands; i++)
-        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-13s %s\n", commands[i].name, commands[i].summary);
 }
 
 int main(int argc, char **argv)

@@ -27,5 +27,7 @@ int fsb_cmd_run(int argc, char **argv);
 int fsb_cmd_episodes(int argc, char **argv);
 int fsb_cmd_data(int argc, char **argv);
 int fsb_cmd_perf(int argc, char **argv);
+int fsb_cmd_table(int argc, char **argv);
+int fsb_cmd_perf_methods(int argc, char **argv);
 
 #endif

@@ -1,0 +1,151 @@
+/* method.c - the method table, config defaults, episode checks and feature normalisation.
+ *
+ * New methods (finetune, refilled) are added as rows of `methods` below; callers only ever
+ * look a method up by name and call through its row.
+ */
+#include "fsb/method.h"
+#include "fsb/status.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* liblinear solver numbers (linear.h's enum; repeated here so that linear.h stays in
+ * baselines/linear.c): L2R_LR = 0, L2R_L2LOSS_SVC = 2. */
+enum { SOLVER_L2R_LR = 0, SOLVER_L2R_L2LOSS_SVC = 2 };
+
+static const fsb_method methods[] = {
+    {"1nn", "nearest support example (Euclidean) on frozen features", FSB_NEEDS_FEATURES,
+     FSB_NORM_CL2N, fsb_method_1nn_run, fsb_method_1nn_scratch, 0},
+    {"protonet", "nearest class prototype (squared Euclidean) on frozen features",
+     FSB_NEEDS_FEATURES, FSB_NORM_UN, fsb_method_protonet_run, fsb_method_protonet_scratch, 0},
+    {"svm", "linear SVM (liblinear L2R_L2LOSS_SVC primal, one-vs-rest) on frozen features",
+     FSB_NEEDS_FEATURES, FSB_NORM_L2N, fsb_method_linear_run, fsb_method_linear_scratch,
+     SOLVER_L2R_L2LOSS_SVC},
+    {"logreg", "logistic regression (liblinear L2R_LR primal, one-vs-rest) on frozen features",
+     FSB_NEEDS_FEATURES, FSB_NORM_L2N, fsb_method_linear_run, fsb_method_linear_scratch,
+     SOLVER_L2R_LR},
+};
+static const int n_methods = (int)(sizeof methods / sizeof methods[0]);
+
+int fsb_method_count(void)
+{
+    return n_methods;
+}
+
+const fsb_method *fsb_method_at(int i)
+{
+    if (i < 0 || i >= n_methods) return NULL;
+    return &methods[i];
+}
+
+const fsb_method *fsb_method_find(const char *name)
+{
+    for (int i = 0; i < n_methods; i++)
+        if (strcmp(methods[i].name, name) == 0) return &methods[i];
+    char known[256] = "";
+    for (int i = 0; i < n_methods; i++) {
+        size_t len = strlen(known);
+        snprintf(known + len, sizeof known - len, "%s%s", i ? ", " : "", methods[i].name);
+    }
+    fsb_error(FSB_ENOTFOUND, "unknown method '%s' (known: %s)", name, known);
+    return NULL;
+}
+
+void fsb_method_config_default(fsb_method_config *cfg, const fsb_method *m)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->norm = m ? m->default_norm : FSB_NORM_UN;
+    cfg->C = 1.0;
+    cfg->eps = 0.01;
+    cfg->bias = 1.0;
+}
+
+static const char *const norm_names[] = {"un", "l2n", "cl2n"};
+
+int fsb_norm_parse(const char *flag, const char *text, fsb_norm *out)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(text, norm_names[i]) == 0) {
+            *out = (fsb_norm)i;
+            return FSB_OK;
+        }
+    return fsb_error(FSB_EINVAL, "%s: '%s' is not a normalisation (un, l2n, cl2n)", flag, text);
+}
+
+const char *fsb_norm_name(fsb_norm n)
+{
+    return (unsigned)n < 3 ? norm_names[n] : "?";
+}
+
+int fsb_method_check(const fsb_method *m, const fsb_method_config *cfg, const fsb_episode_view *ep)
+{
+    if (ep->way < 1 || ep->shot < 1 || ep->query < 1)
+        return fsb_error(FSB_EINVAL, "%s: episode %lld: way %d, shot %d, query %d must be >= 1",
+                         m->name, (long long)ep->episode, ep->way, ep->shot, ep->query);
+    if (ep->n_support != ep->way * ep->shot || ep->n_query != ep->way * ep->query)
+        return fsb_error(FSB_EINVAL,
+                         "%s: episode %lld: n_support %d / n_query %d do not match way %d, "
+                         "shot %d, query %d",
+                         m->name, (long long)ep->episode, ep->n_support, ep->n_query, ep->way,
+                         ep->shot, ep->query);
+    if (!ep->support_labels)
+        return fsb_error(FSB_EINVAL, "%s: episode %lld: no support labels", m->name,
+                         (long long)ep->episode);
+    if ((m->needs & FSB_NEEDS_FEATURES) && (!ep->support_feat || !ep->query_feat || ep->dim < 1))
+        return fsb_error(FSB_EINVAL, "%s: episode %lld: method needs features", m->name,
+                         (long long)ep->episode);
+    if ((m->needs & FSB_NEEDS_IMAGES) && (!ep->support_img || !ep->query_img))
+        return fsb_error(FSB_EINVAL, "%s: episode %lld: method needs image indices", m->name,
+                         (long long)ep->episode);
+    /* every class has exactly `shot` support examples */
+    int counts[1024];
+    if (ep->way > 1024) return fsb_error(FSB_EINVAL, "%s: way %d exceeds 1024", m->name, ep->way);
+    memset(counts, 0, sizeof(int) * (size_t)ep->way);
+    for (int i = 0; i < ep->n_support; i++) {
+        int y = ep->support_labels[i];
+        if (y < 0 || y >= ep->way)
+            return fsb_error(FSB_EINVAL, "%s: episode %lld: support label %d out of range 0..%d",
+                             m->name, (long long)ep->episode, y, ep->way - 1);
+        counts[y]++;
+    }
+    for (int c = 0; c < ep->way; c++)
+        if (counts[c] != ep->shot)
+            return fsb_error(FSB_EINVAL,
+                             "%s: episode %lld: class %d has %d support examples, "
+                             "expected %d",
+                             m->name, (long long)ep->episode, c, counts[c], ep->shot);
+    if ((m->needs & FSB_NEEDS_FEATURES) && cfg->norm == FSB_NORM_CL2N &&
+        (!cfg->base_mean || cfg->base_mean_dim != ep->dim))
+        return fsb_error(FSB_EINVAL,
+                         "%s: norm cl2n needs the base-class mean feature of dimension %d "
+                         "(have %s of %d)",
+                         m->name, ep->dim, cfg->base_mean ? "one" : "none", cfg->base_mean_dim);
+    return FSB_OK;
+}
+
+void fsb_features_normalise(float *out, const float *in, int n, int dim, fsb_norm norm,
+                            const float *base_mean)
+{
+    for (int i = 0; i < n; i++) {
+        const float *x = in + (size_t)i * dim;
+        float *y = out + (size_t)i * dim;
+        if (norm == FSB_NORM_UN) {
+            if (y != x) memcpy(y, x, sizeof(float) * (size_t)dim);
+            continue;
+        }
+        if (norm == FSB_NORM_CL2N)
+            for (int j = 0; j < dim; j++)
+                y[j] = x[j] - base_mean[j];
+        else if (y != x)
+            memcpy(y, x, sizeof(float) * (size_t)dim);
+        double ss = 0.0;
+        for (int j = 0; j < dim; j++)
+            ss += (double)y[j] * y[j];
+        if (ss > 0.0) {
+            float inv = (float)(1.0 / sqrt(ss));
+            for (int j = 0; j < dim; j++)
+                y[j] *= inv;
+        }
+    }
+}

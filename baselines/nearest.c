@@ -1,0 +1,131 @@
+/* nearest.c - the two nearest-neighbour baselines on frozen features (protocol.md):
+ * 1nn (each query takes the label of its nearest support example, Euclidean) and protonet
+ * (nearest class prototype = mean normalised support feature, squared Euclidean).
+ * Distances are summed in a fixed order, so results never depend on the thread; ties go to
+ * the lowest support index (1nn) or the lowest class (protonet).
+ */
+#include "fsb/method.h"
+#include "fsb/status.h"
+#include "fsb/threads.h"
+
+#include <string.h>
+
+/* sum_j (a_j - b_j)^2 over 8 float lanes combined in a fixed order (vectorisable, and the
+ * same bits on every thread). */
+static double sqdist(const float *a, const float *b, int dim)
+{
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int j = 0;
+    for (; j + 8 <= dim; j += 8)
+        for (int l = 0; l < 8; l++) {
+            float d = a[j + l] - b[j + l];
+            acc[l] += d * d;
+        }
+    double s = 0.0;
+    for (; j < dim; j++) {
+        double d = (double)a[j] - b[j];
+        s += d * d;
+    }
+    for (int l = 0; l < 8; l++)
+        s += acc[l];
+    return s;
+}
+
+/* The label of the nearest of n candidates (rows of `cand`, label cand_label[i] or i when
+ * cand_label is NULL); the first one wins a tie. */
+static void nearest(int *pred, const float *query, int n_query, const float *cand,
+                    const int *cand_label, int n_cand, int dim)
+{
+    for (int q = 0; q < n_query; q++) {
+        const float *x = query + (size_t)q * dim;
+        int best = 0;
+        double best_d = sqdist(x, cand, dim);
+        for (int i = 1; i < n_cand; i++) {
+            double d = sqdist(x, cand + (size_t)i * dim, dim);
+            if (d < best_d) {
+                best_d = d;
+                best = i;
+            }
+        }
+        pred[q] = cand_label ? cand_label[best] : best;
+    }
+}
+
+size_t fsb_method_1nn_scratch(int way, int shot, int query, int dim)
+{
+    return sizeof(float) * (size_t)dim * (size_t)way * (size_t)(shot + query) + 256;
+}
+
+int fsb_method_1nn_run(const fsb_method *m, const fsb_method_config *cfg,
+                       const fsb_episode_view *ep, fsb_arena *scratch, fsb_rng *rng, int *pred,
+                       fsb_method_stats *stats)
+{
+    int st = fsb_method_check(m, cfg, ep);
+    if (st) return st;
+    size_t mark = fsb_arena_mark(scratch);
+    double t0 = fsb_now();
+    float *sup = fsb_arena_floats(scratch, (size_t)ep->n_support * ep->dim);
+    float *qry = fsb_arena_floats(scratch, (size_t)ep->n_query * ep->dim);
+    if (!sup || !qry) {
+        st = fsb_error_wrap(FSB_ENOMEM, "%s: episode scratch", m->name);
+        goto done;
+    }
+    fsb_features_normalise(sup, ep->support_feat, ep->n_support, ep->dim, cfg->norm,
+                           cfg->base_mean);
+    fsb_features_normalise(qry, ep->query_feat, ep->n_query, ep->dim, cfg->norm, cfg->base_mean);
+    double t1 = fsb_now();
+    nearest(pred, qry, ep->n_query, sup, ep->support_labels, ep->n_support, ep->dim);
+    if (stats) {
+        stats->fit_ms = (t1 - t0) * 1e3;
+        stats->predict_ms = (fsb_now() - t1) * 1e3;
+    }
+done:
+    fsb_arena_reset_to(scratch, mark);
+    return st;
+}
+
+size_t fsb_method_protonet_scratch(int way, int shot, int query, int dim)
+{
+    return sizeof(float) * (size_t)dim * (size_t)way * (size_t)(shot + query + 1) +
+           sizeof(double) * (size_t)dim * (size_t)way + 512;
+}
+
+int fsb_method_protonet_run(const fsb_method *m, const fsb_method_config *cfg,
+                            const fsb_episode_view *ep, fsb_arena *scratch, fsb_rng *rng, int *pred,
+                            fsb_method_stats *stats)
+{
+    int st = fsb_method_check(m, cfg, ep);
+    if (st) return st;
+    size_t mark = fsb_arena_mark(scratch);
+    const int dim = ep->dim, way = ep->way;
+    double t0 = fsb_now();
+    float *sup = fsb_arena_floats(scratch, (size_t)ep->n_support * dim);
+    float *qry = fsb_arena_floats(scratch, (size_t)ep->n_query * dim);
+    float *proto = fsb_arena_floats(scratch, (size_t)way * dim);
+    double *sum = fsb_arena_alloc(scratch, sizeof(double) * (size_t)way * dim, 64);
+    if (!sup || !qry || !proto || !sum) {
+        st = fsb_error_wrap(FSB_ENOMEM, "%s: episode scratch", m->name);
+        goto done;
+    }
+    fsb_features_normalise(sup, ep->support_feat, ep->n_support, dim, cfg->norm, cfg->base_mean);
+    fsb_features_normalise(qry, ep->query_feat, ep->n_query, dim, cfg->norm, cfg->base_mean);
+    /* prototype c = mean of class c's support features, summed in support order */
+    memset(sum, 0, sizeof(double) * (size_t)way * dim);
+    for (int i = 0; i < ep->n_support; i++) {
+        double *s = sum + (size_t)ep->support_labels[i] * dim;
+        const float *x = sup + (size_t)i * dim;
+        for (int j = 0; j < dim; j++)
+            s[j] += x[j];
+    }
+    for (size_t k = 0; k < (size_t)way * dim; k++)
+        proto[k] = (float)(sum[k] / ep->shot);
+    double t1 = fsb_now();
+    nearest(pred, qry, ep->n_query, proto, NULL, way, dim);
+    if (stats) {
+        stats->fit_ms = (t1 - t0) * 1e3;
+        stats->predict_ms = (fsb_now() - t1) * 1e3;
+    }
+done:
+    fsb_arena_reset_to(scratch, mark);
+    return st;
+}
