@@ -69,10 +69,10 @@ static void resize_crop_taps(tap *tx, tap *ty, int w, int h, int S, int C)
     axis_taps(ty, C, half_round_even(rh - C), 0, h, rh);
 }
 
-fsb_norm fsb_norm_get(fsb_norm_preset preset)
+fsb_pixnorm fsb_pixnorm_get(fsb_pixnorm_preset preset)
 {
-    fsb_norm n;
-    if (preset == FSB_NORM_RESNET12) {
+    fsb_pixnorm n;
+    if (preset == FSB_PIXNORM_RESNET12) {
         const float m[3] = {120.40f, 115.59f, 104.54f}, s[3] = {70.68f, 68.28f, 72.55f};
         for (int c = 0; c < 3; c++) {
             n.mean[c] = m[c] / 255.0f;
@@ -86,12 +86,12 @@ fsb_norm fsb_norm_get(fsb_norm_preset preset)
     return n;
 }
 
-void fsb_transform_defaults(fsb_transform *t, fsb_norm_preset preset)
+void fsb_transform_defaults(fsb_transform *t, fsb_pixnorm_preset preset)
 {
     memset(t, 0, sizeof *t);
     t->resize = 92;
     t->crop = 84;
-    t->norm = fsb_norm_get(preset);
+    t->norm = fsb_pixnorm_get(preset);
     t->scale_lo = 0.08;
     t->scale_hi = 1.0;
     t->ratio_lo = 3.0 / 4.0;
@@ -143,7 +143,7 @@ static void sample_chw(float *out, const uint8_t *px, int w, const tap *tx, cons
         }
 }
 
-static void normalise(float *out, int C, const fsb_norm *n, int scaled)
+static void normalise(float *out, int C, const fsb_pixnorm *n, int scaled)
 {
     size_t plane = (size_t)C * C;
     for (int c = 0; c < 3; c++) {

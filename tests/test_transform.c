@@ -14,7 +14,7 @@
 /* Identity normalisation, so outputs are v/255. */
 static void plain(fsb_transform *t, int S, int C)
 {
-    fsb_transform_defaults(t, FSB_NORM_CONVNET);
+    fsb_transform_defaults(t, FSB_PIXNORM_CONVNET);
     t->resize = S;
     t->crop = C;
     for (int c = 0; c < 3; c++) {
@@ -77,7 +77,7 @@ START_TEST(normalisation_presets_by_hand)
     uint8_t px[3] = {255, 0, 128};
     float out[3];
     fsb_transform t;
-    fsb_transform_defaults(&t, FSB_NORM_CONVNET);
+    fsb_transform_defaults(&t, FSB_PIXNORM_CONVNET);
     ck_assert_int_eq(t.resize, 92);
     ck_assert_int_eq(t.crop, 84);
     t.resize = t.crop = 1;
@@ -85,7 +85,7 @@ START_TEST(normalisation_presets_by_hand)
     ck_assert_double_eq_tol(out[0], (1 - 0.485) / 0.229, 1e-5);
     ck_assert_double_eq_tol(out[1], (0 - 0.456) / 0.224, 1e-5);
     ck_assert_double_eq_tol(out[2], (128 / 255.0 - 0.406) / 0.225, 1e-5);
-    fsb_transform_defaults(&t, FSB_NORM_RESNET12);
+    fsb_transform_defaults(&t, FSB_PIXNORM_RESNET12);
     t.resize = t.crop = 1;
     ck_assert_int_eq(fsb_transform_test(out, px, 1, 1, &t, "p"), FSB_OK);
     ck_assert_double_eq_tol(out[0], (255 - 120.40) / 70.68, 1e-5);
@@ -150,7 +150,7 @@ END_TEST
 START_TEST(smaller_than_crop_is_an_error_naming_the_image)
 {
     fsb_transform t;
-    fsb_transform_defaults(&t, FSB_NORM_CONVNET);
+    fsb_transform_defaults(&t, FSB_PIXNORM_CONVNET);
     uint8_t px[100 * 83 * 3] = {0};
     float *out = malloc(3 * 84 * 84 * sizeof *out);
     ck_assert_int_eq(fsb_transform_test(out, px, 100, 83, &t, "small.jpg"), FSB_EFORMAT);
@@ -165,10 +165,10 @@ START_TEST(smaller_than_crop_is_an_error_naming_the_image)
     t.resize = 80;
     ck_assert_int_eq(fsb_transform_check(&t), FSB_EINVAL);
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "resize 80"));
-    fsb_transform_defaults(&t, FSB_NORM_CONVNET);
+    fsb_transform_defaults(&t, FSB_PIXNORM_CONVNET);
     t.scale_lo = 0;
     ck_assert_int_eq(fsb_transform_check(&t), FSB_EINVAL);
-    fsb_transform_defaults(&t, FSB_NORM_CONVNET);
+    fsb_transform_defaults(&t, FSB_PIXNORM_CONVNET);
     t.flip_p = 2;
     ck_assert_int_eq(fsb_transform_check(&t), FSB_EINVAL);
     free(out);
@@ -245,7 +245,7 @@ START_TEST(train_deterministic_and_batches_thread_independent)
     for (int i = 0; i < N * W * H * 3; i++)
         px[i] = (uint8_t)((i * 131) ^ (i >> 7));
     fsb_transform t;
-    fsb_transform_defaults(&t, FSB_NORM_RESNET12);
+    fsb_transform_defaults(&t, FSB_PIXNORM_RESNET12);
     size_t osz = 3 * 84 * 84;
     float *a = malloc(N * osz * sizeof *a), *b = malloc(N * osz * sizeof *b);
     fsb_rng r1, r2;

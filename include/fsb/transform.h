@@ -54,26 +54,26 @@
 #define FSB_TF_MAX_SIDE 1024
 
 /* Per-channel normalisation: out = (x/255 - mean[c]) / std[c]. */
-typedef struct fsb_norm {
+typedef struct fsb_pixnorm {
     float mean[3]; /* R, G, B means on the [0, 1] scale */
     float std[3];  /* R, G, B standard deviations on the [0, 1] scale */
-} fsb_norm;
+} fsb_pixnorm;
 
 typedef enum {
-    FSB_NORM_CONVNET = 0, /* ImageNet: mean 0.485 0.456 0.406, std 0.229 0.224 0.225 */
-    FSB_NORM_RESNET12 =
+    FSB_PIXNORM_CONVNET = 0, /* ImageNet: mean 0.485 0.456 0.406, std 0.229 0.224 0.225 */
+    FSB_PIXNORM_RESNET12 =
         1 /* FEAT ResNet-12: mean (120.40 115.59 104.54)/255, std (70.68 68.28 72.55)/255 */
-} fsb_norm_preset;
+} fsb_pixnorm_preset;
 
 /* The preset's constants (float of the decimal values above, divided by 255 in float where
  * the preset says so). */
-fsb_norm fsb_norm_get(fsb_norm_preset preset);
+fsb_pixnorm fsb_pixnorm_get(fsb_pixnorm_preset preset);
 
 /* Parameters of both transforms. */
 typedef struct fsb_transform {
     int resize;       /* S: the test transform resizes the shorter side to this (92) */
     int crop;         /* C: output side of both transforms (84) */
-    fsb_norm norm;    /* normalisation applied last */
+    fsb_pixnorm norm;    /* normalisation applied last */
     double scale_lo;  /* random resized crop: smallest area fraction (0.08) */
     double scale_hi;  /* largest area fraction (1.0) */
     double ratio_lo;  /* smallest aspect ratio w/h (3/4) */
@@ -85,7 +85,7 @@ typedef struct fsb_transform {
 } fsb_transform;
 
 /* The protocol's defaults (S 92, C 84, the values above) with the given normalisation. */
-void fsb_transform_defaults(fsb_transform *t, fsb_norm_preset preset);
+void fsb_transform_defaults(fsb_transform *t, fsb_pixnorm_preset preset);
 
 /* Check parameters: 1 <= C <= FSB_TF_MAX_SIDE, S >= C, 0 < scale_lo <= scale_hi <= 1,
  * 0 < ratio_lo <= ratio_hi, jitter in [0, 1), flip_p in [0, 1], std > 0. FSB_EINVAL

@@ -72,7 +72,6 @@ int fsb_cmd_run(int argc, char **argv)
     o.log = stdout;
     char *methods_text = NULL, default_out[256];
     long v;
-    double x;
     int st = FSB_OK, c;
     optind = 1;
     opterr = 0;
