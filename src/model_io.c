@@ -16,32 +16,39 @@ static void widths_str(const fsb_model *m, char *buf, size_t n)
     snprintf(buf, n, "%d,%d,%d,%d", m->o.widths[0], m->o.widths[1], m->o.widths[2], m->o.widths[3]);
 }
 
+int fsb_model_to_tensorfile(const fsb_model *m, fsb_tensorfile *tf, int n_extra,
+                            const char *const *extra_keys, const char *const *extra_vals)
+{
+    char buf[64];
+    int st = fsb_tensorfile_set_meta(tf, "arch", fsb_arch_name(m->o.arch));
+    widths_str(m, buf, sizeof buf);
+    if (!st) st = fsb_tensorfile_set_meta(tf, "widths", buf);
+    snprintf(buf, sizeof buf, "%d", m->n_class);
+    if (!st) st = fsb_tensorfile_set_meta(tf, "n_class", buf);
+    snprintf(buf, sizeof buf, "%d", m->D);
+    if (!st) st = fsb_tensorfile_set_meta(tf, "embed_dim", buf);
+    snprintf(buf, sizeof buf, "%d", m->o.in_hw);
+    if (!st) st = fsb_tensorfile_set_meta(tf, "in_hw", buf);
+    if (!st) st = fsb_tensorfile_set_meta(tf, "flatten", m->o.flatten ? "1" : "0");
+    for (int i = 0; !st && i < n_extra; i++)
+        st = fsb_tensorfile_set_meta(tf, extra_keys[i], extra_vals[i]);
+    for (int i = 0; !st && i < m->ntens; i++) {
+        fsb_model_tensor t;
+        fsb_model_tensor_at(m, i, &t);
+        if (t.kind == FSB_T_NUM_BATCHES)
+            st = fsb_tensorfile_add(tf, t.name, FSB_I64, 0, NULL, t.count);
+        else
+            st = fsb_tensorfile_add(tf, t.name, FSB_F32, t.ndim, t.dims, t.data);
+    }
+    return st;
+}
+
 int fsb_model_save(const fsb_model *m, const char *path, int n_extra, const char *const *extra_keys,
                    const char *const *extra_vals)
 {
     fsb_tensorfile tf;
     fsb_tensorfile_init(&tf);
-    char buf[64];
-    int st = fsb_tensorfile_set_meta(&tf, "arch", fsb_arch_name(m->o.arch));
-    widths_str(m, buf, sizeof buf);
-    if (!st) st = fsb_tensorfile_set_meta(&tf, "widths", buf);
-    snprintf(buf, sizeof buf, "%d", m->n_class);
-    if (!st) st = fsb_tensorfile_set_meta(&tf, "n_class", buf);
-    snprintf(buf, sizeof buf, "%d", m->D);
-    if (!st) st = fsb_tensorfile_set_meta(&tf, "embed_dim", buf);
-    snprintf(buf, sizeof buf, "%d", m->o.in_hw);
-    if (!st) st = fsb_tensorfile_set_meta(&tf, "in_hw", buf);
-    if (!st) st = fsb_tensorfile_set_meta(&tf, "flatten", m->o.flatten ? "1" : "0");
-    for (int i = 0; !st && i < n_extra; i++)
-        st = fsb_tensorfile_set_meta(&tf, extra_keys[i], extra_vals[i]);
-    for (int i = 0; !st && i < m->ntens; i++) {
-        fsb_model_tensor t;
-        fsb_model_tensor_at(m, i, &t);
-        if (t.kind == FSB_T_NUM_BATCHES)
-            st = fsb_tensorfile_add(&tf, t.name, FSB_I64, 0, NULL, t.count);
-        else
-            st = fsb_tensorfile_add(&tf, t.name, FSB_F32, t.ndim, t.dims, t.data);
-    }
+    int st = fsb_model_to_tensorfile(m, &tf, n_extra, extra_keys, extra_vals);
     if (!st) st = fsb_tensorfile_save(&tf, path);
     fsb_tensorfile_free(&tf);
     if (st) return fsb_error_wrap(st, "saving model to %s", path);
@@ -101,6 +108,11 @@ static int load_tf(fsb_model *m, const fsb_tensorfile *tf, const char *path)
             if (pass) memcpy(t.data, f->data, sizeof(float) * (size_t)t.numel);
         }
     return FSB_OK;
+}
+
+int fsb_model_from_tensorfile(fsb_model *m, const fsb_tensorfile *tf, const char *what)
+{
+    return load_tf(m, tf, what);
 }
 
 int fsb_model_load(fsb_model *m, const char *path)

@@ -30,6 +30,7 @@
 #define FSB_MODEL_H
 
 #include "fsb/rng.h"
+#include "fsb/tensorfile.h"
 #include "fsb/threads.h"
 
 #include <stdint.h>
@@ -160,6 +161,12 @@ int fsb_model_reset_head(fsb_model *m, int n_class, fsb_rng *rng);
  * "in_hw", "flatten" plus n_extra caller pairs (extra_keys[i] = extra_vals[i]). Atomic. */
 int fsb_model_save(const fsb_model *m, const char *path, int n_extra, const char *const *extra_keys,
                    const char *const *extra_vals);
+/* The same content as fsb_model_save, added to a caller's tensorfile (for files that hold
+ * more than the model, e.g. a resumable training state), and its inverse: load from `tf`
+ * with the checks of fsb_model_load, errors naming `what`. */
+int fsb_model_to_tensorfile(const fsb_model *m, fsb_tensorfile *tf, int n_extra,
+                            const char *const *extra_keys, const char *const *extra_vals);
+int fsb_model_from_tensorfile(fsb_model *m, const fsb_tensorfile *tf, const char *what);
 /* Load weights into an existing model: arch, widths and every tensor's shape must match,
  * else FSB_EMISMATCH naming the file and the tensor or key. */
 int fsb_model_load(fsb_model *m, const char *path);
