@@ -10,6 +10,12 @@
 #include <stddef.h>
 #include <string.h>
 
+/* Bit-reproducibility: no a*b+c fusing. GCC in ISO C mode already uses -ffp-contract=off;
+ * clang contracts within expressions by default unless told. */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 /* Where output index t along one axis reads from, and with which weights. */
 typedef struct tap {
     int i0;   /* first source index (absolute) */
