@@ -212,6 +212,7 @@ typedef struct pack_ctx {
     const fsb_split *s;   /* the listing */
     int size;             /* output side */
     int fd;               /* the temporary cache file */
+    const char *path;     /* its final name, for messages */
     size_t pixels_at;     /* file offset of image 0 */
     uint8_t **scratch;    /* [workers] IMAGES_PER_TASK images each */
     atomic_int first_bad; /* lowest failing image index so far (n_images: none) */
@@ -260,7 +261,7 @@ static void pack_task(void *vctx, int task, int worker)
             ssize_t n = pwrite(c->fd, buf + off, want - off,
                                (off_t)(c->pixels_at + (size_t)lo * isz + off));
             if (n <= 0) {
-                st = fsb_error(FSB_EIO, "cache file: write failed: %s",
+                st = fsb_error(FSB_EIO, "%s: write failed: %s", c->path,
                                n < 0 ? strerror(errno) : "no progress");
                 i = lo;
                 break;
@@ -313,6 +314,7 @@ static int pack(const fsb_split *s, const char *path, int size, uint64_t source_
     c.s = s;
     c.size = size;
     c.fd = fileno(f.fp);
+    c.path = path;
     c.pixels_at = hb;
     atomic_init(&c.first_bad, s->n_images);
     atomic_init(&c.done, 0);

@@ -195,8 +195,7 @@ static int read_csv(split_info *s, const char *csv, int split)
     }
     for (int i = 0; i < s->n_items; i++)
         idx[i] = &s->items[i];
-    if (s->n_items > 1)
-        qsort(idx, (size_t)s->n_items, sizeof *idx, cmp_item_path);
+    if (s->n_items > 1) qsort(idx, (size_t)s->n_items, sizeof *idx, cmp_item_path);
     char *drop = calloc((size_t)s->n_items + 1, 1);
     for (int i = 1; drop && i < s->n_items; i++) {
         int j = i - 1;
@@ -322,8 +321,7 @@ static void class_stats(FILE *r, const split_info *s, const char *name, int *n_c
     if (!cls) return;
     for (int i = 0; i < s->n_items; i++)
         cls[i] = s->items[i].cls;
-    if (s->n_items > 1)
-        qsort(cls, (size_t)s->n_items, sizeof *cls, cmp_cls);
+    if (s->n_items > 1) qsort(cls, (size_t)s->n_items, sizeof *cls, cmp_cls);
     int lo = 0, hi = 0, nc = 0;
     for (int i = 0; i < s->n_items;) {
         int j = i;
@@ -427,8 +425,7 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
                               where, root, it->path, r->w, r->h, min_side);
             if (st) goto done;
         }
-        if (s->n_probs > 1)
-            qsort(s->probs, (size_t)s->n_probs, sizeof *s->probs, cmp_lprob);
+        if (s->n_probs > 1) qsort(s->probs, (size_t)s->n_probs, sizeof *s->probs, cmp_lprob);
         for (int i = 0; i < s->n_probs; i++)
             fprintf(report, "%s\n", s->probs[i].text);
         problems += s->n_probs;
@@ -456,8 +453,7 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
         goto done;
     }
     memcpy(by_path, c.all, (size_t)c.n * sizeof *by_path);
-    if (c.n > 1)
-        qsort(by_path, (size_t)c.n, sizeof *by_path, cmp_item_path);
+    if (c.n > 1) qsort(by_path, (size_t)c.n, sizeof *by_path, cmp_item_path);
     for (int i = 1; i < c.n; i++) {
         const item *a = by_path[i - 1], *b = by_path[i];
         if (strcmp(a->path, b->path) != 0 || a->split == b->split) continue;

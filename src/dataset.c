@@ -399,6 +399,21 @@ done:
     return st;
 }
 
+int fsb_split_exists(const char *root, const char *name)
+{
+    size_t n = strlen(root) + strlen(name) + 16;
+    char *p = malloc(n);
+    if (!p) return 0;
+    snprintf(p, n, "%s/split/%s.csv", root, name);
+    int found = fsb_is_file(p);
+    snprintf(p, n, "%s/%s.csv", root, name);
+    found = found || fsb_is_file(p);
+    snprintf(p, n, "%s/%s", root, name);
+    found = found || fsb_is_dir(p);
+    free(p);
+    return found;
+}
+
 void fsb_split_free(fsb_split *s)
 {
     if (!s) return;

@@ -10,6 +10,12 @@
 #include <stddef.h>
 #include <string.h>
 
+/* Bit-reproducibility: no a*b+c fusing. GCC in ISO C mode already uses -ffp-contract=off;
+ * clang contracts within expressions by default unless told. */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 /* Where output index t along one axis reads from, and with which weights. */
 typedef struct tap {
     int i0;   /* first source index (absolute) */
@@ -25,12 +31,12 @@ static void axis_taps(tap *a, int n_out, int offset, int start, int len, int tar
     float scale = (float)len / (float)target;
     for (int o = 0; o < n_out; o++) {
         int t = o + offset;
-        float s = (float)((double)scale * (t + 0.5) - 0.5);
+        double s = (double)scale * (t + 0.5) - 0.5;
         if (s < 0) s = 0;
         int i0 = (int)s;
         if (i0 > len - 1) i0 = len - 1;
         int i1 = i0 + (i0 < len - 1);
-        float l1 = s - (float)i0;
+        float l1 = (float)(s - i0);
         a[o].i0 = start + i0;
         a[o].i1 = start + i1;
         a[o].l1 = l1;

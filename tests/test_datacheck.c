@@ -240,6 +240,18 @@ START_TEST(cli_check_and_pack)
     free(out);
     ck_assert_int_eq(tu_run(&out, "%s data frobnicate", tu_bench()), 2);
     free(out);
+    /* without --split only the splits that exist are packed; asking for a missing one fails */
+    char *r2 = tu_path(root, "only_train");
+    int one[3] = {1, 0, 0};
+    fx_make_ravi(r2, one, 2, 84);
+    ck_assert_int_eq(tu_run(&out, "%s data pack --data '%s'", tu_bench(), r2), 0);
+    has(out, "val   absent, skipped");
+    has(out, "train      2 images");
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data pack --data '%s' --split val", tu_bench(), r2), 1);
+    has(out, "split 'val' not found");
+    free(out);
+    free(r2);
     free(img);
     free(cache);
 }

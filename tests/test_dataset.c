@@ -140,8 +140,10 @@ START_TEST(listing_errors_name_file_and_line)
 
     ck_assert_int_eq(open_err(d, "train", &s), FSB_ENOTFOUND);
     assert_msg_has("split 'train' not found");
+    ck_assert_int_eq(fsb_split_exists(d, "train"), 0);
 
     tu_write_str(d, "split/train.csv", "");
+    ck_assert_int_eq(fsb_split_exists(d, "train"), 1);
     ck_assert_int_eq(open_err(d, "train", &s), FSB_EFORMAT);
     assert_msg_has("train.csv:1");
 

@@ -254,6 +254,49 @@ START_TEST(jpeg_colour_grey_and_detection_by_content)
 }
 END_TEST
 
+START_TEST(png_zoo_decodes_to_the_written_pixels)
+{
+    ck_assert_int_eq(fx_make_png_zoo(dir), 19);
+    uint8_t *rgb = malloc(FX_ZOO_W * FX_ZOO_H * 3);
+    fx_pattern(rgb, FX_ZOO_W, FX_ZOO_H, 77);
+    for (int f = 0; f < 19; f++) {
+        const char *name = fx_zoo_names[f];
+        fsb_image img;
+        load_ok(&img, name, FX_ZOO_W, FX_ZOO_H);
+        int depth = atoi(name + strcspn(name, "0123456789"));
+        unsigned maxv = (1u << (depth > 8 ? 8 : depth)) - 1;
+        for (int p = 0; p < FX_ZOO_W * FX_ZOO_H; p++) {
+            const uint8_t *got = img.px + 3 * p, *src = rgb + 3 * p;
+            int want[3];
+            if (!strncmp(name, "grey", 4)) {
+                int v = depth >= 8 ? src[0] : (int)((src[0] * maxv / 255u) * 255u / maxv);
+                want[0] = want[1] = want[2] = v;
+            } else if (!strncmp(name, "palette", 7)) {
+                int i = p % (int)(maxv + 1);
+                want[0] = i;
+                want[1] = 255 - i;
+                want[2] = (i * 7) % 256;
+            } else {
+                for (int c = 0; c < 3; c++)
+                    want[c] = src[c];
+            }
+            if (got[0] != want[0] || got[1] != want[1] || got[2] != want[2])
+                ck_abort_msg("%s pixel %d: (%d,%d,%d), want (%d,%d,%d)", name, p, got[0], got[1],
+                             got[2], want[0], want[1], want[2]);
+        }
+        fsb_image_free(&img);
+    }
+    fsb_image img;
+    load_ok(&img, "grey.jpg", FX_ZOO_W, FX_ZOO_H);
+    for (int p = 0; p < FX_ZOO_W * FX_ZOO_H; p++)
+        ck_assert(img.px[3 * p] == img.px[3 * p + 1] && img.px[3 * p] == img.px[3 * p + 2]);
+    fsb_image_free(&img);
+    load_ok(&img, "rgb.jpg", FX_ZOO_W, FX_ZOO_H);
+    fsb_image_free(&img);
+    free(rgb);
+}
+END_TEST
+
 /* Load `rel`, expect `want`, a message starting with the path and containing `needle`,
  * and nothing written to stderr by the libraries. */
 static void load_fails(const char *rel, int want, const char *needle)
@@ -327,6 +370,7 @@ int main(void)
     tcase_add_test(tc, png_palette_every_depth_with_trns);
     tcase_add_test(tc, jpeg_colour_grey_and_detection_by_content);
     tcase_add_test(tc, corrupt_inputs_fail_naming_the_file);
+    tcase_add_test(tc, png_zoo_decodes_to_the_written_pixels);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -46,6 +46,10 @@ typedef struct fsb_split {
 int fsb_split_open(fsb_split *s, const char *root, const char *name);
 void fsb_split_free(fsb_split *s);
 
+/* 1 when split `name` has a CSV (either place) or a folder under `root`, else 0; nothing is
+ * read. For "use whichever splits exist" callers. */
+int fsb_split_exists(const char *root, const char *name);
+
 /* Index of the class with that name, or -1. */
 int fsb_split_class_index(const fsb_split *s, const char *class_name);
 /* Index of the image whose basename is `file` in class `cls`, or -1. */

@@ -9,10 +9,13 @@
  * Bilinear convention (PyTorch F.interpolate(mode="bilinear", align_corners=False) on a
  * float tensor; half-pixel centres, no antialiasing, no rounding to uint8 in between):
  * resizing a region of length n to length m, output index t reads the source coordinate
- *     s = max(0, (float)((double)(n / (float)m) * (t + 0.5) - 0.5))
- * i0 = floor(s), i1 = min(i0 + 1, n - 1), l1 = s - i0 (float), l0 = 1 - l1, and
+ *     s = max(0, (double)(n / (float)m) * (t + 0.5) - 0.5)   (scale in float, s in double)
+ * i0 = floor(s), i1 = min(i0 + 1, n - 1), l1 = (float)(s - i0), l0 = 1 - l1 (float), and
  *     out = l0y * (l0x * p[y0][x0] + l1x * p[y0][x1]) + l1y * (l0x * p[y1][x0] + l1x * p[y1][x1])
- * in float arithmetic, in that order. When m == n this is an exact copy.
+ * in float arithmetic, in that order, never fused (ISO C: no FMA contraction), so results
+ * are the same on every machine. When m == n this is an exact copy. Measured against torch
+ * 1.13 F.interpolate (Debian build, AVX2) on random images (84->92, 120x90->92, 500x375->92):
+ * ~72% of outputs bit-identical, the rest within 1.2e-7 after /255 (one rounding apart).
  * Resize of the shorter side: (w, h) -> short side S, long side floor(S * long / short)
  * (torchvision's int()). Centre crop offset: round-half-to-even((size - C) / 2) (Python's
  * round(), as torchvision), computed per axis. Crop then resize = the bilinear above on the

@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "fsb/cache.h"
 #include "fsb/datacheck.h"
+#include "fsb/dataset.h"
 #include "fsb/status.h"
 #include "fsb/threads.h"
 
@@ -18,6 +19,7 @@ typedef struct data_opts {
     const char *data;  /* --data ROOT */
     const char *cache; /* --cache DIR (pack) */
     int splits[3];     /* --split: which of train, val, test (pack) */
+    int splits_given;  /* 1 when --split was given (else: the splits that exist) */
     int threads;       /* --threads N (0: one per core) */
     int rebuild;       /* --rebuild (pack) */
     int size;          /* --size S (pack) */
@@ -95,6 +97,7 @@ static int parse(int argc, char **argv, data_opts *o, int pack, int *help)
             break;
         case O_SPLIT:
             if ((st = parse_splits(optarg, o->splits))) return st;
+            o->splits_given = 1;
             break;
         case O_THREADS:
             if ((st = fsb_cli_int("--threads", optarg, 1, 1024, &v))) return st;
@@ -140,8 +143,14 @@ static int run_pack(const data_opts *o, fsb_pool *pool)
     printf("packing with %d thread%s\n", fsb_pool_size(pool), fsb_pool_size(pool) == 1 ? "" : "s");
     long total = 0;
     double total_s = 0;
+    int n_packed = 0;
     for (int k = 0; k < 3; k++) {
         if (!o->splits[k]) continue;
+        if (!o->splits_given && !fsb_split_exists(o->data, split_names[k])) {
+            printf("%-5s absent, skipped\n", split_names[k]);
+            continue;
+        }
+        n_packed++;
         fsb_cache c;
         double t0 = fsb_now();
         int st = fsb_cache_open(&c, o->data, split_names[k], &co);
@@ -157,6 +166,8 @@ static int run_pack(const data_opts *o, fsb_pool *pool)
         total_s += dt;
         fsb_cache_close(&c);
     }
+    if (n_packed == 0)
+        return fsb_error(FSB_ENOTFOUND, "%s: no split (train, val, test) found", o->data);
     printf("total %6ld images  %7.2f s  %8.0f img/s\n", total, total_s,
            total / (total_s > 0 ? total_s : 1e-9));
     return FSB_OK;

@@ -270,3 +270,65 @@ void fx_make_corrupt(const char *dir)
     free(p);
     free(s);
 }
+
+const char *const fx_zoo_names[19] = {
+    "grey1.png",      "grey2.png",       "grey4.png",         "grey8.png",          "grey16.png",
+    "grey_trns4.png", "grey_alpha8.png", "grey_alpha16.png",  "palette1.png",       "palette2.png",
+    "palette4.png",   "palette8.png",    "palette_trns8.png", "rgb8.png",           "rgb16.png",
+    "rgb_trns8.png",  "rgba8.png",       "rgba16.png",        "interlaced_rgb8.png"};
+
+int fx_make_png_zoo(const char *dir)
+{
+    enum { W = FX_ZOO_W, H = FX_ZOO_H };
+    /* (colour type, depth, tRNS, interlace) per file, in fx_zoo_names order */
+    static const int kind[19][4] = {
+        {FX_GREY, 1, 0, 0},       {FX_GREY, 2, 0, 0},        {FX_GREY, 4, 0, 0},
+        {FX_GREY, 8, 0, 0},       {FX_GREY, 16, 0, 0},       {FX_GREY, 4, 1, 0},
+        {FX_GREY_ALPHA, 8, 0, 0}, {FX_GREY_ALPHA, 16, 0, 0}, {FX_PALETTE, 1, 0, 0},
+        {FX_PALETTE, 2, 0, 0},    {FX_PALETTE, 4, 0, 0},     {FX_PALETTE, 8, 0, 0},
+        {FX_PALETTE, 8, 1, 0},    {FX_RGB, 8, 0, 0},         {FX_RGB, 16, 0, 0},
+        {FX_RGB, 8, 1, 0},        {FX_RGBA, 8, 0, 0},        {FX_RGBA, 16, 0, 0},
+        {FX_RGB, 8, 0, 1}};
+    uint8_t *rgb = malloc((size_t)W * H * 3);
+    uint16_t *s = malloc((size_t)W * H * 4 * sizeof *s);
+    uint8_t pal[256 * 3];
+    uint16_t alpha[256];
+    if (!rgb || !s) die("oom", dir);
+    fx_pattern(rgb, W, H, 77);
+    for (int i = 0; i < 256; i++) {
+        pal[3 * i] = (uint8_t)i;
+        pal[3 * i + 1] = (uint8_t)(255 - i);
+        pal[3 * i + 2] = (uint8_t)(i * 7);
+        alpha[i] = (uint16_t)(255 - i);
+    }
+    for (int f = 0; f < 19; f++) {
+        int ct = kind[f][0], depth = kind[f][1], ch = png_channels(ct);
+        unsigned maxv = (1u << depth) - 1;
+        for (int p = 0; p < W * H; p++)
+            for (int c = 0; c < ch; c++) {
+                unsigned v8 = rgb[3 * p + (c < 3 ? c : 0)];
+                if (ct == FX_GREY || ct == FX_GREY_ALPHA)
+                    v8 = c == 0 ? rgb[3 * p] : 200; /* grey from R, alpha 200 */
+                if (ct == FX_RGBA && c == 3) v8 = (unsigned)(p % 256);
+                unsigned v = depth == 16 ? v8 * 257u : v8 * maxv / 255u;
+                if (ct == FX_PALETTE) v = (unsigned)(p % (int)(maxv + 1));
+                s[(size_t)p * ch + c] = (uint16_t)v;
+            }
+        uint16_t trns[3] = {1, 2, 3};
+        int np = ct == FX_PALETTE ? (int)maxv + 1 : 0;
+        char *path = fsb_path_join(dir, fx_zoo_names[f]);
+        fx_png(path, W, H, ct, depth, s, pal, np,
+               kind[f][2] ? (ct == FX_PALETTE ? alpha : trns) : NULL, kind[f][3]);
+        free(path);
+    }
+    char *p = fsb_path_join(dir, "rgb.jpg");
+    fx_jpeg(p, W, H, rgb, 0, 90);
+    free(p);
+    for (int i = 0; i < W * H; i++)
+        rgb[i] = rgb[3 * i];
+    fx_jpeg(p = fsb_path_join(dir, "grey.jpg"), W, H, rgb, 1, 90);
+    free(p);
+    free(rgb);
+    free(s);
+    return 19;
+}

@@ -48,6 +48,19 @@ void fx_make_folders(const char *root, const int n_classes[3], int per_class, in
  * 84 crop), "good.jpg" (a valid 96x96 JPEG) and "good.png" (a valid 90x100 RGB PNG). */
 void fx_make_corrupt(const char *dir);
 
+/* One PNG of every kind in `dir`, all FX_ZOO_W x FX_ZOO_H (large enough for an 84 crop):
+ * grey{1,2,4,8,16}.png, grey_trns4.png, grey_alpha{8,16}.png, palette{1,2,4,8}.png,
+ * palette_trns8.png, rgb{8,16}.png, rgb_trns8.png, rgba{8,16}.png, interlaced_rgb8.png, and
+ * the same pattern as JPEG: rgb.jpg, grey.jpg. Content: RGB = fx_pattern(seed 77); grey =
+ * its R channel (scaled to the bit depth as v*max/255; 16-bit as v*257); alpha 200 (grey)
+ * or p % 256 (RGBA); palette index of pixel p = p % palette size, palette entry i =
+ * (i, 255-i, 7i mod 256); tRNS: palette alphas 255-i, grey 1, RGB (1,2,3). Returns the
+ * number of PNGs (19), named fx_zoo_names[0..18]. */
+#define FX_ZOO_W 90
+#define FX_ZOO_H 86
+extern const char *const fx_zoo_names[19];
+int fx_make_png_zoo(const char *dir);
+
 /* Cut the file at `path` to its first `keep` bytes (keep < 0: to half its size). */
 void fx_truncate(const char *path, long keep);
 
