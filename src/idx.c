@@ -83,7 +83,7 @@ done:
 int fsb_idx_read(fsb_idx *out, const char *images_path, const char *labels_path)
 {
     memset(out, 0, sizeof *out);
-    uint32_t idims[3], ldims[1];
+    uint32_t idims[3] = {0, 0, 0}, ldims[1] = {0};
     int st = read_idx(images_path, 3, idims, &out->pixels);
     if (st)
         return st;

@@ -96,7 +96,10 @@ static void add_tensor(fsb_model *m, const char *prefix, const char *suffix, ten
                                            : FSB_T_PARAM;
     assert(m->ntens < FSB_MAX_TENSORS);
     tentry *t = &m->tens[m->ntens++];
-    snprintf(t->name, sizeof t->name, "%s%s", prefix, suffix);
+    size_t lp = strlen(prefix), ls = strlen(suffix);
+    assert(lp + ls < sizeof t->name);
+    memcpy(t->name, prefix, lp); /* (snprintf here trips gcc -O3's -Wrestrict) */
+    memcpy(t->name + lp, suffix, ls + 1);
     t->kind = kind;
     t->role = role;
     t->ndim = ndim;

@@ -283,29 +283,51 @@ static int prototype_accuracy(trainer *t, const float *feats, int dim, int shot,
     return st;
 }
 
+/* Embed the val images the sweep uses (support up to 5-shot and queries), eval mode. */
 static int validate(trainer *t, double *val1, double *val5)
 {
     int n = t->val.split.n_images, dim = fsb_model_embed_dim(t->model);
-    float *feats = malloc(sizeof(float) * (size_t)n * dim);
+    float *feats = calloc((size_t)n * dim, sizeof(float));
     float *batch = malloc(sizeof(float) * (size_t)EMBED_BATCH * 3 * t->o->crop * t->o->crop);
-    int st = FSB_OK;
-    if (!feats || !batch)
+    unsigned char *used = calloc((size_t)n, 1);
+    int *list = malloc(sizeof(int) * (size_t)n), n_used = 0, st = FSB_OK;
+    if (!feats || !batch || !used || !list)
         st = fsb_error(FSB_ENOMEM, "out of memory");
-    for (int i = 0; !st && i < n; i += EMBED_BATCH) {
-        int nb = n - i < EMBED_BATCH ? n - i : EMBED_BATCH, idx[EMBED_BATCH];
-        for (int b = 0; b < nb; b++)
-            idx[b] = i + b;
-        st = fsb_transform_test_batch(batch, t->val.px, t->val.size, t->val.size, idx, nb, &t->tf,
-                                      t->pool);
+    const fsb_sweep *sw = &t->val_sweep;
+    for (int e = 0; !st && e < sw->n_episodes; e++) {
+        fsb_episode ep;
+        fsb_sweep_episode(sw, e, &ep);
+        for (int c = 0; c < ep.way; c++) {
+            for (int j = 0; j < 5; j++)
+                used[ep.support[c * ep.max_shot + j]] = 1;
+            for (int j = 0; j < ep.query; j++)
+                used[ep.queries[c * ep.query + j]] = 1;
+        }
+    }
+    for (int i = 0; !st && i < n; i++)
+        if (used[i])
+            list[n_used++] = i;
+    float *out = malloc(sizeof(float) * (size_t)EMBED_BATCH * dim);
+    if (!st && !out)
+        st = fsb_error(FSB_ENOMEM, "out of memory");
+    for (int i = 0; !st && i < n_used; i += EMBED_BATCH) {
+        int nb = n_used - i < EMBED_BATCH ? n_used - i : EMBED_BATCH;
+        st = fsb_transform_test_batch(batch, t->val.px, t->val.size, t->val.size, list + i, nb,
+                                      &t->tf, t->pool);
         if (!st)
-            st = fsb_model_embed(t->model, batch, nb, feats + (size_t)i * dim);
+            st = fsb_model_embed(t->model, batch, nb, out);
+        for (int b = 0; !st && b < nb; b++)
+            memcpy(feats + (size_t)list[i + b] * dim, out + (size_t)b * dim, sizeof(float) * dim);
     }
     if (!st)
         st = prototype_accuracy(t, feats, dim, 1, val1);
     if (!st)
         st = prototype_accuracy(t, feats, dim, 5, val5);
+    free(out);
     free(feats);
     free(batch);
+    free(used);
+    free(list);
     return st;
 }
 

@@ -13,6 +13,7 @@
 
 static const fsb_cli_cmd commands[] = {
     {"run", fsb_cmd_run, "the benchmark (also: bench --data ... with no command word)"},
+    {"pretrain", fsb_cmd_pretrain, "pre-train a teacher on the train split (resumable)"},
     {"version", fsb_cmd_version, "print versions, the CPU and the OpenBLAS core in use"},
     {"episodes", fsb_cmd_episodes, "draw nested episodes or replay a manifest; export a manifest"},
     {"data", fsb_cmd_data, "check a dataset folder, or pack its splits into the image cache"},

@@ -77,7 +77,7 @@ static int parse(int argc, char **argv, data_opts *o, int pack, int *help)
     opterr = 0;
     optind = 1;
     int ch, st;
-    long v;
+    long v = 0;
     int li = -1;
     while ((ch = getopt_long(argc, argv, ":", longs, &li)) != -1) {
         char flag[64];

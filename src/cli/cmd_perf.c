@@ -66,7 +66,7 @@ int fsb_cmd_perf(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
     fsb_perf_opts o = {.conv4 = 1, .res12 = 1};
     int json = 0, c, st;
-    long v;
+    long v = 0;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {

@@ -71,7 +71,7 @@ int fsb_cmd_run(int argc, char **argv)
     o.progress = stderr;
     o.log = stdout;
     char *methods_text = NULL, default_out[256];
-    long v;
+    long v = 0;
     int st = FSB_OK, c;
     optind = 1;
     opterr = 0;
