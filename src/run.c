@@ -22,6 +22,7 @@
 #include "fsb/transform.h"
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -90,6 +91,7 @@ typedef struct run_state {
     fsb_episode_record *recs; /* same indexing */
     fsb_journal journal;     /* finished tasks */
     worker *workers;         /* [pool size] */
+    long tasks_here;         /* tasks journaled by this process (fault injection) */
     char *run_id;            /* the run identity text */
 } run_state;
 
@@ -452,6 +454,9 @@ static int run_group(run_state *r, int m, int s)
         }
         if (!st)
             st = fsb_journal_sync(&r->journal);
+        r->tasks_here += nc;
+        if (!st && r->o->kill_after_tasks > 0 && r->tasks_here >= r->o->kill_after_tasks)
+            raise(SIGKILL); /* fault injection: die like kill -9 between chunks */
         fsb_progress_update(&bar, ne - n + i + nc);
     }
     fsb_progress_finish(&bar);
@@ -511,7 +516,7 @@ static int resolve_methods(run_state *r)
                                          "available in this runner yet", m->name);
         r->methods[i] = m;
         fsb_method_config_default(&r->cfg[i], m);
-        if (o->norm >= 0 && strcmp(m->name, "protonet") != 0)
+        if (o->norm >= 0)
             r->cfg[i].norm = (fsb_norm)o->norm;
         r->cfg[i].C = o->C;
     }
@@ -600,6 +605,11 @@ int fsb_run(const fsb_run_opts *o)
     if ((st = fsb_model_create_from_file(&r.teacher, o->teacher, o->crop, EMBED_BATCH, r.pool)))
         goto done;
     r.dim = fsb_model_embed_dim(r.teacher);
+    if (o->arch && strcmp(o->arch, fsb_arch_name(fsb_model_options(r.teacher)->arch)) != 0) {
+        st = fsb_error(FSB_EMISMATCH, "--teacher: %s is a %s checkpoint, --arch says %s",
+                       o->teacher, fsb_arch_name(fsb_model_options(r.teacher)->arch), o->arch);
+        goto done;
+    }
     if ((st = load_episodes(&r)))
         goto done;
     if (!(r.run_id = make_run_id(&r))) {

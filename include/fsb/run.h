@@ -36,12 +36,15 @@ typedef struct fsb_run_opts {
     uint64_t seed;                     /* episode seed (default 0) */
     int n_methods;                     /* number of methods */
     const char *methods[FSB_RUN_MAX_METHODS]; /* method names (default 1nn,svm,protonet) */
-    int norm;         /* feature normalisation for 1nn/svm/logreg: -1 = each method's default */
+    int norm;         /* feature normalisation of every feature method; -1: each one's default */
     double C;         /* svm / logreg C (default 1) */
     int threads;      /* workers (0 = one per core); never changes results */
     int image_size;   /* side of the packed images (default 84) */
     int resize;       /* test transform: shorter side resized to this (default 92) */
     int crop;         /* test transform: centre crop (default 84) */
+    const char *arch; /* expected teacher architecture ("conv4"/"res12"), or NULL: any */
+    long kill_after_tasks; /* fault injection for resume tests: SIGKILL self once this many
+                              tasks of this process are journaled (0: never) */
     FILE *progress;   /* progress bars (stderr; drawn on terminals only), or NULL */
     FILE *log;        /* one-line notes for the user (stdout), or NULL */
 } fsb_run_opts;

@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "fsb/episodes.h"
 #include "fsb/method.h"
+#include "fsb/model.h"
 #include "fsb/run.h"
 #include "fsb/status.h"
 
@@ -25,13 +26,17 @@ static void run_usage(FILE *out)
             "  --episodes N|FILE  episode count, or a manifest to replay (600)\n"
             "  --seed N           episode seed (0)\n"
             "  --methods LIST     methods, e.g. 1nn,svm,protonet (1nn,svm,protonet)\n"
-            "  --norm un|l2n|cl2n feature normalisation for 1nn/svm/logreg (each method's own)\n"
+            "  --norm un|l2n|cl2n feature normalisation for every feature method (1nn: cl2n,\n"
+            "                     svm/logreg: l2n, protonet: un)\n"
             "  --C X              SVM / logistic regression C (1)\n"
             "  --threads N        workers, 0 = one per core (0); results never depend on it\n"
             "  --cache DIR        packed images and features (next to the data)\n"
             "  --image-size N     packed image side (84)\n"
             "  --resize N         test transform: shorter side (92)\n"
-            "  --crop N           test transform: centre crop (84)\n");
+            "  --crop N           test transform: centre crop (84)\n"
+            "  --arch conv4|res12 refuse a teacher of another architecture\n"
+            "Rerun the same command after an interruption to continue; the final files equal\n"
+            "an uninterrupted run's (timing columns aside).\n");
 }
 
 static int split_list(const char *flag, char *text, const char **items, int max, int *n)
@@ -52,7 +57,7 @@ int fsb_cmd_run(int argc, char **argv)
 {
     enum { O_DATA = 256, O_TEACHER, O_OUT, O_SPLIT, O_WAY, O_SHOTS, O_QUERY, O_EPISODES,
            O_SEED, O_METHODS, O_NORM, O_C, O_THREADS, O_CACHE, O_SIZE, O_RESIZE, O_CROP,
-           O_HELP };
+           O_ARCH, O_KILL, O_HELP };
     static const struct option longopts[] = {
         {"data", required_argument, 0, O_DATA},       {"teacher", required_argument, 0, O_TEACHER},
         {"out", required_argument, 0, O_OUT},         {"split", required_argument, 0, O_SPLIT},
@@ -62,7 +67,10 @@ int fsb_cmd_run(int argc, char **argv)
         {"norm", required_argument, 0, O_NORM},       {"C", required_argument, 0, O_C},
         {"threads", required_argument, 0, O_THREADS}, {"cache", required_argument, 0, O_CACHE},
         {"image-size", required_argument, 0, O_SIZE}, {"resize", required_argument, 0, O_RESIZE},
-        {"crop", required_argument, 0, O_CROP},       {"help", no_argument, 0, O_HELP},
+        {"crop", required_argument, 0, O_CROP},       {"arch", required_argument, 0, O_ARCH},
+        /* fault injection for the resume tests: SIGKILL after N journaled tasks */
+        {"debug-kill-after-tasks", required_argument, 0, O_KILL},
+        {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0}};
     fsb_run_opts o;
     fsb_run_opts_default(&o);
@@ -128,6 +136,17 @@ int fsb_cmd_run(int argc, char **argv)
         case O_CROP:
             if (!(st = fsb_cli_int("--crop", optarg, 8, 1024, &v)))
                 o.crop = (int)v;
+            break;
+        case O_ARCH: {
+            fsb_arch a;
+            if ((st = fsb_arch_parse(optarg, &a)))
+                st = fsb_error_wrap(st, "--arch");
+            o.arch = optarg;
+            break;
+        }
+        case O_KILL:
+            st = fsb_cli_int("--debug-kill-after-tasks", optarg, 1, 0x7fffffffL,
+                             &o.kill_after_tasks);
             break;
         case O_HELP: run_usage(stdout); return FSB_OK;
         default:
