@@ -59,16 +59,26 @@ int fsb_cache_default_dir(char **dir, const char *root)
         return FSB_OK;
     }
     free(d);
+    int st = fsb_cache_user_dir(dir);
+    if (st == FSB_ENOTFOUND)
+        return fsb_error(FSB_ENOTFOUND,
+                         "%s: not writable, and neither XDG_CACHE_HOME nor HOME is set: give a "
+                         "cache folder",
+                         root);
+    return st;
+}
+
+int fsb_cache_user_dir(char **dir)
+{
+    *dir = NULL;
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char *d;
     if (xdg && xdg[0] == '/')
         d = fsb_path_join(xdg, "fsbench");
     else if (home && home[0])
         d = fsb_path_join(home, ".cache/fsbench");
     else
-        return fsb_error(FSB_ENOTFOUND,
-                         "%s: not writable, and neither XDG_CACHE_HOME nor HOME is set: give a "
-                         "cache folder",
-                         root);
+        return fsb_error(FSB_ENOTFOUND, "neither XDG_CACHE_HOME nor HOME is set");
     if (!d) return fsb_error(FSB_ENOMEM, "out of memory");
     int st = fsb_mkdir_p(d);
     if (st) {

@@ -3,6 +3,8 @@
  * then the dims as big-endian u32, then the bytes.
  */
 #include "fsb/idx.h"
+#include "fsb/cache.h"
+#include "fsb/pretrain.h"
 #include "fsb/fileio.h"
 #include "fsb/status.h"
 
@@ -206,4 +208,55 @@ int fsb_demo_make(const char *src_dir, const char *out_root, int per_class)
     fsb_idx_free(&train);
     fsb_idx_free(&test);
     return st;
+}
+
+int fsb_demo_prepare(fsb_demo *d, const char *dir, FILE *log, FILE *progress)
+{
+    memset(d, 0, sizeof *d);
+    char *base = NULL;
+    int st = dir ? fsb_mkdir_p(dir) : fsb_cache_user_dir(&base);
+    if (st)
+        return st;
+    const char *root_dir = dir ? dir : base;
+    d->data = fsb_path_join(root_dir, "fashion-mnist-demo");
+    d->teacher = fsb_path_join(root_dir, "fashion-mnist-demo-teacher-conv4.fsbt");
+    free(base);
+    if (!d->data || !d->teacher) {
+        fsb_demo_free(d);
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    }
+    if ((st = fsb_demo_make(FSB_FASHION_MNIST_DIR, d->data, 600))) {
+        fsb_demo_free(d);
+        return fsb_error_wrap(st, "demo dataset (Debian package dataset-fashion-mnist)");
+    }
+    fsb_pretrain_opts o;
+    fsb_pretrain_opts_default(&o);
+    o.data = d->data;
+    o.out = d->teacher;
+    o.epochs = 12;
+    o.batch = 64;
+    o.lr = 0.05;
+    o.val_episodes = 200;
+    o.image_size = 28;
+    o.resize = 28;
+    o.crop = 28;
+    o.progress = progress;
+    o.log = NULL;
+    char state[4200];
+    snprintf(state, sizeof state, "%.4100s.state", d->teacher);
+    if (log && !fsb_is_file(state))
+        fprintf(log, "demo: pre-training a ConvNet-4 teacher on the 5 base classes (about a "
+                     "minute)\n");
+    if ((st = fsb_pretrain(&o)))
+        fsb_demo_free(d);
+    return st;
+}
+
+void fsb_demo_free(fsb_demo *d)
+{
+    if (!d)
+        return;
+    free(d->data);
+    free(d->teacher);
+    d->data = d->teacher = NULL;
 }

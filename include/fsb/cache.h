@@ -74,6 +74,8 @@ const uint8_t *fsb_cache_image(const fsb_cache *c, int i);
  * datasets sharing a folder do not collide. */
 int fsb_cache_default_dir(char **dir, const char *root);
 
+/* The user's cache folder (created): $XDG_CACHE_HOME/fsbench, else $HOME/.cache/fsbench. */
+int fsb_cache_user_dir(char **dir);
 /* The source fingerprint of a listing packed at `size`: XXH3-64 of "fsbpack", the version,
  * size, the split fingerprint and, per image in canonical order, its path, byte size and
  * modification time (seconds and nanoseconds). A listed file that cannot be stat'ed is an

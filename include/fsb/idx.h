@@ -8,6 +8,7 @@
 #define FSB_IDX_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct fsb_idx {
     int n;           /* images */
@@ -34,5 +35,19 @@ void fsb_idx_free(fsb_idx *idx);
  * renamed into place, so an interrupted run leaves no half dataset; an existing complete
  * out_root is reused as it is. */
 int fsb_demo_make(const char *src_dir, const char *out_root, int per_class);
+
+/* What the main job needs to run the demo: the dataset root and a teacher trained on its
+ * base classes. */
+typedef struct fsb_demo {
+    char *data;    /* the demo dataset root (owned) */
+    char *teacher; /* a ConvNet-4 teacher for 28x28 input (owned) */
+} fsb_demo;
+
+/* Make (or reuse) the demo under `dir` (NULL: the user cache folder, fsb_cache_user_dir):
+ * dir/fashion-mnist-demo (fsb_demo_make, 600 images per class) and a teacher pre-trained on
+ * its 5 base classes with fsb_pretrain (ConvNet-4, 28x28, 12 epochs; resumable, so an
+ * interrupted demo continues). Progress and notes go to the given streams. */
+int fsb_demo_prepare(fsb_demo *d, const char *dir, FILE *log, FILE *progress);
+void fsb_demo_free(fsb_demo *d);
 
 #endif

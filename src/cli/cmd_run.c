@@ -2,6 +2,7 @@
  * main job. Flags -> fsb_run_opts -> fsb_run(). */
 #include "cli.h"
 #include "fsb/episodes.h"
+#include "fsb/idx.h"
 #include "fsb/method.h"
 #include "fsb/model.h"
 #include "fsb/run.h"
@@ -79,6 +80,7 @@ int fsb_cmd_run(int argc, char **argv)
     o.progress = stderr;
     o.log = stdout;
     char *methods_text = NULL, default_out[256];
+    int size_set = 0; /* --image-size/--resize/--crop given (the demo's defaults are 28) */
     long v = 0;
     int st = FSB_OK, c;
     optind = 1;
@@ -126,14 +128,17 @@ int fsb_cmd_run(int argc, char **argv)
                 o.threads = (int)v;
             break;
         case O_SIZE:
+            size_set = 1;
             if (!(st = fsb_cli_int("--image-size", optarg, 8, 1024, &v)))
                 o.image_size = (int)v;
             break;
         case O_RESIZE:
+            size_set = 1;
             if (!(st = fsb_cli_int("--resize", optarg, 8, 1024, &v)))
                 o.resize = (int)v;
             break;
         case O_CROP:
+            size_set = 1;
             if (!(st = fsb_cli_int("--crop", optarg, 8, 1024, &v)))
                 o.crop = (int)v;
             break;
@@ -160,9 +165,25 @@ int fsb_cmd_run(int argc, char **argv)
         st = split_list("--methods", methods_text, o.methods, FSB_RUN_MAX_METHODS, &o.n_methods);
     if (st)
         return st;
-    if (!o.data)
-        return fsb_error(FSB_EINVAL, "no dataset: pass --data ROOT (MiniImageNet in the Ravi "
-                                     "layout or class folders) or set FSB_DATA");
+    fsb_demo demo = {0};
+    if (!o.data) {
+        /* no dataset configured: the same protocol on the Fashion-MNIST demo */
+        printf("demo: no MiniImageNet configured (--data ROOT or FSB_DATA), so this runs the "
+               "same protocol on Fashion-MNIST from Debian's dataset-fashion-mnist: 5 base "
+               "classes train a quick ConvNet-4 teacher, 5 novel classes give the episodes. "
+               "For MiniImageNet: bench --data /path/to/miniimagenet --teacher "
+               "results/teacher-conv4/teacher.fsbt\n");
+        fflush(stdout);
+        if ((st = fsb_demo_prepare(&demo, o.cache_dir, stdout, stderr)))
+            return st;
+        o.data = demo.data;
+        if (!o.teacher)
+            o.teacher = demo.teacher;
+        if (!size_set)
+            o.image_size = o.resize = o.crop = 28;
+        if (!o.out)
+            o.out = "runs/demo-fashion-mnist";
+    }
     if (!o.teacher)
         return fsb_error(FSB_EINVAL, "no teacher: pass --teacher CKPT or set FSB_TEACHER");
     if (!o.out) {
@@ -170,5 +191,7 @@ int fsb_cmd_run(int argc, char **argv)
                  (unsigned long long)o.seed);
         o.out = default_out;
     }
-    return fsb_run(&o);
+    st = fsb_run(&o);
+    fsb_demo_free(&demo);
+    return st;
 }
