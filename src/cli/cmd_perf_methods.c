@@ -1,9 +1,9 @@
 /* cmd_perf_methods.c - `bench perf-methods`: time the frozen-feature methods on random
- * episodes of a feature file (a benchmark, not an evaluation: see include/fsb/perf.h).
+ * episodes of a feature file (a benchmark, not an evaluation: see include/fsb/perf_methods.h).
  */
 #include "cli.h"
 #include "fsb/method.h"
-#include "fsb/perf.h"
+#include "fsb/perf_methods.h"
 #include "fsb/status.h"
 
 #include <getopt.h>
@@ -26,13 +26,13 @@ static void perf_usage(FILE *out)
 }
 
 /* Split "a,b,c" into o->methods (pointers into `text`, which is modified). */
-static int parse_methods(char *text, fsb_perf_options *o)
+static int parse_methods(char *text, fsb_mperf_options *o)
 {
     o->n_methods = 0;
     for (char *save = NULL, *tok = strtok_r(text, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
-        if (o->n_methods == FSB_PERF_MAX_METHODS)
-            return fsb_error(FSB_EINVAL, "--methods: more than %d methods", FSB_PERF_MAX_METHODS);
+        if (o->n_methods == FSB_MPERF_MAX_METHODS)
+            return fsb_error(FSB_EINVAL, "--methods: more than %d methods", FSB_MPERF_MAX_METHODS);
         if (!fsb_method_find(tok)) return fsb_error_wrap(FSB_EINVAL, "--methods");
         for (int i = 0; i < o->n_methods; i++)
             if (strcmp(o->methods[i], tok) == 0)
@@ -60,8 +60,8 @@ int fsb_cmd_perf_methods(int argc, char **argv)
                                              {"report", required_argument, NULL, 'r'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
-    fsb_perf_options o;
-    fsb_perf_options_default(&o);
+    fsb_mperf_options o;
+    fsb_mperf_options_default(&o);
     optind = 1;
     opterr = 0;
     int c, st = FSB_OK;
@@ -76,7 +76,7 @@ int fsb_cmd_perf_methods(int argc, char **argv)
             st = fsb_cli_int("--episodes", optarg, 1, 10000000, &v), o.episodes = (int)v;
             break;
         case 's':
-            st = fsb_cli_int_list("--shots", optarg, 1000, o.shots, FSB_PERF_MAX_SHOTS, &o.n_shots);
+            st = fsb_cli_int_list("--shots", optarg, 1000, o.shots, FSB_MPERF_MAX_SHOTS, &o.n_shots);
             break;
         case 'w':
             st = fsb_cli_int("--way", optarg, 1, 1000, &v), o.way = (int)v;
@@ -123,7 +123,7 @@ int fsb_cmd_perf_methods(int argc, char **argv)
     if (st) return st;
     if (optind < argc) return fsb_error(FSB_EINVAL, "unexpected argument '%s'", argv[optind]);
     if (!o.features) return fsb_error(FSB_EINVAL, "--features FILE.fsbt is required");
-    fsb_perf_result r;
+    fsb_mperf_result r;
     if ((st = fsb_perf_methods(&o, &r))) return st;
     printf("features: %s (%d x %d, %d classes; cl2n mean: %s)\n", o.features, r.n_features, r.dim,
            r.n_classes, r.base_mean_from_file ? "base_mean tensor" : "mean of all rows");
@@ -136,7 +136,7 @@ int fsb_cmd_perf_methods(int argc, char **argv)
         const fsb_method *m = fsb_method_find(o.methods[mi]);
         fsb_norm nm = o.norm >= 0 ? (fsb_norm)o.norm : m->default_norm;
         for (int s = 0; s < o.n_shots; s++) {
-            const fsb_perf_cell *cl = &r.cell[mi][s];
+            const fsb_mperf_cell *cl = &r.cell[mi][s];
             printf("%-10s %5d %6s %11.4f %11.4f %11.4f %10.2f (%.2f)\n", m->name, o.shots[s],
                    fsb_norm_name(nm), cl->fit_ms, cl->predict_ms, cl->fit_ms + cl->predict_ms,
                    100 * cl->accuracy, 100 * cl->ci95);

@@ -1,9 +1,9 @@
-/* perf.c - `bench perf-methods`: time the frozen-feature methods on randomly sampled
+/* perf_methods.c - `bench perf-methods`: time the frozen-feature methods on randomly sampled
  * episodes of a feature file, in parallel, and optionally dump episodes and predictions for
  * tools/sklearn_compare.py. Episode (shot K, index e) is drawn from its own Philox stream
  * (seed, K << 32 | e), so results never depend on the thread count.
  */
-#include "fsb/perf.h"
+#include "fsb/perf_methods.h"
 #include "fsb/arena.h"
 #include "fsb/blas.h"
 #include "fsb/fileio.h"
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void fsb_perf_options_default(fsb_perf_options *o)
+void fsb_mperf_options_default(fsb_mperf_options *o)
 {
     memset(o, 0, sizeof *o);
     o->episodes = 1000;
@@ -36,15 +36,15 @@ void fsb_perf_options_default(fsb_perf_options *o)
 }
 
 typedef struct {
-    const fsb_perf_options *o;
+    const fsb_mperf_options *o;
     const float *feat;                           /* [n][dim] */
     int dim;                                     /* feature dimension */
     int n_classes;                               /* distinct labels */
     const int *class_start;                      /* [n_classes] offset into rows */
     const int *class_count;                      /* [n_classes] rows per class */
     const int *rows;                             /* row indices grouped by class */
-    const fsb_method *m[FSB_PERF_MAX_METHODS];   /* the methods */
-    fsb_method_config cfg[FSB_PERF_MAX_METHODS]; /* their configs */
+    const fsb_method *m[FSB_MPERF_MAX_METHODS];   /* the methods */
+    fsb_method_config cfg[FSB_MPERF_MAX_METHODS]; /* their configs */
     fsb_arena *arenas;                           /* [threads] per-worker scratch */
     int *correct;                                /* [methods][tasks] */
     float *ms;                                   /* [methods][tasks][2] fit, predict */
@@ -59,7 +59,7 @@ typedef struct {
 static void perf_task(void *vctx, int t, int worker)
 {
     perf_ctx *c = vctx;
-    const fsb_perf_options *o = c->o;
+    const fsb_mperf_options *o = c->o;
     const int s = t / o->episodes, e = t % o->episodes, K = o->shots[s];
     const int way = o->way, ns = way * K, nq = way * o->query, dim = c->dim;
     fsb_arena *a = &c->arenas[worker];
@@ -173,7 +173,7 @@ static int cmp_lr(const void *pa, const void *pb)
 /* Write the dump described in perf.h. */
 static int write_dump(const perf_ctx *c, const char *path)
 {
-    const fsb_perf_options *o = c->o;
+    const fsb_mperf_options *o = c->o;
     fsb_tensorfile tf;
     fsb_tensorfile_init(&tf);
     int st = FSB_OK;
@@ -246,9 +246,9 @@ done:
 }
 
 /* per_episode.csv and the derived reports of the run, in (method, shot, episode) order. */
-static int write_report(const perf_ctx *c, const char *dir, fsb_perf_result *res)
+static int write_report(const perf_ctx *c, const char *dir, fsb_mperf_result *res)
 {
-    const fsb_perf_options *o = c->o;
+    const fsb_mperf_options *o = c->o;
     const size_t tasks = (size_t)o->n_shots * o->episodes, n = tasks * o->n_methods;
     int st = fsb_mkdir_p(dir);
     if (st) return st;
@@ -275,7 +275,7 @@ static int write_report(const perf_ctx *c, const char *dir, fsb_perf_result *res
     return st;
 }
 
-int fsb_perf_methods(const fsb_perf_options *o, fsb_perf_result *res)
+int fsb_perf_methods(const fsb_mperf_options *o, fsb_mperf_result *res)
 {
     fsb_tensorfile tf;
     fsb_tensorfile_init(&tf);
@@ -288,8 +288,8 @@ int fsb_perf_methods(const fsb_perf_options *o, fsb_perf_result *res)
     float *mean = NULL;
     fsb_pool *pool = NULL;
     int threads = 0, st;
-    if (o->episodes < 1 || o->n_shots < 1 || o->n_shots > FSB_PERF_MAX_SHOTS || o->way < 1 ||
-        o->query < 1 || o->n_methods < 1 || o->n_methods > FSB_PERF_MAX_METHODS)
+    if (o->episodes < 1 || o->n_shots < 1 || o->n_shots > FSB_MPERF_MAX_SHOTS || o->way < 1 ||
+        o->query < 1 || o->n_methods < 1 || o->n_methods > FSB_MPERF_MAX_METHODS)
         return fsb_error(FSB_EINVAL, "perf-methods: bad options");
     if ((st = fsb_tensorfile_load(&tf, o->features))) return st;
     const fsb_tensor *ft = fsb_tensorfile_get(&tf, "features");
@@ -444,7 +444,7 @@ int fsb_perf_methods(const fsb_perf_options *o, fsb_perf_result *res)
     }
     for (int mi = 0; mi < o->n_methods; mi++)
         for (int s = 0; s < o->n_shots; s++) {
-            fsb_perf_cell *cell = &res->cell[mi][s];
+            fsb_mperf_cell *cell = &res->cell[mi][s];
             double fit = 0, prd = 0, sd;
             for (int e = 0; e < o->episodes; e++) {
                 size_t ti = (size_t)mi * tasks + (size_t)s * o->episodes + e;
