@@ -762,6 +762,16 @@ static int plot_script(char **out, const fsb_summary_row *rows, size_t n)
     return FSB_OK;
 }
 
+/* fsync a finished file before it is renamed into place (as fsb_outfile does). */
+static int sync_file(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
 /* Write the script and run gnuplot on it into a temporary PNG renamed into place. Returns
  * 0 with res->plotted set, or 0 with res->note saying why not; negative only when the
  * script itself cannot be written. */
@@ -809,7 +819,7 @@ static int draw_plot(const char *dir, const fsb_summary_row *rows, size_t n, fsb
             ;
     struct stat sb;
     if (err == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && stat(tmp, &sb) == 0 &&
-        sb.st_size > 0 && rename(tmp, png) == 0) {
+        sb.st_size > 0 && sync_file(tmp) == 0 && rename(tmp, png) == 0) {
         res->plotted = 1;
     } else {
         char first[200] = "";
