@@ -389,7 +389,7 @@ START_TEST(bad_episodes)
 END_TEST
 
 /* Many overlapping random episodes, run serially and on a 3-thread pool: same predictions. */
-enum { DET_EPISODES = 24, DET_WAY = 5, DET_SHOT = 3, DET_QUERY = 6, DET_DIM = 24 };
+enum { DET_EPISODES = 24, DET_WAY = 5, DET_SHOT = 3, DET_QUERY = 6, DET_DIM = 40 };
 
 typedef struct {
     const fsb_method *m;
