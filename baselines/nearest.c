@@ -1,9 +1,11 @@
 /* nearest.c - the two nearest-neighbour baselines on frozen features (protocol.md):
  * 1nn (each query takes the label of its nearest support example, Euclidean) and protonet
  * (nearest class prototype = mean normalised support feature, squared Euclidean).
- * Distances are summed in a fixed order, so results never depend on the thread; ties go to
- * the lowest support index (1nn) or the lowest class (protonet).
+ * 1nn takes its query-support cross terms from one sgemm (n_query x n_support can be large);
+ * protonet sums differences directly (few prototypes). Both are the same bits on any thread;
+ * ties go to the lowest support index (1nn) or the lowest class (protonet).
  */
+#include "fsb/blas.h"
 #include "fsb/method.h"
 #include "fsb/status.h"
 #include "fsb/threads.h"
@@ -31,10 +33,9 @@ static double sqdist(const float *a, const float *b, int dim)
     return s;
 }
 
-/* The label of the nearest of n candidates (rows of `cand`, label cand_label[i] or i when
- * cand_label is NULL); the first one wins a tie. */
-static void nearest(int *pred, const float *query, int n_query, const float *cand,
-                    const int *cand_label, int n_cand, int dim)
+/* The index of the nearest of n candidates (rows of `cand`); the first one wins a tie. */
+static void nearest(int *pred, const float *query, int n_query, const float *cand, int n_cand,
+                    int dim)
 {
     for (int q = 0; q < n_query; q++) {
         const float *x = query + (size_t)q * dim;
@@ -47,13 +48,14 @@ static void nearest(int *pred, const float *query, int n_query, const float *can
                 best = i;
             }
         }
-        pred[q] = cand_label ? cand_label[best] : best;
+        pred[q] = best;
     }
 }
 
 size_t fsb_method_1nn_scratch(int way, int shot, int query, int dim)
 {
-    return sizeof(float) * (size_t)dim * (size_t)way * (size_t)(shot + query) + 256;
+    size_t ns = (size_t)way * shot, nq = (size_t)way * query;
+    return sizeof(float) * ((size_t)dim * (ns + nq) + ns * nq) + sizeof(double) * ns + 4 * 64;
 }
 
 int fsb_method_1nn_run(const fsb_method *m, const fsb_method_config *cfg,
@@ -66,15 +68,35 @@ int fsb_method_1nn_run(const fsb_method *m, const fsb_method_config *cfg,
     double t0 = fsb_now();
     float *sup = fsb_arena_floats(scratch, (size_t)ep->n_support * ep->dim);
     float *qry = fsb_arena_floats(scratch, (size_t)ep->n_query * ep->dim);
-    if (!sup || !qry) {
+    float *dots = fsb_arena_floats(scratch, (size_t)ep->n_query * ep->n_support);
+    double *sq = fsb_arena_alloc(scratch, sizeof *sq * (size_t)ep->n_support, 64);
+    if (!sup || !qry || !dots || !sq) {
         st = fsb_error_wrap(FSB_ENOMEM, "%s: episode scratch", m->name);
         goto done;
     }
     fsb_features_normalise(sup, ep->support_feat, ep->n_support, ep->dim, cfg->norm,
                            cfg->base_mean);
     fsb_features_normalise(qry, ep->query_feat, ep->n_query, ep->dim, cfg->norm, cfg->base_mean);
+    for (int i = 0; i < ep->n_support; i++)
+        sq[i] = fsb_sumsq(sup + (size_t)i * ep->dim, ep->dim);
     double t1 = fsb_now();
-    nearest(pred, qry, ep->n_query, sup, ep->support_labels, ep->n_support, ep->dim);
+    /* |q - s|^2 = |q|^2 + |s|^2 - 2 q.s: the cross terms in one sgemm, |q|^2 is common to a
+     * query's candidates; the first support index wins a tie */
+    fsb_sgemm(0, 1, ep->n_query, ep->n_support, ep->dim, 1.0f, qry, ep->dim, sup, ep->dim, 0.0f,
+              dots, ep->n_support);
+    for (int q = 0; q < ep->n_query; q++) {
+        const float *g = dots + (size_t)q * ep->n_support;
+        int best = 0;
+        double best_d = sq[0] - 2.0 * g[0];
+        for (int i = 1; i < ep->n_support; i++) {
+            double d = sq[i] - 2.0 * g[i];
+            if (d < best_d) {
+                best_d = d;
+                best = i;
+            }
+        }
+        pred[q] = ep->support_labels[best];
+    }
     if (stats) {
         stats->fit_ms = (t1 - t0) * 1e3;
         stats->predict_ms = (fsb_now() - t1) * 1e3;
@@ -120,7 +142,7 @@ int fsb_method_protonet_run(const fsb_method *m, const fsb_method_config *cfg,
     for (size_t k = 0; k < (size_t)way * dim; k++)
         proto[k] = (float)(sum[k] / ep->shot);
     double t1 = fsb_now();
-    nearest(pred, qry, ep->n_query, proto, NULL, way, dim);
+    nearest(pred, qry, ep->n_query, proto, way, dim);
     if (stats) {
         stats->fit_ms = (t1 - t0) * 1e3;
         stats->predict_ms = (fsb_now() - t1) * 1e3;
