@@ -1,25 +1,26 @@
 /* nearest.c - the two nearest-neighbour baselines on frozen features (protocol.md):
  * 1nn (each query takes the label of its nearest support example, Euclidean) and protonet
  * (nearest class prototype = mean normalised support feature, squared Euclidean).
- * 1nn takes its query-support cross terms from one sgemm (n_query x n_support can be large);
- * protonet sums differences directly (few prototypes). Both are the same bits on any thread;
- * ties go to the lowest support index (1nn) or the lowest class (protonet).
+ * Distances are summed in a fixed order in plain C (no BLAS), so the answers are the same
+ * bits on any thread and any x86-64 machine; ties go to the lowest support index (1nn) or the
+ * lowest class (protonet).
  */
-#include "fsb/blas.h"
 #include "fsb/method.h"
 #include "fsb/status.h"
 #include "fsb/threads.h"
 
 #include <string.h>
 
-/* sum_j (a_j - b_j)^2 over 8 float lanes combined in a fixed order (vectorisable, and the
- * same bits on every thread). */
+/* sum_j (a_j - b_j)^2 over LANES float lanes (independent chains the compiler turns into
+ * SIMD registers) combined in a fixed order: the same bits on every thread and machine. */
+enum { LANES = 8 };
 static double sqdist(const float *a, const float *b, int dim)
 {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float acc[LANES];
+    memset(acc, 0, sizeof acc);
     int j = 0;
-    for (; j + 8 <= dim; j += 8)
-        for (int l = 0; l < 8; l++) {
+    for (; j + LANES <= dim; j += LANES)
+        for (int l = 0; l < LANES; l++) {
             float d = a[j + l] - b[j + l];
             acc[l] += d * d;
         }
@@ -28,7 +29,7 @@ static double sqdist(const float *a, const float *b, int dim)
         double d = (double)a[j] - b[j];
         s += d * d;
     }
-    for (int l = 0; l < 8; l++)
+    for (int l = 0; l < LANES; l++)
         s += acc[l];
     return s;
 }
@@ -54,8 +55,7 @@ static void nearest(int *pred, const float *query, int n_query, const float *can
 
 size_t fsb_method_1nn_scratch(int way, int shot, int query, int dim)
 {
-    size_t ns = (size_t)way * shot, nq = (size_t)way * query;
-    return sizeof(float) * ((size_t)dim * (ns + nq) + ns * nq) + sizeof(double) * ns + 4 * 64;
+    return sizeof(float) * (size_t)dim * (size_t)way * (size_t)(shot + query) + 256;
 }
 
 int fsb_method_1nn_run(const fsb_method *m, const fsb_method_config *cfg,
@@ -68,35 +68,17 @@ int fsb_method_1nn_run(const fsb_method *m, const fsb_method_config *cfg,
     double t0 = fsb_now();
     float *sup = fsb_arena_floats(scratch, (size_t)ep->n_support * ep->dim);
     float *qry = fsb_arena_floats(scratch, (size_t)ep->n_query * ep->dim);
-    float *dots = fsb_arena_floats(scratch, (size_t)ep->n_query * ep->n_support);
-    double *sq = fsb_arena_alloc(scratch, sizeof *sq * (size_t)ep->n_support, 64);
-    if (!sup || !qry || !dots || !sq) {
+    if (!sup || !qry) {
         st = fsb_error_wrap(FSB_ENOMEM, "%s: episode scratch", m->name);
         goto done;
     }
     fsb_features_normalise(sup, ep->support_feat, ep->n_support, ep->dim, cfg->norm,
                            cfg->base_mean);
     fsb_features_normalise(qry, ep->query_feat, ep->n_query, ep->dim, cfg->norm, cfg->base_mean);
-    for (int i = 0; i < ep->n_support; i++)
-        sq[i] = fsb_sumsq(sup + (size_t)i * ep->dim, ep->dim);
     double t1 = fsb_now();
-    /* |q - s|^2 = |q|^2 + |s|^2 - 2 q.s: the cross terms in one sgemm, |q|^2 is common to a
-     * query's candidates; the first support index wins a tie */
-    fsb_sgemm(0, 1, ep->n_query, ep->n_support, ep->dim, 1.0f, qry, ep->dim, sup, ep->dim, 0.0f,
-              dots, ep->n_support);
-    for (int q = 0; q < ep->n_query; q++) {
-        const float *g = dots + (size_t)q * ep->n_support;
-        int best = 0;
-        double best_d = sq[0] - 2.0 * g[0];
-        for (int i = 1; i < ep->n_support; i++) {
-            double d = sq[i] - 2.0 * g[i];
-            if (d < best_d) {
-                best_d = d;
-                best = i;
-            }
-        }
-        pred[q] = ep->support_labels[best];
-    }
+    nearest(pred, qry, ep->n_query, sup, ep->n_support, ep->dim);
+    for (int q = 0; q < ep->n_query; q++)
+        pred[q] = ep->support_labels[pred[q]];
     if (stats) {
         stats->fit_ms = (t1 - t0) * 1e3;
         stats->predict_ms = (fsb_now() - t1) * 1e3;
