@@ -1,8 +1,10 @@
 /* fileio.c - atomic output files and small file helpers (see include/fsb/fileio.h). */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "fsb/fileio.h"
 #include "fsb/status.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -177,4 +179,19 @@ char *fsb_path_join(const char *a, const char *b)
     s[na] = '/';
     memcpy(s + na + 1, b, nb + 1);
     return s;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path) != 0 ? -1 : 0;
+}
+
+int fsb_remove_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? FSB_OK : fsb_error(FSB_EIO, "%s: %s", path, strerror(errno));
+    if (nftw(path, remove_entry, 32, FTW_DEPTH | FTW_PHYS) != 0)
+        return fsb_error(FSB_EIO, "%s: cannot remove: %s", path, strerror(errno));
+    return FSB_OK;
 }

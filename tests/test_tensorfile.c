@@ -435,6 +435,204 @@ START_TEST(failed_save_keeps_the_old_file)
 }
 END_TEST
 
+/* ---- the committed PyTorch fixtures obey the FIXTURES contract ---------------------------- */
+
+static char *fixture_path(const char *name)
+{
+    const char *src = getenv("FSB_SOURCE_DIR");
+    char rel[256];
+    snprintf(rel, sizeof rel, "tests/fixtures/%s", name);
+    return tu_path(src && *src ? src : ".", rel);
+}
+
+/* The tensor exists with this dtype and shape (ndim dims from d[]). */
+static void expect(const fsb_tensorfile *tf, const char *name, fsb_dtype dtype, int ndim,
+                   const int64_t *d)
+{
+    const fsb_tensor *t = fsb_tensorfile_get(tf, name);
+    ck_assert_msg(t != NULL, "missing tensor %s", name);
+    ck_assert_msg(t->dtype == dtype && t->ndim == ndim, "%s: dtype %d ndim %d", name, t->dtype,
+                  t->ndim);
+    for (int i = 0; i < ndim; i++)
+        ck_assert_msg(t->dims[i] == d[i], "%s: dim %d is %lld, expected %lld", name, i,
+                      (long long)t->dims[i], (long long)d[i]);
+}
+
+static void expect_same_shape(const fsb_tensorfile *tf, const char *name, const char *like)
+{
+    const fsb_tensor *t = fsb_tensorfile_get(tf, like);
+    ck_assert_ptr_nonnull(t);
+    expect(tf, name, t->dtype, t->ndim, t->dims);
+}
+
+/* A conv (bias or not) and its BN, FIXTURES names; n_params/params collects trainables. */
+typedef struct {
+    char names[200][128]; /* trainable parameter names */
+    int n;                /* count */
+    char bns[40][128];    /* BN prefixes */
+    int n_bn;             /* count */
+} param_list;
+
+static void expect_conv_bn(const fsb_tensorfile *tf, param_list *pl, const char *conv,
+                           const char *bn, int64_t cout, int64_t cin, int64_t k, int bias)
+{
+    char name[128];
+    int64_t w[4] = {cout, cin, k, k}, c[1] = {cout};
+    snprintf(name, sizeof name, "%s.weight", conv);
+    expect(tf, name, FSB_F32, 4, w);
+    snprintf(pl->names[pl->n++], 128, "%s", name);
+    if (bias) {
+        snprintf(name, sizeof name, "%s.bias", conv);
+        expect(tf, name, FSB_F32, 1, c);
+        snprintf(pl->names[pl->n++], 128, "%s", name);
+    }
+    const char *f32s[] = {"weight", "bias", "running_mean", "running_var"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "%s.%s", bn, f32s[i]);
+        expect(tf, name, FSB_F32, 1, c);
+        if (i < 2) snprintf(pl->names[pl->n++], 128, "%s", name);
+    }
+    snprintf(name, sizeof name, "%s.num_batches_tracked", bn);
+    expect(tf, name, FSB_I64, 0, NULL);
+    snprintf(pl->bns[pl->n_bn++], 128, "%s", bn);
+}
+
+/* Parse "a,b,c,d" widths. */
+static void widths_of(const fsb_tensorfile *tf, int64_t w[4])
+{
+    const char *s = fsb_tensorfile_meta(tf, "widths");
+    ck_assert_ptr_nonnull(s);
+    long long a, b, c, d;
+    ck_assert_int_eq(sscanf(s, "%lld,%lld,%lld,%lld", &a, &b, &c, &d), 4);
+    w[0] = a, w[1] = b, w[2] = c, w[3] = d;
+}
+
+/* Check the state_dict of a conv4/res12 file and list its trainable parameters. */
+static void expect_model(const fsb_tensorfile *tf, param_list *pl, int64_t n_class)
+{
+    const char *arch = fsb_tensorfile_meta(tf, "arch");
+    int64_t w[4];
+    widths_of(tf, w);
+    ck_assert_ptr_nonnull(arch);
+    pl->n = pl->n_bn = 0;
+    char conv[96], bn[96];
+    for (int b = 0; b < 4; b++) {
+        int64_t cin = b ? w[b - 1] : 3;
+        if (!strcmp(arch, "conv4")) {
+            snprintf(conv, sizeof conv, "encoder.%d.0", b);
+            snprintf(bn, sizeof bn, "encoder.%d.1", b);
+            expect_conv_bn(tf, pl, conv, bn, w[b], cin, 3, 1);
+            continue;
+        }
+        ck_assert_str_eq(arch, "res12");
+        for (int k = 1; k <= 3; k++) {
+            snprintf(conv, sizeof conv, "encoder.layer%d.0.conv%d", b + 1, k);
+            snprintf(bn, sizeof bn, "encoder.layer%d.0.bn%d", b + 1, k);
+            expect_conv_bn(tf, pl, conv, bn, w[b], k == 1 ? cin : w[b], 3, 0);
+        }
+        snprintf(conv, sizeof conv, "encoder.layer%d.0.downsample.0", b + 1);
+        snprintf(bn, sizeof bn, "encoder.layer%d.0.downsample.1", b + 1);
+        expect_conv_bn(tf, pl, conv, bn, w[b], cin, 1, 0);
+    }
+    if (n_class) {
+        int64_t fw[2] = {n_class, w[3]}, fb[1] = {n_class};
+        expect(tf, "fc.weight", FSB_F32, 2, fw);
+        expect(tf, "fc.bias", FSB_F32, 1, fb);
+        snprintf(pl->names[pl->n++], 128, "fc.weight");
+        snprintf(pl->names[pl->n++], 128, "fc.bias");
+    }
+}
+
+static void check_parity_fixture(const char *file, const char *arch, const char *widths, int64_t n,
+                                 int64_t hw, int64_t embed)
+{
+    char *path = fixture_path(file);
+    fsb_tensorfile tf;
+    ck_assert_msg(fsb_tensorfile_load(&tf, path) == FSB_OK, "%s", fsb_error_last());
+    ck_assert_str_eq(fsb_tensorfile_meta(&tf, "arch"), arch);
+    ck_assert_str_eq(fsb_tensorfile_meta(&tf, "widths"), widths);
+    long long n_class, seed;
+    ck_assert_int_eq(fsb_tensorfile_meta_int(&tf, path, "n_class", &n_class), FSB_OK);
+    ck_assert_int_eq(n_class, 5);
+    ck_assert_int_eq(fsb_tensorfile_meta_int(&tf, path, "seed", &seed), FSB_OK);
+    ck_assert_ptr_nonnull(fsb_tensorfile_meta(&tf, "input_hw"));
+    ck_assert_ptr_nonnull(fsb_tensorfile_meta(&tf, "torch_version"));
+    param_list *pl = calloc(1, sizeof *pl);
+    expect_model(&tf, pl, n_class);
+    int64_t in[4] = {n, 3, hw, hw}, nv[1] = {n}, emb[2] = {n, embed}, lg[2] = {n, n_class};
+    expect(&tf, "input", FSB_F32, 4, in);
+    expect(&tf, "target", FSB_I64, 1, nv);
+    char name[160];
+    const char *modes[2] = {"train", "eval"};
+    for (int m = 0; m < 2; m++) {
+        snprintf(name, sizeof name, "%s.embedding", modes[m]);
+        expect(&tf, name, FSB_F32, 2, emb);
+        snprintf(name, sizeof name, "%s.logits", modes[m]);
+        expect(&tf, name, FSB_F32, 2, lg);
+        snprintf(name, sizeof name, "%s.loss", modes[m]);
+        expect(&tf, name, FSB_F32, 0, NULL);
+        snprintf(name, sizeof name, "%s.grad.input", modes[m]);
+        expect(&tf, name, FSB_F32, 4, in);
+        for (int i = 0; i < pl->n; i++) {
+            snprintf(name, sizeof name, "%s.grad.%s", modes[m], pl->names[i]);
+            expect_same_shape(&tf, name, pl->names[i]);
+        }
+    }
+    for (int i = 0; i < pl->n; i++) {
+        snprintf(name, sizeof name, "sgd.step2.%s", pl->names[i]);
+        expect_same_shape(&tf, name, pl->names[i]);
+    }
+    for (int i = 0; i < pl->n_bn; i++) {
+        char like[160];
+        snprintf(name, sizeof name, "train.after.%s.running_var", pl->bns[i]);
+        snprintf(like, sizeof like, "%s.running_var", pl->bns[i]);
+        expect_same_shape(&tf, name, like);
+        snprintf(name, sizeof name, "train.after.%s.running_mean", pl->bns[i]);
+        expect_same_shape(&tf, name, like);
+    }
+    /* nothing beyond the contract: state + 2 + 2 x (4 + params) + params + 2 per BN */
+    int state = pl->n + 5 * pl->n_bn - 2 * pl->n_bn;
+    ck_assert_int_eq(tf.n_tensors, state + 2 + 2 * (4 + pl->n) + pl->n + 2 * pl->n_bn);
+    free(pl);
+    fsb_tensorfile_free(&tf);
+    free(path);
+}
+
+START_TEST(torch_parity_fixtures_follow_the_contract)
+{
+    check_parity_fixture("torch_conv4.fsbt", "conv4", "64,64,64,64", 4, 84, 64);
+    check_parity_fixture("torch_res12.fsbt", "res12", "8,16,24,32", 2, 40, 32);
+}
+END_TEST
+
+START_TEST(torch_roundtrip_fixture_is_a_checkpoint)
+{
+    char *path = fixture_path("torch_roundtrip_conv4.fsbt");
+    fsb_tensorfile tf;
+    ck_assert_msg(fsb_tensorfile_load(&tf, path) == FSB_OK, "%s", fsb_error_last());
+    ck_assert_str_eq(fsb_tensorfile_meta(&tf, "format"), "fsbench-checkpoint");
+    ck_assert_str_eq(fsb_tensorfile_meta(&tf, "arch"), "conv4");
+    ck_assert_str_eq(fsb_tensorfile_meta(&tf, "widths"), "8,8,8,8");
+    ck_assert_str_eq(fsb_tensorfile_meta(&tf, "n_class"), "5");
+    ck_assert_str_eq(fsb_tensorfile_meta(&tf, "embed_dim"), "8");
+    ck_assert_str_eq(fsb_tensorfile_meta(&tf, "source"), "conv4_tiny_feat.pth");
+    param_list *pl = calloc(1, sizeof *pl);
+    expect_model(&tf, pl, 5);
+    ck_assert_int_eq(pl->n, 4 * 4 + 2);
+    int64_t in[4] = {2, 3, 32, 32}, emb[2] = {2, 8};
+    expect(&tf, "roundtrip.input", FSB_F32, 4, in);
+    expect(&tf, "roundtrip.embedding", FSB_F32, 2, emb);
+    ck_assert_int_eq(tf.n_tensors, 4 * 7 + 2 + 2);
+    const int64_t *nbt;
+    ck_assert_int_eq(fsb_tensorfile_get_i64(&tf, path, "encoder.2.1.num_batches_tracked", 1, &nbt),
+                     FSB_OK);
+    ck_assert_int_eq(nbt[0], 1004); /* 1000 + seed, survives torch -> pth -> fsbt */
+    free(pl);
+    fsb_tensorfile_free(&tf);
+    free(path);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("tensorfile");
@@ -445,6 +643,8 @@ int main(void)
     tcase_add_test(tc, corruption_is_detected);
     tcase_add_test(tc, lying_headers_with_valid_checksums);
     tcase_add_test(tc, failed_save_keeps_the_old_file);
+    tcase_add_test(tc, torch_parity_fixtures_follow_the_contract);
+    tcase_add_test(tc, torch_roundtrip_fixture_is_a_checkpoint);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -35,13 +35,27 @@ typedef struct fsb_split {
 
 /* Read the listing of split `name` under `root`, detecting the layout. Errors name the
  * file and line: missing root or split, missing/wrong CSV header, empty CSV, a duplicate
- * filename, a malformed row. Listed files are not checked here (fsb_data_check does). */
+ * filename, a malformed row. Listed files are not checked here (fsb_data_check does).
+ * Details: ROOT/split/<name>.csv wins over ROOT/<name>.csv, which wins over the folder
+ * ROOT/<name>/. CSV: optional UTF-8 BOM, LF or CRLF line ends, blank lines ignored; a row
+ * is exactly "<filename>,<label>" with both fields non-empty, no control characters and
+ * no '/' in the filename; a filename may appear only once in a split (whatever its label).
+ * Folders: entries starting with '.' are skipped, symlinks followed; every folder that
+ * directly holds .jpg, .jpeg or .png files (any case) is a class; an image directly in the split
+ * folder, or a split with no image at all, is an error. On error `s` is left zeroed. */
 int fsb_split_open(fsb_split *s, const char *root, const char *name);
 void fsb_split_free(fsb_split *s);
+
+/* 1 when split `name` has a CSV (either place) or a folder under `root`, else 0; nothing is
+ * read. For "use whichever splits exist" callers. */
+int fsb_split_exists(const char *root, const char *name);
 
 /* Index of the class with that name, or -1. */
 int fsb_split_class_index(const fsb_split *s, const char *class_name);
 /* Index of the image whose basename is `file` in class `cls`, or -1. */
 int fsb_split_image_index(const fsb_split *s, int cls, const char *file);
+/* The basename of image i (points into s->paths[i]): the CSV filename (Ravi) or the file
+ * name inside its class folder; this is what the canonical order and fingerprint use. */
+const char *fsb_split_basename(const fsb_split *s, int i);
 
 #endif

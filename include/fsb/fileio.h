@@ -36,6 +36,8 @@ int fsb_mkdir_p(const char *path);
 /* 1 if `path` is an existing directory / regular file, else 0. */
 int fsb_is_dir(const char *path);
 int fsb_is_file(const char *path);
+/* rm -rf path: a missing path is fine; errors name the entry that could not be removed. */
+int fsb_remove_tree(const char *path);
 /* malloc'd "a/b" (no doubled slash); NULL on OOM. */
 char *fsb_path_join(const char *a, const char *b);
 

@@ -12,7 +12,12 @@
 #include <unistd.h>
 
 static const fsb_cli_cmd commands[] = {
+    {"run", fsb_cmd_run, "the benchmark (also: bench --data ... with no command word)"},
+    {"pretrain", fsb_cmd_pretrain, "pre-train a teacher on the train split (resumable)"},
     {"version", fsb_cmd_version, "print versions, the CPU and the OpenBLAS core in use"},
+    {"episodes", fsb_cmd_episodes, "draw nested episodes or replay a manifest; export a manifest"},
+    {"data", fsb_cmd_data, "check a dataset folder, or pack its splits into the image cache"},
+    {"perf", fsb_cmd_perf, "images/s of the backbone engine (train step, inference), profile"},
     {"table", fsb_cmd_table, "rebuild a run's summary, tables and plot from per_episode.csv"},
     {"perf-methods", fsb_cmd_perf_methods, "time the frozen-feature methods on random episodes"},
 };
@@ -33,6 +38,19 @@ static void select_blas_kernels(char **argv)
     /* exec failed: carry on with the kernels we have */
     unsetenv("OPENBLAS_CORETYPE");
     unsetenv("FSB_BLAS_AUTO");
+}
+
+static int report(const char *name, int st)
+{
+    if (st != 0)
+        fprintf(stderr, "bench %s: %s\n", name, fsb_error_last());
+    return fsb_status_exit_code(st);
+}
+
+/* argv[0] is "bench" and flags follow: the run command with the same argv. */
+static int run_main(int argc, char **argv)
+{
+    return report("run", fsb_cmd_run(argc, argv));
 }
 
 static void usage(FILE *out)
@@ -56,13 +74,12 @@ int main(int argc, char **argv)
     }
     if (!strcmp(name, "--version"))
         name = "version";
+    else if (name[0] == '-') /* `bench --shots 1,5 ...`: the main job */
+        return run_main(argc, argv);
     for (int i = 0; i < n_commands; i++) {
         if (strcmp(commands[i].name, name) != 0)
             continue;
-        int st = commands[i].run(argc - 1, argv + 1);
-        if (st != 0)
-            fprintf(stderr, "bench %s: %s\n", name, fsb_error_last());
-        return fsb_status_exit_code(st);
+        return report(name, commands[i].run(argc - 1, argv + 1));
     }
     fprintf(stderr, "bench: unknown command '%s'\n", argv[1]);
     usage(stderr);

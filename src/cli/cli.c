@@ -54,7 +54,7 @@ int fsb_cli_int_list(const char *flag, const char *text, long hi, int *vals, int
                                          "whole numbers", flag, text);
         memcpy(item, p, len);
         item[len] = '\0';
-        long v;
+        long v = 0;
         if (fsb_cli_int(flag, item, 1, hi, &v))
             return fsb_error(FSB_EINVAL, "%s: '%s' in '%s' is not a whole number in [1, %ld]",
                              flag, item, text, hi);

@@ -23,6 +23,11 @@ int fsb_cli_int_list(const char *flag, const char *text, long hi, int *vals, int
 
 /* Subcommands (one file each in src/cli/). */
 int fsb_cmd_version(int argc, char **argv);
+int fsb_cmd_run(int argc, char **argv);
+int fsb_cmd_pretrain(int argc, char **argv);
+int fsb_cmd_episodes(int argc, char **argv);
+int fsb_cmd_data(int argc, char **argv);
+int fsb_cmd_perf(int argc, char **argv);
 int fsb_cmd_table(int argc, char **argv);
 int fsb_cmd_perf_methods(int argc, char **argv);
 

@@ -28,9 +28,8 @@ void tu_rmrf(const char *path)
 {
     if (!path)
         return;
-    char *out = NULL;
-    tu_run(&out, "rm -rf '%s'", path);
-    free(out);
+    if (fsb_remove_tree(path))
+        die(path);
 }
 
 char *tu_path(const char *dir, const char *rel)

@@ -1,0 +1,37 @@
+/* datacheck.h - a full check of a few-shot dataset folder, listing every problem.
+ *
+ * Unlike fsb_split_open (which stops at the first listing error) the check reads
+ * everything and reports every problem it finds, one per line, to a report stream:
+ * CSV header, malformed rows, duplicate rows, missing files, files that do not decode,
+ * images smaller than the crop, files shared between splits; plus a summary per split
+ * (images, classes, images per class, fingerprint) and whether it is the canonical
+ * MiniImageNet (Ravi & Larochelle) split.
+ */
+#ifndef FSB_DATACHECK_H
+#define FSB_DATACHECK_H
+
+#include "fsb/threads.h"
+
+#include <stdio.h>
+
+/* Options of the check. Zero-initialise, then set what you need. */
+typedef struct fsb_data_check_opts {
+    int min_side;   /* images with a side below this are problems; 0: 84 */
+    FILE *progress; /* progress bar stream while decoding (terminals only); NULL: none */
+} fsb_data_check_opts;
+
+/* Check the splits "train", "val" and "test" found under `root` (each in either layout of
+ * fsb_split_open; absent splits are noted, not problems, unless none exists). Every image
+ * is read and decoded, in parallel over `pool` (NULL: the caller); the report is identical
+ * for any thread count. Report lines:
+ *   "<file>:<line>: <problem>"  for CSV problems and for images listed in a CSV,
+ *   "<file>: <problem>"         for images of the folder layout and other files,
+ *   "<split>: ..."              summaries (not problems), and a final
+ *   "problems: N" line.
+ * *n_problems (if not NULL) receives N. Returns FSB_OK when N == 0, FSB_EFORMAT ("N
+ * problems in ROOT") otherwise, FSB_ENOTFOUND when root is missing, or FSB_EIO/FSB_ENOMEM
+ * when the check itself could not run. `o` may be NULL (defaults). */
+int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_data_check_opts *o,
+                   int *n_problems);
+
+#endif

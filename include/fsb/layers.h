@@ -1,0 +1,131 @@
+/* layers.h - neural-network layers as forward/backward pairs on raw float arrays (NCHW).
+ *
+ * llm.c style: outputs first, shapes in comments; forward saves what backward needs in
+ * caller-owned named buffers; backward ACCUMULATES (+=) into dinp/dweight/dbias, which the
+ * caller zeroes once per step (pass NULL for a gradient that is not wanted). No function
+ * allocates. These are the plain, single-threaded kernels the tests check by finite
+ * differences; src/model.c composes the same arithmetic, fused and threaded, for speed.
+ */
+#ifndef FSB_LAYERS_H
+#define FSB_LAYERS_H
+
+#include "fsb/rng.h"
+
+#include <stdint.h>
+
+/* ---- convolution: k x k (k = 3 or 1), padding k/2, stride 1 ---------------------- */
+
+/* col (C*k*k, H*W) = the im2col matrix of one image inp (C,H,W): row (c*k + ki)*k + kj,
+ * column y*W + x holds inp[c, y+ki-k/2, x+kj-k/2] (0 outside the image). */
+void fsb_im2col(float *col, const float *inp, int C, int H, int W, int k);
+/* dinp (C,H,W) += the adjoint of fsb_im2col applied to dcol (C*k*k, H*W). */
+void fsb_col2im_add(float *dinp, const float *dcol, int C, int H, int W, int k);
+
+/* out (B,OC,H,W) = conv(inp (B,C,H,W), weight (OC,C,k,k)) + bias (OC) (bias may be NULL).
+ * col: scratch of C*k*k*H*W floats (unused when k == 1). One GEMM per image. */
+void fsb_conv2d_forward(float *out, float *col, const float *inp, const float *weight,
+                        const float *bias, int B, int C, int H, int W, int OC, int k);
+/* Accumulates dinp (B,C,H,W), dweight (OC,C,k,k), dbias (OC); any may be NULL.
+ * col: scratch of 2 * C*k*k*H*W floats. */
+void fsb_conv2d_backward(float *dinp, float *dweight, float *dbias, float *col, const float *dout,
+                         const float *inp, const float *weight, int B, int C, int H, int W, int OC,
+                         int k);
+/* Naive direct-loop references of the two functions above (tests only; no scratch). */
+void fsb_conv2d_forward_ref(float *out, const float *inp, const float *weight, const float *bias,
+                            int B, int C, int H, int W, int OC, int k);
+void fsb_conv2d_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, int B, int C, int H, int W,
+                             int OC, int k);
+
+/* ---- batch normalisation (PyTorch BatchNorm2d semantics) ------------------------- */
+
+#define FSB_BN_EPS 1e-5f
+#define FSB_BN_MOMENTUM 0.1f
+
+/* out (B,C,HW) = gamma * (inp - m) * r + beta per channel.
+ * train != 0: m, var = batch mean and biased variance over (B,HW); saved as mean (C) and
+ *   rstd (C) = 1/sqrt(var + eps); running_mean/var (C) (if not NULL) move by momentum 0.1
+ *   towards m and the UNBIASED variance var * n/(n-1), n = B*HW.
+ * train == 0: m = running_mean, var = running_var; mean/rstd receive them the same way. */
+void fsb_batchnorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                           const float *gamma, const float *beta, float *running_mean,
+                           float *running_var, int B, int C, int HW, int train);
+/* Accumulates dinp, dgamma, dbeta from dout, with mean/rstd saved by forward. train selects
+ * the batch-statistics gradient (mean and variance depend on inp) or the eval one. */
+void fsb_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                            const float *inp, const float *mean, const float *rstd,
+                            const float *gamma, int B, int C, int HW, int train);
+
+/* ---- activations (slope 0 = ReLU, 0.1 = LeakyReLU(0.1)) -------------------------- */
+
+/* out (n) = inp > 0 ? inp : slope * inp. */
+void fsb_leaky_relu_forward(float *out, const float *inp, long n, float slope);
+/* dinp += dout * (inp > 0 ? 1 : slope). */
+void fsb_leaky_relu_backward(float *dinp, const float *dout, const float *inp, long n, float slope);
+
+/* ---- pooling --------------------------------------------------------------------- */
+
+/* out (B,C,H/2,W/2) = max over 2x2 windows with stride 2 (floor: a trailing odd row/column
+ * is ignored). argmax (B,C,H/2,W/2) saves the winner's position in its window
+ * (dy*2 + dx; the first maximum in row-major order wins ties). */
+void fsb_maxpool2_forward(float *out, uint8_t *argmax, const float *inp, int B, int C, int H,
+                          int W);
+/* dinp (B,C,H,W) += dout routed to the saved winners. */
+void fsb_maxpool2_backward(float *dinp, const float *dout, const uint8_t *argmax, int B, int C,
+                           int H, int W);
+/* out (B,C) = max over HW; argmax (B,C) the first winning index. */
+void fsb_global_maxpool_forward(float *out, int32_t *argmax, const float *inp, int B, int C,
+                                int HW);
+void fsb_global_maxpool_backward(float *dinp, const float *dout, const int32_t *argmax, int B,
+                                 int C, int HW);
+/* out (B,C) = mean over HW. */
+void fsb_global_avgpool_forward(float *out, const float *inp, int B, int C, int HW);
+void fsb_global_avgpool_backward(float *dinp, const float *dout, int B, int C, int HW);
+
+/* ---- linear ---------------------------------------------------------------------- */
+
+/* out (B,OC) = inp (B,C) @ weight (OC,C)^T + bias (OC) (bias may be NULL). */
+void fsb_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int B,
+                        int C, int OC);
+/* Accumulates dinp (B,C), dweight (OC,C), dbias (OC); any may be NULL. */
+void fsb_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                         const float *inp, const float *weight, int B, int C, int OC);
+
+/* ---- regularisers (training only; masks from an explicit rng) --------------------- */
+
+/* Dropout with drop probability p in [0,1): mask (n) = keep ? 1/(1-p) : 0 with keep drawn
+ * as fsb_rng_uniformf(rng) >= p, element by element in order; out = inp * mask. */
+void fsb_dropout_forward(float *out, float *mask, const float *inp, long n, float p, fsb_rng *rng);
+/* dinp += dout * mask (also the backward of DropBlock). */
+void fsb_mask_backward(float *dinp, const float *dout, const float *mask, long n);
+
+/* The DropBlock seed probability of FEAT/MetaOptNet's ResNet-12 for a feature map of side
+ * `feat`: keep = max(1 - rate * step / 40000, 1 - rate) (a warm-up over the block's first
+ * 40,000 training forwards, `step` counted from 1), and
+ * gamma = (1 - keep) / block^2 * feat^2 / (feat - block + 1)^2. */
+float fsb_dropblock_gamma(float rate, long step, int feat, int block);
+/* DropBlock (Ghiasi et al. 2018; FEAT's implementation): seeds ~ Bernoulli(gamma) on the
+ * (H-block+1) x (W-block+1) grid of each (b,c) plane, drawn in (b,c,i,j) order; a seed at
+ * (i,j) zeroes rows i..i+block-1, columns j..j+block-1. mask (B,C,H,W) = 0 there, else
+ * count/ones (count = B*C*H*W, ones = the number of kept positions; all ones if nothing is
+ * kept); out = inp * mask. */
+void fsb_dropblock_forward(float *out, float *mask, const float *inp, int B, int C, int H, int W,
+                           int block, float gamma, fsb_rng *rng);
+
+/* ---- losses ---------------------------------------------------------------------- */
+
+/* Softmax cross-entropy, mean over the batch: returns -1/B sum_b log softmax(logits_b)[t_b].
+ * probs (B,NC) receives the softmax; dlogits (B,NC) (if not NULL) += scale * (probs -
+ * onehot(t)) / B. targets in [0, NC). */
+double fsb_softmax_xent(float *probs, float *dlogits, const float *logits, const int *targets,
+                        int B, int NC, float scale);
+/* Softmax with temperature: probs (B,NC) = softmax(logits / tau). */
+void fsb_softmax(float *probs, const float *logits, int B, int NC, float tau);
+/* KL(P_T || P_S) with P_S = softmax(student_logits / tau), P_T = teacher_probs (B,NC),
+ * mean over the batch, with NO tau^2 factor (REFILLED stage 2). Returns the loss; dlogits
+ * (if not NULL) += scale * (P_S - P_T) / (tau * B). probs (B,NC) receives P_S. Terms with
+ * P_T = 0 contribute 0. */
+double fsb_kl_div(float *probs, float *dlogits, const float *student_logits,
+                  const float *teacher_probs, int B, int NC, float tau, float scale);
+
+#endif

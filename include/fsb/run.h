@@ -1,0 +1,61 @@
+/* run.h - the main job: every method on the same nested episodes of one split, with
+ * resumable progress and the reports of report.h.
+ *
+ * A run folder holds run.id (what makes the results what they are: dataset fingerprint,
+ * teacher hash, episode hash, every result-affecting flag), episodes.csv (the exported
+ * episode manifest, replayable with --episodes), journal.log (one crash-safe record per
+ * finished (episode, shot, method)), and, once every task is done, per_episode.csv,
+ * summary.csv, paired.csv, table.md, table.tex, accuracy_vs_shots.png and manifest.txt
+ * (versions, CPU, OpenBLAS core, wall time). Rerunning the same command continues after
+ * the last finished task; a folder holding another run is refused, never mixed.
+ * Results do not depend on the thread count: a task's computation is single-threaded and
+ * a pure function of its inputs.
+ */
+#ifndef FSB_RUN_H
+#define FSB_RUN_H
+
+#include "fsb/episodes.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define FSB_RUN_MAX_METHODS 16
+
+typedef struct fsb_run_opts {
+    const char *data;      /* dataset root (required) */
+    const char *split;     /* evaluated split (default "test") */
+    const char *teacher;   /* teacher checkpoint (required) */
+    const char *out;       /* run folder (required) */
+    const char *cache_dir; /* packed images and features; NULL: next to the data (cache.h) */
+    const char *manifest;  /* replay these episodes (--episodes FILE.csv), or NULL */
+    long episodes;         /* episodes to draw when manifest is NULL (default 600) */
+    int way;               /* N (default 5) */
+    int query;             /* queries per class (default 15) */
+    int n_shots;           /* number of shot values */
+    int shots[FSB_EPISODES_MAX_SHOTS]; /* ascending (default 1,5,10,30) */
+    uint64_t seed;                     /* episode seed (default 0) */
+    int n_methods;                     /* number of methods */
+    const char *methods[FSB_RUN_MAX_METHODS]; /* method names (default 1nn,svm,protonet) */
+    int norm;         /* feature normalisation of every feature method; -1: each one's default */
+    double C;         /* svm / logreg C (default 1) */
+    int threads;      /* workers (0 = one per core); never changes results */
+    int image_size;   /* side of the packed images (default 84) */
+    int resize;       /* test transform: shorter side resized to this (default 92) */
+    int crop;         /* test transform: centre crop (default 84) */
+    const char *arch; /* expected teacher architecture ("conv4"/"res12"), or NULL: any */
+    long kill_after_tasks; /* fault injection for resume tests: SIGKILL self once this many
+                              tasks of this process are journaled (0: never) */
+    FILE *progress;   /* progress bars (stderr; drawn on terminals only), or NULL */
+    FILE *log;        /* one-line notes for the user (stdout), or NULL */
+} fsb_run_opts;
+
+/* The defaults listed above; required fields NULL. */
+void fsb_run_opts_default(fsb_run_opts *o);
+
+/* Run (or resume) the benchmark described by o. Errors name the flag, file or line. */
+int fsb_run(const fsb_run_opts *o);
+
+/* "fsbench X; OpenBLAS ...; libpng ...; ..." into buf (always NUL-terminated). */
+void fsb_versions(char *buf, size_t n);
+
+#endif

@@ -1,0 +1,598 @@
+/* model_run.c - fused, threaded forward and backward passes of fsb_model.
+ *
+ * Per conv unit, train mode: phase A (per image) conv GEMM -> y, per-channel mean and M2 of
+ * the image; the batch statistics are combined in image order (Chan et al.); phase B (per
+ * image) BN + residual + activation + pool -> out. Backward: phase 1 (per image) the
+ * gradient w.r.t. z and its two per-channel sums (Σdz, Σdz·x̂); phase 2 (per fixed chunk)
+ * dy = γ·rstd·(dz - mean(dz) - x̂·mean(dz·x̂)), dW partial per chunk, dx per image.
+ * Nothing here depends on which worker runs which task.
+ */
+#include "fsb/blas.h"
+#include "fsb/layers.h"
+#include "fsb/model.h"
+#include "fsb/status.h"
+#include "model_internal.h"
+
+#include <assert.h>
+#include <math.h>
+#include <string.h>
+
+typedef struct job {
+    fsb_model *m;     /* the model */
+    unit *u;          /* the unit */
+    const float *x;   /* (n,cin,h,w) unit input */
+    const float *r;   /* (n,cout,h,w) residual or NULL */
+    float *dx;        /* gradient of x or NULL */
+    float *dres;      /* gradient of the residual or NULL */
+    int n;            /* images */
+    int trainable;    /* accumulate parameter gradients */
+    const float *md;  /* (cout) mean of dz over the batch (0 in eval mode) */
+    const float *mdx; /* (cout) mean of dz * xhat */
+    const float *kk;  /* (cout) gamma * rstd */
+} job;
+
+/* Σx over n floats: 8 float lanes flushed to double every 256 elements. */
+static double sum_f(const float *x, long n)
+{
+    double s = 0;
+    long i = 0;
+    while (i < n) {
+        long e = i + 256 < n ? i + 256 : n;
+        float a[8] = {0};
+        for (; i + 8 <= e; i += 8)
+            for (int j = 0; j < 8; j++)
+                a[j] += x[i + j];
+        for (; i < e; i++)
+            a[0] += x[i];
+        for (int j = 0; j < 8; j++)
+            s += a[j];
+    }
+    return s;
+}
+
+/* Σ(x - c)^2 the same way. */
+static double sumsq_f(const float *x, long n, float c)
+{
+    double s = 0;
+    long i = 0;
+    while (i < n) {
+        long e = i + 256 < n ? i + 256 : n;
+        float a[8] = {0};
+        for (; i + 8 <= e; i += 8)
+            for (int j = 0; j < 8; j++) {
+                float d = x[i + j] - c;
+                a[j] += d * d;
+            }
+        for (; i < e; i++)
+            a[0] += (x[i] - c) * (x[i] - c);
+        for (int j = 0; j < 8; j++)
+            s += a[j];
+    }
+    return s;
+}
+
+/* Σdz and Σdz·(y - mean)·rstd. */
+static void bn_grad_sums(const float *dz, const float *y, long n, float mean, float rstd,
+                         double *sd, double *sdx)
+{
+    double s = 0, t = 0;
+    long i = 0;
+    while (i < n) {
+        long e = i + 256 < n ? i + 256 : n;
+        float a[8] = {0}, b[8] = {0};
+        for (; i + 8 <= e; i += 8)
+            for (int j = 0; j < 8; j++) {
+                a[j] += dz[i + j];
+                b[j] += dz[i + j] * ((y[i + j] - mean) * rstd);
+            }
+        for (; i < e; i++) {
+            a[0] += dz[i];
+            b[0] += dz[i] * ((y[i] - mean) * rstd);
+        }
+        for (int j = 0; j < 8; j++)
+            s += a[j], t += b[j];
+    }
+    *sd = s;
+    *sdx = t;
+}
+
+static void conv_image(fsb_model *m, const unit *u, const float *x, float *y, int worker)
+{
+    // x (cin,h,w) -> y (cout,h,w)
+    int HW = u->h * u->w, K = u->cin * u->k * u->k;
+    const float *W = m->params + u->w_off;
+    const float *cm = x;
+    if (u->k != 1) {
+        fsb_im2col(m->col[worker], x, u->cin, u->h, u->w, u->k);
+        cm = m->col[worker];
+    }
+    fsb_sgemm(0, 0, u->cout, HW, K, 1.0f, W, K, cm, HW, 0.0f, y, HW);
+    if (u->b_off >= 0) {
+        const float *b = m->params + u->b_off;
+        for (int o = 0; o < u->cout; o++) {
+            float *yo = y + (long)o * HW;
+            for (int i = 0; i < HW; i++)
+                yo[i] += b[o];
+        }
+    }
+}
+
+/* out of image i = pool(act(y * ea + esh + r)). */
+static void epilogue_image(const unit *u, const float *r_img, int i)
+{
+    int C = u->cout, H = u->h, W = u->w, HW = H * W, OHW = u->ho * u->wo;
+    const float *y = u->y + (long)i * C * HW;
+    float *out = u->out + (long)i * C * OHW;
+    float s = u->slope;
+    for (int c = 0; c < C; c++) {
+        const float *yc = y + (long)c * HW;
+        const float *rc = r_img ? r_img + (long)c * HW : NULL;
+        float *oc = out + (long)c * OHW;
+        float a = u->ea[c], sh = u->esh[c];
+        if (u->pool) {
+            uint8_t *ac = u->arg + (long)i * C * OHW + (long)c * OHW;
+            for (int yo = 0; yo < u->ho; yo++)
+                for (int xo = 0; xo < u->wo; xo++) {
+                    long p = (long)2 * yo * W + 2 * xo;
+                    float v0 = yc[p] * a + sh, v1 = yc[p + 1] * a + sh;
+                    float v2 = yc[p + W] * a + sh, v3 = yc[p + W + 1] * a + sh;
+                    if (rc) {
+                        v0 += rc[p], v1 += rc[p + 1], v2 += rc[p + W], v3 += rc[p + W + 1];
+                    }
+                    int k = 0;
+                    float v = v0;
+                    if (v1 > v) v = v1, k = 1;
+                    if (v2 > v) v = v2, k = 2;
+                    if (v3 > v) v = v3, k = 3;
+                    oc[yo * u->wo + xo] = v > 0 ? v : s * v;
+                    ac[yo * u->wo + xo] = (uint8_t)k;
+                }
+        } else if (u->act) {
+            for (int p = 0; p < HW; p++) {
+                float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+                oc[p] = v > 0 ? v : s * v;
+            }
+        } else {
+            for (int p = 0; p < HW; p++)
+                oc[p] = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+        }
+    }
+}
+
+static void task_fwd_train(void *ctx, int i, int worker)
+{
+    job *j = ctx;
+    const unit *u = j->u;
+    int C = u->cout, HW = u->h * u->w;
+    float *y = u->y + (long)i * C * HW;
+    conv_image(j->m, u, j->x + (long)i * u->cin * HW, y, worker);
+    double *ps = u->ps + (long)i * 2 * C;
+    for (int c = 0; c < C; c++) {
+        const float *yc = y + (long)c * HW;
+        double mu = sum_f(yc, HW) / HW;
+        float fmu = (float)mu;
+        double q = sumsq_f(yc, HW, fmu) - HW * (mu - fmu) * (mu - fmu);
+        ps[c] = mu;
+        ps[C + c] = q > 0 ? q : 0;
+    }
+}
+
+static void task_epilogue(void *ctx, int i, int worker)
+{
+    job *j = ctx;
+    const unit *u = j->u;
+    long sz = (long)u->cout * u->h * u->w;
+    epilogue_image(u, j->r ? j->r + i * sz : NULL, i);
+}
+
+static void task_fwd_eval(void *ctx, int i, int worker)
+{
+    job *j = ctx;
+    const unit *u = j->u;
+    long HW = (long)u->h * u->w;
+    conv_image(j->m, u, j->x + i * u->cin * HW, u->y + i * u->cout * HW, worker);
+    epilogue_image(u, j->r ? j->r + i * u->cout * HW : NULL, i);
+}
+
+static void fold_bn(fsb_model *m, unit *u)
+{
+    const float *g = m->params + u->g_off, *b = m->params + u->be_off;
+    for (int c = 0; c < u->cout; c++) {
+        u->ea[c] = g[c] * u->rstd[c];
+        u->esh[c] = b[c] - u->mean[c] * u->ea[c];
+    }
+}
+
+static int unit_forward(fsb_model *m, unit *u, const float *x, const float *r, int n, int train,
+                        fsb_rng *rng)
+{
+    double t0 = fsb_now();
+    job j = {.m = m, .u = u, .x = x, .r = r, .n = n};
+    int C = u->cout, HW = u->h * u->w;
+    float *rm = m->stats + u->rm_off, *rv = m->stats + u->rv_off;
+    u->train = train;
+    if (train) {
+        fsb_pool_run(m->pool, n, task_fwd_train, &j);
+        double N = (double)n * HW;
+        for (int c = 0; c < C; c++) {
+            double mu = 0, m2 = 0;
+            for (int i = 0; i < n; i++)
+                mu += u->ps[(long)i * 2 * C + c];
+            mu /= n;
+            for (int i = 0; i < n; i++) {
+                double d = u->ps[(long)i * 2 * C + c] - mu;
+                m2 += u->ps[(long)i * 2 * C + C + c] + HW * d * d;
+            }
+            double var = m2 / N;
+            double unb = N > 1 ? m2 / (N - 1) : var;
+            u->mean[c] = (float)mu;
+            u->rstd[c] = (float)(1.0 / sqrt(var + FSB_BN_EPS));
+            rm[c] = (1 - FSB_BN_MOMENTUM) * rm[c] + FSB_BN_MOMENTUM * (float)mu;
+            rv[c] = (1 - FSB_BN_MOMENTUM) * rv[c] + FSB_BN_MOMENTUM * (float)unb;
+        }
+        m->nbt[u->nbt]++;
+        u->step++;
+        fold_bn(m, u);
+        fsb_pool_run(m->pool, n, task_epilogue, &j);
+        long no = (long)n * C * u->ho * u->wo;
+        if (u->drop == 1) {
+            fsb_dropout_forward(u->out, u->mask, u->out, no, u->rate, rng);
+        } else if (u->drop == 2) {
+            float gm = fsb_dropblock_gamma(u->rate, u->step, u->ho, m->o.dropblock_size);
+            fsb_dropblock_forward(u->out, u->mask, u->out, n, C, u->ho, u->wo, m->o.dropblock_size,
+                                  gm, rng);
+        }
+    } else {
+        for (int c = 0; c < C; c++) {
+            u->mean[c] = rm[c];
+            u->rstd[c] = (float)(1.0 / sqrt((double)rv[c] + FSB_BN_EPS));
+        }
+        fold_bn(m, u);
+        fsb_pool_run(m->pool, n, task_fwd_eval, &j);
+    }
+    u->t_fwd += fsb_now() - t0;
+    return FSB_OK;
+}
+
+/* dz (cout,h,w) = dL/dz for image i from u->dout (already masked). */
+static void dz_image(const unit *u, const float *r_img, int i, float *dz)
+{
+    int C = u->cout, W = u->w, HW = u->h * W, OHW = u->ho * u->wo;
+    const float *y = u->y + (long)i * C * HW;
+    const float *g = u->dout + (long)i * C * OHW;
+    float s = u->slope;
+    for (int c = 0; c < C; c++) {
+        const float *yc = y + (long)c * HW, *gc = g + (long)c * OHW;
+        const float *rc = r_img ? r_img + (long)c * HW : NULL;
+        float *d = dz + (long)c * HW;
+        float a = u->ea[c], sh = u->esh[c];
+        if (u->pool) {
+            memset(d, 0, sizeof(float) * (size_t)HW);
+            const uint8_t *ac = u->arg + (long)i * C * OHW + (long)c * OHW;
+            for (int yo = 0; yo < u->ho; yo++)
+                for (int xo = 0; xo < u->wo; xo++) {
+                    int k = ac[yo * u->wo + xo];
+                    long p = (long)(2 * yo + (k >> 1)) * W + 2 * xo + (k & 1);
+                    float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+                    float gv = gc[yo * u->wo + xo];
+                    d[p] = v > 0 ? gv : s * gv;
+                }
+        } else if (u->act) {
+            for (int p = 0; p < HW; p++) {
+                float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+                d[p] = v > 0 ? gc[p] : s * gc[p];
+            }
+        } else {
+            memcpy(d, gc, sizeof(float) * (size_t)HW);
+        }
+    }
+}
+
+static void task_bwd1(void *ctx, int i, int worker)
+{
+    job *j = ctx;
+    const unit *u = j->u;
+    int C = u->cout, HW = u->h * u->w;
+    long OS = (long)C * u->ho * u->wo;
+    if (u->drop && u->train) {
+        float *g = u->dout + i * OS;
+        const float *mk = u->mask + i * OS;
+        for (long p = 0; p < OS; p++)
+            g[p] *= mk[p];
+    }
+    float *dz = j->m->dz[worker];
+    dz_image(u, j->r ? j->r + (long)i * C * HW : NULL, i, dz);
+    if (j->dres) {
+        float *dr = j->dres + (long)i * C * HW;
+        for (long p = 0; p < (long)C * HW; p++)
+            dr[p] += dz[p];
+    }
+    double *ps = u->ps + (long)i * 2 * C;
+    const float *y = u->y + (long)i * C * HW;
+    for (int c = 0; c < C; c++)
+        bn_grad_sums(dz + (long)c * HW, y + (long)c * HW, HW, u->mean[c], u->rstd[c], &ps[c],
+                     &ps[C + c]);
+}
+
+static void task_bwd2(void *ctx, int t, int worker)
+{
+    job *j = ctx;
+    fsb_model *m = j->m;
+    const unit *u = j->u;
+    int S = m->o.grad_splits;
+    int lo = (int)((long)t * j->n / S), hi = (int)((long)(t + 1) * j->n / S);
+    int C = u->cout, HW = u->h * u->w, K = u->cin * u->k * u->k;
+    long wn = (long)C * K;
+    const float *Wt = m->params + u->w_off;
+    float *dz = m->dz[worker];
+    float *col = m->col[worker], *dcol = m->col[worker] + m->colmax;
+    for (int i = lo; i < hi; i++) {
+        dz_image(u, j->r ? j->r + (long)i * C * HW : NULL, i, dz);
+        const float *y = u->y + (long)i * C * HW;
+        for (int c = 0; c < C; c++) {
+            float *d = dz + (long)c * HW;
+            const float *yc = y + (long)c * HW;
+            float k = j->kk[c], md = j->md[c], mdx = j->mdx[c], mu = u->mean[c], rs = u->rstd[c];
+            for (int p = 0; p < HW; p++)
+                d[p] = k * (d[p] - md - (yc[p] - mu) * rs * mdx);
+            if (j->trainable && u->b_off >= 0) u->ps[(long)i * 2 * C + c] = sum_f(d, HW);
+        }
+        const float *x = j->x + (long)i * u->cin * HW;
+        if (j->trainable) {
+            const float *cm = x;
+            if (u->k != 1) {
+                fsb_im2col(col, x, u->cin, u->h, u->w, u->k);
+                cm = col;
+            }
+            fsb_sgemm(0, 1, C, K, HW, 1.0f, dz, HW, cm, HW, i == lo ? 0.0f : 1.0f,
+                      m->partial + t * wn, K);
+        }
+        if (j->dx) {
+            float *dx = j->dx + (long)i * u->cin * HW;
+            if (u->k == 1) {
+                fsb_sgemm(1, 0, u->cin, HW, C, 1.0f, Wt, u->cin, dz, HW, 1.0f, dx, HW);
+            } else {
+                fsb_sgemm(1, 0, K, HW, C, 1.0f, Wt, K, dz, HW, 0.0f, dcol, HW);
+                fsb_col2im_add(dx, dcol, u->cin, u->h, u->w, u->k);
+            }
+        }
+    }
+}
+
+static void unit_backward(fsb_model *m, unit *u, const float *x, const float *r, float *dx,
+                          float *dres, int n)
+{
+    double t0 = fsb_now();
+    int C = u->cout, HW = u->h * u->w;
+    int trainable = u->block >= m->first_trainable;
+    float *md = m->cvec, *mdx = m->cvec + m->cmax, *kk = m->cvec + 2 * m->cmax;
+    job j = {.m = m,
+             .u = u,
+             .x = x,
+             .r = r,
+             .dx = dx,
+             .dres = dres,
+             .n = n,
+             .trainable = trainable,
+             .md = md,
+             .mdx = mdx,
+             .kk = kk};
+    fsb_pool_run(m->pool, n, task_bwd1, &j);
+    const float *gamma = m->params + u->g_off;
+    double N = (double)n * HW;
+    for (int c = 0; c < C; c++) {
+        double sd = 0, sdx = 0;
+        for (int i = 0; i < n; i++) {
+            sd += u->ps[(long)i * 2 * C + c];
+            sdx += u->ps[(long)i * 2 * C + C + c];
+        }
+        if (trainable) {
+            m->grads[u->g_off + c] += (float)sdx;
+            m->grads[u->be_off + c] += (float)sd;
+        }
+        md[c] = u->train ? (float)(sd / N) : 0.0f;
+        mdx[c] = u->train ? (float)(sdx / N) : 0.0f;
+        kk[c] = gamma[c] * u->rstd[c];
+    }
+    int S = m->o.grad_splits;
+    fsb_pool_run(m->pool, S, task_bwd2, &j);
+    if (trainable) {
+        if (u->b_off >= 0)
+            for (int c = 0; c < C; c++) {
+                double s = 0;
+                for (int i = 0; i < n; i++)
+                    s += u->ps[(long)i * 2 * C + c];
+                m->grads[u->b_off + c] += (float)s;
+            }
+        long wn = (long)C * u->cin * u->k * u->k;
+        float *gw = m->grads + u->w_off;
+        for (int t = 0; t < S; t++) {
+            if ((long)(t + 1) * n / S == (long)t * n / S) continue; /* empty chunk */
+            const float *p = m->partial + t * wn;
+            for (long q = 0; q < wn; q++)
+                gw[q] += p[q];
+        }
+    }
+    u->t_bwd += fsb_now() - t0;
+}
+
+/* ---- whole network --------------------------------------------------------------------- */
+
+static long stage_size(const fsb_model *m, int s)
+{
+    if (s == FSB_MODEL_BLOCKS) return m->D;
+    return (long)m->stage_c[s] * m->stage_hw[s] * m->stage_hw[s];
+}
+
+static const float *block_input(const fsb_model *m, int blk)
+{
+    return blk == m->start ? m->input : m->u[m->block_last[blk - 1]].out;
+}
+
+static void head_forward(fsb_model *m, int n)
+{
+    double t0 = fsb_now();
+    if (m->start < FSB_MODEL_BLOCKS) {
+        const unit *u = &m->u[m->block_last[FSB_MODEL_BLOCKS - 1]];
+        int C = u->cout, HW = u->ho * u->wo;
+        if (m->o.arch == FSB_ARCH_RES12)
+            fsb_global_avgpool_forward(m->emb, u->out, n, C, HW);
+        else if (m->o.flatten)
+            memcpy(m->emb, u->out, sizeof(float) * (size_t)n * C * HW);
+        else
+            fsb_global_maxpool_forward(m->emb, m->emb_arg, u->out, n, C, HW);
+    }
+    if (m->n_class > 0)
+        fsb_linear_forward(m->logits, m->emb, m->params + m->head_off,
+                           m->params + m->head_off + (long)m->n_class * m->D, n, m->D, m->n_class);
+    m->t_head_f += fsb_now() - t0;
+}
+
+static int run_forward(fsb_model *m, int start, int end, const float *acts, int n, int train,
+                       fsb_rng *rng)
+{
+    if (n < 1 || n > m->max_batch)
+        return fsb_error(FSB_EINVAL, "model: batch of %d images (1..%d)", n, m->max_batch);
+    if (start < 0 || start > FSB_MODEL_BLOCKS)
+        return fsb_error(FSB_EINVAL, "model: bad stage %d", start);
+    if (train && !rng)
+        for (int blk = start > m->first_trainable ? start : m->first_trainable; blk < end; blk++)
+            if (m->u[m->block_last[blk]].drop)
+                return fsb_error(FSB_EINVAL, "model: dropout is active but no rng was given");
+    memcpy(m->input, acts, sizeof(float) * (size_t)n * (size_t)stage_size(m, start));
+    m->start = start;
+    m->n = n;
+    if (start == FSB_MODEL_BLOCKS)
+        memcpy(m->emb, m->input, sizeof(float) * (size_t)n * (size_t)m->D);
+    for (int blk = start; blk < end; blk++) {
+        const float *bin = block_input(m, blk);
+        int tr = train && blk >= m->first_trainable;
+        for (int ui = m->block_first[blk]; ui <= m->block_last[blk]; ui++) {
+            unit *u = &m->u[ui];
+            const float *x = u->src < 0 ? bin : m->u[u->src].out;
+            const float *r = u->res >= 0 ? m->u[u->res].out : NULL;
+            unit_forward(m, u, x, r, n, tr, rng);
+        }
+    }
+    if (end == FSB_MODEL_BLOCKS) head_forward(m, n);
+    return FSB_OK;
+}
+
+int fsb_model_forward_from(fsb_model *m, int stage, const float *acts, int n, int train,
+                           fsb_rng *rng, const float **emb, const float **logits)
+{
+    int st = run_forward(m, stage, FSB_MODEL_BLOCKS, acts, n, train, rng);
+    if (st) return st;
+    if (emb) *emb = m->emb;
+    if (logits) *logits = m->n_class > 0 ? m->logits : NULL;
+    return FSB_OK;
+}
+
+int fsb_model_forward(fsb_model *m, const float *images, int n, int train, fsb_rng *rng,
+                      const float **emb, const float **logits)
+{
+    return fsb_model_forward_from(m, 0, images, n, train, rng, emb, logits);
+}
+
+int fsb_model_forward_to(fsb_model *m, const float *images, int n, int stage, float *out)
+{
+    if (stage < 0 || stage > FSB_MODEL_BLOCKS)
+        return fsb_error(FSB_EINVAL, "model: bad stage %d", stage);
+    long in_sz = stage_size(m, 0), out_sz = stage_size(m, stage);
+    for (int i0 = 0; i0 < n; i0 += m->max_batch) {
+        int b = n - i0 < m->max_batch ? n - i0 : m->max_batch;
+        int st = run_forward(m, 0, stage, images + (long)i0 * in_sz, b, 0, NULL);
+        if (st) return st;
+        const float *src = stage == 0                  ? m->input
+                           : stage == FSB_MODEL_BLOCKS ? m->emb
+                                                       : m->u[m->block_last[stage - 1]].out;
+        memcpy(out + (long)i0 * out_sz, src, sizeof(float) * (size_t)b * (size_t)out_sz);
+    }
+    return FSB_OK;
+}
+
+int fsb_model_embed(fsb_model *m, const float *images, int n, float *out)
+{
+    return fsb_model_forward_to(m, images, n, FSB_MODEL_BLOCKS, out);
+}
+
+static void head_backward(fsb_model *m, const float *dlogits, const float *demb, float *dinput)
+{
+    double t0 = fsb_now();
+    int n = m->n;
+    size_t nd = (size_t)n * m->D;
+    if (demb)
+        memcpy(m->demb, demb, sizeof(float) * nd);
+    else
+        memset(m->demb, 0, sizeof(float) * nd);
+    if (dlogits && m->n_class > 0) {
+        float *gw = m->grads + m->head_off;
+        fsb_linear_backward(m->demb, gw, gw + (long)m->n_class * m->D, dlogits, m->emb,
+                            m->params + m->head_off, n, m->D, m->n_class);
+    }
+    if (m->start == FSB_MODEL_BLOCKS) {
+        if (dinput)
+            for (size_t i = 0; i < nd; i++)
+                dinput[i] += m->demb[i];
+    } else {
+        unit *u = &m->u[m->block_last[FSB_MODEL_BLOCKS - 1]];
+        int C = u->cout, HW = u->ho * u->wo;
+        memset(u->dout, 0, sizeof(float) * (size_t)n * C * HW);
+        if (m->o.arch == FSB_ARCH_RES12)
+            fsb_global_avgpool_backward(u->dout, m->demb, n, C, HW);
+        else if (m->o.flatten)
+            for (size_t i = 0; i < nd; i++)
+                u->dout[i] += m->demb[i];
+        else
+            fsb_global_maxpool_backward(u->dout, m->demb, m->emb_arg, n, C, HW);
+    }
+    m->t_head_b += fsb_now() - t0;
+}
+
+void fsb_model_backward(fsb_model *m, const float *dlogits, const float *demb, float *dinput)
+{
+    int n = m->n;
+    head_backward(m, dlogits, demb, dinput);
+    int lowest = m->start;
+    if (!dinput && m->first_trainable > lowest) lowest = m->first_trainable;
+    for (int blk = FSB_MODEL_BLOCKS - 1; blk >= lowest; blk--) {
+        const float *bin = block_input(m, blk);
+        float *dbin = NULL;
+        if (blk == m->start) {
+            dbin = dinput;
+        } else if (blk > lowest) {
+            unit *p = &m->u[m->block_last[blk - 1]];
+            dbin = p->dout;
+            memset(dbin, 0, sizeof(float) * (size_t)n * p->cout * p->ho * p->wo);
+        }
+        for (int ui = m->block_first[blk]; ui < m->block_last[blk]; ui++) {
+            unit *u = &m->u[ui];
+            memset(u->dout, 0, sizeof(float) * (size_t)n * u->cout * u->ho * u->wo);
+        }
+        for (int ui = m->block_last[blk]; ui >= m->block_first[blk]; ui--) {
+            unit *u = &m->u[ui];
+            const float *x = u->src < 0 ? bin : m->u[u->src].out;
+            float *dx = u->src < 0 ? dbin : m->u[u->src].dout;
+            const float *r = u->res >= 0 ? m->u[u->res].out : NULL;
+            float *dres = u->res >= 0 ? m->u[u->res].dout : NULL;
+            unit_backward(m, u, x, r, dx, dres, n);
+        }
+    }
+}
+
+double fsb_model_train_step(fsb_model *m, const float *images, const int *labels, int n,
+                            fsb_rng *rng, const float **logits)
+{
+    assert(m->n_class > 0);
+    fsb_model_zero_grad(m);
+    const float *lg;
+    int st = fsb_model_forward(m, images, n, 1, rng, NULL, &lg);
+    if (st) return NAN;
+    memset(m->dlog, 0, sizeof(float) * (size_t)n * m->n_class);
+    double t0 = fsb_now();
+    double loss = fsb_softmax_xent(NULL, m->dlog, lg, labels, n, m->n_class, 1.0f);
+    m->t_head_f += fsb_now() - t0;
+    fsb_model_backward(m, m->dlog, NULL, NULL);
+    if (logits) *logits = lg;
+    return loss;
+}

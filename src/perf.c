@@ -1,0 +1,118 @@
+/* perf.c - `bench perf` workloads (see include/fsb/perf.h). The model, inputs and optimiser
+ * state are allocated once; the timed loop allocates nothing. The per-iteration time is the
+ * median of the timed iterations (robust to a noisy shared machine).
+ */
+#include "fsb/perf.h"
+#include "fsb/model.h"
+#include "fsb/rng.h"
+#include "fsb/status.h"
+#include "fsb/threads.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int run_arch(fsb_arch arch, const fsb_perf_opts *o, fsb_pool *pool, fsb_perf_result *res)
+{
+    int batch = o->batch > 0 ? o->batch : arch == FSB_ARCH_CONV4 ? 64 : 32;
+    int hw = o->in_hw > 0 ? o->in_hw : 84;
+    int n_class = 64;
+    fsb_model_opts mo;
+    fsb_model_opts_default(&mo, arch);
+    mo.in_hw = hw;
+    fsb_rng rng;
+    fsb_rng_init(&rng, 1, 0);
+    fsb_model *m = NULL;
+    float *x = NULL, *emb = NULL, *mom = NULL;
+    int *y = NULL;
+    double *times = NULL;
+    int st = fsb_model_create(&m, &mo, n_class, batch, pool, &rng);
+    if (st) return st;
+    long nx = (long)batch * 3 * hw * hw, np;
+    fsb_model_params(m, &np);
+    x = malloc(sizeof(float) * (size_t)nx);
+    y = malloc(sizeof(int) * (size_t)batch);
+    emb = malloc(sizeof(float) * (size_t)batch * (size_t)fsb_model_embed_dim(m));
+    mom = calloc((size_t)np, sizeof(float));
+    int max_iters = o->iters > 0 ? o->iters : 20;
+    times = malloc(sizeof(double) * (size_t)(max_iters + 1));
+    if (!x || !y || !emb || !mom || !times) {
+        st = fsb_error(FSB_ENOMEM, "perf: out of memory");
+        goto done;
+    }
+    for (long i = 0; i < nx; i++)
+        x[i] = (float)fsb_rng_normal(&rng);
+    for (int i = 0; i < batch; i++)
+        y[i] = (int)fsb_rng_below(&rng, (uint32_t)n_class);
+    double scale = (double)hw * hw / (84.0 * 84.0);
+    double gf_fwd = (arch == FSB_ARCH_CONV4 ? 0.194 : 7.02) * scale;
+    double gf_train = (arch == FSB_ARCH_CONV4 ? 0.559 : 21.0) * scale;
+    for (int train = 1; train >= 0; train--) {
+        int iters = o->iters > 0             ? o->iters
+                    : arch == FSB_ARCH_CONV4 ? (train ? 10 : 20)
+                                             : (train ? 3 : 5);
+        fsb_perf_result *r = &res[train ? 0 : 1];
+        memset(r, 0, sizeof *r);
+        snprintf(r->workload, sizeof r->workload, "%s-%s", fsb_arch_name(arch),
+                 train ? "train" : "infer");
+        r->batch = batch;
+        r->iters = iters;
+        for (int it = -1; it < iters; it++) {
+            if (it == 0) fsb_model_profile_reset(m);
+            double t0 = fsb_now();
+            if (train) {
+                double loss = fsb_model_train_step(m, x, y, batch, &rng, NULL);
+                if (loss != loss) {
+                    st = fsb_error(FSB_EINTERNAL, "perf: training step failed: %s",
+                                   fsb_error_last());
+                    goto done;
+                }
+                float *p = fsb_model_params(m, &np), *g = fsb_model_grads(m, &np);
+                for (long i = 0; i < np; i++) {
+                    mom[i] = 0.9f * mom[i] + g[i];
+                    p[i] -= 1e-4f * mom[i];
+                }
+            } else if ((st = fsb_model_embed(m, x, batch, emb)) != 0) {
+                goto done;
+            }
+            if (it >= 0) times[it] = fsb_now() - t0;
+        }
+        qsort(times, (size_t)iters, sizeof *times, cmp_double);
+        r->seconds = iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
+        r->img_s = batch / r->seconds;
+        r->gflop_s = (train ? gf_train : gf_fwd) * r->img_s;
+        r->n_layers = fsb_model_profile_n(m);
+        if (r->n_layers > FSB_PERF_MAX_LAYERS) r->n_layers = FSB_PERF_MAX_LAYERS;
+        for (int i = 0; i < r->n_layers; i++) {
+            const char *name;
+            double f, b;
+            fsb_model_profile_at(m, i, &name, &f, &b);
+            snprintf(r->layers[i].name, sizeof r->layers[i].name, "%s", name);
+            r->layers[i].fwd = f / iters;
+            r->layers[i].bwd = b / iters;
+        }
+    }
+done:
+    free(x), free(y), free(emb), free(mom), free(times);
+    fsb_model_destroy(m);
+    return st;
+}
+
+int fsb_perf_run(const fsb_perf_opts *o, fsb_perf_result *res, int max_res, int *n_res)
+{
+    *n_res = 0;
+    if (max_res < 4) return fsb_error(FSB_EINVAL, "perf: need room for 4 results");
+    fsb_pool *pool;
+    int st = fsb_pool_create(&pool, o->threads);
+    if (st) return st;
+    if (o->conv4 && (st = run_arch(FSB_ARCH_CONV4, o, pool, res + *n_res)) == 0) *n_res += 2;
+    if (!st && o->res12 && (st = run_arch(FSB_ARCH_RES12, o, pool, res + *n_res)) == 0) *n_res += 2;
+    fsb_pool_destroy(pool);
+    return st;
+}

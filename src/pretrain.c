@@ -1,0 +1,554 @@
+/* pretrain.c - teacher pre-training with resume (see include/fsb/pretrain.h).
+ *
+ * Randomness, all counter-based (fsb_rng), so epoch e can be replayed exactly after a crash:
+ *   initial weights  key mix(seed ^ TAG_INIT), stream 0
+ *   epoch order      key mix(seed ^ TAG_ORDER), stream e (Fisher-Yates of the train images)
+ *   augmentation     fsb_transform_train_batch key mix(mix(seed ^ TAG_AUG) ^ e), stream = the
+ *                    batch's first position in the epoch order
+ *   dropout          key mix(seed ^ TAG_DROP), stream = global step
+ * The state file written after each epoch holds the weights, BN statistics, momentum
+ * buffers and the log; nothing else carries over between epochs.
+ */
+#include "fsb/pretrain.h"
+#include "fsb/blas.h"
+#include "fsb/cache.h"
+#include "fsb/episodes.h"
+#include "fsb/fileio.h"
+#include "fsb/method.h"
+#include "fsb/optim.h"
+#include "fsb/plot.h"
+#include "fsb/progress.h"
+#include "fsb/status.h"
+#include "fsb/tensorfile.h"
+#include "fsb/threads.h"
+#include "fsb/transform.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TAG_INIT 0x494e4954ull  /* "INIT" */
+#define TAG_ORDER 0x4f524445ull /* "ORDE" */
+#define TAG_AUG 0x41554731ull   /* "AUG1" */
+#define TAG_DROP 0x44524f50ull  /* "DROP" */
+#define EMBED_BATCH 64
+
+void fsb_pretrain_opts_default(fsb_pretrain_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->arch = FSB_ARCH_CONV4;
+    o->epochs = 100;
+    o->batch = 128;
+    o->lr = 0.1;
+    o->momentum = 0.9;
+    o->weight_decay = 5e-4;
+    o->val_every = 1;
+    o->val_episodes = 500;
+    o->val_way = 5;
+    o->val_query = 15;
+    o->val_norm = FSB_NORM_L2N;
+    o->image_size = FSB_CACHE_DEFAULT_SIZE;
+    o->resize = 92;
+    o->crop = 84;
+}
+
+/* One line of the log. */
+typedef struct log_row {
+    int epoch;      /* 1-based */
+    double lr;      /* learning rate of the epoch */
+    double loss;    /* mean training loss */
+    double acc;     /* training accuracy (augmented batches) */
+    double val1;    /* val 1-shot accuracy (NaN-free: -1 when not validated) */
+    double val5;    /* val 5-shot accuracy (-1 when not validated) */
+    double seconds; /* wall seconds of the epoch incl. validation */
+} log_row;
+
+typedef struct trainer {
+    const fsb_pretrain_opts *o; /* options */
+    fsb_pool *pool;             /* workers */
+    fsb_cache train, val;       /* packed splits */
+    int *subset;                /* [n_sub] train images used */
+    int n_sub;                  /* their count */
+    fsb_sweep val_sweep;        /* fixed val episodes (shots 1 and 5) */
+    fsb_model *model;           /* the network being trained */
+    fsb_param_group group;      /* all parameters */
+    float *momentum;            /* its momentum buffer */
+    fsb_sgd sgd;                /* optimiser */
+    fsb_lr_schedule sched;      /* learning-rate schedule */
+    fsb_transform tf;           /* augmentation and val transform */
+    char *identity;             /* settings that must match to resume */
+    log_row *rows;              /* [epochs] */
+    int epochs_done;            /* completed epochs */
+    double best;                /* best validation score so far (-1: none) */
+    int best_epoch;             /* its epoch (0: none) */
+    char *state_path, *csv_path, *png_path, *gp_path; /* derived file names */
+} trainer;
+
+static char *suffixed(const char *path, const char *suffix)
+{
+    size_t n = strlen(path) + strlen(suffix) + 1;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s%s", path, suffix);
+    return s;
+}
+
+static int make_identity(trainer *t)
+{
+    const fsb_pretrain_opts *o = t->o;
+    t->identity = malloc(1024);
+    if (!t->identity)
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    snprintf(t->identity, 1024,
+             "fsb-pretrain/1 arch=%s epochs=%d batch=%d lr=%.17g schedule=%s momentum=%.17g "
+             "wd=%.17g seed=%" PRIu64 " val_every=%d val_episodes=%d val_way=%d val_query=%d "
+             "val_seed=%" PRIu64 " val_norm=%s image_size=%d resize=%d crop=%d "
+             "max_per_class=%d train=%016" PRIx64 " val=%016" PRIx64,
+             fsb_arch_name(o->arch), o->epochs, o->batch, o->lr,
+             o->schedule ? o->schedule : "cosine", o->momentum, o->weight_decay, o->seed,
+             o->val_every, o->val_episodes, o->val_way, o->val_query, o->val_seed,
+             fsb_norm_name((fsb_norm)o->val_norm), o->image_size, o->resize, o->crop,
+             o->max_per_class, t->train.source_fp, t->val.source_fp);
+    return FSB_OK;
+}
+
+/* ---- log -------------------------------------------------------------------------------- */
+
+static void format_row(char *buf, size_t n, const log_row *r)
+{
+    snprintf(buf, n, "%d,%.6g,%.6f,%.6f,%.6f,%.6f,%.1f", r->epoch, r->lr, r->loss, r->acc,
+             r->val1, r->val5, r->seconds);
+}
+
+static char *log_text(const trainer *t)
+{
+    size_t cap = 128 + (size_t)t->epochs_done * 128, len = 0;
+    char *s = malloc(cap);
+    if (!s)
+        return NULL;
+    len += (size_t)snprintf(s, cap, "epoch,lr,loss,train_acc,val_1shot,val_5shot,seconds\n");
+    for (int i = 0; i < t->epochs_done; i++) {
+        char line[160];
+        format_row(line, sizeof line, &t->rows[i]);
+        len += (size_t)snprintf(s + len, cap - len, "%s\n", line);
+    }
+    return s;
+}
+
+static int parse_log(trainer *t, const char *text, const char *what)
+{
+    const char *p = strchr(text, '\n');
+    for (int i = 0; i < t->epochs_done; i++) {
+        log_row *r = &t->rows[i];
+        if (!p || sscanf(p + 1, "%d,%lf,%lf,%lf,%lf,%lf,%lf", &r->epoch, &r->lr, &r->loss,
+                         &r->acc, &r->val1, &r->val5, &r->seconds) != 7)
+            return fsb_error(FSB_EFORMAT, "%s: log row %d is malformed", what, i + 1);
+        p = strchr(p + 1, '\n');
+    }
+    return FSB_OK;
+}
+
+static int write_log_and_plot(trainer *t)
+{
+    char *text = log_text(t);
+    if (!text)
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    int st = fsb_write_file(t->csv_path, text, strlen(text));
+    free(text);
+    if (st)
+        return st;
+    char script[2048], note[512];
+    snprintf(script, sizeof script,
+             "set datafile separator ','\nset key bottom right\nset xlabel 'epoch'\n"
+             "set ylabel 'accuracy'\nset y2label 'loss'\nset y2tics\nset ytics nomirror\n"
+             "set title 'fsbench pre-training (%s)'\n"
+             "plot '%s' skip 1 using 1:4 with lines title 'train acc', "
+             "'' skip 1 using 1:($5 >= 0 ? $5 : 1/0) with linespoints title 'val 1-shot', "
+             "'' skip 1 using 1:($6 >= 0 ? $6 : 1/0) with linespoints title 'val 5-shot', "
+             "'' skip 1 using 1:3 axes x1y2 with lines title 'loss'\n",
+             fsb_arch_name(t->o->arch), t->csv_path);
+    int plotted = 0;
+    st = fsb_plot(t->gp_path, script, t->png_path, &plotted, note, sizeof note);
+    if (!st && !plotted && t->o->log && t->epochs_done == 1)
+        fprintf(t->o->log, "note: %s\n", note);
+    return st;
+}
+
+/* ---- state ------------------------------------------------------------------------------ */
+
+static int save_state(trainer *t)
+{
+    fsb_tensorfile tf;
+    fsb_tensorfile_init(&tf);
+    char done[32], best[64], best_epoch[32];
+    snprintf(done, sizeof done, "%d", t->epochs_done);
+    snprintf(best, sizeof best, "%.17g", t->best);
+    snprintf(best_epoch, sizeof best_epoch, "%d", t->best_epoch);
+    char *log = log_text(t);
+    const char *keys[] = {"pretrain_identity", "epochs_done", "best_score", "best_epoch", "log"};
+    const char *vals[] = {t->identity, done, best, best_epoch, log ? log : ""};
+    int st = log ? fsb_model_to_tensorfile(t->model, &tf, 5, keys, vals)
+                 : fsb_error(FSB_ENOMEM, "out of memory");
+    if (!st)
+        st = fsb_sgd_state_save(&t->sgd, &tf, "optim");
+    if (!st)
+        st = fsb_tensorfile_save(&tf, t->state_path);
+    fsb_tensorfile_free(&tf);
+    free(log);
+    return st;
+}
+
+/* 1 in *resumed when a matching state was loaded. */
+static int load_state(trainer *t, int *resumed)
+{
+    *resumed = 0;
+    if (!fsb_is_file(t->state_path))
+        return FSB_OK;
+    fsb_tensorfile tf;
+    int st = fsb_tensorfile_load(&tf, t->state_path);
+    if (st)
+        return fsb_error_wrap(st, "cannot resume (delete it to start over)");
+    const char *id = fsb_tensorfile_meta(&tf, "pretrain_identity");
+    long long done = 0, best_epoch = 0;
+    const char *best = fsb_tensorfile_meta(&tf, "best_score");
+    const char *log = fsb_tensorfile_meta(&tf, "log");
+    if (!id || !best || !log) {
+        st = fsb_error(FSB_EFORMAT, "%s: not a pre-training state file", t->state_path);
+    } else if (strcmp(id, t->identity) != 0) {
+        st = fsb_error(FSB_EMISMATCH, "%s belongs to another pre-training run (%s); use another "
+                                      "--out or delete it", t->state_path, id);
+    } else if (!(st = fsb_tensorfile_meta_int(&tf, t->state_path, "epochs_done", &done)) &&
+               !(st = fsb_tensorfile_meta_int(&tf, t->state_path, "best_epoch", &best_epoch))) {
+        if (done < 0 || done > t->o->epochs)
+            st = fsb_error(FSB_EFORMAT, "%s: epochs_done %lld out of range", t->state_path, done);
+    }
+    if (!st)
+        st = fsb_model_from_tensorfile(t->model, &tf, t->state_path);
+    if (!st)
+        st = fsb_sgd_state_load(&t->sgd, &tf, t->state_path, "optim");
+    if (!st) {
+        t->epochs_done = (int)done;
+        t->best = strtod(best, NULL);
+        t->best_epoch = (int)best_epoch;
+        st = parse_log(t, log, t->state_path);
+        *resumed = 1;
+    }
+    fsb_tensorfile_free(&tf);
+    return st;
+}
+
+/* ---- validation ------------------------------------------------------------------------- */
+
+/* Mean nearest-prototype accuracy over the val sweep at `shot`, from features feats. */
+static int prototype_accuracy(trainer *t, const float *feats, int dim, int shot, double *acc)
+{
+    const fsb_method *m = fsb_method_find("protonet");
+    if (!m)
+        return FSB_EINTERNAL;
+    fsb_method_config cfg;
+    fsb_method_config_default(&cfg, m);
+    cfg.norm = (fsb_norm)t->o->val_norm;
+    int way = t->val_sweep.way, q = t->val_sweep.query, ns = way * shot, nq = way * q;
+    int *sidx = malloc(sizeof(int) * (size_t)ns), *slab = malloc(sizeof(int) * (size_t)ns);
+    int *qidx = malloc(sizeof(int) * (size_t)nq), *qlab = malloc(sizeof(int) * (size_t)nq);
+    int *pred = malloc(sizeof(int) * (size_t)nq);
+    float *sf = malloc(sizeof(float) * (size_t)ns * dim), *qf = malloc(sizeof(float) * (size_t)nq * dim);
+    fsb_arena arena;
+    int st = fsb_arena_init(&arena, m->scratch(way, shot, q, dim) + 4096);
+    if (!st && (!sidx || !slab || !qidx || !qlab || !pred || !sf || !qf))
+        st = fsb_error(FSB_ENOMEM, "out of memory");
+    double sum = 0;
+    for (int e = 0; !st && e < t->val_sweep.n_episodes; e++) {
+        fsb_episode ep;
+        fsb_sweep_episode(&t->val_sweep, e, &ep);
+        fsb_episode_support_k(&ep, shot, sidx, slab);
+        fsb_episode_queries(&ep, qidx, qlab);
+        for (int i = 0; i < ns; i++)
+            memcpy(sf + (size_t)i * dim, feats + (size_t)sidx[i] * dim, sizeof(float) * dim);
+        for (int i = 0; i < nq; i++)
+            memcpy(qf + (size_t)i * dim, feats + (size_t)qidx[i] * dim, sizeof(float) * dim);
+        fsb_episode_view v = {.episode = e, .way = way, .shot = shot, .query = q,
+                              .n_support = ns, .n_query = nq, .dim = dim, .support_feat = sf,
+                              .query_feat = qf, .support_labels = slab};
+        st = m->run(m, &cfg, &v, &arena, NULL, pred, NULL);
+        int correct = 0;
+        for (int i = 0; i < nq; i++)
+            correct += pred[i] == qlab[i];
+        sum += (double)correct / nq;
+    }
+    *acc = sum / t->val_sweep.n_episodes;
+    fsb_arena_free(&arena);
+    free(sidx), free(slab), free(qidx), free(qlab), free(pred), free(sf), free(qf);
+    return st;
+}
+
+/* Embed the val images the sweep uses (support up to 5-shot and queries), eval mode. */
+static int validate(trainer *t, double *val1, double *val5)
+{
+    int n = t->val.split.n_images, dim = fsb_model_embed_dim(t->model);
+    float *feats = calloc((size_t)n * dim, sizeof(float));
+    float *batch = malloc(sizeof(float) * (size_t)EMBED_BATCH * 3 * t->o->crop * t->o->crop);
+    unsigned char *used = calloc((size_t)n, 1);
+    int *list = malloc(sizeof(int) * (size_t)n), n_used = 0, st = FSB_OK;
+    if (!feats || !batch || !used || !list)
+        st = fsb_error(FSB_ENOMEM, "out of memory");
+    const fsb_sweep *sw = &t->val_sweep;
+    for (int e = 0; !st && e < sw->n_episodes; e++) {
+        fsb_episode ep;
+        fsb_sweep_episode(sw, e, &ep);
+        for (int c = 0; c < ep.way; c++) {
+            for (int j = 0; j < 5; j++)
+                used[ep.support[c * ep.max_shot + j]] = 1;
+            for (int j = 0; j < ep.query; j++)
+                used[ep.queries[c * ep.query + j]] = 1;
+        }
+    }
+    for (int i = 0; !st && i < n; i++)
+        if (used[i])
+            list[n_used++] = i;
+    float *out = malloc(sizeof(float) * (size_t)EMBED_BATCH * dim);
+    if (!st && !out)
+        st = fsb_error(FSB_ENOMEM, "out of memory");
+    for (int i = 0; !st && i < n_used; i += EMBED_BATCH) {
+        int nb = n_used - i < EMBED_BATCH ? n_used - i : EMBED_BATCH;
+        st = fsb_transform_test_batch(batch, t->val.px, t->val.size, t->val.size, list + i, nb,
+                                      &t->tf, t->pool);
+        if (!st)
+            st = fsb_model_embed(t->model, batch, nb, out);
+        for (int b = 0; !st && b < nb; b++)
+            memcpy(feats + (size_t)list[i + b] * dim, out + (size_t)b * dim, sizeof(float) * dim);
+    }
+    if (!st)
+        st = prototype_accuracy(t, feats, dim, 1, val1);
+    if (!st)
+        st = prototype_accuracy(t, feats, dim, 5, val5);
+    free(out);
+    free(feats);
+    free(batch);
+    free(used);
+    free(list);
+    return st;
+}
+
+/* ---- training ---------------------------------------------------------------------------- */
+
+static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row)
+{
+    const fsb_pretrain_opts *o = t->o;
+    int B = o->batch, steps = t->n_sub / B, hw = o->crop;
+    int *order = malloc(sizeof(int) * (size_t)t->n_sub), *labels = malloc(sizeof(int) * (size_t)B);
+    float *images = malloc(sizeof(float) * (size_t)B * 3 * hw * hw);
+    if (!order || !labels || !images) {
+        free(order), free(labels), free(images);
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    }
+    memcpy(order, t->subset, sizeof(int) * (size_t)t->n_sub);
+    fsb_rng rng;
+    fsb_rng_init(&rng, fsb_mix64(o->seed ^ TAG_ORDER), (uint64_t)e);
+    for (int i = t->n_sub - 1; i > 0; i--) {
+        int j = (int)fsb_rng_below(&rng, (uint32_t)i + 1), tmp = order[i];
+        order[i] = order[j];
+        order[j] = tmp;
+    }
+    t->sgd.lr = (float)fsb_lr_at(&t->sched, e);
+    row->lr = t->sgd.lr;
+    uint64_t aug_key = fsb_mix64(fsb_mix64(o->seed ^ TAG_AUG) ^ (uint64_t)e);
+    char label[64];
+    snprintf(label, sizeof label, "epoch %d/%d", e + 1, o->epochs);
+    fsb_progress bar;
+    fsb_progress_init(&bar, o->progress, label, "img", 0, (int64_t)steps * B);
+    double loss_sum = 0;
+    long correct = 0;
+    int st = FSB_OK;
+    for (int s = 0; s < steps && !st; s++) {
+        const int *idx = order + (size_t)s * B;
+        st = fsb_transform_train_batch(images, t->train.px, t->train.size, t->train.size, idx, B,
+                                       &t->tf, aug_key, (uint64_t)s * B, t->pool);
+        if (st)
+            break;
+        for (int b = 0; b < B; b++)
+            labels[b] = t->train.split.labels[idx[b]];
+        fsb_rng drop;
+        fsb_rng_init(&drop, fsb_mix64(o->seed ^ TAG_DROP), (uint64_t)e * steps + s);
+        const float *logits;
+        loss_sum += fsb_model_train_step(t->model, images, labels, B, &drop, &logits);
+        int nc = fsb_model_n_class(t->model);
+        for (int b = 0; b < B; b++) {
+            const float *l = logits + (size_t)b * nc;
+            int arg = 0;
+            for (int k = 1; k < nc; k++)
+                if (l[k] > l[arg])
+                    arg = k;
+            correct += arg == labels[b];
+        }
+        fsb_sgd_step(&t->sgd);
+        fsb_progress_update(&bar, (int64_t)(s + 1) * B);
+        if (o->kill_after_steps > 0 && ++*steps_this_process >= o->kill_after_steps)
+            raise(SIGKILL); /* fault injection: die mid-epoch like kill -9 */
+    }
+    fsb_progress_finish(&bar);
+    row->loss = loss_sum / (steps ? steps : 1);
+    row->acc = (double)correct / ((double)steps * B > 0 ? (double)steps * B : 1);
+    free(order), free(labels), free(images);
+    return st;
+}
+
+static int setup(trainer *t)
+{
+    const fsb_pretrain_opts *o = t->o;
+    int st;
+    if (o->epochs < 1 || o->batch < 2 || o->val_every < 1 || o->val_episodes < 1)
+        return fsb_error(FSB_EINVAL, "--epochs, --batch (>= 2), --val-every and --val-episodes "
+                                     "must be positive");
+    if (o->val_norm == FSB_NORM_CL2N)
+        return fsb_error(FSB_EINVAL, "--val-norm: cl2n needs train features; use un or l2n");
+    fsb_cache_opts co = {.dir = o->cache_dir, .size = o->image_size, .pool = t->pool,
+                         .progress = o->progress};
+    if ((st = fsb_cache_open(&t->train, o->data, "train", &co)))
+        return fsb_error_wrap(st, "--data: the train split");
+    if ((st = fsb_cache_open(&t->val, o->data, "val", &co)))
+        return fsb_error_wrap(st, "--data: the val split");
+    if (t->val.split.n_classes < o->val_way)
+        return fsb_error(FSB_EINVAL, "--val-way: the val split has %d classes, fewer than %d",
+                         t->val.split.n_classes, o->val_way);
+    int shots[2] = {1, 5};
+    fsb_episode_params p = {o->val_seed, o->val_way, 5, o->val_query};
+    if ((st = fsb_episode_check(&t->val.split, &p)) ||
+        (st = fsb_sweep_generate(&t->val_sweep, &t->val.split, o->val_seed, o->val_way, shots, 2,
+                                 o->val_query, o->val_episodes, t->pool)))
+        return fsb_error_wrap(st, "val episodes");
+    /* the train subset: the first max_per_class images of each class, canonical order */
+    t->subset = malloc(sizeof(int) * (size_t)t->train.split.n_images);
+    if (!t->subset)
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    for (int c = 0; c < t->train.split.n_classes; c++) {
+        int n = t->train.split.class_count[c];
+        if (o->max_per_class > 0 && n > o->max_per_class)
+            n = o->max_per_class;
+        for (int i = 0; i < n; i++)
+            t->subset[t->n_sub++] = t->train.split.class_start[c] + i;
+    }
+    if (t->n_sub < o->batch)
+        return fsb_error(FSB_EINVAL, "--batch: %d is more than the %d training images", o->batch,
+                         t->n_sub);
+    fsb_transform_defaults(&t->tf, o->arch == FSB_ARCH_RES12 ? FSB_PIXNORM_RESNET12
+                                                             : FSB_PIXNORM_CONVNET);
+    t->tf.resize = o->resize;
+    t->tf.crop = o->crop;
+    if ((st = fsb_transform_check(&t->tf)))
+        return fsb_error_wrap(st, "--resize/--crop");
+    char spec[64];
+    snprintf(spec, sizeof spec, "cosine:%d", o->epochs);
+    if ((st = fsb_lr_schedule_parse(&t->sched, o->schedule ? o->schedule : spec, o->lr)))
+        return fsb_error_wrap(st, "--schedule");
+    fsb_model_opts mo;
+    fsb_model_opts_default(&mo, o->arch);
+    mo.in_hw = o->crop;
+    fsb_rng init;
+    fsb_rng_init(&init, fsb_mix64(o->seed ^ TAG_INIT), 0);
+    if ((st = fsb_model_create(&t->model, &mo, t->train.split.n_classes, o->batch, t->pool,
+                               &init)))
+        return st;
+    long n;
+    float *params = fsb_model_params(t->model, &n);
+    t->momentum = calloc((size_t)n, sizeof(float));
+    if (!t->momentum)
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    t->group = (fsb_param_group){.params = params,
+                                 .grads = fsb_model_grads(t->model, &n),
+                                 .momentum = t->momentum,
+                                 .count = (size_t)n,
+                                 .lr_mult = 1,
+                                 .weight_decay = (float)o->weight_decay};
+    if ((st = fsb_sgd_init(&t->sgd, &t->group, 1, (float)o->lr, (float)o->momentum, 0, 1)))
+        return st;
+    t->rows = calloc((size_t)o->epochs, sizeof *t->rows);
+    t->state_path = suffixed(o->out, ".state");
+    t->csv_path = suffixed(o->out, ".csv");
+    t->png_path = suffixed(o->out, ".png");
+    t->gp_path = suffixed(o->out, ".gp");
+    if (!t->rows || !t->state_path || !t->csv_path || !t->png_path || !t->gp_path)
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    t->best = -1;
+    return make_identity(t);
+}
+
+int fsb_pretrain(const fsb_pretrain_opts *o)
+{
+    if (!o->data)
+        return fsb_error(FSB_EINVAL, "--data is required");
+    if (!o->out)
+        return fsb_error(FSB_EINVAL, "--out is required");
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.o = o;
+    int st = fsb_pool_create(&t.pool, o->threads), resumed = 0;
+    if (st)
+        return st;
+    fsb_blas_set_threads(1);
+    if ((st = setup(&t)) || (st = load_state(&t, &resumed)))
+        goto done;
+    if (o->log)
+        fprintf(o->log, "pretrain %s on %d images of %d classes (%s/train), val %d episodes; %s\n",
+                fsb_arch_name(o->arch), t.n_sub, t.train.split.n_classes, o->data,
+                o->val_episodes,
+                resumed ? "resuming" : "starting");
+    if (resumed && o->log)
+        fprintf(o->log, "resumed after epoch %d of %d\n", t.epochs_done, o->epochs);
+    long steps_here = 0;
+    for (int e = t.epochs_done; e < o->epochs && !st; e++) {
+        double t0 = fsb_now();
+        log_row *row = &t.rows[e];
+        memset(row, 0, sizeof *row);
+        row->epoch = e + 1;
+        row->val1 = row->val5 = -1;
+        if ((st = train_epoch(&t, e, &steps_here, row)))
+            break;
+        if ((e + 1) % o->val_every == 0 || e + 1 == o->epochs) {
+            if ((st = validate(&t, &row->val1, &row->val5)))
+                break;
+            double score = 0.5 * (row->val1 + row->val5);
+            if (score > t.best) {
+                char s1[32], s5[32], ep[32];
+                snprintf(s1, sizeof s1, "%.6f", row->val1);
+                snprintf(s5, sizeof s5, "%.6f", row->val5);
+                snprintf(ep, sizeof ep, "%d", e + 1);
+                const char *keys[] = {"val_1shot", "val_5shot", "epoch", "trained_on"};
+                const char *vals[] = {s1, s5, ep, "train split (base classes)"};
+                if ((st = fsb_model_save(t.model, o->out, 4, keys, vals)))
+                    break;
+                t.best = score;
+                t.best_epoch = e + 1;
+            }
+        }
+        row->seconds = fsb_now() - t0;
+        t.epochs_done = e + 1;
+        if ((st = save_state(&t)) || (st = write_log_and_plot(&t)))
+            break;
+        if (o->log) {
+            fprintf(o->log, "epoch %d/%d lr %.4g loss %.4f acc %.4f", e + 1, o->epochs, row->lr,
+                    row->loss, row->acc);
+            if (row->val1 >= 0)
+                fprintf(o->log, " val 1-shot %.4f 5-shot %.4f%s", row->val1, row->val5,
+                        t.best_epoch == e + 1 ? " (best)" : "");
+            fprintf(o->log, " %.1f s\n", row->seconds);
+            fflush(o->log);
+        }
+    }
+    if (!st && o->log)
+        fprintf(o->log, "done: best epoch %d (val mean %.4f) in %s\n", t.best_epoch, t.best,
+                o->out);
+done:
+    fsb_model_destroy(t.model);
+    free(t.momentum);
+    free(t.subset);
+    free(t.rows);
+    free(t.identity);
+    free(t.state_path), free(t.csv_path), free(t.png_path), free(t.gp_path);
+    fsb_sweep_free(&t.val_sweep);
+    fsb_cache_close(&t.train);
+    fsb_cache_close(&t.val);
+    fsb_pool_destroy(t.pool);
+    return st;
+}

@@ -1,0 +1,701 @@
+/* run.c - the benchmark runner (see include/fsb/run.h).
+ *
+ * Order of work: pack/open the split, draw or load the episodes, load the teacher, embed
+ * the split once (cached beside the packed images), then for each (method, shot) run every
+ * episode not yet in the journal, in parallel chunks; each chunk's records are appended to
+ * the journal and synced before the next chunk starts. When every task is done the final
+ * files are written atomically from the records, sorted, so they never depend on the order
+ * in which tasks finished, on the thread count, or on how often the run was interrupted.
+ */
+#include "fsb/run.h"
+#include "fsb/blas.h"
+#include "fsb/cache.h"
+#include "fsb/fileio.h"
+#include "fsb/journal.h"
+#include "fsb/method.h"
+#include "fsb/model.h"
+#include "fsb/progress.h"
+#include "fsb/report.h"
+#include "fsb/status.h"
+#include "fsb/tensorfile.h"
+#include "fsb/threads.h"
+#include "fsb/transform.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+#define CHUNK_EPISODES 256 /* episodes per parallel chunk (one journal sync each) */
+#define EMBED_BATCH 64     /* images per teacher forward when embedding a split */
+
+void fsb_run_opts_default(fsb_run_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->split = "test";
+    o->episodes = 600;
+    o->way = 5;
+    o->query = 15;
+    static const int shots[] = {1, 5, 10, 30};
+    o->n_shots = 4;
+    memcpy(o->shots, shots, sizeof shots);
+    static const char *const methods[] = {"1nn", "svm", "protonet"};
+    o->n_methods = 3;
+    for (int i = 0; i < 3; i++)
+        o->methods[i] = methods[i];
+    o->norm = -1;
+    o->C = 1.0;
+    o->image_size = FSB_CACHE_DEFAULT_SIZE;
+    o->resize = 92;
+    o->crop = 84;
+}
+
+/* Per-worker buffers for feature methods. */
+typedef struct worker {
+    fsb_arena arena; /* method scratch */
+    int *sidx;       /* [way*max_shot] support image indices */
+    int *slab;       /* [way*max_shot] support labels */
+    int *qidx;       /* [way*query] query image indices */
+    int *qlab;       /* [way*query] query labels */
+    int *pred;       /* [way*query] predictions */
+    float *sfeat;    /* [way*max_shot][dim] gathered support features */
+    float *qfeat;    /* [way*query][dim] gathered query features */
+} worker;
+
+/* Outcome of one task of a chunk. */
+typedef struct task_out {
+    int st;             /* fsb_status of the method run */
+    char msg[256];      /* its message when st != 0 */
+    int n_correct;      /* correct queries */
+    fsb_method_stats t; /* timings */
+} task_out;
+
+typedef struct run_state {
+    const fsb_run_opts *o;   /* options */
+    fsb_pool *pool;          /* workers */
+    fsb_cache cache;         /* the evaluated split, packed */
+    fsb_sweep sweep;         /* the episodes */
+    char ep_hash[33];        /* their content hash */
+    fsb_model *teacher;      /* frozen teacher */
+    uint64_t teacher_hash;   /* XXH3-64 of the checkpoint file */
+    fsb_tensorfile feat_tf;  /* holds the split's features */
+    const float *feats;      /* [n_images][dim] */
+    int dim;                 /* embedding dimension */
+    fsb_tensorfile mean_tf;  /* holds the train split's features when CL2N is used */
+    float *base_mean;        /* [dim] mean train-split feature, or NULL */
+    const fsb_method *methods[FSB_RUN_MAX_METHODS]; /* resolved methods */
+    fsb_method_config cfg[FSB_RUN_MAX_METHODS];     /* their configurations */
+    unsigned char *done;     /* [method][shot][episode] 1 when recorded */
+    fsb_episode_record *recs; /* same indexing */
+    fsb_journal journal;     /* finished tasks */
+    worker *workers;         /* [pool size] */
+    long tasks_here;         /* tasks journaled by this process (fault injection) */
+    char *run_id;            /* the run identity text */
+} run_state;
+
+static size_t task_index(const run_state *r, int m, int s, int e)
+{
+    return ((size_t)m * (size_t)r->o->n_shots + (size_t)s) * (size_t)r->sweep.n_episodes +
+           (size_t)e;
+}
+
+static int shot_slot(const run_state *r, int shot)
+{
+    for (int s = 0; s < r->o->n_shots; s++)
+        if (r->o->shots[s] == shot)
+            return s;
+    return -1;
+}
+
+static int method_slot(const run_state *r, const char *name)
+{
+    for (int m = 0; m < r->o->n_methods; m++)
+        if (!strcmp(r->methods[m]->name, name))
+            return m;
+    return -1;
+}
+
+/* ---- identity of a run ---------------------------------------------------------------- */
+
+static int file_hash(const char *path, uint64_t *h)
+{
+    void *data;
+    size_t n;
+    int st = fsb_read_file(path, &data, &n);
+    if (st)
+        return st;
+    *h = XXH3_64bits(data, n);
+    free(data);
+    return FSB_OK;
+}
+
+/* Everything that decides the results, one key=value per line. */
+static char *make_run_id(const run_state *r)
+{
+    const fsb_run_opts *o = r->o;
+    char shots[256] = "", methods[512] = "";
+    for (int i = 0; i < o->n_shots; i++)
+        snprintf(shots + strlen(shots), sizeof shots - strlen(shots), "%s%d", i ? "," : "",
+                 o->shots[i]);
+    for (int i = 0; i < o->n_methods; i++) {
+        const fsb_method_config *c = &r->cfg[i];
+        snprintf(methods + strlen(methods), sizeof methods - strlen(methods), "%s%s(norm=%s,C=%g)",
+                 i ? "," : "", r->methods[i]->name, fsb_norm_name(c->norm), c->C);
+    }
+    char *id = malloc(2048);
+    if (!id)
+        return NULL;
+    snprintf(id, 2048,
+             "format=fsbench-run/1\nsplit=%s\ndata_fingerprint=%016" PRIx64 "\n"
+             "teacher_xxh3=%016" PRIx64 "\nepisodes_hash=%s\nepisodes=%d\nway=%d\nquery=%d\n"
+             "shots=%s\nseed=%" PRIu64 "\nmethods=%s\nimage_size=%d\nresize=%d\ncrop=%d\n",
+             r->sweep.split, r->cache.split.fingerprint, r->teacher_hash, r->ep_hash,
+             r->sweep.n_episodes, r->sweep.way, r->sweep.query, shots, r->sweep.seed, methods,
+             o->image_size, o->resize, o->crop);
+    return id;
+}
+
+/* Create the run folder or check that it holds this same run. */
+static int claim_run_dir(const run_state *r)
+{
+    const char *out = r->o->out;
+    int st = fsb_mkdir_p(out);
+    if (st)
+        return fsb_error_wrap(st, "--out");
+    char *path = fsb_path_join(out, "run.id");
+    if (!path)
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    void *old = NULL;
+    size_t n;
+    st = fsb_read_file(path, &old, &n);
+    if (st == FSB_OK) {
+        if (strcmp(old, r->run_id) != 0) {
+            /* name the first line that differs */
+            const char *a = old, *b = r->run_id;
+            while (*a && *a == *b)
+                a++, b++;
+            while (a > (const char *)old && a[-1] != '\n')
+                a--;
+            int len = (int)strcspn(a, "\n");
+            st = fsb_error(FSB_EMISMATCH,
+                           "%s holds a different run (its %.*s); use another --out folder", out,
+                           len, a);
+        }
+    } else if (st == FSB_ENOTFOUND) {
+        char *ls = fsb_path_join(out, "per_episode.csv"), *jl = fsb_path_join(out, "journal.log");
+        if (!ls || !jl)
+            st = fsb_error(FSB_ENOMEM, "out of memory");
+        else if (fsb_is_file(ls) || fsb_is_file(jl))
+            st = fsb_error(FSB_EMISMATCH, "%s holds results without a run.id; use another --out "
+                                          "folder", out);
+        else
+            st = fsb_write_file(path, r->run_id, strlen(r->run_id));
+        free(ls);
+        free(jl);
+    }
+    free(old);
+    free(path);
+    return st;
+}
+
+/* ---- features ---------------------------------------------------------------------------- */
+
+/* Features of every image of `c` under the teacher, cached beside the packed images. */
+static int split_features(run_state *r, fsb_cache *c, fsb_tensorfile *tf, const float **out)
+{
+    const fsb_run_opts *o = r->o;
+    fsb_arch arch = fsb_model_options(r->teacher)->arch;
+    char key_text[256];
+    snprintf(key_text, sizeof key_text,
+             "fsb-features/1 teacher=%016" PRIx64 " source=%016" PRIx64 " size=%d resize=%d "
+             "crop=%d arch=%s",
+             r->teacher_hash, c->source_fp, c->size, o->resize, o->crop, fsb_arch_name(arch));
+    uint64_t key = XXH3_64bits(key_text, strlen(key_text));
+    char name[128];
+    snprintf(name, sizeof name, "features-%s-%016" PRIx64 ".fsbt", c->split.name, key);
+    char *dir = strdup(c->path);
+    if (!dir)
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    char *path = fsb_path_join(slash ? dir : ".", name);
+    free(dir);
+    if (!path)
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    int n = c->split.n_images, d = r->dim;
+    int st = fsb_tensorfile_load(tf, path);
+    if (st == FSB_OK) {
+        const char *k = fsb_tensorfile_meta(tf, "key");
+        if (k && !strcmp(k, key_text) &&
+            fsb_tensorfile_get_f32(tf, path, "features", (size_t)n * d, out) == FSB_OK)
+            goto done;
+        fsb_tensorfile_free(tf);
+    }
+    /* compute */
+    fsb_transform tf_opts;
+    fsb_transform_defaults(&tf_opts, arch == FSB_ARCH_RES12 ? FSB_PIXNORM_RESNET12
+                                                            : FSB_PIXNORM_CONVNET);
+    tf_opts.resize = o->resize;
+    tf_opts.crop = o->crop;
+    if ((st = fsb_transform_check(&tf_opts)))
+        goto done;
+    float *feats = malloc((size_t)n * d * sizeof *feats);
+    float *batch = malloc((size_t)EMBED_BATCH * 3 * o->crop * o->crop * sizeof *batch);
+    int *idx = malloc(EMBED_BATCH * sizeof *idx);
+    if (!feats || !batch || !idx) {
+        st = fsb_error(FSB_ENOMEM, "out of memory embedding %s", c->split.name);
+    } else {
+        char label[96];
+        snprintf(label, sizeof label, "embed %s", c->split.name);
+        fsb_progress bar;
+        fsb_progress_init(&bar, o->progress, label, "img", 0, n);
+        for (int i = 0; i < n && !st; i += EMBED_BATCH) {
+            int nb = n - i < EMBED_BATCH ? n - i : EMBED_BATCH;
+            for (int b = 0; b < nb; b++)
+                idx[b] = i + b;
+            st = fsb_transform_test_batch(batch, c->px, c->size, c->size, idx, nb, &tf_opts,
+                                          r->pool);
+            if (!st)
+                st = fsb_model_embed(r->teacher, batch, nb, feats + (size_t)i * d);
+            fsb_progress_update(&bar, i + nb);
+        }
+        fsb_progress_finish(&bar);
+    }
+    if (!st) {
+        int64_t dims[2] = {n, d};
+        fsb_tensorfile_init(tf);
+        if (!(st = fsb_tensorfile_set_meta(tf, "key", key_text)) &&
+            !(st = fsb_tensorfile_add(tf, "features", FSB_F32, 2, dims, feats)))
+            st = fsb_tensorfile_save(tf, path);
+        if (!st)
+            st = fsb_tensorfile_get_f32(tf, path, "features", (size_t)n * d, out);
+    }
+    free(feats);
+    free(batch);
+    free(idx);
+done:
+    free(path);
+    return st;
+}
+
+/* ---- tasks ------------------------------------------------------------------------------- */
+
+typedef struct chunk {
+    run_state *r;        /* the run */
+    int m, shot;         /* method slot and K */
+    const int *episodes; /* [n] episode indices */
+    task_out *outs;      /* [n] */
+} chunk;
+
+static void run_task(void *ctx, int t, int wi)
+{
+    chunk *c = ctx;
+    run_state *r = c->r;
+    worker *w = &r->workers[wi];
+    const fsb_method *m = r->methods[c->m];
+    int ep_i = c->episodes[t], k = c->shot, d = r->dim;
+    fsb_episode e;
+    fsb_sweep_episode(&r->sweep, ep_i, &e);
+    fsb_episode_support_k(&e, k, w->sidx, w->slab);
+    fsb_episode_queries(&e, w->qidx, w->qlab);
+    int ns = e.way * k, nq = e.way * e.query;
+    for (int i = 0; i < ns; i++)
+        memcpy(w->sfeat + (size_t)i * d, r->feats + (size_t)w->sidx[i] * d, (size_t)d * 4);
+    for (int i = 0; i < nq; i++)
+        memcpy(w->qfeat + (size_t)i * d, r->feats + (size_t)w->qidx[i] * d, (size_t)d * 4);
+    fsb_episode_view v = {.episode = ep_i,
+                          .way = e.way,
+                          .shot = k,
+                          .query = e.query,
+                          .n_support = ns,
+                          .n_query = nq,
+                          .dim = d,
+                          .support_feat = w->sfeat,
+                          .query_feat = w->qfeat,
+                          .support_labels = w->slab,
+                          .support_img = w->sidx,
+                          .query_img = w->qidx,
+                          .ctx = NULL};
+    /* the episode's generator: a pure function of (seed, method, shot, episode) */
+    fsb_rng rng;
+    uint64_t mkey = XXH3_64bits(m->name, strlen(m->name));
+    fsb_rng_init(&rng, fsb_mix64(fsb_mix64(r->sweep.seed ^ mkey) ^ (uint64_t)k), (uint64_t)ep_i);
+    task_out *out = &c->outs[t];
+    memset(out, 0, sizeof *out);
+    out->st = m->run(m, &r->cfg[c->m], &v, &w->arena, &rng, w->pred, &out->t);
+    if (out->st) {
+        snprintf(out->msg, sizeof out->msg, "%s", fsb_error_last());
+        return;
+    }
+    for (int i = 0; i < nq; i++)
+        out->n_correct += w->pred[i] == w->qlab[i];
+}
+
+static int workers_init(run_state *r)
+{
+    int nw = fsb_pool_size(r->pool), way = r->sweep.way, q = r->sweep.query;
+    int ms = r->sweep.max_shot, d = r->dim;
+    size_t scratch = 0;
+    for (int m = 0; m < r->o->n_methods; m++)
+        for (int s = 0; s < r->o->n_shots; s++) {
+            size_t b = r->methods[m]->scratch(way, r->o->shots[s], q, d);
+            if (b > scratch)
+                scratch = b;
+        }
+    r->workers = calloc((size_t)nw, sizeof *r->workers);
+    if (!r->workers)
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    for (int i = 0; i < nw; i++) {
+        worker *w = &r->workers[i];
+        int st = fsb_arena_init(&w->arena, scratch + (1 << 20));
+        if (st)
+            return st;
+        w->sidx = malloc((size_t)way * ms * sizeof(int));
+        w->slab = malloc((size_t)way * ms * sizeof(int));
+        w->qidx = malloc((size_t)way * q * sizeof(int));
+        w->qlab = malloc((size_t)way * q * sizeof(int));
+        w->pred = malloc((size_t)way * q * sizeof(int));
+        w->sfeat = malloc((size_t)way * ms * d * sizeof(float));
+        w->qfeat = malloc((size_t)way * q * d * sizeof(float));
+        if (!w->sidx || !w->slab || !w->qidx || !w->qlab || !w->pred || !w->sfeat || !w->qfeat)
+            return fsb_error(FSB_ENOMEM, "out of memory");
+    }
+    return FSB_OK;
+}
+
+static void workers_free(run_state *r)
+{
+    if (!r->workers)
+        return;
+    for (int i = 0; i < fsb_pool_size(r->pool); i++) {
+        worker *w = &r->workers[i];
+        fsb_arena_free(&w->arena);
+        free(w->sidx);
+        free(w->slab);
+        free(w->qidx);
+        free(w->qlab);
+        free(w->pred);
+        free(w->sfeat);
+        free(w->qfeat);
+    }
+    free(r->workers);
+    r->workers = NULL;
+}
+
+/* A journal record: "episode,shot,method,n_correct,n_query,fit_ms,predict_ms". */
+static int replay_record(void *ctx, const char *payload, int line)
+{
+    run_state *r = ctx;
+    long long ep;
+    int shot, nc, nq;
+    double fit, pred;
+    char name[FSB_METHOD_NAME_MAX];
+    if (sscanf(payload, "%lld,%d,%47[^,],%d,%d,%lf,%lf", &ep, &shot, name, &nc, &nq, &fit,
+               &pred) != 7)
+        return fsb_error(FSB_EFORMAT, "malformed record '%s'", payload);
+    int m = method_slot(r, name), s = shot_slot(r, shot);
+    if (m < 0 || s < 0 || ep < 0 || ep >= r->sweep.n_episodes || nq <= 0 || nc < 0 || nc > nq)
+        return fsb_error(FSB_EFORMAT, "record '%s' does not belong to this run", payload);
+    size_t ti = task_index(r, m, s, (int)ep);
+    fsb_episode_record *rec = &r->recs[ti];
+    memset(rec, 0, sizeof *rec);
+    rec->episode = ep;
+    rec->shot = shot;
+    snprintf(rec->method, sizeof rec->method, "%s", name);
+    rec->n_correct = nc;
+    rec->n_query = nq;
+    rec->accuracy = (double)nc / nq;
+    rec->fit_ms = fit;
+    rec->predict_ms = pred;
+    r->done[ti] = 1;
+    return FSB_OK;
+}
+
+/* Run every unfinished episode of (method m, shot slot s). */
+static int run_group(run_state *r, int m, int s)
+{
+    int ne = r->sweep.n_episodes, shot = r->o->shots[s];
+    int *todo = malloc((size_t)ne * sizeof *todo);
+    task_out *outs = malloc(CHUNK_EPISODES * sizeof *outs);
+    if (!todo || !outs) {
+        free(todo);
+        free(outs);
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    }
+    int n = 0;
+    for (int e = 0; e < ne; e++)
+        if (!r->done[task_index(r, m, s, e)])
+            todo[n++] = e;
+    char label[96];
+    snprintf(label, sizeof label, "%s %d-shot", r->methods[m]->name, shot);
+    fsb_progress bar;
+    fsb_progress_init(&bar, r->o->progress, label, "ep", ne - n, ne);
+    int st = FSB_OK;
+    for (int i = 0; i < n && !st; i += CHUNK_EPISODES) {
+        int nc = n - i < CHUNK_EPISODES ? n - i : CHUNK_EPISODES;
+        chunk c = {r, m, shot, todo + i, outs};
+        fsb_pool_run(r->pool, nc, run_task, &c);
+        for (int t = 0; t < nc && !st; t++) {
+            if (outs[t].st) {
+                st = fsb_error(outs[t].st, "%s, %d-shot, episode %d: %s", r->methods[m]->name,
+                               shot, todo[i + t], outs[t].msg);
+                break;
+            }
+            char payload[256];
+            snprintf(payload, sizeof payload, "%d,%d,%s,%d,%d,%.3f,%.3f", todo[i + t], shot,
+                     r->methods[m]->name, outs[t].n_correct, r->sweep.way * r->sweep.query,
+                     outs[t].t.fit_ms, outs[t].t.predict_ms);
+            st = fsb_journal_write(&r->journal, payload);
+            if (!st)
+                st = replay_record(r, payload, 0);
+        }
+        if (!st)
+            st = fsb_journal_sync(&r->journal);
+        r->tasks_here += nc;
+        if (!st && r->o->kill_after_tasks > 0 && r->tasks_here >= r->o->kill_after_tasks)
+            raise(SIGKILL); /* fault injection: die like kill -9 between chunks */
+        fsb_progress_update(&bar, ne - n + i + nc);
+    }
+    fsb_progress_finish(&bar);
+    free(todo);
+    free(outs);
+    return st;
+}
+
+static int cmp_record(const void *a, const void *b)
+{
+    const fsb_episode_record *x = a, *y = b;
+    int c = fsb_report_method_cmp(x->method, y->method);
+    if (c)
+        return c;
+    if (x->shot != y->shot)
+        return x->shot < y->shot ? -1 : 1;
+    return (x->episode > y->episode) - (x->episode < y->episode);
+}
+
+static int write_manifest(const run_state *r, double seconds)
+{
+    char versions[1024], *path = fsb_path_join(r->o->out, "manifest.txt");
+    if (!path)
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    fsb_versions(versions, sizeof versions);
+    fsb_outfile f;
+    int st = fsb_outfile_open(&f, path);
+    if (!st) {
+        time_t now = time(NULL);
+        char when[64];
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+        fprintf(f.fp, "%s", r->run_id);
+        fprintf(f.fp, "data=%s\nteacher=%s\nthreads=%d\nversions=%s\nopenblas_core=%s\n"
+                      "finished=%s\nwall_seconds_this_session=%.1f\n",
+                r->o->data, r->o->teacher, fsb_pool_size(r->pool), versions, fsb_blas_core(),
+                when, seconds);
+        st = fsb_outfile_commit(&f);
+    }
+    free(path);
+    return st;
+}
+
+static int resolve_methods(run_state *r)
+{
+    const fsb_run_opts *o = r->o;
+    if (o->n_methods < 1)
+        return fsb_error(FSB_EINVAL, "--methods: no method given");
+    for (int i = 0; i < o->n_methods; i++) {
+        const fsb_method *m = fsb_method_find(o->methods[i]);
+        if (!m)
+            return fsb_error_wrap(FSB_EINVAL, "--methods");
+        for (int j = 0; j < i; j++)
+            if (r->methods[j] == m)
+                return fsb_error(FSB_EINVAL, "--methods: '%s' is listed twice", m->name);
+        if (m->needs & FSB_NEEDS_IMAGES)
+            return fsb_error(FSB_EINVAL, "--methods: '%s' trains per episode and is not "
+                                         "available in this runner yet", m->name);
+        r->methods[i] = m;
+        fsb_method_config_default(&r->cfg[i], m);
+        if (o->norm >= 0)
+            r->cfg[i].norm = (fsb_norm)o->norm;
+        r->cfg[i].C = o->C;
+    }
+    return FSB_OK;
+}
+
+static int needs_base_mean(const run_state *r)
+{
+    for (int i = 0; i < r->o->n_methods; i++)
+        if (r->cfg[i].norm == FSB_NORM_CL2N)
+            return 1;
+    return 0;
+}
+
+static int load_episodes(run_state *r)
+{
+    const fsb_run_opts *o = r->o;
+    int st;
+    if (o->manifest) {
+        int differs = 0;
+        if ((st = fsb_episodes_load(&r->sweep, &r->cache.split, o->manifest, &differs)))
+            return st;
+        if (differs && o->log)
+            fprintf(o->log, "note: %s was drawn on another copy of the split (fingerprint "
+                            "differs); its images were found by name\n", o->manifest);
+        for (int i = 0; i < o->n_shots; i++) {
+            int found = 0;
+            for (int j = 0; j < r->sweep.n_shots; j++)
+                found |= r->sweep.shots[j] == o->shots[i];
+            if (!found)
+                return fsb_error(FSB_EINVAL, "--shots: %d is not among the shots of %s",
+                                 o->shots[i], o->manifest);
+        }
+        if (r->sweep.way != o->way || r->sweep.query != o->query)
+            return fsb_error(FSB_EINVAL, "--way/--query: %s has way %d and query %d",
+                             o->manifest, r->sweep.way, r->sweep.query);
+    } else {
+        fsb_episode_params p = {o->seed, o->way, o->shots[o->n_shots - 1], o->query};
+        if ((st = fsb_episode_check(&r->cache.split, &p)))
+            return st;
+        if ((st = fsb_sweep_generate(&r->sweep, &r->cache.split, o->seed, o->way, o->shots,
+                                     o->n_shots, o->query, (int)o->episodes, r->pool)))
+            return st;
+    }
+    return fsb_sweep_hash(&r->sweep, &r->cache.split, r->ep_hash);
+}
+
+/* Export the episodes into the (claimed) run folder once, for replay with --episodes. */
+static int export_episodes(const run_state *r)
+{
+    char *path = fsb_path_join(r->o->out, "episodes.csv");
+    if (!path)
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    int st = fsb_is_file(path) ? FSB_OK
+                               : fsb_episodes_export(&r->sweep, &r->cache.split, path, NULL);
+    free(path);
+    return st;
+}
+
+int fsb_run(const fsb_run_opts *o)
+{
+    if (!o->data)
+        return fsb_error(FSB_EINVAL, "--data is required");
+    if (!o->teacher)
+        return fsb_error(FSB_EINVAL, "--teacher is required");
+    if (!o->out)
+        return fsb_error(FSB_EINVAL, "--out is required");
+    double t0 = fsb_now();
+    run_state r;
+    memset(&r, 0, sizeof r);
+    r.o = o;
+    fsb_cache train;
+    memset(&train, 0, sizeof train);
+    int st = fsb_pool_create(&r.pool, o->threads);
+    if (st)
+        return st;
+    fsb_blas_set_threads(1);
+    if ((st = resolve_methods(&r)))
+        goto done;
+    fsb_cache_opts co = {.dir = o->cache_dir, .size = o->image_size, .pool = r.pool,
+                         .progress = o->progress};
+    if ((st = fsb_cache_open(&r.cache, o->data, o->split, &co)))
+        goto done;
+    if ((st = file_hash(o->teacher, &r.teacher_hash)))
+        goto done;
+    if ((st = fsb_model_create_from_file(&r.teacher, o->teacher, o->crop, EMBED_BATCH, r.pool)))
+        goto done;
+    r.dim = fsb_model_embed_dim(r.teacher);
+    if (o->arch && strcmp(o->arch, fsb_arch_name(fsb_model_options(r.teacher)->arch)) != 0) {
+        st = fsb_error(FSB_EMISMATCH, "--teacher: %s is a %s checkpoint, --arch says %s",
+                       o->teacher, fsb_arch_name(fsb_model_options(r.teacher)->arch), o->arch);
+        goto done;
+    }
+    if ((st = load_episodes(&r)))
+        goto done;
+    if (!(r.run_id = make_run_id(&r))) {
+        st = fsb_error(FSB_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((st = claim_run_dir(&r)) || (st = export_episodes(&r)))
+        goto done;
+    if (o->log)
+        fprintf(o->log, "run: %d episodes (hash %s) x shots", r.sweep.n_episodes, r.ep_hash);
+    for (int s = 0; o->log && s < o->n_shots; s++)
+        fprintf(o->log, "%s%d", s ? "," : " ", o->shots[s]);
+    if (o->log)
+        fprintf(o->log, " on %s/%s, teacher %s (%s, %d-d)\n", o->data, o->split, o->teacher,
+                fsb_arch_name(fsb_model_options(r.teacher)->arch), r.dim);
+    if ((st = split_features(&r, &r.cache, &r.feat_tf, &r.feats)))
+        goto done;
+    if (needs_base_mean(&r)) {
+        const float *tf;
+        if ((st = fsb_cache_open(&train, o->data, "train", &co)) ||
+            (st = split_features(&r, &train, &r.mean_tf, &tf)))
+            goto done;
+        r.base_mean = calloc((size_t)r.dim, sizeof *r.base_mean);
+        double *acc = calloc((size_t)r.dim, sizeof *acc);
+        if (!r.base_mean || !acc) {
+            free(acc);
+            st = fsb_error(FSB_ENOMEM, "out of memory");
+            goto done;
+        }
+        for (int i = 0; i < train.split.n_images; i++)
+            for (int j = 0; j < r.dim; j++)
+                acc[j] += tf[(size_t)i * r.dim + j];
+        for (int j = 0; j < r.dim; j++)
+            r.base_mean[j] = (float)(acc[j] / train.split.n_images);
+        free(acc);
+        for (int m = 0; m < o->n_methods; m++) {
+            r.cfg[m].base_mean = r.base_mean;
+            r.cfg[m].base_mean_dim = r.dim;
+        }
+    }
+    size_t n_tasks = (size_t)o->n_methods * o->n_shots * r.sweep.n_episodes;
+    r.done = calloc(n_tasks, 1);
+    r.recs = calloc(n_tasks, sizeof *r.recs);
+    if (!r.done || !r.recs) {
+        st = fsb_error(FSB_ENOMEM, "out of memory");
+        goto done;
+    }
+    char *jpath = fsb_path_join(o->out, "journal.log");
+    if (!jpath) {
+        st = fsb_error(FSB_ENOMEM, "out of memory");
+        goto done;
+    }
+    st = fsb_journal_open(&r.journal, jpath, replay_record, &r);
+    free(jpath);
+    if (st || (st = workers_init(&r)))
+        goto done;
+    for (int m = 0; m < o->n_methods && !st; m++)
+        for (int s = 0; s < o->n_shots && !st; s++)
+            st = run_group(&r, m, s);
+    if (st)
+        goto done;
+    qsort(r.recs, n_tasks, sizeof *r.recs, cmp_record);
+    fsb_report_result res;
+    memset(&res, 0, sizeof res);
+    if ((st = fsb_report_write(o->out, r.recs, n_tasks, NULL, &res)))
+        goto done;
+    if (res.note[0] && o->log)
+        fprintf(o->log, "note: %s\n", res.note);
+    st = write_manifest(&r, fsb_now() - t0);
+    if (!st && o->log)
+        fprintf(o->log, "wrote %s/{per_episode.csv,summary.csv,paired.csv,table.md,table.tex%s,"
+                        "manifest.txt,episodes.csv} in %.1f s\n",
+                o->out, res.plotted ? ",accuracy_vs_shots.png" : "", fsb_now() - t0);
+done:
+    workers_free(&r);
+    fsb_journal_close(&r.journal);
+    free(r.done);
+    free(r.recs);
+    free(r.base_mean);
+    free(r.run_id);
+    fsb_tensorfile_free(&r.feat_tf);
+    fsb_tensorfile_free(&r.mean_tf);
+    fsb_model_destroy(r.teacher);
+    fsb_sweep_free(&r.sweep);
+    fsb_cache_close(&train);
+    fsb_cache_close(&r.cache);
+    fsb_pool_destroy(r.pool);
+    return st;
+}

@@ -1,0 +1,326 @@
+/* test_pipeline.c - end to end through the `bench` binary on a generated Ravi dataset:
+ * pre-training (kill -9 mid-epoch + resume gives the same checkpoint bytes; bad inputs),
+ * then the benchmark run (identical per_episode.csv for 1 and 2 threads, after a kill and
+ * resume, and when replaying the exported episodes; refused folders; bad flags), and
+ * `bench table --from` rebuilding the derived files. */
+#define _GNU_SOURCE /* memrchr */
+#include "fixtures.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *root;     /* the generated dataset */
+static char *work;     /* outputs */
+static char *teacher;  /* a checkpoint trained once for the run tests */
+static char common[1024]; /* flags shared by the pretrain commands */
+
+/* Small images so a ConvNet-4 pass is cheap: packed 32x32, network input 28x28. */
+#define IMG " --image-size 32 --resize 32 --crop 28"
+
+static void setup_data(void)
+{
+    root = tu_tmpdir();
+    work = tu_tmpdir();
+    int n_classes[3] = {4, 3, 5};
+    fx_make_ravi(root, n_classes, 12, 32);
+    snprintf(common, sizeof common,
+             "--data '%s' --cache '%s/cache' --epochs 3 --batch 8 --val-episodes 4 --val-way 3 "
+             "--val-query 3 --threads 2" IMG,
+             root, work);
+    teacher = tu_path(work, "teacher.fsbt");
+    char *out = NULL;
+    int rc = tu_run(&out, "'%s' pretrain %s --out '%s'", tu_bench(), common, teacher);
+    if (rc != 0)
+        fprintf(stderr, "%s\n", out);
+    ck_assert_int_eq(rc, 0);
+    free(out);
+}
+
+static void teardown_data(void)
+{
+    tu_rmrf(root);
+    tu_rmrf(work);
+    free(root);
+    free(work);
+    free(teacher);
+}
+
+/* text with the last column of every line removed (malloc'd). */
+static char *drop_last_column(const char *text)
+{
+    char *out = malloc(strlen(text) + 1), *o = out;
+    for (const char *line = text; *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        const char *comma = memrchr(line, ',', len);
+        size_t keep = comma ? (size_t)(comma - line) : len;
+        memcpy(o, line, keep);
+        o += keep;
+        *o++ = '\n';
+        line += len + (nl != NULL);
+    }
+    *o = '\0';
+    return out;
+}
+
+/* The file with the last column of every line removed (the seconds of a log row). */
+static char *strip_last_column(const char *path)
+{
+    char *text = tu_read(path, NULL);
+    ck_assert_ptr_nonnull(text);
+    char *out = drop_last_column(text);
+    free(text);
+    return out;
+}
+
+/* per_episode.csv without its two timing columns. */
+static char *results_without_timing(const char *dir)
+{
+    char *path = tu_path(dir, "per_episode.csv");
+    char *a = strip_last_column(path), *b = drop_last_column(a);
+    free(a);
+    free(path);
+    return b;
+}
+
+START_TEST(pretrain_resume_is_bit_identical)
+{
+    char *p1 = tu_path(work, "a/t.fsbt"), *p2 = tu_path(work, "b/t.fsbt");
+    tu_run(NULL, "mkdir -p '%s/a' '%s/b'", work, work);
+    char *out = NULL;
+    ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --out '%s'", tu_bench(), common, p1), 0);
+    free(out);
+    /* 48 images / batch 8 = 6 steps per epoch: die in the middle of epoch 2 */
+    int rc = tu_run(&out, "'%s' pretrain %s --out '%s' --debug-kill-after-steps 9", tu_bench(),
+                    common, p2);
+    ck_assert_int_ne(rc, 0);
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --out '%s'", tu_bench(), common, p2), 0);
+    ck_assert_ptr_nonnull(strstr(out, "resumed after epoch 1 of 3"));
+    free(out);
+    ck_assert(tu_same_file(p1, p2));
+    char s1[4200], s2[4200];
+    snprintf(s1, sizeof s1, "%s.state", p1);
+    snprintf(s2, sizeof s2, "%s.state", p2);
+    char c1[4200], c2[4200];
+    snprintf(c1, sizeof c1, "%s.csv", p1);
+    snprintf(c2, sizeof c2, "%s.csv", p2);
+    char *l1 = strip_last_column(c1), *l2 = strip_last_column(c2);
+    ck_assert_str_eq(l1, l2);
+    ck_assert_ptr_nonnull(strstr(l1, "epoch,lr,loss,train_acc,val_1shot,val_5shot\n1,"));
+    free(l1);
+    free(l2);
+    /* a finished run reruns as a no-op */
+    ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --out '%s'", tu_bench(), common, p2), 0);
+    ck_assert(tu_same_file(p1, p2));
+    free(out);
+    /* the state belongs to this run: another seed is refused, naming the file */
+    ck_assert_int_ne(tu_run(&out, "'%s' pretrain %s --out '%s' --seed 7", tu_bench(), common, p2),
+                     0);
+    ck_assert_ptr_nonnull(strstr(out, "belongs to another pre-training run"));
+    free(out);
+    /* a corrupt state is refused, not silently restarted */
+    tu_run(NULL, "printf 'x' | dd of='%s' bs=1 seek=100 conv=notrunc 2>/dev/null", s2);
+    ck_assert_int_ne(tu_run(&out, "'%s' pretrain %s --out '%s'", tu_bench(), common, p2), 0);
+    ck_assert_ptr_nonnull(strstr(out, "checksum mismatch"));
+    free(out);
+    free(p1);
+    free(p2);
+}
+END_TEST
+
+START_TEST(pretrain_write_failure_keeps_previous_state)
+{
+    char *p = tu_path(work, "c/t.fsbt");
+    tu_run(NULL, "mkdir -p '%s/c'", work);
+    char *out = NULL;
+    tu_run(&out, "'%s' pretrain %s --out '%s' --debug-kill-after-steps 7", tu_bench(), common, p);
+    free(out);
+    char state[4200], copy[4200];
+    snprintf(state, sizeof state, "%s.state", p);
+    snprintf(copy, sizeof copy, "%s.copy", p);
+    tu_run(NULL, "cp '%s' '%s'", state, copy);
+    /* files may not grow past 64 KiB: the next state write fails like a full disk */
+    int rc = tu_run(&out, "ulimit -f 64; trap '' XFSZ; '%s' pretrain %s --out '%s'", tu_bench(), common, p);
+    ck_assert_int_ne(rc, 0);
+    ck_assert_ptr_nonnull(strstr(out, "t.fsbt"));
+    free(out);
+    ck_assert(tu_same_file(state, copy));
+    /* and the run resumes from it once there is room */
+    ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --out '%s'", tu_bench(), common, p), 0);
+    ck_assert_ptr_nonnull(strstr(out, "resumed after epoch 1 of 3"));
+    free(out);
+    free(p);
+}
+END_TEST
+
+START_TEST(pretrain_bad_inputs)
+{
+    char *out = NULL;
+    char *empty = tu_path(work, "empty");
+    tu_run(NULL, "mkdir -p '%s/split' && printf 'filename,label\\n' > '%s/split/val.csv'", empty,
+           empty);
+    ck_assert_int_ne(tu_run(&out, "'%s' pretrain --data '%s' --out '%s/x.fsbt'", tu_bench(), empty,
+                            work),
+                     0);
+    ck_assert_ptr_nonnull(strstr(out, "train"));
+    free(out);
+    /* 3 val classes, 5-way validation */
+    ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --val-way 5 --out '%s/y.fsbt'", tu_bench(),
+                            common, work),
+                     2);
+    ck_assert_ptr_nonnull(strstr(out, "--val-way"));
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --epochs 0 --out '%s/y.fsbt'", tu_bench(),
+                            common, work),
+                     2);
+    ck_assert_ptr_nonnull(strstr(out, "--epochs"));
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --arch vgg --out '%s/y.fsbt'", tu_bench(),
+                            common, work),
+                     2);
+    ck_assert_ptr_nonnull(strstr(out, "--arch"));
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --bogus 1", tu_bench(), common), 2);
+    ck_assert_ptr_nonnull(strstr(out, "--bogus"));
+    free(out);
+    free(empty);
+}
+END_TEST
+
+static void run_bench(const char *out_dir, const char *extra, int want_rc)
+{
+    char *out = NULL;
+    int rc = tu_run(&out,
+                    "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
+                    "--shots 1,3 --query 4 --episodes 12 --methods 1nn,svm,protonet,logreg" IMG
+                    " %s",
+                    tu_bench(), root, work, teacher, out_dir, extra);
+    int ok = want_rc < 0 ? rc != 0 : rc == want_rc; /* < 0: any failure (killed) */
+    if (!ok)
+        fprintf(stderr, "%s\n", out);
+    ck_assert_msg(ok, "exit status %d", rc);
+    free(out);
+}
+
+START_TEST(run_is_independent_of_threads_and_interruptions)
+{
+    char *r1 = tu_path(work, "r1"), *r2 = tu_path(work, "r2"), *r3 = tu_path(work, "r3");
+    run_bench(r1, "--threads 1", 0);
+    run_bench(r2, "--threads 2", 0);
+    /* 4 methods x 2 shots x 12 episodes = 96 tasks, journaled a group of 12 at a time */
+    run_bench(r3, "--threads 2 --debug-kill-after-tasks 40", -1);
+    run_bench(r3, "--threads 2", 0);
+    char *a = results_without_timing(r1), *b = results_without_timing(r2);
+    char *c = results_without_timing(r3);
+    ck_assert_str_eq(a, b);
+    ck_assert_str_eq(a, c);
+    ck_assert_ptr_nonnull(strstr(a, "episode,shot,method,n_correct,n_query,accuracy\n0,1,1nn,"));
+    /* 96 rows + header */
+    int lines = 0;
+    for (const char *p = a; *p; p++)
+        lines += *p == '\n';
+    ck_assert_int_eq(lines, 97);
+    for (const char *f = "summary.csv\0paired.csv\0table.md\0table.tex\0episodes.csv\0manifest."
+                         "txt\0run.id\0";
+         *f; f += strlen(f) + 1) {
+        char *p = tu_path(r1, f);
+        ck_assert_msg(tu_read(p, NULL) != NULL, "%s missing", f);
+        free(p);
+    }
+    char *s1 = tu_path(r1, "summary.csv"), *s3 = tu_path(r3, "summary.csv");
+    ck_assert(tu_same_file(s1, s3));
+    /* replaying the exported episodes gives the same results */
+    char *r4 = tu_path(work, "r4"), extra[4200];
+    snprintf(extra, sizeof extra, "--episodes '%s/episodes.csv'", r1);
+    run_bench(r4, extra, 0);
+    char *d = results_without_timing(r4);
+    ck_assert_str_eq(a, d);
+    /* bench table --from rebuilds the derived files byte for byte */
+    char *t1 = tu_path(r1, "table.md"), *t1c = tu_path(work, "table.md.copy");
+    tu_run(NULL, "cp '%s' '%s' && rm '%s' '%s'", t1, t1c, t1, s1);
+    char *out = NULL;
+    ck_assert_int_eq(tu_run(&out, "'%s' table --from '%s'", tu_bench(), r1), 0);
+    free(out);
+    ck_assert(tu_same_file(t1, t1c));
+    ck_assert(tu_same_file(s1, s3));
+    free(a), free(b), free(c), free(d);
+    free(r1), free(r2), free(r3), free(r4), free(s1), free(s3), free(t1), free(t1c);
+}
+END_TEST
+
+START_TEST(run_refuses_bad_inputs)
+{
+    char *r = tu_path(work, "rbad"), *out = NULL;
+    run_bench(r, "--threads 1", 0);
+    /* the same folder with other settings: refused, never mixed */
+    int rc = tu_run(&out,
+                    "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
+                    "--shots 1,3 --query 4 --episodes 12 --seed 5 --methods 1nn" IMG,
+                    tu_bench(), root, work, teacher, r);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_ptr_nonnull(strstr(out, "holds a different run"));
+    free(out);
+    /* a file where the folder should be */
+    char *file = tu_path(work, "afile");
+    tu_write_str(work, "afile", "x");
+    char bad[4200];
+    snprintf(bad, sizeof bad, "%s/sub", file);
+    rc = tu_run(&out, "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
+                      "--shots 1 --query 4 --episodes 2" IMG,
+                tu_bench(), root, work, teacher, bad);
+    ck_assert_int_ne(rc, 0);
+    ck_assert_ptr_nonnull(strstr(out, "afile"));
+    free(out);
+    struct {
+        const char *flags; /* extra flags */
+        int rc;            /* expected exit status */
+        const char *msg;   /* expected in the output */
+    } cases[] = {
+        {"--methods 1nn,bogus", 2, "bogus"},
+        {"--shots 1,0", 2, "--shots"},
+        {"--shots 1,x", 2, "--shots"},
+        {"--shots -3", 2, "--shots"},
+        {"--way 9", 2, "--way"},
+        {"--shots 9 --query 4", 2, "--shots"},
+        {"--arch res12", 1, "--arch"},
+        {"--frobnicate", 2, "--frobnicate"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *o2 = tu_path(work, "rcase");
+        rc = tu_run(&out,
+                    "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --query 4 "
+                    "--episodes 2 --methods 1nn" IMG " --way 3 --shots 1 %s",
+                    tu_bench(), root, work, teacher, o2, cases[i].flags);
+        ck_assert_msg(rc == cases[i].rc, "%s: rc %d: %s", cases[i].flags, rc, out);
+        ck_assert_msg(strstr(out, cases[i].msg) != NULL, "%s: %s", cases[i].flags, out);
+        free(out);
+        tu_rmrf(o2);
+        free(o2);
+    }
+    free(file);
+    free(r);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("pipeline");
+    TCase *tc = tcase_create("pipeline");
+    tcase_set_timeout(tc, 600);
+    tcase_add_unchecked_fixture(tc, setup_data, teardown_data);
+    tcase_add_test(tc, pretrain_resume_is_bit_identical);
+    tcase_add_test(tc, pretrain_write_failure_keeps_previous_state);
+    tcase_add_test(tc, pretrain_bad_inputs);
+    tcase_add_test(tc, run_is_independent_of_threads_and_interruptions);
+    tcase_add_test(tc, run_refuses_bad_inputs);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

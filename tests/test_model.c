@@ -1,0 +1,558 @@
+/* test_model.c - the backbones end to end: finite-difference gradients of whole tiny models
+ * (train and eval mode, from logits and from the embedding), bits independent of the
+ * thread count, reproducible steps, frozen prefixes, head reset, teacher copies,
+ * checkpoints, and parity with PyTorch fixtures (tests/fixtures/torch_*.fsbt).
+ */
+#include "fsb/layers.h"
+#include "fsb/model.h"
+#include "fsb/status.h"
+#include "fsb/tensorfile.h"
+#include "fsb/threads.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float *rnd(long n, float scale, uint64_t seed)
+{
+    fsb_rng r;
+    fsb_rng_init(&r, seed, 0);
+    float *p = malloc(sizeof(float) * (size_t)n);
+    for (long i = 0; i < n; i++)
+        p[i] = (float)fsb_rng_normal(&r) * scale;
+    return p;
+}
+
+static fsb_model *tiny(fsb_arch arch, int hw, int n_class, int max_batch, fsb_pool *pool,
+                       uint64_t seed, int drop)
+{
+    fsb_model_opts o;
+    fsb_model_opts_default(&o, arch);
+    for (int i = 0; i < 4; i++)
+        o.widths[i] = arch == FSB_ARCH_CONV4 ? 4 : 3 + i;
+    o.in_hw = hw;
+    if (!drop) o.drop_rate = o.dropblock_rate = 0;
+    fsb_rng r;
+    fsb_rng_init(&r, seed, 1);
+    fsb_model *m;
+    ck_assert_int_eq(fsb_model_create(&m, &o, n_class, max_batch, pool, &r), FSB_OK);
+    return m;
+}
+
+typedef struct {
+    fsb_model *m;
+    float *x;  /* images */
+    int *y;    /* labels */
+    float *we; /* weights on the embedding (demb mode) */
+    int n, train, emb_mode;
+} mctx;
+
+static double model_loss(mctx *c)
+{
+    const float *emb, *lg;
+    ck_assert_int_eq(fsb_model_forward(c->m, c->x, c->n, c->train, NULL, &emb, &lg), FSB_OK);
+    if (c->emb_mode) {
+        double s = 0;
+        for (long i = 0; i < (long)c->n * fsb_model_embed_dim(c->m); i++)
+            s += (double)emb[i] * c->we[i];
+        return s;
+    }
+    return fsb_softmax_xent(NULL, NULL, lg, c->y, c->n, fsb_model_n_class(c->m), 1);
+}
+
+/* Central differences on up to `maxn` elements of x; skips kinks (one-sided differences
+ * disagreeing); |num - g| <= tol * max|g|. Returns the number checked. */
+static int fd(mctx *c, float *x, const float *g, long n, int maxn, float eps, double tol,
+              const char *what)
+{
+    double gmax = 1e-4;
+    for (long i = 0; i < n; i++)
+        gmax = fabs(g[i]) > gmax ? fabs(g[i]) : gmax;
+    long step = n > maxn ? n / maxn : 1;
+    int checked = 0;
+    for (long i = 0; i < n; i += step) {
+        float x0 = x[i];
+        double l0 = model_loss(c);
+        x[i] = x0 + eps;
+        double lp = model_loss(c);
+        x[i] = x0 - eps;
+        double lm = model_loss(c);
+        x[i] = x0;
+        double fw = (lp - l0) / eps, bw = (l0 - lm) / eps, num = (lp - lm) / (2 * eps);
+        if (fabs(fw - bw) > 0.25 * tol * gmax) continue;
+        ck_assert_msg(fabs(num - g[i]) <= tol * gmax, "%s[%ld]: numeric %g analytic %g (max %g)",
+                      what, i, num, (double)g[i], gmax);
+        checked++;
+    }
+    return checked;
+}
+
+static void model_fd(fsb_arch arch, int train, int emb_mode)
+{
+    int hw = 16, n = 3, nc = 5;
+    fsb_model *m = tiny(arch, hw, nc, n, NULL, 7, 0);
+    long nx = (long)n * 3 * hw * hw;
+    mctx c = {.m = m, .n = n, .train = train, .emb_mode = emb_mode};
+    c.x = rnd(nx, 1, 3);
+    int y[3] = {1, 4, 0};
+    c.y = y;
+    c.we = rnd((long)n * fsb_model_embed_dim(m), 1, 4);
+    /* analytic */
+    float *dx = calloc((size_t)nx, sizeof(float));
+    fsb_model_zero_grad(m);
+    const float *emb, *lg;
+    ck_assert_int_eq(fsb_model_forward(m, c.x, n, train, NULL, &emb, &lg), FSB_OK);
+    float dl[15] = {0};
+    if (emb_mode) {
+        fsb_model_backward(m, NULL, c.we, dx);
+    } else {
+        fsb_softmax_xent(NULL, dl, lg, y, n, nc, 1);
+        fsb_model_backward(m, dl, NULL, dx);
+    }
+    long np;
+    float *g = fsb_model_grads(m, &np);
+    float *gc = malloc(sizeof(float) * (size_t)np);
+    memcpy(gc, g, sizeof(float) * (size_t)np);
+    float *p = fsb_model_params(m, &np);
+    int total = 0;
+    for (int i = 0; i < fsb_model_n_tensors(m); i++) {
+        fsb_model_tensor t;
+        fsb_model_tensor_at(m, i, &t);
+        if (t.kind != FSB_T_PARAM) continue;
+        if (emb_mode && t.block == 4) continue;
+        total += fd(&c, t.data, gc + (t.data - p), t.numel, 6, 1e-3f, 2e-2, t.name);
+    }
+    ck_assert_int_gt(total, 40);
+    /* ResNet-12's input gradient crosses many kinks (LeakyReLU, pools) within eps */
+    ck_assert_int_gt(fd(&c, c.x, dx, nx, 40, 1e-3f, 2e-2, "input"),
+                     arch == FSB_ARCH_CONV4 ? 20 : 4);
+    free(gc), free(dx), free(c.x), free(c.we);
+    fsb_model_destroy(m);
+}
+
+START_TEST(conv4_gradients_fd)
+{
+    model_fd(FSB_ARCH_CONV4, 1, 0);
+    model_fd(FSB_ARCH_CONV4, 0, 0);
+    model_fd(FSB_ARCH_CONV4, 1, 1);
+}
+END_TEST
+
+START_TEST(res12_gradients_fd)
+{
+    model_fd(FSB_ARCH_RES12, 1, 0);
+    model_fd(FSB_ARCH_RES12, 0, 0);
+    model_fd(FSB_ARCH_RES12, 1, 1);
+}
+END_TEST
+
+START_TEST(shapes_names_and_dims)
+{
+    fsb_model_opts o;
+    fsb_model_opts_default(&o, FSB_ARCH_RES12);
+    fsb_model *m;
+    ck_assert_int_eq(fsb_model_create(&m, &o, 64, 2, NULL, NULL), FSB_OK);
+    ck_assert_int_eq(fsb_model_embed_dim(m), 640);
+    int i = fsb_model_find_tensor(m, "encoder.layer3.0.downsample.0.weight");
+    ck_assert_int_ge(i, 0);
+    fsb_model_tensor t;
+    fsb_model_tensor_at(m, i, &t);
+    ck_assert_int_eq(t.ndim, 4);
+    ck_assert_int_eq(t.dims[0], 320);
+    ck_assert_int_eq(t.dims[1], 160);
+    ck_assert_int_eq(t.dims[2], 1);
+    fsb_model_tensor_at(m, 0, &t);
+    ck_assert_str_eq(t.name, "encoder.layer1.0.conv1.weight");
+    fsb_model_tensor_at(m, fsb_model_n_tensors(m) - 1, &t);
+    ck_assert_str_eq(t.name, "fc.bias");
+    long np;
+    fsb_model_params(m, &np);
+    long sum = 0;
+    for (int j = 0; j < fsb_model_n_tensors(m); j++) {
+        fsb_model_tensor_at(m, j, &t);
+        sum += t.kind == FSB_T_PARAM ? t.numel : 0;
+    }
+    ck_assert_int_eq(np, sum);
+    ck_assert_int_eq(np - 64 * 641, 12424320); /* the known ResNet-12 backbone size */
+    int c, h, w;
+    fsb_model_stage_shape(m, 2, &c, &h, &w);
+    ck_assert_int_eq(c, 160);
+    ck_assert_int_eq(h, 21);
+    fsb_model_destroy(m);
+    fsb_model_opts_default(&o, FSB_ARCH_CONV4);
+    o.flatten = 1;
+    ck_assert_int_eq(fsb_model_create(&m, &o, 0, 1, NULL, NULL), FSB_OK);
+    ck_assert_int_eq(fsb_model_embed_dim(m), 1600);
+    ck_assert_str_eq(((fsb_model_tensor_at(m, 2, &t)), t.name), "encoder.0.1.weight");
+    fsb_model_destroy(m);
+    o.in_hw = 8;
+    ck_assert_int_eq(fsb_model_create(&m, &o, 0, 1, NULL, NULL), FSB_EINVAL);
+    fsb_arch a;
+    ck_assert_int_eq(fsb_arch_parse("res18", &a), FSB_EINVAL);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "res18"));
+}
+END_TEST
+
+START_TEST(bits_independent_of_threads)
+{
+    for (int arch = 0; arch < 2; arch++) {
+        int hw = 20, n = 5;
+        fsb_pool *p2;
+        ck_assert_int_eq(fsb_pool_create(&p2, 2), FSB_OK);
+        fsb_model *a = tiny(arch, hw, 4, n, NULL, 11, 1);
+        fsb_model *b = tiny(arch, hw, 4, n, p2, 11, 1);
+        long nx = (long)n * 3 * hw * hw;
+        float *x = rnd(nx, 1, 12);
+        int D = fsb_model_embed_dim(a);
+        float *ea = malloc(sizeof(float) * (size_t)(7 * D)), *eb = malloc(sizeof *eb * 7 * D);
+        float *x7 = rnd(7L * 3 * hw * hw, 1, 13);
+        ck_assert_int_eq(fsb_model_embed(a, x7, 7, ea), FSB_OK);
+        ck_assert_int_eq(fsb_model_embed(b, x7, 7, eb), FSB_OK);
+        ck_assert_int_eq(memcmp(ea, eb, sizeof(float) * 7 * (size_t)D), 0);
+        /* an image's embedding does not depend on its batch */
+        ck_assert_int_eq(fsb_model_embed(b, x7 + 3L * 3 * hw * hw, 1, eb), FSB_OK);
+        ck_assert_int_eq(memcmp(ea + 3 * D, eb, sizeof(float) * (size_t)D), 0);
+        /* training steps: same seed -> same bits, 1 or 2 threads */
+        int y[5] = {0, 1, 2, 3, 0};
+        for (int step = 0; step < 2; step++) {
+            fsb_rng ra, rb;
+            fsb_rng_init(&ra, 100 + step, 0);
+            fsb_rng_init(&rb, 100 + step, 0);
+            double la = fsb_model_train_step(a, x, y, n, &ra, NULL);
+            double lb = fsb_model_train_step(b, x, y, n, &rb, NULL);
+            ck_assert(la == lb);
+            long np;
+            float *ga = fsb_model_grads(a, &np), *gb = fsb_model_grads(b, &np);
+            ck_assert_int_eq(memcmp(ga, gb, sizeof(float) * (size_t)np), 0);
+            float *pa = fsb_model_params(a, &np), *pb = fsb_model_params(b, &np);
+            for (long i = 0; i < np; i++)
+                pa[i] -= 0.1f * ga[i], pb[i] -= 0.1f * gb[i];
+        }
+        for (int i = 0; i < fsb_model_n_tensors(a); i++) {
+            fsb_model_tensor ta, tb;
+            fsb_model_tensor_at(a, i, &ta);
+            fsb_model_tensor_at(b, i, &tb);
+            if (ta.kind == FSB_T_NUM_BATCHES)
+                ck_assert_int_eq(*ta.count, 2);
+            else
+                ck_assert_int_eq(memcmp(ta.data, tb.data, sizeof(float) * (size_t)ta.numel), 0);
+        }
+        free(x), free(x7), free(ea), free(eb);
+        fsb_model_destroy(a);
+        fsb_model_destroy(b);
+        fsb_pool_destroy(p2);
+    }
+}
+END_TEST
+
+START_TEST(dropout_changes_train_not_eval)
+{
+    int hw = 16, n = 2;
+    fsb_model *m = tiny(FSB_ARCH_RES12, hw, 3, n, NULL, 5, 1);
+    float *x = rnd((long)n * 3 * hw * hw, 1, 6);
+    const float *lg;
+    ck_assert_int_eq(fsb_model_forward(m, x, n, 1, NULL, NULL, &lg), FSB_EINVAL);
+    fsb_rng r1, r2;
+    fsb_rng_init(&r1, 1, 0);
+    fsb_rng_init(&r2, 2, 0);
+    float l1[6], l2[6];
+    ck_assert_int_eq(fsb_model_forward(m, x, n, 1, &r1, NULL, &lg), FSB_OK);
+    memcpy(l1, lg, sizeof l1);
+    ck_assert_int_eq(fsb_model_forward(m, x, n, 1, &r2, NULL, &lg), FSB_OK);
+    memcpy(l2, lg, sizeof l2);
+    ck_assert(memcmp(l1, l2, sizeof l1) != 0);
+    ck_assert_int_eq(fsb_model_forward(m, x, n, 0, NULL, NULL, &lg), FSB_OK);
+    memcpy(l1, lg, sizeof l1);
+    ck_assert_int_eq(fsb_model_forward(m, x, n, 0, &r2, NULL, &lg), FSB_OK);
+    ck_assert_int_eq(memcmp(l1, lg, sizeof l1), 0);
+    free(x);
+    fsb_model_destroy(m);
+}
+END_TEST
+
+START_TEST(freeze_copy_forward_from_reset_head)
+{
+    int hw = 16, n = 4;
+    fsb_model *teacher = tiny(FSB_ARCH_CONV4, hw, 6, n, NULL, 21, 0);
+    fsb_model *s = tiny(FSB_ARCH_CONV4, hw, 6, n, NULL, 22, 0);
+    float *x = rnd((long)n * 3 * hw * hw, 1, 23);
+    /* the teacher's BN statistics move with a train forward; the copy takes them too */
+    const float *lg;
+    ck_assert_int_eq(fsb_model_forward(teacher, x, n, 1, NULL, NULL, &lg), FSB_OK);
+    ck_assert_int_eq(fsb_model_copy_weights(s, teacher, 1), FSB_OK);
+    int D = fsb_model_embed_dim(s);
+    float *et = malloc(sizeof(float) * (size_t)(n * D)), *es = malloc(sizeof(float) * n * D);
+    fsb_model_embed(teacher, x, n, et);
+    fsb_model_embed(s, x, n, es);
+    ck_assert_int_eq(memcmp(et, es, sizeof(float) * (size_t)(n * D)), 0);
+    /* a different architecture is refused */
+    fsb_model *r = tiny(FSB_ARCH_RES12, hw, 6, n, NULL, 22, 0);
+    ck_assert_int_eq(fsb_model_copy_weights(r, teacher, 0), FSB_EMISMATCH);
+    fsb_model_destroy(r);
+
+    /* adapt last: gradients only in block 3 and the head; forward_from(stage 3) on the
+     * frozen prefix's activations gives the same logits and gradients as the full pass */
+    fsb_model_set_adapt(s, FSB_ADAPT_LAST);
+    ck_assert_int_eq(fsb_model_first_trainable(s), 3);
+    int y[4] = {0, 1, 2, 5};
+    fsb_model_train_step(s, x, y, n, NULL, &lg);
+    float l_full[24];
+    memcpy(l_full, lg, sizeof l_full);
+    long np;
+    float *g = fsb_model_grads(s, &np);
+    long off = fsb_model_trainable_offset(s);
+    ck_assert_int_gt(off, 0);
+    for (long i = 0; i < off; i++)
+        ck_assert_float_eq(g[i], 0.0f);
+    float *gfull = malloc(sizeof(float) * (size_t)np);
+    memcpy(gfull, g, sizeof(float) * (size_t)np);
+    int c, h, w;
+    fsb_model_stage_shape(s, 3, &c, &h, &w);
+    float *acts = malloc(sizeof(float) * (size_t)(n * c * h * w));
+    ck_assert_int_eq(fsb_model_forward_to(s, x, n, 3, acts), FSB_OK);
+    fsb_model_zero_grad(s);
+    ck_assert_int_eq(fsb_model_forward_from(s, 3, acts, n, 1, NULL, NULL, &lg), FSB_OK);
+    ck_assert_int_eq(memcmp(lg, l_full, sizeof l_full), 0);
+    float dl[24] = {0};
+    fsb_softmax_xent(NULL, dl, lg, y, n, 6, 1);
+    fsb_model_backward(s, dl, NULL, NULL);
+    for (long i = 0; i < np; i++)
+        ck_assert_float_eq(g[i], gfull[i]);
+    /* head only: stage-4 inputs are the embeddings */
+    fsb_model_set_adapt(s, FSB_ADAPT_HEAD);
+    fsb_model_embed(s, x, n, es);
+    fsb_model_zero_grad(s);
+    ck_assert_int_eq(fsb_model_forward_from(s, 4, es, n, 1, NULL, NULL, &lg), FSB_OK);
+    memset(dl, 0, sizeof dl);
+    fsb_softmax_xent(NULL, dl, lg, y, n, 6, 1);
+    fsb_model_backward(s, dl, NULL, NULL);
+    for (long i = 0; i < fsb_model_trainable_offset(s); i++)
+        ck_assert_float_eq(g[i], 0.0f);
+    ck_assert_float_ne(g[np - 1], 0.0f);
+    /* a fresh 3-way head: backbone untouched, nn.Linear bound 1/sqrt(D) */
+    fsb_rng rr;
+    fsb_rng_init(&rr, 3, 0);
+    ck_assert_int_eq(fsb_model_reset_head(s, 3, &rr), FSB_OK);
+    ck_assert_int_eq(fsb_model_n_class(s), 3);
+    float *p = fsb_model_params(s, &np);
+    ck_assert_int_eq(np, fsb_model_trainable_offset(s) + 3 * D + 3);
+    for (long i = fsb_model_trainable_offset(s); i < np; i++)
+        ck_assert(fabsf(p[i]) <= 1.0f / sqrtf((float)D));
+    fsb_model_embed(s, x, n, et);
+    ck_assert_int_eq(memcmp(et, es, sizeof(float) * (size_t)(n * D)), 0);
+    ck_assert_int_eq(fsb_model_forward(s, x, n, 0, NULL, NULL, &lg), FSB_OK);
+    free(x), free(et), free(es), free(gfull), free(acts);
+    fsb_model_destroy(teacher);
+    fsb_model_destroy(s);
+}
+END_TEST
+
+START_TEST(checkpoint_roundtrip_and_mismatch)
+{
+    char *dir = tu_tmpdir();
+    char *path = tu_path(dir, "m.fsbt"), *bad = tu_path(dir, "bad.fsbt");
+    int hw = 16, n = 2;
+    fsb_model *a = tiny(FSB_ARCH_RES12, hw, 4, n, NULL, 31, 0);
+    float *x = rnd((long)n * 3 * hw * hw, 1, 32);
+    fsb_model_forward(a, x, n, 1, NULL, NULL, NULL);
+    const char *k[1] = {"note"}, *v[1] = {"hello"};
+    ck_assert_int_eq(fsb_model_save(a, path, 1, k, v), FSB_OK);
+    fsb_tensorfile tf;
+    fsb_tensorfile_init(&tf);
+    ck_assert_int_eq(fsb_tensorfile_load(&tf, path), FSB_OK);
+    ck_assert_str_eq(fsb_tensorfile_meta(&tf, "arch"), "res12");
+    ck_assert_str_eq(fsb_tensorfile_meta(&tf, "widths"), "3,4,5,6");
+    ck_assert_str_eq(fsb_tensorfile_meta(&tf, "n_class"), "4");
+    ck_assert_str_eq(fsb_tensorfile_meta(&tf, "embed_dim"), "6");
+    ck_assert_str_eq(fsb_tensorfile_meta(&tf, "note"), "hello");
+    const fsb_tensor *nb = fsb_tensorfile_get(&tf, "encoder.layer2.0.bn1.num_batches_tracked");
+    ck_assert_ptr_nonnull(nb);
+    ck_assert_int_eq(nb->dtype, FSB_I64);
+    ck_assert_int_eq(*(int64_t *)nb->data, 1);
+    fsb_tensorfile_free(&tf);
+
+    fsb_model *b;
+    ck_assert_int_eq(fsb_model_create_from_file(&b, path, 0, n, NULL), FSB_OK);
+    int D = fsb_model_embed_dim(a);
+    float ea[12], eb[12];
+    fsb_model_embed(a, x, n, ea);
+    fsb_model_embed(b, x, n, eb);
+    ck_assert_int_eq(memcmp(ea, eb, sizeof(float) * (size_t)(n * D)), 0);
+    fsb_model_destroy(b);
+
+    /* wrong architecture / shape: clear messages naming the file and tensor */
+    fsb_model *c4 = tiny(FSB_ARCH_CONV4, hw, 4, n, NULL, 1, 0);
+    ck_assert_int_eq(fsb_model_load(c4, path), FSB_EMISMATCH);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), path));
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "res12"));
+    fsb_model *h5 = tiny(FSB_ARCH_RES12, hw, 5, n, NULL, 31, 0);
+    ck_assert_int_eq(fsb_model_load(h5, path), FSB_EMISMATCH);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "fc.weight"));
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), path));
+    /* a missing tensor */
+    fsb_tensorfile_init(&tf);
+    fsb_tensorfile_set_meta(&tf, "arch", "res12");
+    ck_assert_int_eq(fsb_tensorfile_save(&tf, bad), FSB_OK);
+    fsb_tensorfile_free(&tf);
+    ck_assert_int_eq(fsb_model_load(h5, bad), FSB_EMISMATCH);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "encoder.layer1.0.conv1.weight"));
+    ck_assert_int_ne(fsb_model_load(h5, "/nonexistent/x.fsbt"), FSB_OK);
+    fsb_model_destroy(c4);
+    fsb_model_destroy(h5);
+    fsb_model_destroy(a);
+    free(x);
+    tu_rmrf(dir);
+    free(dir), free(path), free(bad);
+}
+END_TEST
+
+/* ---- PyTorch parity ----------------------------------------------------------------------- */
+
+static double max_abs(const float *a, long n)
+{
+    double m = 0;
+    for (long i = 0; i < n; i++)
+        m = fabs(a[i]) > m ? fabs(a[i]) : m;
+    return m;
+}
+
+static void expect_close(const fsb_tensorfile *tf, const char *name, const float *got, long n,
+                         double tol)
+{
+    const float *want;
+    ck_assert_msg(fsb_tensorfile_get_f32(tf, "fixture", name, (size_t)n, &want) == FSB_OK, "%s",
+                  fsb_error_last());
+    double scale = max_abs(want, n);
+    if (scale == 0) /* exactly-zero gradients (meta exact_zero_grads): absolute tolerance */
+        scale = 1e-2;
+    double err = 0;
+    for (long i = 0; i < n; i++)
+        err = fabs(got[i] - want[i]) > err ? fabs(got[i] - want[i]) : err;
+    ck_assert_msg(err <= tol * scale, "%s: max error %g, scale %g", name, err, scale);
+}
+
+static void parity(const char *file)
+{
+    const char *src = getenv("FSB_SOURCE_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/fixtures/%s", src ? src : ".", file);
+    fsb_tensorfile tf;
+    fsb_tensorfile_init(&tf);
+    ck_assert_msg(fsb_tensorfile_load(&tf, path) == FSB_OK, "%s", fsb_error_last());
+    fsb_arch arch;
+    ck_assert_int_eq(fsb_arch_parse(fsb_tensorfile_meta(&tf, "arch"), &arch), FSB_OK);
+    fsb_model_opts o;
+    fsb_model_opts_default(&o, arch);
+    ck_assert_int_eq(sscanf(fsb_tensorfile_meta(&tf, "widths"), "%d,%d,%d,%d", &o.widths[0],
+                            &o.widths[1], &o.widths[2], &o.widths[3]),
+                     4);
+    o.in_hw = atoi(fsb_tensorfile_meta(&tf, "input_hw"));
+    o.drop_rate = o.dropblock_rate = 0;
+    int nc = atoi(fsb_tensorfile_meta(&tf, "n_class"));
+    const fsb_tensor *in = fsb_tensorfile_get(&tf, "input");
+    const fsb_tensor *tg = fsb_tensorfile_get(&tf, "target");
+    ck_assert_ptr_nonnull(in);
+    ck_assert_ptr_nonnull(tg);
+    int n = (int)in->dims[0];
+    int *y = malloc(sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        y[i] = (int)((const int64_t *)tg->data)[i];
+    fsb_pool *pool;
+    ck_assert_int_eq(fsb_pool_create(&pool, 2), FSB_OK);
+    fsb_model *m;
+    ck_assert_int_eq(fsb_model_create(&m, &o, nc, n, pool, NULL), FSB_OK);
+    int D = fsb_model_embed_dim(m);
+    float *dx = malloc(sizeof(float) * in->numel), *dl = malloc(sizeof(float) * (size_t)n * nc);
+    char name[256];
+    for (int train = 1; train >= 0; train--) {
+        const char *mode = train ? "train" : "eval";
+        ck_assert_msg(fsb_model_load(m, path) == FSB_OK, "%s", fsb_error_last());
+        fsb_model_zero_grad(m);
+        const float *emb, *lg;
+        ck_assert_int_eq(fsb_model_forward(m, in->data, n, train, NULL, &emb, &lg), FSB_OK);
+        snprintf(name, sizeof name, "%s.embedding", mode);
+        expect_close(&tf, name, emb, (long)n * D, 1e-4);
+        snprintf(name, sizeof name, "%s.logits", mode);
+        expect_close(&tf, name, lg, (long)n * nc, 1e-4);
+        memset(dl, 0, sizeof(float) * (size_t)n * nc);
+        float loss = (float)fsb_softmax_xent(NULL, dl, lg, y, n, nc, 1);
+        snprintf(name, sizeof name, "%s.loss", mode);
+        expect_close(&tf, name, &loss, 1, 1e-4);
+        memset(dx, 0, sizeof(float) * in->numel);
+        fsb_model_backward(m, dl, NULL, dx);
+        snprintf(name, sizeof name, "%s.grad.input", mode);
+        expect_close(&tf, name, dx, (long)in->numel, 1e-3);
+        for (int i = 0; i < fsb_model_n_tensors(m); i++) {
+            fsb_model_tensor t;
+            fsb_model_tensor_at(m, i, &t);
+            if (t.kind == FSB_T_PARAM) {
+                snprintf(name, sizeof name, "%s.grad.%s", mode, t.name);
+                expect_close(&tf, name, t.grad, t.numel, 1e-3);
+            } else if (train && t.kind != FSB_T_NUM_BATCHES) {
+                snprintf(name, sizeof name, "train.after.%s", t.name);
+                expect_close(&tf, name, t.data, t.numel, 1e-4);
+            }
+        }
+    }
+    /* two SGD steps (lr 0.1, momentum 0.9, nesterov, weight decay 5e-4) */
+    ck_assert_int_eq(fsb_model_load(m, path), FSB_OK);
+    long np;
+    float *p = fsb_model_params(m, &np), *g = fsb_model_grads(m, &np);
+    float *buf = calloc((size_t)np, sizeof(float));
+    for (int step = 0; step < 2; step++) {
+        fsb_model_train_step(m, in->data, y, n, NULL, NULL);
+        for (long i = 0; i < np; i++) {
+            float d = g[i] + 5e-4f * p[i];
+            buf[i] = step == 0 ? d : 0.9f * buf[i] + d;
+            p[i] -= 0.1f * (d + 0.9f * buf[i]);
+        }
+    }
+    for (int i = 0; i < fsb_model_n_tensors(m); i++) {
+        fsb_model_tensor t;
+        fsb_model_tensor_at(m, i, &t);
+        if (t.kind != FSB_T_PARAM) continue;
+        snprintf(name, sizeof name, "sgd.step2.%s", t.name);
+        expect_close(&tf, name, t.data, t.numel, 1e-3);
+    }
+    free(buf), free(dx), free(dl), free(y);
+    fsb_model_destroy(m);
+    fsb_pool_destroy(pool);
+    fsb_tensorfile_free(&tf);
+}
+
+START_TEST(torch_parity_conv4)
+{
+    parity("torch_conv4.fsbt");
+}
+END_TEST
+
+START_TEST(torch_parity_res12)
+{
+    parity("torch_res12.fsbt");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("model");
+    TCase *tc = tcase_create("model");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, shapes_names_and_dims);
+    tcase_add_test(tc, conv4_gradients_fd);
+    tcase_add_test(tc, res12_gradients_fd);
+    tcase_add_test(tc, bits_independent_of_threads);
+    tcase_add_test(tc, dropout_changes_train_not_eval);
+    tcase_add_test(tc, freeze_copy_forward_from_reset_head);
+    tcase_add_test(tc, checkpoint_roundtrip_and_mismatch);
+    tcase_add_test(tc, torch_parity_conv4);
+    tcase_add_test(tc, torch_parity_res12);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

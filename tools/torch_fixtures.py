@@ -1,0 +1,255 @@
+#!/usr/bin/python3
+"""torch_fixtures.py - regenerate the committed PyTorch parity fixtures in tests/fixtures/.
+
+Needs Debian's /usr/bin/python3 (torch 1.13, numpy); CI never runs this. Deterministic: fixed
+seeds, CPU, single thread. Writes (see /work/wt/FIXTURES.md for the contract):
+  torch_conv4.fsbt  ConvNet-4 (widths 64), 84x84, N=4, 5-way: state_dict, input/target, per
+                    mode (eval, train) embedding/logits/loss/grads, BN stats after the train
+                    forward, and params after 2 SGD steps (lr .1, momentum .9, nesterov, wd 5e-4)
+  torch_res12.fsbt  ResNet-12 widths 8,16,24,32, 40x40, N=2, 5-way, the same content
+  torch_sgd.fsbt    plain torch.optim.SGD cases (groups, lr multipliers, frozen group) over 3
+                    steps, and torch lr-scheduler curves
+  torch_roundtrip_conv4.fsbt  a tiny random ConvNet-4 saved FEAT-style (.pth) by torch,
+                    imported with tools/import_torch.py, plus a test input and its embedding
+Precision: the model fixtures are computed in float64 by torch from float32-representable
+parameters and inputs, then stored as float32 (so they are the exact answer rounded once);
+the SGD fixture is computed in float32, like fsbench's optimiser.
+Eval mode runs first, on the stored (initial) state_dict, whose BN affine parameters and
+running statistics are randomised (seeded) so that eval BN is not the identity.
+
+Usage: /usr/bin/python3 tools/torch_fixtures.py [--out tests/fixtures]
+"""
+import argparse
+import copy
+import os
+import sys
+import tempfile
+import warnings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import export_torch  # noqa: E402
+import fsbt  # noqa: E402
+import import_torch  # noqa: E402
+import torch_models as tm  # noqa: E402
+
+
+def f32(t):
+    """A numpy copy (never a view: parameters keep changing in place), float32 or int64."""
+    t = t.detach().cpu()
+    if t.dtype == torch.int64:
+        return t.numpy().astype(np.int64, copy=True)
+    return t.to(torch.float32).numpy().copy()
+
+
+def parity(arch, widths, n_class, hw, n, seed):
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = tm.build(arch, widths, n_class)
+    tm.randomise_bn(model, gen)
+    x = torch.randn(n, 3, hw, hw, generator=gen)
+    target = torch.randint(0, n_class, (n,), generator=gen)
+    model = model.double()
+    x = x.double()
+    init = copy.deepcopy(model)
+    out = {k: f32(v) for k, v in model.state_dict().items()}
+    out["input"] = f32(x)
+    out["target"] = target.numpy().astype(np.int64)
+    zero = []
+    for mode in ("eval", "train"):  # eval first: it reads the initial running statistics
+        model.train(mode == "train")
+        model.zero_grad(set_to_none=True)
+        xi = x.clone().requires_grad_(True)
+        emb, logits = model(xi)
+        loss = F.cross_entropy(logits, target)
+        loss.backward()
+        out[f"{mode}.embedding"] = f32(emb)
+        out[f"{mode}.logits"] = f32(logits)
+        out[f"{mode}.loss"] = f32(loss)
+        out[f"{mode}.grad.input"] = f32(xi.grad)
+        for name, p in model.named_parameters():
+            g = p.grad
+            if mode == "train" and float(g.abs().max()) < 1e-10:
+                # a conv bias right before a train-mode BN: exactly 0 in exact arithmetic
+                # (BN subtracts the batch mean); store the exact value, list it in meta
+                zero.append(f"{mode}.grad.{name}")
+                g = torch.zeros_like(g)
+            out[f"{mode}.grad.{name}"] = f32(g)
+    sd = model.state_dict()
+    for bn in tm.bn_names(model):
+        for s in ("running_mean", "running_var"):
+            out[f"train.after.{bn}.{s}"] = f32(sd[f"{bn}.{s}"])
+    m2 = init
+    m2.train()
+    opt = torch.optim.SGD(m2.parameters(), lr=0.1, momentum=0.9, nesterov=True,
+                          weight_decay=5e-4)
+    for _ in range(2):
+        opt.zero_grad(set_to_none=True)
+        _, logits = m2(x)
+        F.cross_entropy(logits, target).backward()
+        opt.step()
+    for name, p in m2.named_parameters():
+        out[f"sgd.step2.{name}"] = f32(p)
+    meta = {
+        "arch": arch,
+        "widths": ",".join(map(str, widths)),
+        "n_class": str(n_class),
+        "embed_dim": str(widths[-1]),
+        "input_hw": f"{hw},{hw}",
+        "torch_version": torch.__version__,
+        "seed": str(seed),
+        "precision": "float64 reference, stored float32",
+        "eval_state": "initial state_dict (eval runs before the train forward)",
+        "sgd": "lr=0.1 momentum=0.9 nesterov=1 weight_decay=5e-4 steps=2 mode=train",
+        "exact_zero_grads": ",".join(zero),
+    }
+    return meta, out
+
+
+# ---- SGD and schedules ------------------------------------------------------------------
+
+SGD_CASES = [
+    # name, lr, momentum, dampening, nesterov, groups [(count, lr_mult, weight_decay, frozen)]
+    ("nesterov", 0.1, 0.9, 0.0, 1, [(7, 1.0, 5e-4, 0), (5, 0.1, 0.0, 0), (3, 1.0, 5e-4, 1)]),
+    ("momentum", 0.05, 0.9, 0.1, 0, [(6, 1.0, 1e-3, 0), (4, 2.0, 0.0, 0)]),
+    ("plain", 0.2, 0.0, 0.0, 0, [(5, 1.0, 1e-2, 0), (3, 0.5, 0.0, 1)]),
+]
+
+SCHEDULES = [
+    # name, fsbench spec, base lr, epochs, torch scheduler factory
+    ("step", "step:3:0.5", 0.1, 10,
+     lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5)),
+    ("multistep", "multistep:2,5,7:0.1", 0.1, 10,
+     lambda o: torch.optim.lr_scheduler.MultiStepLR(o, milestones=[2, 5, 7], gamma=0.1)),
+    ("cosine", "cosine:10:0.001", 0.1, 11,
+     lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=10, eta_min=0.001)),
+    ("cosine_warmup", "cosine:10:0+warmup=3:0.1", 0.05, 10,
+     lambda o: torch.optim.lr_scheduler.SequentialLR(o, [
+         torch.optim.lr_scheduler.LinearLR(o, start_factor=0.1, total_iters=3),
+         torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=7, eta_min=0.0)], milestones=[3])),
+]
+
+
+def sgd_fixture(seed):
+    gen = torch.Generator().manual_seed(seed)
+    meta = {"torch_version": torch.__version__, "seed": str(seed), "steps": "3",
+            "precision": "float32 (torch.optim.SGD on float32 tensors)",
+            "cases": ",".join(c[0] for c in SGD_CASES),
+            "schedules": ",".join(s[0] for s in SCHEDULES)}
+    # the first case also under the plain keys the brief asks for
+    meta.update(lr="0.1", momentum="0.9", nesterov="1", weight_decay="5e-4")
+    out = {}
+    for name, lr, mom, damp, nest, groups in SGD_CASES:
+        meta.update({f"{name}.lr": repr(lr), f"{name}.momentum": repr(mom),
+                     f"{name}.dampening": repr(damp), f"{name}.nesterov": str(nest),
+                     f"{name}.n_groups": str(len(groups))})
+        params, pgroups = [], []
+        for g, (count, mult, wd, frozen) in enumerate(groups):
+            meta.update({f"{name}.group{g}.lr_mult": repr(mult),
+                         f"{name}.group{g}.weight_decay": repr(wd),
+                         f"{name}.group{g}.frozen": str(frozen)})
+            p = torch.nn.Parameter(torch.randn(count, generator=gen))
+            params.append(p)
+            pgroups.append({"params": [p], "lr": lr * mult, "weight_decay": wd})
+            out[f"{name}.group{g}.param0"] = f32(p)
+        opt = torch.optim.SGD(pgroups, lr=lr, momentum=mom, dampening=damp,
+                              nesterov=bool(nest))
+        for s in range(3):
+            for g, p in enumerate(params):
+                grad = torch.randn(p.shape, generator=gen)
+                out[f"{name}.group{g}.grad{s}"] = f32(grad)
+                p.grad = None if groups[g][3] else grad
+            opt.step()
+            for g, p in enumerate(params):
+                out[f"{name}.group{g}.param{s + 1}"] = f32(p)
+    for name, spec, base, epochs, make in SCHEDULES:
+        p = torch.nn.Parameter(torch.zeros(1))
+        opt = torch.optim.SGD([p], lr=base)
+        sched = make(opt)
+        lrs = []
+        for _ in range(epochs):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        meta[f"sched.{name}.spec"] = spec
+        meta[f"sched.{name}.base_lr"] = repr(base)
+        out[f"sched.{name}"] = np.array(lrs, dtype=np.float32)
+    return meta, out
+
+
+# ---- import round trip ------------------------------------------------------------------
+
+def roundtrip_fixture(seed, tmpdir):
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = tm.ConvNet4((8, 8, 8, 8), n_class=5)
+    tm.randomise_bn(model, gen)
+    with torch.no_grad():  # nonzero counters, to see int64 scalars survive
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.num_batches_tracked.fill_(1000 + seed)
+    # saved the way FEAT saves con-pre.pth: {'params': state_dict} with encoder.encoder.N keys
+    feat_sd = {("encoder." + k if k.startswith("encoder.") else k): v
+               for k, v in model.state_dict().items()}
+    pth = os.path.join(tmpdir, "conv4_tiny_feat.pth")
+    torch.save({"params": feat_sd}, pth)
+    meta, tensors = import_torch.convert(pth, strict=True)
+    x = torch.randn(2, 3, 32, 32, generator=gen)
+    model.eval()
+    with torch.no_grad():
+        emb64, _ = copy.deepcopy(model).double()(x.double())
+    tensors["roundtrip.input"] = f32(x)
+    tensors["roundtrip.embedding"] = f32(emb64)
+    meta["roundtrip"] = "eval-mode embedding of roundtrip.input, float64 reference stored float32"
+    meta["torch_version"] = torch.__version__
+    meta["seed"] = str(seed)
+    return meta, tensors, model, x
+
+
+def check_roundtrip(path, model, x):
+    """export_torch(import_torch(model)) must give the very same tensors and features."""
+    back, _ = export_torch.to_model(path)
+    a, b = model.state_dict(), back.state_dict()
+    assert list(a) == list(b)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    model.eval()
+    back.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x)[0], back(x)[0])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=os.path.normpath(os.path.join(HERE, "..", "tests", "fixtures")))
+    a = ap.parse_args()
+    warnings.filterwarnings("ignore", category=UserWarning)  # SequentialLR's epoch notice
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    os.makedirs(a.out, exist_ok=True)
+    jobs = [
+        ("torch_conv4.fsbt", lambda: parity("conv4", (64, 64, 64, 64), 5, 84, 4, 1)),
+        ("torch_res12.fsbt", lambda: parity("res12", (8, 16, 24, 32), 5, 40, 2, 2)),
+        ("torch_sgd.fsbt", lambda: sgd_fixture(3)),
+    ]
+    for name, make in jobs:
+        meta, tensors = make()
+        path = os.path.join(a.out, name)
+        fsbt.write(path, meta, tensors)
+        m2, t2 = fsbt.read(path)
+        assert m2 == meta and list(t2) == list(tensors)
+        print(f"{path}: {len(tensors)} tensors, {os.path.getsize(path)} bytes")
+    with tempfile.TemporaryDirectory() as tmp:
+        meta, tensors, model, x = roundtrip_fixture(4, tmp)
+    path = os.path.join(a.out, "torch_roundtrip_conv4.fsbt")
+    fsbt.write(path, meta, tensors)
+    check_roundtrip(path, model, x)
+    print(f"{path}: {len(tensors)} tensors, {os.path.getsize(path)} bytes (round trip exact)")
+
+
+if __name__ == "__main__":
+    main()
