@@ -124,6 +124,21 @@ int fsb_method_check(const fsb_method *m, const fsb_method_config *cfg, const fs
     return FSB_OK;
 }
 
+double fsb_sumsq(const float *x, int n)
+{
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] += (double)x[j + l] * x[j + l];
+    double s = 0.0;
+    for (; j < n; j++)
+        s += (double)x[j] * x[j];
+    for (int l = 0; l < 8; l++)
+        s += acc[l];
+    return s;
+}
+
 void fsb_features_normalise(float *out, const float *in, int n, int dim, fsb_norm norm,
                             const float *base_mean)
 {
@@ -139,9 +154,7 @@ void fsb_features_normalise(float *out, const float *in, int n, int dim, fsb_nor
                 y[j] = x[j] - base_mean[j];
         else if (y != x)
             memcpy(y, x, sizeof(float) * (size_t)dim);
-        double ss = 0.0;
-        for (int j = 0; j < dim; j++)
-            ss += (double)y[j] * y[j];
+        double ss = fsb_sumsq(y, dim);
         if (ss > 0.0) {
             float inv = (float)(1.0 / sqrt(ss));
             for (int j = 0; j < dim; j++)

@@ -1,8 +1,9 @@
 /* nearest.c - the two nearest-neighbour baselines on frozen features (protocol.md):
  * 1nn (each query takes the label of its nearest support example, Euclidean) and protonet
  * (nearest class prototype = mean normalised support feature, squared Euclidean).
- * Distances are summed in a fixed order, so results never depend on the thread; ties go to
- * the lowest support index (1nn) or the lowest class (protonet).
+ * Distances are summed in a fixed order in plain C (no BLAS), so the answers are the same
+ * bits on any thread and any x86-64 machine; ties go to the lowest support index (1nn) or the
+ * lowest class (protonet).
  */
 #include "fsb/method.h"
 #include "fsb/status.h"
@@ -10,14 +11,16 @@
 
 #include <string.h>
 
-/* sum_j (a_j - b_j)^2 over 8 float lanes combined in a fixed order (vectorisable, and the
- * same bits on every thread). */
+/* sum_j (a_j - b_j)^2 over LANES float lanes (independent chains the compiler turns into
+ * SIMD registers) combined in a fixed order: the same bits on every thread and machine. */
+enum { LANES = 8 };
 static double sqdist(const float *a, const float *b, int dim)
 {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float acc[LANES];
+    memset(acc, 0, sizeof acc);
     int j = 0;
-    for (; j + 8 <= dim; j += 8)
-        for (int l = 0; l < 8; l++) {
+    for (; j + LANES <= dim; j += LANES)
+        for (int l = 0; l < LANES; l++) {
             float d = a[j + l] - b[j + l];
             acc[l] += d * d;
         }
@@ -26,15 +29,14 @@ static double sqdist(const float *a, const float *b, int dim)
         double d = (double)a[j] - b[j];
         s += d * d;
     }
-    for (int l = 0; l < 8; l++)
+    for (int l = 0; l < LANES; l++)
         s += acc[l];
     return s;
 }
 
-/* The label of the nearest of n candidates (rows of `cand`, label cand_label[i] or i when
- * cand_label is NULL); the first one wins a tie. */
-static void nearest(int *pred, const float *query, int n_query, const float *cand,
-                    const int *cand_label, int n_cand, int dim)
+/* The index of the nearest of n candidates (rows of `cand`); the first one wins a tie. */
+static void nearest(int *pred, const float *query, int n_query, const float *cand, int n_cand,
+                    int dim)
 {
     for (int q = 0; q < n_query; q++) {
         const float *x = query + (size_t)q * dim;
@@ -47,7 +49,7 @@ static void nearest(int *pred, const float *query, int n_query, const float *can
                 best = i;
             }
         }
-        pred[q] = cand_label ? cand_label[best] : best;
+        pred[q] = best;
     }
 }
 
@@ -74,7 +76,9 @@ int fsb_method_1nn_run(const fsb_method *m, const fsb_method_config *cfg,
                            cfg->base_mean);
     fsb_features_normalise(qry, ep->query_feat, ep->n_query, ep->dim, cfg->norm, cfg->base_mean);
     double t1 = fsb_now();
-    nearest(pred, qry, ep->n_query, sup, ep->support_labels, ep->n_support, ep->dim);
+    nearest(pred, qry, ep->n_query, sup, ep->n_support, ep->dim);
+    for (int q = 0; q < ep->n_query; q++)
+        pred[q] = ep->support_labels[pred[q]];
     if (stats) {
         stats->fit_ms = (t1 - t0) * 1e3;
         stats->predict_ms = (fsb_now() - t1) * 1e3;
@@ -120,7 +124,7 @@ int fsb_method_protonet_run(const fsb_method *m, const fsb_method_config *cfg,
     for (size_t k = 0; k < (size_t)way * dim; k++)
         proto[k] = (float)(sum[k] / ep->shot);
     double t1 = fsb_now();
-    nearest(pred, qry, ep->n_query, proto, NULL, way, dim);
+    nearest(pred, qry, ep->n_query, proto, way, dim);
     if (stats) {
         stats->fit_ms = (t1 - t0) * 1e3;
         stats->predict_ms = (fsb_now() - t1) * 1e3;

@@ -279,6 +279,78 @@ START_TEST(separable_clusters)
 }
 END_TEST
 
+/* The same 1-d problem embedded along u = (0.6, 0, 0.8, 0, ...) in 8-d: the L2 objective is
+ * rotation invariant, so the boundaries stay at x = 2.4 (svm) and 0.9805 (logreg). With 2
+ * examples and 9 features this runs the subspace path (solve in the span of the rows). */
+START_TEST(liblinear_subspace_by_hand)
+{
+    enum { DIM = 8 };
+    const float u[DIM] = {0.6f, 0, 0.8f, 0, 0, 0, 0, 0};
+    const float xs[2] = {2, 4}, xq[4] = {2.2f, 2.6f, 0.9f, 1.1f};
+    float sup[2 * DIM], qry[4 * DIM];
+    for (int j = 0; j < DIM; j++) {
+        for (int i = 0; i < 2; i++)
+            sup[i * DIM + j] = xs[i] * u[j];
+        for (int i = 0; i < 4; i++)
+            qry[i * DIM + j] = xq[i] * u[j];
+    }
+    const int lab[] = {0, 1};
+    fsb_episode_view ep = view(2, 1, 2, DIM, sup, lab, qry);
+    const char *names[] = {"svm", "logreg"};
+    const int want[2][4] = {{0, 1, 0, 0}, {1, 1, 0, 1}};
+    fsb_rng rng;
+    fsb_rng_init(&rng, 0, 0);
+    for (int k = 0; k < 2; k++) {
+        const fsb_method *m = fsb_method_find(names[k]);
+        fsb_method_config cfg;
+        fsb_method_config_default(&cfg, m);
+        cfg.norm = FSB_NORM_UN;
+        cfg.eps = 1e-6;
+        int pred[4];
+        ck_assert_int_eq(m->run(m, &cfg, &ep, &arena, &rng, pred, NULL), FSB_OK);
+        for (int i = 0; i < 4; i++)
+            ck_assert_msg(pred[i] == want[k][i], "%s query %d: %d", names[k], i, pred[i]);
+    }
+}
+END_TEST
+
+/* High-dimensional 1-shot and duplicated 2-shot episodes (rank-deficient support rows). */
+START_TEST(subspace_separates_clusters)
+{
+    enum { WAY = 5, SHOT = 2, QUERY = 10, DIM = 64 };
+    float *sup = malloc(sizeof(float) * WAY * SHOT * DIM);
+    float *qry = malloc(sizeof(float) * WAY * QUERY * DIM);
+    int lab[WAY * SHOT], truth[WAY * QUERY], pred[WAY * QUERY];
+    fsb_rng rng;
+    fsb_rng_init(&rng, 9, 0);
+    clusters(sup, lab, WAY, SHOT, DIM, &rng, 0);
+    clusters(qry, truth, WAY, QUERY, DIM, &rng, 0);
+    for (int c = 0; c < WAY; c++) /* second support example = the first */
+        memcpy(sup + (size_t)(c * SHOT + 1) * DIM, sup + (size_t)c * SHOT * DIM,
+               sizeof(float) * DIM);
+    const char *names[] = {"svm", "logreg"};
+    for (int shot = 1; shot <= SHOT; shot++) {
+        /* 1-shot: the first example of each class, rows 0, 2, 4, ... */
+        float *s1 = malloc(sizeof(float) * WAY * DIM);
+        int l1[WAY];
+        for (int c = 0; c < WAY; c++) {
+            memcpy(s1 + (size_t)c * DIM, sup + (size_t)c * SHOT * DIM, sizeof(float) * DIM);
+            l1[c] = c;
+        }
+        fsb_episode_view ep = shot == 1 ? view(WAY, 1, QUERY, DIM, s1, l1, qry)
+                                        : view(WAY, SHOT, QUERY, DIM, sup, lab, qry);
+        for (int k = 0; k < 2; k++) {
+            ck_assert_int_eq(run(names[k], FSB_NORM_L2N, NULL, &ep, pred), FSB_OK);
+            for (int q = 0; q < WAY * QUERY; q++)
+                ck_assert_msg(pred[q] == truth[q], "%s shot %d query %d", names[k], shot, q);
+        }
+        free(s1);
+    }
+    free(sup);
+    free(qry);
+}
+END_TEST
+
 START_TEST(bad_episodes)
 {
     const float sup[] = {0, 1};
@@ -317,7 +389,7 @@ START_TEST(bad_episodes)
 END_TEST
 
 /* Many overlapping random episodes, run serially and on a 3-thread pool: same predictions. */
-enum { DET_EPISODES = 24, DET_WAY = 5, DET_SHOT = 3, DET_QUERY = 6, DET_DIM = 24 };
+enum { DET_EPISODES = 24, DET_WAY = 5, DET_SHOT = 3, DET_QUERY = 6, DET_DIM = 40 };
 
 typedef struct {
     const fsb_method *m;
@@ -520,6 +592,8 @@ int main(void)
     tcase_add_test(tc, ties_are_deterministic);
     tcase_add_test(tc, liblinear_tiny_by_hand);
     tcase_add_test(tc, separable_clusters);
+    tcase_add_test(tc, liblinear_subspace_by_hand);
+    tcase_add_test(tc, subspace_separates_clusters);
     tcase_add_test(tc, bad_episodes);
     tcase_add_test(tc, same_predictions_on_any_thread);
     tcase_add_test(tc, perf_methods_cli);

@@ -244,8 +244,9 @@ START_TEST(table_golden)
     ck_assert_str_eq(md, golden_md);
     free(md);
     char *tex;
-    ck_assert_int_eq(fsb_report_table_tex(s, ns, "T", &tex), FSB_OK);
-    ck_assert_ptr_nonnull(strstr(tex, "\\caption{T. Mean $\\pm$ 95\\% CI"));
+    ck_assert_int_eq(fsb_report_table_tex(s, ns, "T_1 & 50% \\x", &tex), FSB_OK);
+    ck_assert_ptr_nonnull(
+        strstr(tex, "\\caption{T\\_1 \\& 50\\% \\textbackslash{}x. Mean $\\pm$ 95\\% CI"));
     ck_assert_ptr_nonnull(strstr(tex, "\\begin{tabular}{lrrrrrr}"));
     ck_assert_ptr_nonnull(strstr(
         tex, "1nn & 70.00 $\\pm$ 18.48 & 49.73 & $+20.27$ & 50.00 $\\pm$ 0.00 & -- & -- \\\\"));

@@ -11,17 +11,23 @@ Needs Debian's python3 (numpy, scikit-learn 1.2) and libxxhash (for the file che
 A peer measurement only: nothing in the build or the tests uses it.
 
   tools/sklearn_compare.py --bench build/bench [--episodes 200] [--shots 1,5,10,30] [--C 1]
+                           [--dim 64 | --features FILE.fsbt] [--keep]
 """
-import argparse
-import ctypes
 import os
-import struct
-import subprocess
-import sys
-import tempfile
-import time
 
-import numpy as np
+# one thread each, like fsbench's per-episode timings (set before numpy/sklearn load)
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse  # noqa: E402
+import ctypes  # noqa: E402
+import struct  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 # ---- tensor file (include/fsb/tensorfile.h, docs/formats.md), version 1 ------------------
 
@@ -113,6 +119,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bench", default="build/bench")
     ap.add_argument("--features", help="an existing feature file (default: synthetic)")
+    ap.add_argument("--dim", type=int, default=64, help="synthetic feature dimension")
     ap.add_argument("--episodes", type=int, default=200)
     ap.add_argument("--shots", default="1,5,10,30")
     ap.add_argument("--way", type=int, default=5)
@@ -130,7 +137,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="fsb_sklearn_")
     feat_path = a.features or os.path.join(tmp, "synthetic.fsbt")
     if not a.features:
-        synthetic(feat_path, 20, 600, 64, a.seed)
+        synthetic(feat_path, 20, 600, a.dim, a.seed)
     dump = os.path.join(tmp, "dump.fsbt")
     cmd = [a.bench, "perf-methods", "--features", feat_path, "--episodes", str(a.episodes),
            "--shots", a.shots, "--way", str(a.way), "--query", str(a.query), "--methods",

@@ -106,8 +106,11 @@ const char *fsb_norm_name(fsb_norm n);
  * support examples; CL2N has a base mean of the right length). Returns 0 or FSB_EINVAL. */
 int fsb_method_check(const fsb_method *m, const fsb_method_config *cfg, const fsb_episode_view *ep);
 
+/* sum_j x_j^2 in double over 8 lanes combined in a fixed order (same bits on any thread). */
+double fsb_sumsq(const float *x, int n);
+
 /* Normalise n rows of dim floats from `in` into `out` (may alias) per `norm`; base_mean is
- * used for CL2N only. A zero row stays zero. Sums are taken in double, in index order. */
+ * used for CL2N only. A zero row stays zero. Norms come from fsb_sumsq. */
 void fsb_features_normalise(float *out, const float *in, int n, int dim, fsb_norm norm,
                             const float *base_mean);
 
