@@ -25,8 +25,8 @@ static const char *const split_names[3] = {"train", "val", "test"};
 static const int canon_images[3] = {38400, 9600, 12000};
 static const int canon_classes[3] = {64, 16, 20};
 /* fsb_split fingerprints of the published split CSVs (twitter/meta-learning-lstm). */
-static const uint64_t canon_fp[3] = {0x3cfb3ee002e3d937ull, 0xdae540503c58b493ull,
-                                     0x120c10c9ea03f538ull};
+static const uint64_t canon_fp[3] = {FSB_MINIIMAGENET_FP_TRAIN, FSB_MINIIMAGENET_FP_VAL,
+                                     FSB_MINIIMAGENET_FP_TEST};
 
 /* One listed image. */
 typedef struct item {

@@ -4,6 +4,7 @@
  * visited in one canonical order, so rebuilding from the CSV reproduces them byte for byte.
  */
 #include "fsb/report.h"
+#include "fsb/dataset.h"
 #include "fsb/fileio.h"
 #include "fsb/plot.h"
 #include "fsb/status.h"
@@ -511,8 +512,10 @@ static void episodes_text(char *buf, size_t n, const table_axes *ax)
 
 static const char default_title[] = "Few-shot accuracy (%) on frozen-teacher episodes, "
                                     "fsbench vs the paper";
+static const char default_title_no_paper[] = "Few-shot accuracy (%), fsbench";
 
-int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title, char **out)
+int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title, int with_paper,
+                        char **out)
 {
     table_axes ax;
     int st = axes_init(&ax, rows, n);
@@ -523,12 +526,13 @@ int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title
         axes_free(&ax);
         return fsb_error(FSB_ENOMEM, "table.md: out of memory");
     }
-    fprintf(fp, "# %s\n\n| method |", title ? title : default_title);
+    fprintf(fp, "# %s\n\n| method |",
+            title ? title : with_paper ? default_title : default_title_no_paper);
     for (int k = 0; k < ax.n_shots; k++)
-        fprintf(fp, " %d-shot | paper | Δ |", ax.shots[k]);
+        fprintf(fp, with_paper ? " %d-shot | paper | Δ |" : " %d-shot |", ax.shots[k]);
     fprintf(fp, "\n|---|");
     for (int k = 0; k < ax.n_shots; k++)
-        fprintf(fp, "---:|---:|---:|");
+        fprintf(fp, with_paper ? "---:|---:|---:|" : "---:|");
     fprintf(fp, "\n");
     for (int i = 0; i < ax.n_methods; i++) {
         fprintf(fp, "| %s |", ax.methods[i]);
@@ -540,6 +544,7 @@ int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title
                 fprintf(fp, " %.2f ± %.2f |", 100.0 * c->mean, 100.0 * c->ci95);
             else
                 fprintf(fp, " – |");
+            if (!with_paper) continue;
             if (paper >= 0)
                 fprintf(fp, " %.2f |", paper);
             else
@@ -554,8 +559,13 @@ int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title
     fprintf(fp,
             "\nAccuracy in %%, mean ± 95%% confidence interval over the episodes of each "
             "cell (E = %s); CI = 1.96·σ/√E with σ the population standard deviation (ddof 0) of "
-            "the per-episode accuracies. Δ = ours − paper.\n",
-            e);
+            "the per-episode accuracies.%s\n",
+            e, with_paper ? " Δ = ours − paper." : "");
+    if (!with_paper) {
+        fprintf(fp, "The paper's numbers are for the canonical MiniImageNet test split and are "
+                    "not shown for this dataset.\n");
+        goto md_done;
+    }
     fprintf(fp, "Paper: the REFILLED paper's middle-shot table (MiniImageNet, 5-way; "
                 "episode count not stated; its 1NN 5-shot value equals MAML's and may be a "
                 "transcription slip).");
@@ -567,6 +577,7 @@ int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title
         mapped = 1;
     }
     fprintf(fp, "%s\n", mapped ? "." : "");
+md_done:
     if (fclose(fp)) {
         axes_free(&ax);
         free(*out);
@@ -604,7 +615,8 @@ static void tex_name(FILE *fp, const char *s)
             fputc(*s, fp);
 }
 
-int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *title, char **out)
+int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *title, int with_paper,
+                         char **out)
 {
     table_axes ax;
     int st = axes_init(&ax, rows, n);
@@ -628,20 +640,24 @@ int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *titl
         fp,
         ". Mean $\\pm$ 95\\%% CI over "
         "the episodes of each cell ($E$ = %s), CI $= 1.96\\,\\sigma/\\sqrt{E}$ with $\\sigma$ the "
-        "population standard deviation (ddof 0); paper: the REFILLED paper's "
-        "middle-shot table (MiniImageNet, 5-way, episode count not stated); "
-        "$\\Delta$ = ours $-$ paper.}\n",
-        e);
+        "population standard deviation (ddof 0)%s}\n",
+        e,
+        with_paper ? "; paper: the REFILLED paper's middle-shot table (MiniImageNet, 5-way, "
+                     "episode count not stated); $\\Delta$ = ours $-$ paper."
+                   : ".");
     fprintf(fp, "\\begin{tabular}{l");
     for (int k = 0; k < ax.n_shots; k++)
-        fprintf(fp, "rrr");
+        fprintf(fp, with_paper ? "rrr" : "r");
     fprintf(fp, "}\n\\toprule\nmethod");
     for (int k = 0; k < ax.n_shots; k++)
-        fprintf(fp, " & \\multicolumn{3}{c}{%d-shot}", ax.shots[k]);
+        fprintf(fp, with_paper ? " & \\multicolumn{3}{c}{%d-shot}" : " & %d-shot", ax.shots[k]);
     fprintf(fp, " \\\\\n");
-    for (int k = 0; k < ax.n_shots; k++)
-        fprintf(fp, " & ours & paper & $\\Delta$");
-    fprintf(fp, " \\\\\n\\midrule\n");
+    if (with_paper) {
+        for (int k = 0; k < ax.n_shots; k++)
+            fprintf(fp, " & ours & paper & $\\Delta$");
+        fprintf(fp, " \\\\\n");
+    }
+    fprintf(fp, "\\midrule\n");
     for (int i = 0; i < ax.n_methods; i++) {
         tex_name(fp, ax.methods[i]);
         for (int k = 0; k < ax.n_shots; k++) {
@@ -651,6 +667,7 @@ int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *titl
                 fprintf(fp, " & %.2f $\\pm$ %.2f", 100.0 * c->mean, 100.0 * c->ci95);
             else
                 fprintf(fp, " & --");
+            if (!with_paper) continue;
             if (paper >= 0)
                 fprintf(fp, " & %.2f", paper);
             else
@@ -797,8 +814,8 @@ int fsb_report_derive(const char *run_dir, const fsb_episode_record *recs, size_
     if ((st = fsb_report_summarise(recs, n, &sum, &n_sum))) goto done;
     const char *ref = fsb_report_reference(recs, n, opt->reference);
     if ((st = fsb_report_paired(recs, n, ref, &pair, &n_pair))) goto done;
-    if ((st = fsb_report_table_md(sum, n_sum, opt->title, &md)) ||
-        (st = fsb_report_table_tex(sum, n_sum, opt->title, &tex)))
+    if ((st = fsb_report_table_md(sum, n_sum, opt->title, !opt->no_paper, &md)) ||
+        (st = fsb_report_table_tex(sum, n_sum, opt->title, !opt->no_paper, &tex)))
         goto done;
     if (!(path = fsb_path_join(run_dir, "summary.csv"))) {
         st = fsb_error(FSB_ENOMEM, "report: out of memory");
@@ -843,8 +860,25 @@ int fsb_report_rebuild(const char *run_dir, const fsb_report_options *opt, fsb_r
     size_t n = 0;
     int st = fsb_is_file(path) ? fsb_report_read_episodes(path, &recs, &n)
                                : fsb_error(FSB_ENOTFOUND, "%s: not found", path);
-    if (st == FSB_OK) st = fsb_report_derive(run_dir, recs, n, opt, res);
+    fsb_report_options o2 = {0};
+    if (opt) o2 = *opt;
+    char *id_path = fsb_path_join(run_dir, "run.id");
+    void *id = NULL;
+    size_t id_n;
+    if (st == FSB_OK && id_path && fsb_is_file(id_path) &&
+        fsb_read_file(id_path, &id, &id_n) == FSB_OK) {
+        const char *fp = strstr(id, "\ndata_fingerprint=");
+        if (fp) o2.no_paper = !fsb_report_paper_applies(strtoull(fp + 18, NULL, 16));
+    }
+    free(id);
+    free(id_path);
+    if (st == FSB_OK) st = fsb_report_derive(run_dir, recs, n, &o2, res);
     free(recs);
     free(path);
     return st;
+}
+
+int fsb_report_paper_applies(uint64_t split_fingerprint)
+{
+    return split_fingerprint == FSB_MINIIMAGENET_FP_TEST;
 }

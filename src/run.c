@@ -674,7 +674,8 @@ int fsb_run(const fsb_run_opts *o)
     qsort(r.recs, n_tasks, sizeof *r.recs, cmp_record);
     fsb_report_result res;
     memset(&res, 0, sizeof res);
-    if ((st = fsb_report_write(o->out, r.recs, n_tasks, NULL, &res)))
+    fsb_report_options ropt = {.no_paper = !fsb_report_paper_applies(r.cache.split.fingerprint)};
+    if ((st = fsb_report_write(o->out, r.recs, n_tasks, &ropt, &res)))
         goto done;
     if (res.note[0] && o->log)
         fprintf(o->log, "note: %s\n", res.note);

@@ -240,11 +240,11 @@ START_TEST(table_golden)
     size_t ns;
     ck_assert_int_eq(fsb_report_summarise(r, n, &s, &ns), FSB_OK);
     char *md;
-    ck_assert_int_eq(fsb_report_table_md(s, ns, NULL, &md), FSB_OK);
+    ck_assert_int_eq(fsb_report_table_md(s, ns, NULL, 1, &md), FSB_OK);
     ck_assert_str_eq(md, golden_md);
     free(md);
     char *tex;
-    ck_assert_int_eq(fsb_report_table_tex(s, ns, "T_1 & 50% \\x", &tex), FSB_OK);
+    ck_assert_int_eq(fsb_report_table_tex(s, ns, "T_1 & 50% \\x", 1, &tex), FSB_OK);
     ck_assert_ptr_nonnull(
         strstr(tex, "\\caption{T\\_1 \\& 50\\% \\textbackslash{}x. Mean $\\pm$ 95\\% CI"));
     ck_assert_ptr_nonnull(strstr(tex, "\\begin{tabular}{lrrrrrr}"));
@@ -252,6 +252,18 @@ START_TEST(table_golden)
         tex, "1nn & 70.00 $\\pm$ 18.48 & 49.73 & $+20.27$ & 50.00 $\\pm$ 0.00 & -- & -- \\\\"));
     ck_assert_ptr_nonnull(strstr(tex, "zeta & 75.00 $\\pm$ 0.00 & -- & -- & -- & -- & -- \\\\"));
     free(tex);
+    /* another dataset: no paper columns, and a note saying why */
+    ck_assert_int_eq(fsb_report_table_md(s, ns, NULL, 0, &md), FSB_OK);
+    ck_assert_ptr_null(strstr(md, "paper |"));
+    ck_assert_ptr_nonnull(strstr(md, "| 1nn | 70.00 ± 18.48 | 50.00 ± 0.00 |"));
+    ck_assert_ptr_nonnull(strstr(md, "not shown for this dataset"));
+    free(md);
+    ck_assert_int_eq(fsb_report_table_tex(s, ns, NULL, 0, &tex), FSB_OK);
+    ck_assert_ptr_nonnull(strstr(tex, "\\begin{tabular}{lrr}"));
+    ck_assert_ptr_nonnull(strstr(tex, "1nn & 70.00 $\\pm$ 18.48 & 50.00 $\\pm$ 0.00 \\\\"));
+    free(tex);
+    ck_assert(fsb_report_paper_applies(0x120c10c9ea03f538ull));
+    ck_assert(!fsb_report_paper_applies(0x3cfb3ee002e3d937ull));
     free(s);
     /* the paper table mapping */
     ck_assert_double_eq(fsb_report_paper_value("svm", 10), 74.24);

@@ -15,6 +15,12 @@
 
 #include <stdint.h>
 
+/* Fingerprints of the canonical Ravi & Larochelle MiniImageNet split CSVs (the published
+ * twitter/meta-learning-lstm files): the paper's numbers are comparable only on these. */
+#define FSB_MINIIMAGENET_FP_TRAIN 0x3cfb3ee002e3d937ull
+#define FSB_MINIIMAGENET_FP_VAL 0xdae540503c58b493ull
+#define FSB_MINIIMAGENET_FP_TEST 0x120c10c9ea03f538ull
+
 typedef enum { FSB_LAYOUT_RAVI = 0, FSB_LAYOUT_FOLDERS = 1 } fsb_layout;
 
 typedef struct fsb_split {

@@ -57,6 +57,7 @@ typedef struct fsb_report_options {
                               the first method in report order */
     const char *title;     /* first line of table.md / caption of table.tex; NULL = default */
     int skip_plot;         /* 1: do not run gnuplot */
+    int no_paper;          /* 1: tables without the paper's columns (not MiniImageNet test) */
 } fsb_report_options;
 
 /* What writing the reports did, for the caller to show. */
@@ -98,9 +99,11 @@ int fsb_report_paired(const fsb_episode_record *recs, size_t n, const char *refe
 double fsb_report_paper_value(const char *method, int shot);
 
 /* Render table.md / table.tex content from summary rows (malloc'd NUL-terminated string in
- * *out, caller frees). */
-int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title, char **out);
-int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *title, char **out);
+ * *out, caller frees); with_paper = 0 leaves out the paper's columns. */
+int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title, int with_paper,
+                        char **out);
+int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *title, int with_paper,
+                         char **out);
 
 /* Write summary.csv, paired.csv, table.md, table.tex and (unless opt->skip_plot)
  * accuracy_vs_shots.png with its gnuplot script accuracy_vs_shots.gp into run_dir from the
@@ -111,8 +114,12 @@ int fsb_report_derive(const char *run_dir, const fsb_episode_record *recs, size_
 /* per_episode.csv, then fsb_report_derive. */
 int fsb_report_write(const char *run_dir, const fsb_episode_record *recs, size_t n,
                      const fsb_report_options *opt, fsb_report_result *res);
+/* 1 when results on a split with this fingerprint can stand beside the paper's numbers
+ * (the canonical MiniImageNet test split). */
+int fsb_report_paper_applies(uint64_t split_fingerprint);
 /* Read run_dir/per_episode.csv and rebuild every derived file from it alone (`bench table
- * --from RUN`). */
+ * --from RUN`). The paper's columns are left out when run_dir/run.id names a dataset other
+ * than the canonical MiniImageNet test split (without a run.id, opt decides). */
 int fsb_report_rebuild(const char *run_dir, const fsb_report_options *opt, fsb_report_result *res);
 
 #endif

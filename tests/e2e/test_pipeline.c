@@ -246,6 +246,10 @@ START_TEST(run_is_independent_of_threads_and_interruptions)
     ck_assert_int_eq(tu_run(&out, "'%s' table --from '%s'", tu_bench(), r1), 0);
     free(out);
     ck_assert(tu_same_file(t1, t1c));
+    /* generated data is not MiniImageNet: no paper columns */
+    char *md = tu_read(t1, NULL);
+    ck_assert_ptr_null(strstr(md, "| paper |"));
+    free(md);
     ck_assert(tu_same_file(s1, s3));
     free(a), free(b), free(c), free(d);
     free(r1), free(r2), free(r3), free(r4), free(s1), free(s3), free(t1), free(t1c);
