@@ -471,6 +471,15 @@ static int setup(trainer *t)
     if (!t->rows || !t->state_path || !t->csv_path || !t->png_path || !t->gp_path)
         return fsb_error(FSB_ENOMEM, "out of memory");
     t->best = -1;
+    /* the output's folder, created like `mkdir -p` */
+    char *dir = strdup(o->out), *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash && slash != dir) {
+        *slash = '\0';
+        st = fsb_mkdir_p(dir);
+    }
+    free(dir);
+    if (st)
+        return fsb_error_wrap(st, "--out");
     return make_identity(t);
 }
 
@@ -489,13 +498,15 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
     fsb_blas_set_threads(1);
     if ((st = setup(&t)) || (st = load_state(&t, &resumed)))
         goto done;
-    if (o->log)
+    if (o->log) {
         fprintf(o->log, "pretrain %s on %d images of %d classes (%s/train), val %d episodes; %s\n",
                 fsb_arch_name(o->arch), t.n_sub, t.train.split.n_classes, o->data,
                 o->val_episodes,
                 resumed ? "resuming" : "starting");
-    if (resumed && o->log)
-        fprintf(o->log, "resumed after epoch %d of %d\n", t.epochs_done, o->epochs);
+        if (resumed)
+            fprintf(o->log, "resumed after epoch %d of %d\n", t.epochs_done, o->epochs);
+        fflush(o->log);
+    }
     long steps_here = 0;
     for (int e = t.epochs_done; e < o->epochs && !st; e++) {
         double t0 = fsb_now();
