@@ -6,10 +6,19 @@
 #include "fsb/blas.h"
 
 #include <float.h>
+#include <stdint.h>
 #include <math.h>
 #include <string.h>
 
-void fsb_im2col(float *col, const float *inp, int C, int H, int W, int k)
+/* Hot copies: built for AVX-512, AVX2 and baseline x86-64, picked at load time (plain
+ * copies and adds, so every variant gives the same bits). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define FSB_HOT __attribute__((target_clones("avx512f", "avx2", "default"), optimize("O3")))
+#else
+#define FSB_HOT
+#endif
+
+FSB_HOT void fsb_im2col(float *col, const float *inp, int C, int H, int W, int k)
 {
     int p = k / 2;
     long HW = (long)H * W;
@@ -29,14 +38,15 @@ void fsb_im2col(float *col, const float *inp, int C, int H, int W, int k)
                     const float *s = inp + ((long)c * H + sy) * W + dx;
                     for (int x = 0; x < x0; x++)
                         r[x] = 0.0f;
-                    memcpy(r + x0, s + x0, sizeof(float) * (size_t)(x1 - x0));
+                    for (int x = x0; x < x1; x++) /* short rows: no memcpy call */
+                        r[x] = s[x];
                     for (int x = x1; x < W; x++)
                         r[x] = 0.0f;
                 }
             }
 }
 
-void fsb_col2im_add(float *dinp, const float *dcol, int C, int H, int W, int k)
+FSB_HOT void fsb_col2im_add(float *dinp, const float *dcol, int C, int H, int W, int k)
 {
     int p = k / 2;
     long HW = (long)H * W;
