@@ -18,21 +18,23 @@
 #define FSB_HOT
 #endif
 
-FSB_HOT void fsb_im2col(float *col, const float *inp, int C, int H, int W, int k)
+FSB_HOT void fsb_im2col_rows(float *col, const float *inp, int C, int H, int W, int k, int y0,
+                             int y1)
 {
     int p = k / 2;
-    long HW = (long)H * W;
+    long N = (long)(y1 - y0) * W;
     for (int c = 0; c < C; c++)
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
-                float *row = col + ((long)(c * k + ki) * k + kj) * HW;
+                float *row = col + ((long)(c * k + ki) * k + kj) * N;
                 int dx = kj - p;
                 int x0 = dx < 0 ? -dx : 0, x1 = dx > 0 ? W - dx : W; /* valid x range */
-                for (int y = 0; y < H; y++) {
+                for (int y = y0; y < y1; y++) {
                     int sy = y + ki - p;
-                    float *r = row + (long)y * W;
+                    float *r = row + (long)(y - y0) * W;
                     if (sy < 0 || sy >= H) {
-                        memset(r, 0, sizeof(float) * (size_t)W);
+                        for (int x = 0; x < W; x++)
+                            r[x] = 0.0f;
                         continue;
                     }
                     const float *s = inp + ((long)c * H + sy) * W + dx;
@@ -44,6 +46,11 @@ FSB_HOT void fsb_im2col(float *col, const float *inp, int C, int H, int W, int k
                         r[x] = 0.0f;
                 }
             }
+}
+
+void fsb_im2col(float *col, const float *inp, int C, int H, int W, int k)
+{
+    fsb_im2col_rows(col, inp, C, H, W, k, 0, H);
 }
 
 FSB_HOT void fsb_col2im_add(float *dinp, const float *dcol, int C, int H, int W, int k)

@@ -110,16 +110,28 @@ FSB_HOT static void bn_grad_sums(const float *dz, const float *y, long n, float 
 
 /* y (cout,h,w) = W * x without the bias: a conv bias only shifts the BN input, so it is
  * folded into the BN statistics (train) or the folded shift (eval); see unit_forward. */
+/* Output rows per spatial tile so that one im2col tile (K x rows*w floats) stays in L2. */
+static int tile_rows(const unit *u, int K)
+{
+    long budget = 128L * 1024; /* floats: 512 KB */
+    long r = budget / ((long)K * u->w);
+    return r < 1 ? 1 : r > u->h ? u->h : (int)r;
+}
+
 static void conv_image(fsb_model *m, const unit *u, const float *x, float *y, int worker)
 {
     int HW = u->h * u->w, K = u->cin * u->k * u->k;
     const float *W = m->params + u->w_off;
-    const float *cm = x;
-    if (u->k != 1) {
-        fsb_im2col(m->col[worker], x, u->cin, u->h, u->w, u->k);
-        cm = m->col[worker];
+    if (u->k == 1) {
+        fsb_sgemm(0, 0, u->cout, HW, K, 1.0f, W, K, x, HW, 0.0f, y, HW);
+        return;
     }
-    fsb_sgemm(0, 0, u->cout, HW, K, 1.0f, W, K, cm, HW, 0.0f, y, HW);
+    int R = tile_rows(u, K);
+    for (int y0 = 0; y0 < u->h; y0 += R) {
+        int y1 = y0 + R < u->h ? y0 + R : u->h, N = (y1 - y0) * u->w;
+        fsb_im2col_rows(m->col[worker], x, u->cin, u->h, u->w, u->k, y0, y1);
+        fsb_sgemm(0, 0, u->cout, N, K, 1.0f, W, K, m->col[worker], N, 0.0f, y + y0 * u->w, HW);
+    }
 }
 
 /* One output row of a pooled unit: winners of the 2x2 windows over rows r0, r1 (and
@@ -465,24 +477,28 @@ static void task_bwd2(void *ctx, int t, int worker)
             if (j->trainable && u->b_off >= 0) u->ps[(long)i * 2 * C + c] = sum_f(d, HW);
         }
         const float *x = j->x + (long)i * u->cin * HW;
-        if (j->trainable) {
-            const float *cm = x;
-            if (u->k != 1) {
-                fsb_im2col(col, x, u->cin, u->h, u->w, u->k);
-                cm = col;
-            }
-            fsb_sgemm(0, 1, C, K, HW, 1.0f, dz, HW, cm, HW, i == lo ? 0.0f : 1.0f,
-                      m->partial + t * wn, K);
-        }
-        if (j->dx) {
-            float *dx = j->dx + (long)i * u->cin * HW;
-            if (u->k == 1) {
+        float *dx = j->dx ? j->dx + (long)i * u->cin * HW : NULL;
+        float *pw = m->partial + t * wn;
+        if (u->k == 1) {
+            if (j->trainable)
+                fsb_sgemm(0, 1, C, K, HW, 1.0f, dz, HW, x, HW, i == lo ? 0.0f : 1.0f, pw, K);
+            if (dx)
                 fsb_sgemm(1, 0, u->cin, HW, C, 1.0f, Wt, u->cin, dz, HW, 1.0f, dx, HW);
-            } else {
-                /* dx = conv(dy, flipped W^T): an im2col of dy and one GEMM, no col2im */
-                fsb_im2col(col, dz, C, u->h, u->w, u->k);
-                fsb_sgemm(0, 0, u->cin, HW, C * u->k * u->k, 1.0f, m->wflip, C * u->k * u->k, col,
-                          HW, 1.0f, dx, HW);
+            continue;
+        }
+        int KO = C * u->k * u->k;
+        int R = tile_rows(u, K > KO ? K : KO);
+        for (int y0 = 0; y0 < u->h; y0 += R) {
+            int y1 = y0 + R < u->h ? y0 + R : u->h, N = (y1 - y0) * u->w;
+            if (j->trainable) { /* dW (C,K) += dy tile (C,N) @ col tile (K,N)^T */
+                fsb_im2col_rows(col, x, u->cin, u->h, u->w, u->k, y0, y1);
+                fsb_sgemm(0, 1, C, K, N, 1.0f, dz + y0 * u->w, HW, col, N,
+                          i == lo && y0 == 0 ? 0.0f : 1.0f, pw, K);
+            }
+            if (dx) { /* dx = conv(dy, flipped W^T): im2col of dy, one GEMM, no col2im */
+                fsb_im2col_rows(col, dz, C, u->h, u->w, u->k, y0, y1);
+                fsb_sgemm(0, 0, u->cin, N, KO, 1.0f, m->wflip, KO, col, N, 1.0f,
+                          dx + y0 * u->w, HW);
             }
         }
     }
