@@ -482,8 +482,7 @@ static void task_bwd2(void *ctx, int t, int worker)
         if (u->k == 1) {
             if (j->trainable)
                 fsb_sgemm(0, 1, C, K, HW, 1.0f, dz, HW, x, HW, i == lo ? 0.0f : 1.0f, pw, K);
-            if (dx)
-                fsb_sgemm(1, 0, u->cin, HW, C, 1.0f, Wt, u->cin, dz, HW, 1.0f, dx, HW);
+            if (dx) fsb_sgemm(1, 0, u->cin, HW, C, 1.0f, Wt, u->cin, dz, HW, 1.0f, dx, HW);
             continue;
         }
         int KO = C * u->k * u->k;
@@ -497,8 +496,8 @@ static void task_bwd2(void *ctx, int t, int worker)
             }
             if (dx) { /* dx = conv(dy, flipped W^T): im2col of dy, one GEMM, no col2im */
                 fsb_im2col_rows(col, dz, C, u->h, u->w, u->k, y0, y1);
-                fsb_sgemm(0, 0, u->cin, N, KO, 1.0f, m->wflip, KO, col, N, 1.0f,
-                          dx + y0 * u->w, HW);
+                fsb_sgemm(0, 0, u->cin, N, KO, 1.0f, m->wflip, KO, col, N, 1.0f, dx + y0 * u->w,
+                          HW);
             }
         }
     }
