@@ -110,11 +110,16 @@ FSB_HOT static void bn_grad_sums(const float *dz, const float *y, long n, float 
 
 /* y (cout,h,w) = W * x without the bias: a conv bias only shifts the BN input, so it is
  * folded into the BN statistics (train) or the folded shift (eval); see unit_forward. */
-/* Output rows per spatial tile so that one im2col tile (K x rows*w floats) stays in L2. */
-static int tile_rows(const unit *u, int K)
+/* Output rows per spatial tile: small enough that one im2col tile (K x rows*w floats) stays
+ * in L2, but with at least 4*M columns so that the per-tile costs that scale with the
+ * weights (packing the M x K weight matrix, the M x K dW accumulator) stay below a quarter
+ * of the im2col work (deep ResNet layers get whole images). */
+static int tile_rows(const unit *u, int K, int M)
 {
     long budget = 128L * 1024; /* floats: 512 KB */
     long r = budget / ((long)K * u->w);
+    long rmin = (4L * M + u->w - 1) / u->w;
+    if (r < rmin) r = rmin;
     return r < 1 ? 1 : r > u->h ? u->h : (int)r;
 }
 
@@ -126,7 +131,7 @@ static void conv_image(fsb_model *m, const unit *u, const float *x, float *y, in
         fsb_sgemm(0, 0, u->cout, HW, K, 1.0f, W, K, x, HW, 0.0f, y, HW);
         return;
     }
-    int R = tile_rows(u, K);
+    int R = tile_rows(u, K, u->cout);
     for (int y0 = 0; y0 < u->h; y0 += R) {
         int y1 = y0 + R < u->h ? y0 + R : u->h, N = (y1 - y0) * u->w;
         fsb_im2col_rows(m->col[worker], x, u->cin, u->h, u->w, u->k, y0, y1);
@@ -486,7 +491,7 @@ static void task_bwd2(void *ctx, int t, int worker)
             continue;
         }
         int KO = C * u->k * u->k;
-        int R = tile_rows(u, K > KO ? K : KO);
+        int R = tile_rows(u, K > KO ? K : KO, u->cout > u->cin ? u->cout : u->cin);
         for (int y0 = 0; y0 < u->h; y0 += R) {
             int y1 = y0 + R < u->h ? y0 + R : u->h, N = (y1 - y0) * u->w;
             if (j->trainable) { /* dW (C,K) += dy tile (C,N) @ col tile (K,N)^T */
