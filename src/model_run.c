@@ -461,6 +461,37 @@ FSB_HOT static void bn_dy(float *d, const float *y, long n, float k, float md, f
         d[p] = k * (d[p] - md - (y[p] - mu) * rs * mdx);
 }
 
+/* d (n) = k * (0 - md - (y - mu) * rs * mdx): bn_dy where dz = 0 (off the pool winners). */
+FSB_HOT static void bn_dy_zero(float *d, const float *y, long n, float k, float md, float mdx,
+                               float mu, float rs)
+{
+    for (long p = 0; p < n; p++)
+        d[p] = k * (0.0f - md - (y[p] - mu) * rs * mdx);
+}
+
+/* dz_image + bn_dy fused for a pooled unit: one dense pass, then the winners. */
+static void pooled_dy(const unit *u, const float *r_img, int i, float *dy, const float *kk,
+                      const float *md, const float *mdx)
+{
+    int C = u->cout, HW = u->h * u->w, OHW = u->ho * u->wo;
+    const float *y = u->y + (long)i * C * HW;
+    const float *g = u->dout + (long)i * C * OHW;
+    for (int c = 0; c < C; c++) {
+        const float *yc = y + (long)c * HW, *gc = g + (long)c * OHW;
+        const float *rc = r_img ? r_img + (long)c * HW : NULL;
+        const uint8_t *ac = u->arg + (long)i * C * OHW + (long)c * OHW;
+        float *d = dy + (long)c * HW;
+        float a = u->ea[c], sh = u->esh[c], mu = u->mean[c], rs = u->rstd[c];
+        bn_dy_zero(d, yc, HW, kk[c], md[c], mdx[c], mu, rs);
+        for (int o = 0; o < OHW; o++) {
+            long p = winner(u, ac, o);
+            float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+            float dz = v > 0 ? gc[o] : u->slope * gc[o];
+            d[p] = kk[c] * (dz - md[c] - (yc[p] - mu) * rs * mdx[c]);
+        }
+    }
+}
+
 static void task_bwd2(void *ctx, int t, int worker)
 {
     job *j = ctx;
@@ -474,11 +505,16 @@ static void task_bwd2(void *ctx, int t, int worker)
     float *dz = m->dz[worker];
     float *col = m->col[worker];
     for (int i = lo; i < hi; i++) {
-        dz_image(u, j->r ? j->r + (long)i * C * HW : NULL, i, dz);
         const float *y = u->y + (long)i * C * HW;
+        if (u->pool)
+            pooled_dy(u, j->r ? j->r + (long)i * C * HW : NULL, i, dz, j->kk, j->md, j->mdx);
+        else
+            dz_image(u, j->r ? j->r + (long)i * C * HW : NULL, i, dz);
         for (int c = 0; c < C; c++) {
             float *d = dz + (long)c * HW;
-            bn_dy(d, y + (long)c * HW, HW, j->kk[c], j->md[c], j->mdx[c], u->mean[c], u->rstd[c]);
+            if (!u->pool)
+                bn_dy(d, y + (long)c * HW, HW, j->kk[c], j->md[c], j->mdx[c], u->mean[c],
+                      u->rstd[c]);
             if (j->trainable && u->b_off >= 0) u->ps[(long)i * 2 * C + c] = sum_f(d, HW);
         }
         const float *x = j->x + (long)i * u->cin * HW;
