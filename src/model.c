@@ -240,6 +240,10 @@ static void init_uniform(float *p, long n, float bound, fsb_rng *rng)
 static void init_head(fsb_model *m, fsb_rng *rng)
 {
     if (m->n_class <= 0) return;
+    if (!rng) { /* no rng: zeros (the caller loads or sets the weights) */
+        memset(m->params + m->head_off, 0, sizeof(float) * (size_t)(m->nparams - m->head_off));
+        return;
+    }
     float bound = 1.0f / sqrtf((float)m->D);
     init_uniform(m->params + m->head_off, (long)m->n_class * m->D + m->n_class, bound, rng);
 }
