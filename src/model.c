@@ -328,9 +328,9 @@ int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, i
         /* forward GEMMs over groups of images while an image has < 1024 pixels */
         u->grp = hw >= 1024 ? 1 : (int)(1024 / hw) > 16 ? 16 : (int)(1024 / hw);
         if (u->grp > max_batch) u->grp = max_batch;
-        size_t gcol = cc * u->k * u->k * hw * (size_t)u->grp;
+        size_t gcol = (size_t)u->cin * u->k * u->k * hw * (size_t)u->grp;
         col = gcol > col ? gcol : col;
-        size_t gplane = cc * hw * (size_t)u->grp;
+        size_t gplane = (size_t)u->cout * hw * (size_t)u->grp;
         planemax = gplane > planemax ? gplane : planemax;
         colmax = col > colmax ? col : colmax;
         planemax = u->cout * hw > planemax ? u->cout * hw : planemax;
@@ -351,15 +351,11 @@ int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, i
     }
     m->col = calloc((size_t)m->nworkers, sizeof *m->col);
     m->dz = calloc((size_t)m->nworkers, sizeof *m->dz);
-    m->gdy = calloc((size_t)m->nworkers, sizeof *m->gdy);
-    m->gtmp = calloc((size_t)m->nworkers, sizeof *m->gtmp);
-    if (!m->col || !m->dz || !m->gdy || !m->gtmp) goto done;
+    if (!m->col || !m->dz) goto done;
     for (int w = 0; w < m->nworkers; w++) {
-        m->col[w] = falloc(colmax);
+        m->col[w] = falloc(2 * colmax);
         m->dz[w] = falloc(planemax);
-        m->gdy[w] = falloc(planemax);
-        m->gtmp[w] = falloc(planemax);
-        if (!m->col[w] || !m->dz[w] || !m->gdy[w] || !m->gtmp[w]) goto done;
+        if (!m->col[w] || !m->dz[w]) goto done;
     }
     m->colmax = (long)colmax;
     for (int i = 0; i < m->nunits; i++)
@@ -407,10 +403,6 @@ void fsb_model_destroy(fsb_model *m)
         free(m->col[w]);
     for (int w = 0; m->dz && w < m->nworkers; w++)
         free(m->dz[w]);
-    for (int w = 0; m->gdy && m->gtmp && w < m->nworkers; w++)
-        free(m->gdy[w]), free(m->gtmp[w]);
-    free(m->gdy);
-    free(m->gtmp);
     free(m->col);
     free(m->dz);
     free(m->partial);

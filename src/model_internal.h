@@ -103,10 +103,9 @@ struct fsb_model {
     int first_trainable;          /* 0, 3 or 4 (set_adapt) */
     float **col;                  /* per worker: im2col + dcol scratch */
     float **dz;                   /* per worker: one image's (cout,h,w) gradient plane */
-    float **gdy, **gtmp;          /* per worker: grouped backward scratch (grp images) */
     float *partial;               /* grad_splits x largest conv weight */
     float *wflip;                 /* largest conv weight: the flipped kernel for dx */
-    long colmax;                  /* floats of one im2col matrix (per worker) */
+    long colmax;                  /* floats of one im2col matrix (dcol follows it) */
     int cmax;                     /* widest unit */
     float *cvec;                  /* 3 x cmax per-channel backward constants */
     float *input;                 /* copy of the last forward's input (B, stage size) */

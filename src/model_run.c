@@ -522,72 +522,6 @@ static void pooled_dy(const unit *u, const float *r_img, int i, float *dy, const
     }
 }
 
-/* dy (cout,h,w) of image i: the BN input gradient; dbias partial into u->ps. */
-static void image_dy(const job *j, int i, float *dy)
-{
-    const unit *u = j->u;
-    int C = u->cout, HW = u->h * u->w;
-    const float *y = u->y + (long)i * C * HW;
-    const float *r_img = j->r ? j->r + (long)i * C * HW : NULL;
-    if (u->pool)
-        pooled_dy(u, r_img, i, dy, j->kk, j->md, j->mdx);
-    else
-        dz_image(u, r_img, i, dy);
-    for (int c = 0; c < C; c++) {
-        float *d = dy + (long)c * HW;
-        if (!u->pool)
-            bn_dy(d, y + (long)c * HW, HW, j->kk[c], j->md[c], j->mdx[c], u->mean[c], u->rstd[c]);
-        if (j->trainable && u->b_off >= 0) u->ps[(long)i * 2 * C + c] = sum_f(d, HW);
-    }
-}
-
-/* Phase 2 for a unit with grouped GEMMs: images q0.. of the chunk in groups of u->grp;
- * G (C, gn*HW) holds the group's dy side by side, so dW and dx are one GEMM each. */
-static void bwd2_grouped(const job *j, int t, int lo, int hi, int worker)
-{
-    fsb_model *m = j->m;
-    const unit *u = j->u;
-    int C = u->cout, Ci = u->cin, HW = u->h * u->w, K = Ci * u->k * u->k;
-    int KO = C * u->k * u->k;
-    float *pw = m->partial + (long)t * C * K;
-    float *dyb = m->gdy[worker], *G = m->dz[worker], *tmp = m->gtmp[worker];
-    float *col = m->col[worker];
-    for (int q0 = lo; q0 < hi; q0 += u->grp) {
-        int gn = hi - q0 < u->grp ? hi - q0 : u->grp;
-        long N = (long)gn * HW;
-        for (int q = 0; q < gn; q++) {
-            float *d = dyb + (long)q * C * HW;
-            image_dy(j, q0 + q, d);
-            for (int c = 0; c < C; c++)
-                memcpy(G + c * N + q * HW, d + (long)c * HW, sizeof(float) * (size_t)HW);
-        }
-        if (j->trainable) { /* dW (C,K) += G (C,N) @ col (K,N)^T */
-            for (int q = 0; q < gn; q++)
-                fsb_im2col_rows_ld(col + q * HW, N, j->x + (long)(q0 + q) * Ci * HW, Ci, u->h, u->w,
-                                   u->k, 0, u->h);
-            fsb_sgemm(0, 1, C, K, (int)N, 1.0f, G, (int)N, col, (int)N, q0 == lo ? 0.0f : 1.0f, pw,
-                      K);
-        }
-        if (!j->dx) continue;
-        if (u->k == 1) { /* tmp (Ci,N) = W^T (Ci,C) @ G */
-            fsb_sgemm(1, 0, Ci, (int)N, C, 1.0f, m->params + u->w_off, Ci, G, (int)N, 0.0f, tmp,
-                      (int)N);
-        } else { /* tmp = flipped W (Ci,KO) @ im2col of each image's dy */
-            for (int q = 0; q < gn; q++)
-                fsb_im2col_rows_ld(col + q * HW, N, dyb + (long)q * C * HW, C, u->h, u->w, u->k, 0,
-                                   u->h);
-            fsb_sgemm(0, 0, Ci, (int)N, KO, 1.0f, m->wflip, KO, col, (int)N, 0.0f, tmp, (int)N);
-        }
-        for (int q = 0; q < gn; q++)
-            for (int c = 0; c < Ci; c++) {
-                float *dx = j->dx + ((long)(q0 + q) * Ci + c) * HW;
-                const float *s = tmp + c * N + q * HW;
-                for (int p = 0; p < HW; p++)
-                    dx[p] += s[p];
-            }
-    }
-}
-
 static void task_bwd2(void *ctx, int t, int worker)
 {
     job *j = ctx;
@@ -595,10 +529,6 @@ static void task_bwd2(void *ctx, int t, int worker)
     const unit *u = j->u;
     int S = m->o.grad_splits;
     int lo = (int)((long)t * j->n / S), hi = (int)((long)(t + 1) * j->n / S);
-    if (u->grp > 1) {
-        bwd2_grouped(j, t, lo, hi, worker);
-        return;
-    }
     int C = u->cout, HW = u->h * u->w, K = u->cin * u->k * u->k;
     long wn = (long)C * K;
     const float *Wt = m->params + u->w_off;
