@@ -18,13 +18,8 @@
 #define FSB_HOT
 #endif
 
-void fsb_im2col_rows(float *col, const float *inp, int C, int H, int W, int k, int y0, int y1)
-{
-    fsb_im2col_rows_ld(col, (long)(y1 - y0) * W, inp, C, H, W, k, y0, y1);
-}
-
-FSB_HOT void fsb_im2col_rows_ld(float *col, long ld, const float *inp, int C, int H, int W, int k,
-                                int y0, int y1)
+FSB_HOT void fsb_im2col_rows(float *col, const float *inp, int C, int H, int W, int k, int y0,
+                             int y1)
 {
     /* Row (c,ki,kj) of the tile is the input plane shifted by (ki-p)*W + (kj-p): one long
      * contiguous copy per row, then the padding (rows outside the image, and the column
@@ -34,7 +29,7 @@ FSB_HOT void fsb_im2col_rows_ld(float *col, long ld, const float *inp, int C, in
     for (int c = 0; c < C; c++)
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
-                float *row = col + ((long)(c * k + ki) * k + kj) * ld;
+                float *row = col + ((long)(c * k + ki) * k + kj) * N;
                 int dy = ki - p, dx = kj - p;
                 int ya = y0 > -dy ? y0 : -dy, yb = y1 < H - dy ? y1 : H - dy;
                 if (yb < ya) yb = ya = y1;

@@ -325,13 +325,6 @@ int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, i
         size_t hw = (size_t)u->h * u->w, ohw = (size_t)u->ho * u->wo;
         size_t cc = (size_t)(u->cin > u->cout ? u->cin : u->cout);
         size_t col = cc * u->k * u->k * hw; /* im2col of x (forward, dW) or of dy (dx) */
-        /* forward GEMMs over groups of images while an image has < 1024 pixels */
-        u->grp = hw >= 1024 ? 1 : (int)(1024 / hw) > 16 ? 16 : (int)(1024 / hw);
-        if (u->grp > max_batch) u->grp = max_batch;
-        size_t gcol = (size_t)u->cin * u->k * u->k * hw * (size_t)u->grp;
-        col = gcol > col ? gcol : col;
-        size_t gplane = (size_t)u->cout * hw * (size_t)u->grp;
-        planemax = gplane > planemax ? gplane : planemax;
         colmax = col > colmax ? col : colmax;
         planemax = u->cout * hw > planemax ? u->cout * hw : planemax;
         size_t wn = (size_t)u->cout * u->cin * u->k * u->k;

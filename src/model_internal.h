@@ -54,7 +54,6 @@ typedef struct unit {
     int h, w;            /* conv input = output spatial size */
     int ho, wo;          /* output size after the optional pool */
     int bias;            /* conv has a bias */
-    int grp;             /* images per forward GEMM (deep layers: several) */
     int act;             /* apply the activation (slope below) after BN (+ residual) */
     float slope;         /* 0 = ReLU, 0.1 = LeakyReLU */
     int pool;            /* fused 2x2 max pool */

@@ -258,47 +258,19 @@ static void epilogue_image(const unit *u, const float *r_img, int i)
     }
 }
 
-/* Convolve the images of group t (u->grp consecutive images) into u->y. Deep layers have
- * few pixels and big weights: one GEMM over several images packs the weights once. The
- * groups depend only on the image index, never on the thread count. Train mode only. */
-static void conv_group(fsb_model *m, const unit *u, const float *x, int n, int t, int worker)
-{
-    int g = u->grp, i0 = t * g, gn = n - i0 < g ? n - i0 : g;
-    long HW = (long)u->h * u->w;
-    if (gn == 1 || g == 1) {
-        for (int i = i0; i < i0 + gn; i++)
-            conv_image(m, u, x + i * u->cin * HW, u->y + i * u->cout * HW, worker);
-        return;
-    }
-    int K = u->cin * u->k * u->k, C = u->cout;
-    long N = gn * HW;
-    float *col = m->col[worker], *tmp = m->dz[worker];
-    for (int q = 0; q < gn; q++)
-        fsb_im2col_rows_ld(col + q * HW, N, x + (i0 + q) * u->cin * HW, u->cin, u->h, u->w, u->k, 0,
-                           u->h);
-    fsb_sgemm(0, 0, C, (int)N, K, 1.0f, m->params + u->w_off, K, col, (int)N, 0.0f, tmp, (int)N);
-    for (int q = 0; q < gn; q++)
-        for (int c = 0; c < C; c++)
-            memcpy(u->y + ((long)(i0 + q) * C + c) * HW, tmp + c * N + q * HW,
-                   sizeof(float) * (size_t)HW);
-}
-
-static void task_fwd_train(void *ctx, int t, int worker)
+static void task_fwd_train(void *ctx, int i, int worker)
 {
     job *j = ctx;
     const unit *u = j->u;
     int C = u->cout, HW = u->h * u->w;
-    conv_group(j->m, u, j->x, j->n, t, worker);
-    int i1 = (t + 1) * u->grp < j->n ? (t + 1) * u->grp : j->n;
-    for (int i = t * u->grp; i < i1; i++) {
-        const float *y = u->y + (long)i * C * HW;
-        double *ps = u->ps + (long)i * 2 * C;
-        for (int c = 0; c < C; c++) {
-            double mu, m2;
-            plane_moments(y + (long)c * HW, HW, &mu, &m2);
-            ps[c] = mu;
-            ps[C + c] = m2;
-        }
+    float *y = u->y + (long)i * C * HW;
+    conv_image(j->m, u, j->x + (long)i * u->cin * HW, y, worker);
+    double *ps = u->ps + (long)i * 2 * C;
+    for (int c = 0; c < C; c++) {
+        double mu, m2;
+        plane_moments(y + (long)c * HW, HW, &mu, &m2);
+        ps[c] = mu;
+        ps[C + c] = m2;
     }
 }
 
@@ -310,8 +282,6 @@ static void task_epilogue(void *ctx, int i, int worker)
     epilogue_image(u, j->r ? j->r + i * sz : NULL, i);
 }
 
-/* Eval mode stays per image (no groups): an image's features must not depend on which
- * other images share its batch (OpenBLAS results vary with the GEMM's N). */
 static void task_fwd_eval(void *ctx, int i, int worker)
 {
     job *j = ctx;
@@ -340,7 +310,7 @@ static int unit_forward(fsb_model *m, unit *u, const float *x, const float *r, i
     const float *bias = u->b_off >= 0 ? m->params + u->b_off : NULL;
     u->train = train;
     if (train) {
-        fsb_pool_run(m->pool, (n + u->grp - 1) / u->grp, task_fwd_train, &j);
+        fsb_pool_run(m->pool, n, task_fwd_train, &j);
         double N = (double)n * HW;
         for (int c = 0; c < C; c++) {
             double mu = 0, m2 = 0;

@@ -20,9 +20,6 @@
 void fsb_im2col(float *col, const float *inp, int C, int H, int W, int k);
 /* The same for output rows y0..y1-1 only: col (C*k*k, (y1-y0)*W) (a spatial tile). */
 void fsb_im2col_rows(float *col, const float *inp, int C, int H, int W, int k, int y0, int y1);
-/* The same with row stride ld >= (y1-y0)*W (several images side by side in one matrix). */
-void fsb_im2col_rows_ld(float *col, long ld, const float *inp, int C, int H, int W, int k, int y0,
-                        int y1);
 /* dinp (C,H,W) += the adjoint of fsb_im2col applied to dcol (C*k*k, H*W). */
 void fsb_col2im_add(float *dinp, const float *dcol, int C, int H, int W, int k);
 

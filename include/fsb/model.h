@@ -103,9 +103,8 @@ void fsb_model_zero_grad(fsb_model *m);
  * if dinput is not NULL, dL/d(input of the last forward) into dinput (images or stage acts). */
 void fsb_model_backward(fsb_model *m, const float *dlogits, const float *demb, float *dinput);
 /* One cross-entropy step without the update: zero_grad, train forward, mean softmax CE
- * against labels (n) in [0,n_class), backward. Returns the loss (NaN if the forward
- * was refused, e.g. n > max_batch, with the message in fsb_error_last()); *logits as in
- * forward (may be NULL). Requires a head. Does not update parameters. */
+ * against labels (n) in [0,n_class), backward. Returns the loss; *logits as in forward
+ * (may be NULL). Requires a head. */
 double fsb_model_train_step(fsb_model *m, const float *images, const int *labels, int n,
                             fsb_rng *rng, const float **logits);
 
