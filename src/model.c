@@ -346,7 +346,7 @@ int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, i
     m->dz = calloc((size_t)m->nworkers, sizeof *m->dz);
     if (!m->col || !m->dz) goto done;
     for (int w = 0; w < m->nworkers; w++) {
-        m->col[w] = falloc(2 * colmax);
+        m->col[w] = falloc(colmax);
         m->dz[w] = falloc(planemax);
         if (!m->col[w] || !m->dz[w]) goto done;
     }

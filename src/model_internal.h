@@ -104,7 +104,7 @@ struct fsb_model {
     float **dz;                   /* per worker: one image's (cout,h,w) gradient plane */
     float *partial;               /* grad_splits x largest conv weight */
     float *wflip;                 /* largest conv weight: the flipped kernel for dx */
-    long colmax;                  /* floats of one im2col matrix (dcol follows it) */
+    long colmax;                  /* floats of one im2col matrix (per worker) */
     int cmax;                     /* widest unit */
     float *cvec;                  /* 3 x cmax per-channel backward constants */
     float *input;                 /* copy of the last forward's input (B, stage size) */
