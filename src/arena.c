@@ -13,12 +13,10 @@ int fsb_arena_init(fsb_arena *a, size_t cap)
 {
     a->base = NULL;
     a->cap = a->used = a->peak = 0;
-    if (cap == 0)
-        return FSB_OK;
-    void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
-    if (p == MAP_FAILED)
-        return fsb_error(FSB_ENOMEM, "arena: cannot reserve %zu bytes", cap);
+    if (cap == 0) return FSB_OK;
+    void *p =
+        mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return fsb_error(FSB_ENOMEM, "arena: cannot reserve %zu bytes", cap);
     a->base = p;
     a->cap = cap;
     return FSB_OK;
@@ -26,8 +24,7 @@ int fsb_arena_init(fsb_arena *a, size_t cap)
 
 void fsb_arena_free(fsb_arena *a)
 {
-    if (a == NULL || a->base == NULL)
-        return;
+    if (a == NULL || a->base == NULL) return;
     munmap(a->base, a->cap);
     a->base = NULL;
     a->cap = a->used = a->peak = 0;
@@ -43,8 +40,7 @@ void *fsb_arena_alloc(fsb_arena *a, size_t bytes, size_t align)
         return NULL;
     }
     a->used = start + bytes;
-    if (a->used > a->peak)
-        a->peak = a->used;
+    if (a->used > a->peak) a->peak = a->used;
     return a->base + start;
 }
 

@@ -21,8 +21,7 @@ static int core_is(const char *core, const char *const *names)
         const char *a = core, *b = *names;
         while (*a && *b && tolower((unsigned char)*a) == tolower((unsigned char)*b))
             a++, b++;
-        if (!*a && !*b)
-            return 1;
+        if (!*a && !*b) return 1;
     }
     return 0;
 }
@@ -30,14 +29,11 @@ static int core_is(const char *core, const char *const *names)
 const char *fsb_blas_core_for_cpu(const char *core, int has_avx512, int has_avx2)
 {
     static const char *const avx512[] = {"skylakex", "cooperlake", "sapphirerapids", NULL};
-    static const char *const avx2[] = {"haswell", "zen", "skylakex", "cooperlake",
+    static const char *const avx2[] = {"haswell",        "zen", "skylakex", "cooperlake",
                                        "sapphirerapids", NULL};
-    if (!core)
-        return NULL;
-    if (has_avx512)
-        return core_is(core, avx512) ? NULL : "SkylakeX";
-    if (has_avx2)
-        return core_is(core, avx2) ? NULL : "Haswell";
+    if (!core) return NULL;
+    if (has_avx512) return core_is(core, avx512) ? NULL : "SkylakeX";
+    if (has_avx2) return core_is(core, avx2) ? NULL : "Haswell";
     return NULL;
 }
 
@@ -60,8 +56,8 @@ int fsb_blas_threads(void)
     return openblas_get_num_threads();
 }
 
-void fsb_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
-               int lda, const float *b, int ldb, float beta, float *c, int ldc)
+void fsb_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+               const float *b, int ldb, float beta, float *c, int ldc)
 {
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

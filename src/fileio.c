@@ -71,10 +71,8 @@ int fsb_outfile_commit(fsb_outfile *f)
 
 void fsb_outfile_abort(fsb_outfile *f)
 {
-    if (!f || !f->tmp_path)
-        return;
-    if (f->fp)
-        fclose(f->fp);
+    if (!f || !f->tmp_path) return;
+    if (f->fp) fclose(f->fp);
     unlink(f->tmp_path);
     outfile_clear(f);
 }
@@ -83,8 +81,7 @@ int fsb_write_file(const char *path, const void *data, size_t size)
 {
     fsb_outfile f;
     int st = fsb_outfile_open(&f, path);
-    if (st)
-        return st;
+    if (st) return st;
     if (size && fwrite(data, 1, size, f.fp) != size) {
         int e = errno;
         fsb_outfile_abort(&f);
@@ -109,12 +106,10 @@ int fsb_read_file(const char *path, void **data, size_t *size)
             return fsb_error(FSB_ENOMEM, "%s: out of memory", path);
         }
         n += fread(buf + n, 1, cap - n, fp);
-        if (n < cap)
-            break;
+        if (n < cap) break;
         cap *= 2;
         char *nb = realloc(buf, cap + 1);
-        if (!nb)
-            free(buf);
+        if (!nb) free(buf);
         buf = nb;
     }
     int err = ferror(fp);
@@ -132,8 +127,7 @@ int fsb_read_file(const char *path, void **data, size_t *size)
 int fsb_mkdir_p(const char *path)
 {
     char *p = strdup(path);
-    if (!p)
-        return fsb_error(FSB_ENOMEM, "%s: out of memory", path);
+    if (!p) return fsb_error(FSB_ENOMEM, "%s: out of memory", path);
     for (char *s = p + 1;; s++) {
         if (*s == '/' || *s == '\0') {
             char c = *s;
@@ -145,13 +139,11 @@ int fsb_mkdir_p(const char *path)
                 return st;
             }
             *s = c;
-            if (c == '\0')
-                break;
+            if (c == '\0') break;
         }
     }
     free(p);
-    if (!fsb_is_dir(path))
-        return fsb_error(FSB_EIO, "%s: exists and is not a directory", path);
+    if (!fsb_is_dir(path)) return fsb_error(FSB_EIO, "%s: exists and is not a directory", path);
     return FSB_OK;
 }
 
@@ -173,8 +165,7 @@ char *fsb_path_join(const char *a, const char *b)
     while (na > 1 && a[na - 1] == '/')
         na--;
     char *s = malloc(na + nb + 2);
-    if (!s)
-        return NULL;
+    if (!s) return NULL;
     memcpy(s, a, na);
     s[na] = '/';
     memcpy(s + na + 1, b, nb + 1);

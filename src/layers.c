@@ -6,37 +6,59 @@
 #include "fsb/blas.h"
 
 #include <float.h>
+#include <stdint.h>
 #include <math.h>
 #include <string.h>
 
-void fsb_im2col(float *col, const float *inp, int C, int H, int W, int k)
+/* Hot copies: built for AVX-512, AVX2 and baseline x86-64, picked at load time (plain
+ * copies and adds, so every variant gives the same bits). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define FSB_HOT __attribute__((target_clones("avx512f", "avx2", "default"), optimize("O3")))
+#else
+#define FSB_HOT
+#endif
+
+FSB_HOT void fsb_im2col_rows(float *col, const float *inp, int C, int H, int W, int k, int y0,
+                             int y1)
 {
+    /* Row (c,ki,kj) of the tile is the input plane shifted by (ki-p)*W + (kj-p): one long
+     * contiguous copy per row, then the padding (rows outside the image, and the column
+     * that wrapped around from the neighbouring image row) is zeroed. */
     int p = k / 2;
-    long HW = (long)H * W;
+    long N = (long)(y1 - y0) * W, HW = (long)H * W;
     for (int c = 0; c < C; c++)
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
-                float *row = col + ((long)(c * k + ki) * k + kj) * HW;
-                int dx = kj - p;
-                int x0 = dx < 0 ? -dx : 0, x1 = dx > 0 ? W - dx : W; /* valid x range */
-                for (int y = 0; y < H; y++) {
-                    int sy = y + ki - p;
-                    float *r = row + (long)y * W;
-                    if (sy < 0 || sy >= H) {
-                        memset(r, 0, sizeof(float) * (size_t)W);
-                        continue;
-                    }
-                    const float *s = inp + ((long)c * H + sy) * W + dx;
-                    for (int x = 0; x < x0; x++)
-                        r[x] = 0.0f;
-                    memcpy(r + x0, s + x0, sizeof(float) * (size_t)(x1 - x0));
-                    for (int x = x1; x < W; x++)
-                        r[x] = 0.0f;
+                float *row = col + ((long)(c * k + ki) * k + kj) * N;
+                int dy = ki - p, dx = kj - p;
+                int ya = y0 > -dy ? y0 : -dy, yb = y1 < H - dy ? y1 : H - dy;
+                if (yb < ya) yb = ya = y1;
+                for (long i = 0; i < (long)(ya - y0) * W; i++)
+                    row[i] = 0.0f;
+                for (long i = (long)(yb - y0) * W; i < N; i++)
+                    row[i] = 0.0f;
+                if (yb <= ya) continue;
+                float *d = row + (long)(ya - y0) * W;
+                const float *s = inp + c * HW + (long)(ya + dy) * W + dx;
+                long n = (long)(yb - ya) * W;
+                long i0 = dx < 0 ? -dx : 0, i1 = dx > 0 ? n - dx : n; /* stay in the plane */
+                for (long i = i0; i < i1; i++)
+                    d[i] = s[i];
+                if (dx != 0) { /* the wrapped-around column is padding */
+                    int xz = dx < 0 ? 0 : W - 1, adx = dx < 0 ? -dx : dx;
+                    for (int q = 0; q < adx; q++) /* |dx| columns at the border */
+                        for (int y = 0; y < yb - ya; y++)
+                            d[(long)y * W + (dx < 0 ? xz + q : xz - q)] = 0.0f;
                 }
             }
 }
 
-void fsb_col2im_add(float *dinp, const float *dcol, int C, int H, int W, int k)
+void fsb_im2col(float *col, const float *inp, int C, int H, int W, int k)
+{
+    fsb_im2col_rows(col, inp, C, H, W, k, 0, H);
+}
+
+FSB_HOT void fsb_col2im_add(float *dinp, const float *dcol, int C, int H, int W, int k)
 {
     int p = k / 2;
     long HW = (long)H * W;

@@ -243,6 +243,10 @@ static void init_uniform(float *p, long n, float bound, fsb_rng *rng)
 static void init_head(fsb_model *m, fsb_rng *rng)
 {
     if (m->n_class <= 0) return;
+    if (!rng) { /* no rng: zeros (the caller loads or sets the weights) */
+        memset(m->params + m->head_off, 0, sizeof(float) * (size_t)(m->nparams - m->head_off));
+        return;
+    }
     float bound = 1.0f / sqrtf((float)m->D);
     init_uniform(m->params + m->head_off, (long)m->n_class * m->D + m->n_class, bound, rng);
 }
@@ -322,7 +326,8 @@ int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, i
     for (int i = 0; i < m->nunits; i++) {
         unit *u = &m->u[i];
         size_t hw = (size_t)u->h * u->w, ohw = (size_t)u->ho * u->wo;
-        size_t col = (size_t)u->cin * u->k * u->k * hw;
+        size_t cc = (size_t)(u->cin > u->cout ? u->cin : u->cout);
+        size_t col = cc * u->k * u->k * hw; /* im2col of x (forward, dW) or of dy (dx) */
         colmax = col > colmax ? col : colmax;
         planemax = u->cout * hw > planemax ? u->cout * hw : planemax;
         size_t wn = (size_t)u->cout * u->cin * u->k * u->k;
@@ -344,7 +349,7 @@ int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, i
     m->dz = calloc((size_t)m->nworkers, sizeof *m->dz);
     if (!m->col || !m->dz) goto done;
     for (int w = 0; w < m->nworkers; w++) {
-        m->col[w] = falloc(2 * colmax);
+        m->col[w] = falloc(colmax);
         m->dz[w] = falloc(planemax);
         if (!m->col[w] || !m->dz[w]) goto done;
     }
@@ -353,14 +358,15 @@ int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, i
         m->cmax = m->u[i].cout > m->cmax ? m->u[i].cout : m->cmax;
     m->cvec = falloc(3 * (size_t)m->cmax);
     m->partial = falloc((size_t)m->o.grad_splits * wmax);
+    m->wflip = falloc(wmax);
     m->input = falloc(B * inmax);
     m->emb = falloc(B * (size_t)m->D);
     m->demb = falloc(B * (size_t)m->D);
     m->emb_arg = malloc(B * (size_t)m->D * sizeof(int32_t));
     m->logits = falloc(B * (size_t)(n_class > 0 ? n_class : 1));
     m->dlog = falloc(B * (size_t)(n_class > 0 ? n_class : 1));
-    if (!m->cvec || !m->partial || !m->input || !m->emb || !m->demb || !m->emb_arg || !m->logits ||
-        !m->dlog)
+    if (!m->cvec || !m->wflip || !m->partial || !m->input || !m->emb || !m->demb || !m->emb_arg ||
+        !m->logits || !m->dlog)
         goto done;
     init_params(m, init_rng);
     memset(m->grads, 0, sizeof(float) * (size_t)m->nparams);
@@ -396,6 +402,7 @@ void fsb_model_destroy(fsb_model *m)
     free(m->col);
     free(m->dz);
     free(m->partial);
+    free(m->wflip);
     free(m->cvec);
     free(m->input);
     free(m->emb);

@@ -13,6 +13,14 @@
 #include <stdint.h>
 
 #define FSB_MAX_UNITS 16
+
+/* Hot elementwise loops: compiled for AVX-512, AVX2 and baseline x86-64 and picked at load
+ * time. ISO C mode keeps -ffp-contract=off, so every variant computes the same bits. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define FSB_HOT __attribute__((target_clones("avx512f", "avx2", "default"), optimize("O3")))
+#else
+#define FSB_HOT
+#endif
 #define FSB_MAX_TENSORS 128
 
 typedef enum {
@@ -95,7 +103,8 @@ struct fsb_model {
     float **col;                  /* per worker: im2col + dcol scratch */
     float **dz;                   /* per worker: one image's (cout,h,w) gradient plane */
     float *partial;               /* grad_splits x largest conv weight */
-    long colmax;                  /* floats of one im2col matrix (dcol follows it) */
+    float *wflip;                 /* largest conv weight: the flipped kernel for dx */
+    long colmax;                  /* floats of one im2col matrix (per worker) */
     int cmax;                     /* widest unit */
     float *cvec;                  /* 3 x cmax per-channel backward constants */
     float *input;                 /* copy of the last forward's input (B, stage size) */

@@ -14,6 +14,9 @@
 #include "model_internal.h"
 
 #include <assert.h>
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <string.h>
 
@@ -32,7 +35,7 @@ typedef struct job {
 } job;
 
 /* Σx over n floats: 8 float lanes flushed to double every 256 elements. */
-static double sum_f(const float *x, long n)
+FSB_HOT static double sum_f(const float *x, long n)
 {
     double s = 0;
     long i = 0;
@@ -50,30 +53,39 @@ static double sum_f(const float *x, long n)
     return s;
 }
 
-/* Σ(x - c)^2 the same way. */
-static double sumsq_f(const float *x, long n, float c)
+/* Mean and M2 = Σ(x - mean)^2 of one plane in one pass: sums of x - x[0] (shifted so that
+ * the variance does not cancel), 8 float lanes flushed to double every 256 elements. */
+FSB_HOT static void plane_moments(const float *x, long n, double *mean, double *m2)
 {
-    double s = 0;
+    float c = x[0];
+    double s = 0, q = 0;
     long i = 0;
     while (i < n) {
         long e = i + 256 < n ? i + 256 : n;
-        float a[8] = {0};
+        float a[8] = {0}, b[8] = {0};
         for (; i + 8 <= e; i += 8)
             for (int j = 0; j < 8; j++) {
                 float d = x[i + j] - c;
-                a[j] += d * d;
+                a[j] += d;
+                b[j] += d * d;
             }
-        for (; i < e; i++)
-            a[0] += (x[i] - c) * (x[i] - c);
+        for (; i < e; i++) {
+            float d = x[i] - c;
+            a[0] += d;
+            b[0] += d * d;
+        }
         for (int j = 0; j < 8; j++)
-            s += a[j];
+            s += a[j], q += b[j];
     }
-    return s;
+    double ms = s / (double)n;
+    *mean = c + ms;
+    double v = q - (double)n * ms * ms;
+    *m2 = v > 0 ? v : 0;
 }
 
 /* Σdz and Σdz·(y - mean)·rstd. */
-static void bn_grad_sums(const float *dz, const float *y, long n, float mean, float rstd,
-                         double *sd, double *sdx)
+FSB_HOT static void bn_grad_sums(const float *dz, const float *y, long n, float mean, float rstd,
+                                 double *sd, double *sdx)
 {
     double s = 0, t = 0;
     long i = 0;
@@ -96,65 +108,152 @@ static void bn_grad_sums(const float *dz, const float *y, long n, float mean, fl
     *sdx = t;
 }
 
+/* y (cout,h,w) = W * x without the bias: a conv bias only shifts the BN input, so it is
+ * folded into the BN statistics (train) or the folded shift (eval); see unit_forward. */
+/* Output rows per spatial tile: small enough that one im2col tile (K x rows*w floats) stays
+ * in L2, but with at least 4*M columns so that the per-tile costs that scale with the
+ * weights (packing the M x K weight matrix, the M x K dW accumulator) stay below a quarter
+ * of the im2col work (deep ResNet layers get whole images). */
+static int tile_rows(const unit *u, int K, int M)
+{
+    long budget = 128L * 1024; /* floats: 512 KB */
+    long r = budget / ((long)K * u->w);
+    long rmin = (4L * M + u->w - 1) / u->w;
+    if (r < rmin) r = rmin;
+    return r < 1 ? 1 : r > u->h ? u->h : (int)r;
+}
+
 static void conv_image(fsb_model *m, const unit *u, const float *x, float *y, int worker)
 {
-    // x (cin,h,w) -> y (cout,h,w)
     int HW = u->h * u->w, K = u->cin * u->k * u->k;
     const float *W = m->params + u->w_off;
-    const float *cm = x;
-    if (u->k != 1) {
-        fsb_im2col(m->col[worker], x, u->cin, u->h, u->w, u->k);
-        cm = m->col[worker];
+    if (u->k == 1) {
+        fsb_sgemm(0, 0, u->cout, HW, K, 1.0f, W, K, x, HW, 0.0f, y, HW);
+        return;
     }
-    fsb_sgemm(0, 0, u->cout, HW, K, 1.0f, W, K, cm, HW, 0.0f, y, HW);
-    if (u->b_off >= 0) {
-        const float *b = m->params + u->b_off;
-        for (int o = 0; o < u->cout; o++) {
-            float *yo = y + (long)o * HW;
-            for (int i = 0; i < HW; i++)
-                yo[i] += b[o];
+    int R = tile_rows(u, K, u->cout);
+    for (int y0 = 0; y0 < u->h; y0 += R) {
+        int y1 = y0 + R < u->h ? y0 + R : u->h, N = (y1 - y0) * u->w;
+        fsb_im2col_rows(m->col[worker], x, u->cin, u->h, u->w, u->k, y0, y1);
+        fsb_sgemm(0, 0, u->cout, N, K, 1.0f, W, K, m->col[worker], N, 0.0f, y + y0 * u->w, HW);
+    }
+}
+
+/* One output row of a pooled unit: winners of the 2x2 windows over rows r0, r1 (and
+ * residual rows q0, q1 or NULL) of s = y * a + sh (+ r), window order (r0,x0) (r0,x1)
+ * (r1,x0) (r1,x1), first maximum wins ties; o = act(max). Scalar reference version. */
+static void pool_row_scalar(float *o, uint8_t *arg, const float *r0, const float *r1,
+                            const float *q0, const float *q1, int x0, int wo, float a, float sh,
+                            float slope)
+{
+    for (int x = x0; x < wo; x++) {
+        float v0 = r0[2 * x] * a + sh, v1 = r0[2 * x + 1] * a + sh;
+        float v2 = r1[2 * x] * a + sh, v3 = r1[2 * x + 1] * a + sh;
+        if (q0) {
+            v0 += q0[2 * x], v1 += q0[2 * x + 1], v2 += q1[2 * x], v3 += q1[2 * x + 1];
         }
+        int b01 = v1 > v0, b23 = v3 > v2;
+        float m01 = b01 ? v1 : v0, m23 = b23 ? v3 : v2;
+        int top = m23 > m01;
+        float v = top ? m23 : m01;
+        arg[x] = (uint8_t)(top ? 2 + b23 : b01);
+        o[x] = v > 0 ? v : slope * v;
     }
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+/* The same, 16 outputs per step with AVX-512 (separate multiply and add: same bits). */
+__attribute__((target("avx512f"))) static void
+pool_row_avx512(float *o, uint8_t *arg, const float *r0, const float *r1, const float *q0,
+                const float *q1, int wo, float a, float sh, float slope)
+{
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512 va = _mm512_set1_ps(a), vs = _mm512_set1_ps(sh), vl = _mm512_set1_ps(slope);
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2),
+                  three = _mm512_set1_epi32(3);
+    for (int x = 0; x < wo; x += 16) {
+        int rem = wo - x < 16 ? wo - x : 16; /* outputs in this step */
+        __mmask16 mo = (__mmask16)((1u << rem) - 1);
+        __mmask16 ml = (__mmask16)(rem >= 8 ? 0xffffu : (1u << (2 * rem)) - 1);
+        __mmask16 mh = (__mmask16)(rem <= 8 ? 0 : (1u << (2 * rem - 16)) - 1);
+        __m512 a0 = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(ml, r0 + 2 * x), va), vs);
+        __m512 a1 =
+            _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mh, r0 + 2 * x + 16), va), vs);
+        __m512 b0 = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(ml, r1 + 2 * x), va), vs);
+        __m512 b1 =
+            _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mh, r1 + 2 * x + 16), va), vs);
+        if (q0) {
+            a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(ml, q0 + 2 * x));
+            a1 = _mm512_add_ps(a1, _mm512_maskz_loadu_ps(mh, q0 + 2 * x + 16));
+            b0 = _mm512_add_ps(b0, _mm512_maskz_loadu_ps(ml, q1 + 2 * x));
+            b1 = _mm512_add_ps(b1, _mm512_maskz_loadu_ps(mh, q1 + 2 * x + 16));
+        }
+        __m512 v0 = _mm512_permutex2var_ps(a0, ev, a1), v1 = _mm512_permutex2var_ps(a0, od, a1);
+        __m512 v2 = _mm512_permutex2var_ps(b0, ev, b1), v3 = _mm512_permutex2var_ps(b0, od, b1);
+        __mmask16 b01 = _mm512_cmp_ps_mask(v1, v0, _CMP_GT_OQ);
+        __mmask16 b23 = _mm512_cmp_ps_mask(v3, v2, _CMP_GT_OQ);
+        __m512 m01 = _mm512_mask_blend_ps(b01, v0, v1), m23 = _mm512_mask_blend_ps(b23, v2, v3);
+        __mmask16 top = _mm512_cmp_ps_mask(m23, m01, _CMP_GT_OQ);
+        __m512 v = _mm512_mask_blend_ps(top, m01, m23);
+        __m512i k01 = _mm512_maskz_mov_epi32(b01, one);
+        __m512i k23 = _mm512_mask_blend_epi32(b23, two, three);
+        __m512i k = _mm512_mask_blend_epi32(top, k01, k23);
+        _mm512_mask_cvtepi32_storeu_epi8(arg + x, mo, k);
+        __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
+        _mm512_mask_storeu_ps(o + x, mo, _mm512_mask_blend_ps(pos, _mm512_mul_ps(v, vl), v));
+    }
+}
+#endif
+
+static void pool_row(float *o, uint8_t *arg, const float *r0, const float *r1, const float *q0,
+                     const float *q1, int wo, float a, float sh, float slope)
+{
+#if defined(__GNUC__) && defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f")) {
+        pool_row_avx512(o, arg, r0, r1, q0, q1, wo, a, sh, slope);
+        return;
+    }
+#endif
+    pool_row_scalar(o, arg, r0, r1, q0, q1, 0, wo, a, sh, slope);
+}
+
+/* o (n) = act(y * a + sh (+ r)). */
+FSB_HOT static void affine_act(float *o, const float *y, const float *r, long n, float a, float sh,
+                               int act, float slope)
+{
+    if (r)
+        for (long p = 0; p < n; p++) {
+            float v = y[p] * a + sh + r[p];
+            o[p] = act ? (v > 0 ? v : slope * v) : v;
+        }
+    else
+        for (long p = 0; p < n; p++) {
+            float v = y[p] * a + sh;
+            o[p] = act ? (v > 0 ? v : slope * v) : v;
+        }
 }
 
 /* out of image i = pool(act(y * ea + esh + r)). */
 static void epilogue_image(const unit *u, const float *r_img, int i)
 {
-    int C = u->cout, H = u->h, W = u->w, HW = H * W, OHW = u->ho * u->wo;
+    int C = u->cout, W = u->w, HW = u->h * W, OHW = u->ho * u->wo;
     const float *y = u->y + (long)i * C * HW;
     float *out = u->out + (long)i * C * OHW;
-    float s = u->slope;
     for (int c = 0; c < C; c++) {
         const float *yc = y + (long)c * HW;
         const float *rc = r_img ? r_img + (long)c * HW : NULL;
         float *oc = out + (long)c * OHW;
-        float a = u->ea[c], sh = u->esh[c];
         if (u->pool) {
             uint8_t *ac = u->arg + (long)i * C * OHW + (long)c * OHW;
-            for (int yo = 0; yo < u->ho; yo++)
-                for (int xo = 0; xo < u->wo; xo++) {
-                    long p = (long)2 * yo * W + 2 * xo;
-                    float v0 = yc[p] * a + sh, v1 = yc[p + 1] * a + sh;
-                    float v2 = yc[p + W] * a + sh, v3 = yc[p + W + 1] * a + sh;
-                    if (rc) {
-                        v0 += rc[p], v1 += rc[p + 1], v2 += rc[p + W], v3 += rc[p + W + 1];
-                    }
-                    int k = 0;
-                    float v = v0;
-                    if (v1 > v) v = v1, k = 1;
-                    if (v2 > v) v = v2, k = 2;
-                    if (v3 > v) v = v3, k = 3;
-                    oc[yo * u->wo + xo] = v > 0 ? v : s * v;
-                    ac[yo * u->wo + xo] = (uint8_t)k;
-                }
-        } else if (u->act) {
-            for (int p = 0; p < HW; p++) {
-                float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
-                oc[p] = v > 0 ? v : s * v;
+            for (int yo = 0; yo < u->ho; yo++) {
+                long p = (long)2 * yo * W;
+                pool_row(oc + yo * u->wo, ac + yo * u->wo, yc + p, yc + p + W, rc ? rc + p : NULL,
+                         rc ? rc + p + W : NULL, u->wo, u->ea[c], u->esh[c], u->slope);
             }
         } else {
-            for (int p = 0; p < HW; p++)
-                oc[p] = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+            affine_act(oc, yc, rc, HW, u->ea[c], u->esh[c], u->act, u->slope);
         }
     }
 }
@@ -168,12 +267,10 @@ static void task_fwd_train(void *ctx, int i, int worker)
     conv_image(j->m, u, j->x + (long)i * u->cin * HW, y, worker);
     double *ps = u->ps + (long)i * 2 * C;
     for (int c = 0; c < C; c++) {
-        const float *yc = y + (long)c * HW;
-        double mu = sum_f(yc, HW) / HW;
-        float fmu = (float)mu;
-        double q = sumsq_f(yc, HW, fmu) - HW * (mu - fmu) * (mu - fmu);
+        double mu, m2;
+        plane_moments(y + (long)c * HW, HW, &mu, &m2);
         ps[c] = mu;
-        ps[C + c] = q > 0 ? q : 0;
+        ps[C + c] = m2;
     }
 }
 
@@ -210,6 +307,7 @@ static int unit_forward(fsb_model *m, unit *u, const float *x, const float *r, i
     job j = {.m = m, .u = u, .x = x, .r = r, .n = n};
     int C = u->cout, HW = u->h * u->w;
     float *rm = m->stats + u->rm_off, *rv = m->stats + u->rv_off;
+    const float *bias = u->b_off >= 0 ? m->params + u->b_off : NULL;
     u->train = train;
     if (train) {
         fsb_pool_run(m->pool, n, task_fwd_train, &j);
@@ -227,7 +325,8 @@ static int unit_forward(fsb_model *m, unit *u, const float *x, const float *r, i
             double unb = N > 1 ? m2 / (N - 1) : var;
             u->mean[c] = (float)mu;
             u->rstd[c] = (float)(1.0 / sqrt(var + FSB_BN_EPS));
-            rm[c] = (1 - FSB_BN_MOMENTUM) * rm[c] + FSB_BN_MOMENTUM * (float)mu;
+            float mb = (float)(mu + (bias ? bias[c] : 0.0f)); /* mean of conv + bias */
+            rm[c] = (1 - FSB_BN_MOMENTUM) * rm[c] + FSB_BN_MOMENTUM * mb;
             rv[c] = (1 - FSB_BN_MOMENTUM) * rv[c] + FSB_BN_MOMENTUM * (float)unb;
         }
         m->nbt[u->nbt]++;
@@ -244,7 +343,7 @@ static int unit_forward(fsb_model *m, unit *u, const float *x, const float *r, i
         }
     } else {
         for (int c = 0; c < C; c++) {
-            u->mean[c] = rm[c];
+            u->mean[c] = rm[c] - (bias ? bias[c] : 0.0f); /* in bias-free y space */
             u->rstd[c] = (float)(1.0 / sqrt((double)rv[c] + FSB_BN_EPS));
         }
         fold_bn(m, u);
@@ -254,13 +353,29 @@ static int unit_forward(fsb_model *m, unit *u, const float *x, const float *r, i
     return FSB_OK;
 }
 
+/* d (n) = g * act'(y * a + sh (+ r)). */
+FSB_HOT static void act_grad(float *d, const float *g, const float *y, const float *r, long n,
+                             float a, float sh, float slope)
+{
+    for (long p = 0; p < n; p++) {
+        float v = y[p] * a + sh + (r ? r[p] : 0.0f);
+        d[p] = v > 0 ? g[p] : slope * g[p];
+    }
+}
+
+/* Position in the (h,w) plane of the winner of pooled output o. */
+static inline long winner(const unit *u, const uint8_t *ac, int o)
+{
+    int yo = o / u->wo, xo = o - yo * u->wo, k = ac[o];
+    return (long)(2 * yo + (k >> 1)) * u->w + 2 * xo + (k & 1);
+}
+
 /* dz (cout,h,w) = dL/dz for image i from u->dout (already masked). */
 static void dz_image(const unit *u, const float *r_img, int i, float *dz)
 {
-    int C = u->cout, W = u->w, HW = u->h * W, OHW = u->ho * u->wo;
+    int C = u->cout, HW = u->h * u->w, OHW = u->ho * u->wo;
     const float *y = u->y + (long)i * C * HW;
     const float *g = u->dout + (long)i * C * OHW;
-    float s = u->slope;
     for (int c = 0; c < C; c++) {
         const float *yc = y + (long)c * HW, *gc = g + (long)c * OHW;
         const float *rc = r_img ? r_img + (long)c * HW : NULL;
@@ -269,22 +384,42 @@ static void dz_image(const unit *u, const float *r_img, int i, float *dz)
         if (u->pool) {
             memset(d, 0, sizeof(float) * (size_t)HW);
             const uint8_t *ac = u->arg + (long)i * C * OHW + (long)c * OHW;
-            for (int yo = 0; yo < u->ho; yo++)
-                for (int xo = 0; xo < u->wo; xo++) {
-                    int k = ac[yo * u->wo + xo];
-                    long p = (long)(2 * yo + (k >> 1)) * W + 2 * xo + (k & 1);
-                    float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
-                    float gv = gc[yo * u->wo + xo];
-                    d[p] = v > 0 ? gv : s * gv;
-                }
-        } else if (u->act) {
-            for (int p = 0; p < HW; p++) {
+            for (int o = 0; o < OHW; o++) {
+                long p = winner(u, ac, o);
                 float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
-                d[p] = v > 0 ? gc[p] : s * gc[p];
+                d[p] = v > 0 ? gc[o] : u->slope * gc[o];
             }
+        } else if (u->act) {
+            act_grad(d, gc, yc, rc, HW, a, sh, u->slope);
         } else {
             memcpy(d, gc, sizeof(float) * (size_t)HW);
         }
+    }
+}
+
+/* Phase 1 for a pooled unit without materialising dz: only pool winners are nonzero. */
+static void pooled_sums(const unit *u, const float *r_img, float *dres_img, int i, double *ps)
+{
+    int C = u->cout, HW = u->h * u->w, OHW = u->ho * u->wo;
+    const float *y = u->y + (long)i * C * HW;
+    const float *g = u->dout + (long)i * C * OHW;
+    for (int c = 0; c < C; c++) {
+        const float *yc = y + (long)c * HW, *gc = g + (long)c * OHW;
+        const float *rc = r_img ? r_img + (long)c * HW : NULL;
+        float *dr = dres_img ? dres_img + (long)c * HW : NULL;
+        const uint8_t *ac = u->arg + (long)i * C * OHW + (long)c * OHW;
+        float a = u->ea[c], sh = u->esh[c], mu = u->mean[c], rs = u->rstd[c];
+        double sd = 0, sdx = 0;
+        for (int o = 0; o < OHW; o++) {
+            long p = winner(u, ac, o);
+            float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+            float d = v > 0 ? gc[o] : u->slope * gc[o];
+            sd += d;
+            sdx += d * ((yc[p] - mu) * rs);
+            if (dr) dr[p] += d;
+        }
+        ps[c] = sd;
+        ps[C + c] = sdx;
     }
 }
 
@@ -300,18 +435,61 @@ static void task_bwd1(void *ctx, int i, int worker)
         for (long p = 0; p < OS; p++)
             g[p] *= mk[p];
     }
-    float *dz = j->m->dz[worker];
-    dz_image(u, j->r ? j->r + (long)i * C * HW : NULL, i, dz);
-    if (j->dres) {
-        float *dr = j->dres + (long)i * C * HW;
-        for (long p = 0; p < (long)C * HW; p++)
-            dr[p] += dz[p];
-    }
     double *ps = u->ps + (long)i * 2 * C;
+    const float *r_img = j->r ? j->r + (long)i * C * HW : NULL;
+    float *dres_img = j->dres ? j->dres + (long)i * C * HW : NULL;
+    if (u->pool) {
+        pooled_sums(u, r_img, dres_img, i, ps);
+        return;
+    }
+    float *dz = j->m->dz[worker];
+    dz_image(u, r_img, i, dz);
+    if (dres_img)
+        for (long p = 0; p < (long)C * HW; p++)
+            dres_img[p] += dz[p];
     const float *y = u->y + (long)i * C * HW;
     for (int c = 0; c < C; c++)
         bn_grad_sums(dz + (long)c * HW, y + (long)c * HW, HW, u->mean[c], u->rstd[c], &ps[c],
                      &ps[C + c]);
+}
+
+/* d (n) = k * (d - md - (y - mu) * rs * mdx): the BN input gradient. */
+FSB_HOT static void bn_dy(float *d, const float *y, long n, float k, float md, float mdx, float mu,
+                          float rs)
+{
+    for (long p = 0; p < n; p++)
+        d[p] = k * (d[p] - md - (y[p] - mu) * rs * mdx);
+}
+
+/* d (n) = k * (0 - md - (y - mu) * rs * mdx): bn_dy where dz = 0 (off the pool winners). */
+FSB_HOT static void bn_dy_zero(float *d, const float *y, long n, float k, float md, float mdx,
+                               float mu, float rs)
+{
+    for (long p = 0; p < n; p++)
+        d[p] = k * (0.0f - md - (y[p] - mu) * rs * mdx);
+}
+
+/* dz_image + bn_dy fused for a pooled unit: one dense pass, then the winners. */
+static void pooled_dy(const unit *u, const float *r_img, int i, float *dy, const float *kk,
+                      const float *md, const float *mdx)
+{
+    int C = u->cout, HW = u->h * u->w, OHW = u->ho * u->wo;
+    const float *y = u->y + (long)i * C * HW;
+    const float *g = u->dout + (long)i * C * OHW;
+    for (int c = 0; c < C; c++) {
+        const float *yc = y + (long)c * HW, *gc = g + (long)c * OHW;
+        const float *rc = r_img ? r_img + (long)c * HW : NULL;
+        const uint8_t *ac = u->arg + (long)i * C * OHW + (long)c * OHW;
+        float *d = dy + (long)c * HW;
+        float a = u->ea[c], sh = u->esh[c], mu = u->mean[c], rs = u->rstd[c];
+        bn_dy_zero(d, yc, HW, kk[c], md[c], mdx[c], mu, rs);
+        for (int o = 0; o < OHW; o++) {
+            long p = winner(u, ac, o);
+            float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+            float dz = v > 0 ? gc[o] : u->slope * gc[o];
+            d[p] = kk[c] * (dz - md[c] - (yc[p] - mu) * rs * mdx[c]);
+        }
+    }
 }
 
 static void task_bwd2(void *ctx, int t, int worker)
@@ -325,35 +503,42 @@ static void task_bwd2(void *ctx, int t, int worker)
     long wn = (long)C * K;
     const float *Wt = m->params + u->w_off;
     float *dz = m->dz[worker];
-    float *col = m->col[worker], *dcol = m->col[worker] + m->colmax;
+    float *col = m->col[worker];
     for (int i = lo; i < hi; i++) {
-        dz_image(u, j->r ? j->r + (long)i * C * HW : NULL, i, dz);
         const float *y = u->y + (long)i * C * HW;
+        if (u->pool)
+            pooled_dy(u, j->r ? j->r + (long)i * C * HW : NULL, i, dz, j->kk, j->md, j->mdx);
+        else
+            dz_image(u, j->r ? j->r + (long)i * C * HW : NULL, i, dz);
         for (int c = 0; c < C; c++) {
             float *d = dz + (long)c * HW;
-            const float *yc = y + (long)c * HW;
-            float k = j->kk[c], md = j->md[c], mdx = j->mdx[c], mu = u->mean[c], rs = u->rstd[c];
-            for (int p = 0; p < HW; p++)
-                d[p] = k * (d[p] - md - (yc[p] - mu) * rs * mdx);
+            if (!u->pool)
+                bn_dy(d, y + (long)c * HW, HW, j->kk[c], j->md[c], j->mdx[c], u->mean[c],
+                      u->rstd[c]);
             if (j->trainable && u->b_off >= 0) u->ps[(long)i * 2 * C + c] = sum_f(d, HW);
         }
         const float *x = j->x + (long)i * u->cin * HW;
-        if (j->trainable) {
-            const float *cm = x;
-            if (u->k != 1) {
-                fsb_im2col(col, x, u->cin, u->h, u->w, u->k);
-                cm = col;
-            }
-            fsb_sgemm(0, 1, C, K, HW, 1.0f, dz, HW, cm, HW, i == lo ? 0.0f : 1.0f,
-                      m->partial + t * wn, K);
+        float *dx = j->dx ? j->dx + (long)i * u->cin * HW : NULL;
+        float *pw = m->partial + t * wn;
+        if (u->k == 1) {
+            if (j->trainable)
+                fsb_sgemm(0, 1, C, K, HW, 1.0f, dz, HW, x, HW, i == lo ? 0.0f : 1.0f, pw, K);
+            if (dx) fsb_sgemm(1, 0, u->cin, HW, C, 1.0f, Wt, u->cin, dz, HW, 1.0f, dx, HW);
+            continue;
         }
-        if (j->dx) {
-            float *dx = j->dx + (long)i * u->cin * HW;
-            if (u->k == 1) {
-                fsb_sgemm(1, 0, u->cin, HW, C, 1.0f, Wt, u->cin, dz, HW, 1.0f, dx, HW);
-            } else {
-                fsb_sgemm(1, 0, K, HW, C, 1.0f, Wt, K, dz, HW, 0.0f, dcol, HW);
-                fsb_col2im_add(dx, dcol, u->cin, u->h, u->w, u->k);
+        int KO = C * u->k * u->k;
+        int R = tile_rows(u, K > KO ? K : KO, u->cout > u->cin ? u->cout : u->cin);
+        for (int y0 = 0; y0 < u->h; y0 += R) {
+            int y1 = y0 + R < u->h ? y0 + R : u->h, N = (y1 - y0) * u->w;
+            if (j->trainable) { /* dW (C,K) += dy tile (C,N) @ col tile (K,N)^T */
+                fsb_im2col_rows(col, x, u->cin, u->h, u->w, u->k, y0, y1);
+                fsb_sgemm(0, 1, C, K, N, 1.0f, dz + y0 * u->w, HW, col, N,
+                          i == lo && y0 == 0 ? 0.0f : 1.0f, pw, K);
+            }
+            if (dx) { /* dx = conv(dy, flipped W^T): im2col of dy, one GEMM, no col2im */
+                fsb_im2col_rows(col, dz, C, u->h, u->w, u->k, y0, y1);
+                fsb_sgemm(0, 0, u->cin, N, KO, 1.0f, m->wflip, KO, col, N, 1.0f, dx + y0 * u->w,
+                          HW);
             }
         }
     }
@@ -393,6 +578,15 @@ static void unit_backward(fsb_model *m, unit *u, const float *x, const float *r,
         md[c] = u->train ? (float)(sd / N) : 0.0f;
         mdx[c] = u->train ? (float)(sdx / N) : 0.0f;
         kk[c] = gamma[c] * u->rstd[c];
+    }
+    if (dx && u->k != 1) { /* wflip[c][o][ki][kj] = W[o][c][k-1-ki][k-1-kj] */
+        const float *W = m->params + u->w_off;
+        int k = u->k, kk2 = k * k;
+        for (int o = 0; o < C; o++)
+            for (int c = 0; c < u->cin; c++)
+                for (int q = 0; q < kk2; q++)
+                    m->wflip[((long)c * C + o) * kk2 + q] =
+                        W[((long)o * u->cin + c) * kk2 + (kk2 - 1 - q)];
     }
     int S = m->o.grad_splits;
     fsb_pool_run(m->pool, S, task_bwd2, &j);

@@ -20,11 +20,9 @@ void fsb_progress_format(char *buf, size_t n, const char *label, const char *uni
                          int64_t start, int64_t total, double elapsed, int width)
 {
     char bar[128], eta[32];
-    if (width > (int)sizeof bar - 1)
-        width = (int)sizeof bar - 1;
+    if (width > (int)sizeof bar - 1) width = (int)sizeof bar - 1;
     int filled = total > 0 ? (int)((double)width * (double)done / (double)total) : 0;
-    if (filled > width)
-        filled = width;
+    if (filled > width) filled = width;
     for (int i = 0; i < width; i++)
         bar[i] = i < filled ? '#' : '.';
     bar[width] = '\0';
@@ -64,17 +62,14 @@ void fsb_progress_init(fsb_progress *p, FILE *out, const char *label, const char
 void fsb_progress_update(fsb_progress *p, int64_t done)
 {
     p->done = done;
-    if (!p->tty)
-        return;
+    if (!p->tty) return;
     double now = fsb_now();
-    if (now - p->last_draw >= 0.1)
-        draw(p, now);
+    if (now - p->last_draw >= 0.1) draw(p, now);
 }
 
 void fsb_progress_finish(fsb_progress *p)
 {
-    if (!p->tty)
-        return;
+    if (!p->tty) return;
     draw(p, fsb_now());
     fputc('\n', p->out);
     fflush(p->out);

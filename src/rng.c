@@ -58,8 +58,7 @@ uint32_t fsb_rng_u32(fsb_rng *r)
 {
     if (r->used == 4) {
         fsb_philox4x32_10(r->buf, r->ctr, r->key);
-        if (++r->ctr[0] == 0)
-            ++r->ctr[1];
+        if (++r->ctr[0] == 0) ++r->ctr[1];
         r->used = 0;
     }
     return r->buf[r->used++];
@@ -77,8 +76,7 @@ uint32_t fsb_rng_below(fsb_rng *r, uint32_t n)
     uint32_t threshold = (uint32_t)(-n) % n;
     for (;;) {
         uint64_t m = (uint64_t)fsb_rng_u32(r) * n;
-        if ((uint32_t)m >= threshold)
-            return (uint32_t)(m >> 32);
+        if ((uint32_t)m >= threshold) return (uint32_t)(m >> 32);
     }
 }
 

@@ -48,21 +48,29 @@ void fsb_error_clear(void)
 const char *fsb_status_str(int st)
 {
     switch (st) {
-    case FSB_OK: return "ok";
-    case FSB_EINVAL: return "invalid argument";
-    case FSB_EIO: return "input/output error";
-    case FSB_EFORMAT: return "malformed input";
-    case FSB_ENOMEM: return "out of memory";
-    case FSB_ENOTFOUND: return "not found";
-    case FSB_EMISMATCH: return "mismatch";
-    case FSB_EINTERNAL: return "internal library error";
-    default: return "unknown status";
+    case FSB_OK:
+        return "ok";
+    case FSB_EINVAL:
+        return "invalid argument";
+    case FSB_EIO:
+        return "input/output error";
+    case FSB_EFORMAT:
+        return "malformed input";
+    case FSB_ENOMEM:
+        return "out of memory";
+    case FSB_ENOTFOUND:
+        return "not found";
+    case FSB_EMISMATCH:
+        return "mismatch";
+    case FSB_EINTERNAL:
+        return "internal library error";
+    default:
+        return "unknown status";
     }
 }
 
 int fsb_status_exit_code(int st)
 {
-    if (st == FSB_OK)
-        return 0;
+    if (st == FSB_OK) return 0;
     return st == FSB_EINVAL ? 2 : 1;
 }

@@ -12,18 +12,18 @@
 #include <unistd.h>
 
 struct fsb_pool {
-    int n;                  /* workers including the caller */
-    pthread_t *threads;     /* n - 1 helper threads */
-    pthread_mutex_t mu;     /* guards everything below except the atomics */
-    pthread_cond_t wake;    /* signalled when a job is published or on shutdown */
-    pthread_cond_t idle;    /* signalled when the last helper finishes a job */
+    int n;                    /* workers including the caller */
+    pthread_t *threads;       /* n - 1 helper threads */
+    pthread_mutex_t mu;       /* guards everything below except the atomics */
+    pthread_cond_t wake;      /* signalled when a job is published or on shutdown */
+    pthread_cond_t idle;      /* signalled when the last helper finishes a job */
     unsigned long generation; /* bumped once per job */
-    int busy;               /* helpers still working on the current job */
-    int stop;               /* set once, on destroy */
-    fsb_task_fn fn;         /* the current job */
+    int busy;                 /* helpers still working on the current job */
+    int stop;                 /* set once, on destroy */
+    fsb_task_fn fn;           /* the current job */
     void *ctx;
     int n_tasks;
-    atomic_int next;        /* next unclaimed task index */
+    atomic_int next; /* next unclaimed task index */
 };
 
 typedef struct {
@@ -35,8 +35,7 @@ static void drain(fsb_pool *p, int worker)
 {
     for (;;) {
         int i = atomic_fetch_add(&p->next, 1);
-        if (i >= p->n_tasks)
-            return;
+        if (i >= p->n_tasks) return;
         p->fn(p->ctx, i, worker);
     }
 }
@@ -52,14 +51,12 @@ static void *worker_main(void *argp)
     for (;;) {
         while (!p->stop && p->generation == seen)
             pthread_cond_wait(&p->wake, &p->mu);
-        if (p->stop)
-            break;
+        if (p->stop) break;
         seen = p->generation;
         pthread_mutex_unlock(&p->mu);
         drain(p, id);
         pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0)
-            pthread_cond_signal(&p->idle);
+        if (--p->busy == 0) pthread_cond_signal(&p->idle);
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -74,11 +71,9 @@ int fsb_ncores(void)
 int fsb_pool_create(fsb_pool **out, int n_threads)
 {
     *out = NULL;
-    if (n_threads <= 0)
-        n_threads = fsb_ncores();
+    if (n_threads <= 0) n_threads = fsb_ncores();
     fsb_pool *p = calloc(1, sizeof *p);
-    if (!p)
-        return fsb_error(FSB_ENOMEM, "thread pool: out of memory");
+    if (!p) return fsb_error(FSB_ENOMEM, "thread pool: out of memory");
     p->n = n_threads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
@@ -109,8 +104,7 @@ int fsb_pool_create(fsb_pool **out, int n_threads)
 
 void fsb_pool_destroy(fsb_pool *p)
 {
-    if (!p)
-        return;
+    if (!p) return;
     pthread_mutex_lock(&p->mu);
     p->stop = 1;
     pthread_cond_broadcast(&p->wake);
@@ -131,8 +125,7 @@ int fsb_pool_size(const fsb_pool *p)
 
 void fsb_pool_run(fsb_pool *p, int n_tasks, fsb_task_fn fn, void *ctx)
 {
-    if (n_tasks <= 0)
-        return;
+    if (n_tasks <= 0) return;
     if (!p || p->n == 1 || n_tasks == 1) {
         for (int i = 0; i < n_tasks; i++)
             fn(ctx, i, 0);

@@ -145,6 +145,34 @@ START_TEST(im2col_hand_values)
 }
 END_TEST
 
+START_TEST(im2col_row_tiles_match_full)
+{
+    int C = 2, H = 7, W = 5;
+    float *x = rnd((long)C * H * W, 1, 50), *full = zeros((long)C * 9 * H * W),
+          *tile = zeros((long)C * 9 * H * W);
+    fsb_im2col(full, x, C, H, W, 3);
+    for (int y0 = 0; y0 < H; y0++)
+        for (int y1 = y0 + 1; y1 <= H; y1++) {
+            int N = (y1 - y0) * W;
+            fsb_im2col_rows(tile, x, C, H, W, 3, y0, y1);
+            for (int r = 0; r < C * 9; r++)
+                for (int i = 0; i < N; i++)
+                    ck_assert_float_eq(tile[(long)r * N + i], full[(long)r * H * W + y0 * W + i]);
+        }
+    /* against the definition: row (c,ki,kj), pixel (y,x) = x[c, y+ki-1, x+kj-1] or 0 */
+    for (int c = 0; c < C; c++)
+        for (int q = 0; q < 9; q++)
+            for (int y = 0; y < H; y++)
+                for (int xx = 0; xx < W; xx++) {
+                    int sy = y + q / 3 - 1, sx = xx + q % 3 - 1;
+                    float want =
+                        sy < 0 || sy >= H || sx < 0 || sx >= W ? 0 : x[(c * H + sy) * W + sx];
+                    ck_assert_float_eq(full[((long)c * 9 + q) * H * W + y * W + xx], want);
+                }
+    free(x), free(full), free(tile);
+}
+END_TEST
+
 /* ---- batch norm ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -459,6 +487,7 @@ int main(void)
     tcase_add_test(tc, conv3x3_matches_reference_and_fd);
     tcase_add_test(tc, conv1x1_matches_reference_and_fd);
     tcase_add_test(tc, im2col_hand_values);
+    tcase_add_test(tc, im2col_row_tiles_match_full);
     tcase_add_test(tc, batchnorm_running_stats_hand_values);
     tcase_add_test(tc, batchnorm_fd_train_and_eval);
     tcase_add_test(tc, activations_pools_linear_fd);

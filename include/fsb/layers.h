@@ -18,6 +18,8 @@
 /* col (C*k*k, H*W) = the im2col matrix of one image inp (C,H,W): row (c*k + ki)*k + kj,
  * column y*W + x holds inp[c, y+ki-k/2, x+kj-k/2] (0 outside the image). */
 void fsb_im2col(float *col, const float *inp, int C, int H, int W, int k);
+/* The same for output rows y0..y1-1 only: col (C*k*k, (y1-y0)*W) (a spatial tile). */
+void fsb_im2col_rows(float *col, const float *inp, int C, int H, int W, int k, int y0, int y1);
 /* dinp (C,H,W) += the adjoint of fsb_im2col applied to dcol (C*k*k, H*W). */
 void fsb_col2im_add(float *dinp, const float *dcol, int C, int H, int W, int k);
 

@@ -62,8 +62,10 @@ const char *fsb_arch_name(fsb_arch arch);
 typedef struct fsb_model fsb_model;
 
 /* Create a model for batches of up to max_batch images with an n_class-way head (0 = no
- * head). Parameters are initialised from init_rng (see the top comment); pool (borrowed, may
- * be NULL = single-threaded) must outlive the model. FSB_EINVAL / FSB_ENOMEM on failure. */
+ * head). Parameters are initialised from init_rng (see the top comment; NULL: conv and head
+ * weights are zero, for a model that is loaded next); pool (borrowed, may be NULL =
+ * single-threaded) must outlive the model. Sets OpenBLAS to 1 thread (process-wide).
+ * FSB_EINVAL / FSB_ENOMEM on failure. */
 int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, int max_batch,
                      fsb_pool *pool, fsb_rng *init_rng);
 /* Free everything; NULL is a no-op. */
@@ -152,7 +154,8 @@ int fsb_adapt_parse(const char *text, fsb_adapt *out);
  * must match). */
 int fsb_model_copy_weights(fsb_model *dst, const fsb_model *src, int with_head);
 /* Replace the head by a fresh n_class-way one (n_class >= 0), initialised like nn.Linear
- * from rng. Gradients are zeroed. */
+ * from rng (NULL: zeros). Reallocates the parameter/gradient arrays when n_class changes
+ * (pointers from fsb_model_params/grads/tensor_at become invalid). Gradients are zeroed. */
 int fsb_model_reset_head(fsb_model *m, int n_class, fsb_rng *rng);
 
 /* ---- checkpoints (tensorfile) ----------------------------------------------------------- */
