@@ -598,9 +598,5 @@ int main(void)
     tcase_add_test(tc, same_predictions_on_any_thread);
     tcase_add_test(tc, perf_methods_cli);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

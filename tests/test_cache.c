@@ -277,9 +277,5 @@ int main(void)
     tcase_add_test(tc, bad_images_fail_naming_file_and_line);
     tcase_add_test(tc, both_layouts_same_pixels);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

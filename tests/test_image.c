@@ -372,9 +372,5 @@ int main(void)
     tcase_add_test(tc, corrupt_inputs_fail_naming_the_file);
     tcase_add_test(tc, png_zoo_decodes_to_the_written_pixels);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

@@ -6,6 +6,8 @@
 #include "fsb/status.h"
 #include "fsb/tensorfile.h"
 
+#include "testutil.h"
+
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -69,9 +71,5 @@ int main(void)
     tcase_add_test(tc, imported_teacher_gives_torch_features);
     tcase_add_test(tc, imported_teacher_of_another_architecture_is_refused);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

@@ -6,6 +6,8 @@
 #include "fsb/layers.h"
 #include "fsb/rng.h"
 
+#include "testutil.h"
+
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -496,9 +498,5 @@ int main(void)
     tcase_add_test(tc, dropblock_gamma_and_blocks);
     tcase_add_test(tc, losses_hand_values_and_fd);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

@@ -394,9 +394,5 @@ int main(void)
     tcase_add_test(tc, state_save_restore_continues_identically);
     tcase_add_test(tc, matches_torch_sgd_fixture);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

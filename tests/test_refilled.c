@@ -8,6 +8,8 @@
 #include "fsb/rng.h"
 #include "fsb/status.h"
 
+#include "testutil.h"
+
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -814,9 +816,5 @@ int main(void)
     tcase_add_test(tc, stage2_centres_given_equal_batch_centres);
     tcase_add_test(tc, stage2_errors);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

@@ -1,6 +1,8 @@
 /* test_rng.c - Philox4x32-10 known answers (Random123 kat_vectors) and the draws on it. */
 #include "fsb/rng.h"
 
+#include "testutil.h"
+
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -115,9 +117,5 @@ int main(void)
     tcase_add_test(tc, uniform_and_normal_moments);
     tcase_add_test(tc, mix64_known_answer);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

@@ -646,9 +646,5 @@ int main(void)
     tcase_add_test(tc, torch_parity_fixtures_follow_the_contract);
     tcase_add_test(tc, torch_roundtrip_fixture_is_a_checkpoint);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

@@ -6,6 +6,8 @@
 #include "fsb/threads.h"
 #include "fsb/transform.h"
 
+#include "testutil.h"
+
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -299,9 +301,5 @@ int main(void)
     tcase_add_test(tc, train_crop_flip_jitter_by_hand);
     tcase_add_test(tc, train_deterministic_and_batches_thread_independent);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

@@ -322,9 +322,5 @@ int main(void)
     tcase_add_test(tc, run_is_independent_of_threads_and_interruptions);
     tcase_add_test(tc, run_refuses_bad_inputs);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

@@ -2,6 +2,8 @@
 #include "testutil.h"
 #include "fsb/fileio.h"
 
+#include <check.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,4 +121,13 @@ const char *tu_bench(void)
     if (!b)
         die("FSB_BENCH is not set (run the tests through ctest)");
     return b;
+}
+
+int tu_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

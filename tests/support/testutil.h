@@ -23,6 +23,10 @@ int tu_same_file(const char *a, const char *b);
 /* Run a shell command; stdout+stderr captured into *out (malloc'd, may be NULL to discard).
  * Returns the exit status (or -1 when it did not exit normally). */
 int tu_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Run every test of suite s (Check's normal output) and return the process exit status:
+ * EXIT_SUCCESS when none failed. The body of every suite's main(). */
+typedef struct Suite Suite;
+int tu_run_suite(Suite *s);
 /* Path of the `bench` binary under test ($FSB_BENCH, set by ctest). */
 const char *tu_bench(void);
 
