@@ -221,7 +221,14 @@ void fsb_student_opts_string(const fsb_student_opts *o, char *buf, size_t n)
         } else if (k->type == K_INT) {
             w = snprintf(buf + len, n - len, "%s%s=%d", sep, k->name, get_int(o, k));
         } else {
-            w = snprintf(buf + len, n - len, "%s%s=%.9g", sep, k->name, (double)get_float(o, k));
+            /* the shortest %g that reads back as the same float (0.01, not 0.00999999978) */
+            float f = get_float(o, k);
+            char num[32];
+            for (int prec = 6; prec <= 9; prec++) {
+                snprintf(num, sizeof num, "%.*g", prec, (double)f);
+                if (strtof(num, NULL) == f) break;
+            }
+            w = snprintf(buf + len, n - len, "%s%s=%s", sep, k->name, num);
         }
         if (w < 0) break;
         len += (size_t)w;

@@ -93,7 +93,8 @@ int fsb_student_opts_check(const fsb_student_opts *o, const char *flag);
  * (FSB_EINVAL) name `flag` and the key: unknown key, missing '=', bad value, out of range.
  * On error *o is unchanged. */
 int fsb_student_opts_parse(fsb_student_opts *o, const char *spec, const char *flag);
-/* The canonical "key=value,..." of every field in a fixed order (%.9g floats), for run
+/* The canonical "key=value,..." of every field in a fixed order (floats: the shortest %g
+ * that reads back as the same float), for run
  * identity and reports; buf of FSB_STUDENT_SPEC_MAX bytes. Parsing it gives the same opts. */
 void fsb_student_opts_string(const fsb_student_opts *o, char *buf, size_t n);
 

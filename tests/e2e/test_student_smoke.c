@@ -139,6 +139,59 @@ START_TEST(student_methods_end_to_end)
 }
 END_TEST
 
+START_TEST(tune_on_val_only)
+{
+    /* the test split is absent while tuning: reading it would fail */
+    char *csv = tu_path(root, "split/test.csv"), *aside = tu_path(root, "test.csv.aside");
+    ck_assert_int_eq(rename(csv, aside), 0);
+    char *dir = tu_path(work, "tune"), *out = NULL;
+    const char *cmd = "'%s' tune --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' "
+                      "--episodes 3 --shots 1,3 --way 3 --query 4 --threads 2" IMG
+                      " --grid 'stage1_steps=2,stage2_steps=2|3,bank=2'";
+    int rc = tu_run(&out, cmd, tu_bench(), root, work, teacher, dir);
+    if (rc) fprintf(stderr, "%s\n", out);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_ptr_nonnull(strstr(out, "val_table.md"));
+    free(out);
+    char *tp = tu_path(dir, "val_table.md"), *cp = tu_path(dir, "chosen.txt");
+    char *table = tu_read(tp, NULL), *chosen = tu_read(cp, NULL);
+    ck_assert_ptr_nonnull(table);
+    ck_assert_ptr_nonnull(chosen);
+    if (getenv("FSB_TEST_VERBOSE")) fprintf(stderr, "%s\n%s", table, chosen);
+    /* finetune ignores stage1_steps: 2 points each */
+    ck_assert_ptr_nonnull(strstr(table, "| finetune | stage2_steps=2,bank=2 |"));
+    ck_assert_ptr_nonnull(strstr(table, "| finetune | stage2_steps=3,bank=2 |"));
+    ck_assert_ptr_nonnull(strstr(table, "| refilled | stage1_steps=2,stage2_steps=3,bank=2 |"));
+    ck_assert_ptr_null(strstr(table, "| finetune | stage1_steps"));
+    ck_assert_ptr_nonnull(strstr(table, "| 1-shot | 3-shot | mean over shots |"));
+    ck_assert_ptr_nonnull(strstr(chosen, "\nfinetune\tstage2_steps="));
+    ck_assert_ptr_nonnull(strstr(chosen, "\nrefilled\tstage1_steps=2,"));
+    char *run = tu_path(dir, "refilled/stage1_steps=2,stage2_steps=2,bank=2/run.id");
+    char *id = tu_read(run, NULL);
+    ck_assert_ptr_nonnull(id);
+    ck_assert_ptr_nonnull(strstr(id, "split=val\n"));
+    /* a rerun continues (nothing left to do) and chooses the same */
+    ck_assert_int_eq(tu_run(&out, cmd, tu_bench(), root, work, teacher, dir), 0);
+    free(out);
+    char *chosen2 = tu_read(cp, NULL);
+    ck_assert_str_eq(chosen, chosen2);
+    /* the test split is refused; a bad grid names the key */
+    ck_assert_int_eq(tu_run(&out, "'%s' tune --data '%s' --teacher '%s' --split test", tu_bench(),
+                            root, teacher),
+                     2);
+    ck_assert_ptr_nonnull(strstr(out, "test split"));
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "'%s' tune --data '%s' --teacher '%s' --grid 'lr2=0.1|x'",
+                            tu_bench(), root, teacher),
+                     2);
+    ck_assert_ptr_nonnull(strstr(out, "lr2"));
+    free(out);
+    ck_assert_int_eq(rename(aside, csv), 0);
+    free(csv), free(aside), free(dir), free(tp), free(cp), free(table), free(chosen);
+    free(chosen2), free(run), free(id);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("student_smoke");
@@ -146,6 +199,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_unchecked_fixture(tc, setup_data, teardown_data);
     tcase_add_test(tc, student_methods_end_to_end);
+    tcase_add_test(tc, tune_on_val_only);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
