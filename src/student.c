@@ -32,6 +32,7 @@ void fsb_student_opts_default(fsb_student_opts *o)
     o->batch = 0;
     o->augment = 1;
     o->bank = 4;
+    o->bank_max = 0;
     o->views = 2;
     o->k1 = FSB_K1_VIEWS;
     o->adapt = FSB_ADAPT_LAST;
@@ -76,6 +77,7 @@ static const spec_key keys[] = {
     {"batch", K_INT, OFF(batch), 0, 100000, 0, NULL, 0},
     {"augment", K_INT, OFF(augment), 0, 1, 0, NULL, 0},
     {"bank", K_INT, OFF(bank), 1, 256, 0, NULL, 0},
+    {"bank_max", K_INT, OFF(bank_max), 0, 1000000, 0, NULL, 0},
     {"views", K_INT, OFF(views), 2, 256, 0, NULL, 0},
     {"k1", K_ENUM, OFF(k1), 0, 0, 0, k1_names, 2},
     {"adapt", K_ENUM, OFF(adapt), 0, 0, 0, adapt_names, 3},
@@ -284,11 +286,22 @@ static int per_class(const fsb_student_opts *o, int way, int shot, int vs, int m
     return pc;
 }
 
+/* Views per support image in the bank of an episode with n_s support images: `bank`, capped
+ * by bank_max / n_s (at least 1); 1 without augmentation. A bank of one view per image is
+ * the test transform (a single random crop would be a fixed distortion). */
+static int bank_views(const fsb_student_opts *o, int n_s)
+{
+    if (!o->augment) return 1;
+    int a = o->bank;
+    if (o->bank_max > 0 && o->bank_max / n_s < a) a = o->bank_max / n_s < 1 ? 1 : o->bank_max / n_s;
+    return a;
+}
+
 /* Views per image in stage 1 at this shot (1 at K > 1; 0 = no stage 1 at K = 1). */
-static int stage1_views(const fsb_student_opts *o, int shot)
+static int stage1_views(const fsb_student_opts *o, int way, int shot)
 {
     if (shot > 1) return 1;
-    int a = o->augment ? o->bank : 1;
+    int a = bank_views(o, way * shot);
     int v = o->views < a ? o->views : a;
     return o->k1 == FSB_K1_VIEWS && v >= 2 ? v : 0;
 }
@@ -297,7 +310,7 @@ static int stage1_views(const fsb_student_opts *o, int shot)
 static int max_rows(const fsb_student_opts *o, int way, int shot)
 {
     int rows = way * per_class(o, way, shot, 1, 1);
-    int vs = stage1_views(o, shot);
+    int vs = stage1_views(o, way, shot);
     if (vs) {
         int r1 = way * per_class(o, way, shot, vs, shot > 1 ? 2 : 1) * vs;
         rows = r1 > rows ? r1 : rows;
@@ -309,7 +322,8 @@ static int ctx_compatible(const fsb_student_ctx *c, const fsb_student_opts *o)
 {
     const fsb_student_opts *a = &c->opts;
     return a->batch == o->batch && a->augment == o->augment && a->bank == o->bank &&
-           a->views == o->views && a->adapt == o->adapt && a->prefix == o->prefix;
+           a->bank_max == o->bank_max && a->views == o->views && a->adapt == o->adapt &&
+           a->prefix == o->prefix;
 }
 
 int fsb_student_ctx_create(fsb_student_ctx **out, const char *teacher_path, const fsb_cache *cache,
@@ -356,8 +370,11 @@ int fsb_student_ctx_create(fsb_student_ctx **out, const char *teacher_path, cons
     fsb_model_stage_shape(c->student, c->s0, &ch, &h, &w);
     c->act = (long)ch * h * w;
     c->img_sz = 3L * tf->crop * tf->crop;
-    int bank = opts->augment ? opts->bank : 1;
-    c->bank_cap = max_way * max_shot * bank;
+    c->bank_cap = 1;
+    for (int k = 1; k <= max_shot; k++) {
+        int rows = max_way * k * bank_views(opts, max_way * k);
+        c->bank_cap = rows > c->bank_cap ? rows : c->bank_cap;
+    }
     size_t B = (size_t)c->max_batch, D = (size_t)c->D, W = (size_t)max_way;
     c->bank = malloc(sizeof(float) * (size_t)c->bank_cap * (size_t)c->act);
     c->bank_emb = malloc(sizeof(float) * (size_t)c->bank_cap * D);
@@ -385,7 +402,7 @@ int fsb_student_ctx_create(fsb_student_ctx **out, const char *teacher_path, cons
     /* loss scratch: the worst stage-1 batch (balanced labels, either miner) and stage 2 */
     size_t scratch = fsb_refilled_stage2_scratch_bytes(c->max_batch, c->D, max_way);
     for (int k = 1; k <= max_shot; k++) {
-        int vs = stage1_views(opts, k);
+        int vs = stage1_views(opts, max_way, k);
         if (!vs) continue;
         int pc = per_class(opts, max_way, k, vs, k > 1 ? 2 : 1), n = max_way * pc * vs;
         for (int i = 0; i < n; i++)
@@ -441,7 +458,7 @@ const fsb_model *fsb_student_ctx_student(const fsb_student_ctx *ctx)
 /* ---- one episode -------------------------------------------------------------------------- */
 
 /* Fill the bank: view v of support position i is row i*A+v, pixels from the train transform
- * with rng (aug_key, row) (or the test transform when !augment). Stores the stage-s0 input of
+ * with rng (aug_key, row) (the test transform when A == 1). Stores the stage-s0 input of
  * every row and, when with_emb, the teacher's eval-mode embedding of the same pixels. */
 static int build_bank(fsb_student_ctx *c, const int *support_img, const int *labels, int n_s, int A,
                       uint64_t aug_key, int with_emb)
@@ -459,7 +476,7 @@ static int build_bank(fsb_student_ctx *c, const int *support_img, const int *lab
             const uint8_t *px = ca->px + (size_t)idx * img_bytes;
             char name[48];
             snprintf(name, sizeof name, "image %d", idx);
-            if (c->opts.augment) {
+            if (A > 1) {
                 fsb_rng vr;
                 fsb_rng_init(&vr, aug_key, (uint64_t)r);
                 st =
@@ -584,15 +601,17 @@ int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_st
             c->cls[k * shot + i] = c->cls[k * shot + j];
             c->cls[k * shot + j] = t;
         }
-    int A = opts->augment ? opts->bank : 1, refilled = method == FSB_STUDENT_REFILLED;
+    int A = bank_views(opts, n_s), refilled = method == FSB_STUDENT_REFILLED;
     if ((st = build_bank(c, support_img, support_labels, n_s, A, aug_key, refilled))) return st;
+    s.bank_views = A;
+    s.bank_ms = (fsb_now() - t0) * 1e3;
     long np;
     fsb_model_params(S, &np);
     long off = fsb_model_trainable_offset(S), head = np - ((long)way * c->D + way);
     int D = c->D;
 
     /* stage 1: triplet relationship matching on the embedding (backbone parameters only) */
-    int vs1 = stage1_views(opts, shot);
+    int vs1 = stage1_views(opts, way, shot);
     if (refilled && opts->stage1_steps > 0 && off < head && vs1 > 0) {
         s.stage1_ran = 1;
         fsb_refilled_stage1_opts o1 = {opts->tau1, opts->w1, opts->margin, opts->miner};

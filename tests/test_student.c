@@ -411,6 +411,28 @@ START_TEST(one_shot_views)
 }
 END_TEST
 
+/* bank_max caps the views per image (1 view = the test transform); the stats report it. */
+START_TEST(bank_cap)
+{
+    fsb_student_opts o;
+    small_opts(&o);
+    o.bank_max = 8;
+    fsb_student_ctx *c = make_ctx(&o, 3);
+    int pred[WAY * QUERY];
+    fsb_student_stats s;
+    const int want[4] = {0, 2, 1, 1}; /* 8 / (4 * K), at least 1, at most bank = 4 */
+    for (int k = 1; k <= 3; k++) {
+        episode e;
+        make_episode(&e, k);
+        ck_assert_int_eq(run_episode(c, &o, FSB_STUDENT_REFILLED, &e, 12, pred, &s), 0);
+        ck_assert_int_eq(s.bank_views, want[k]);
+        ck_assert_int_eq(s.stage1_ran, 1); /* K = 1 has 2 views, K > 1 two images */
+        ck_assert(s.bank_ms > 0 && s.bank_ms <= s.fit_ms);
+    }
+    fsb_student_ctx_destroy(c);
+}
+END_TEST
+
 /* adapt last / head: precomputing the frozen prefix once gives the same bits as running the
  * whole network every step, and the frozen blocks stay the teacher's. */
 START_TEST(frozen_prefix_precompute_is_exact)
@@ -529,6 +551,7 @@ static Suite *student_suite(void)
     tcase_add_test(tc, learns_separable_classes);
     tcase_add_test(tc, no_triplets_no_step);
     tcase_add_test(tc, one_shot_views);
+    tcase_add_test(tc, bank_cap);
     tcase_add_test(tc, frozen_prefix_precompute_is_exact);
     tcase_add_test(tc, method_table_adapter);
     tcase_set_timeout(tc, 120);

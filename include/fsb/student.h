@@ -11,8 +11,9 @@
  * inputs and rng state give the same predictions bit for bit.
  *
  * Support data: a BANK of `bank` views per support image is drawn once per episode (train
- * augmentation, view v of support position i from fsb_rng stream i*bank+v under a key drawn
- * from the episode rng; with augment=0 the bank is the test transform, bank = 1). For every
+ * augmentation, view v of support position i from fsb_rng stream i*views+v under a key drawn
+ * from the episode rng; `bank_max` caps the rows; a bank of one view per image - augment=0,
+ * bank=1 or the cap - is the test transform). For every
  * bank row the teacher's embedding (eval mode, the SAME augmented pixels the student sees)
  * and, with a frozen prefix (adapt last/head, prefix=1), the prefix activations are computed
  * once per episode; steps then cycle through the bank. Batches: per step and class,
@@ -62,6 +63,8 @@ typedef struct fsb_student_opts {
     int batch;         /* (ctx) rows per step cap; 0 = the whole support set [0] */
     int augment;       /* (ctx) 1: train augmentation for the bank; 0: test transform [1] */
     int bank;          /* (ctx) views per support image drawn per episode (1 if !augment) [4] */
+    int bank_max;      /* (ctx) cap on bank rows per episode: views per image = min(bank,
+                          max(1, bank_max / support images)); 0 = no cap [0] */
     int views;         /* (ctx) V >= 2 views per image in stage-1 batches at K = 1 [2] */
     fsb_student_k1 k1; /* K = 1 policy: views | skip [views] */
     fsb_adapt adapt;   /* (ctx) trained part: all | last | head [last] */
@@ -124,6 +127,8 @@ const fsb_model *fsb_student_ctx_student(const fsb_student_ctx *ctx);
 /* What one episode did. */
 typedef struct fsb_student_stats {
     double fit_ms;            /* bank + training, ms */
+    double bank_ms;           /* of which building the bank (transforms, teacher, prefix), ms */
+    int bank_views;           /* views per support image in this episode's bank */
     double predict_ms;        /* query transform + forward + argmax, ms */
     int stage1_ran;           /* 1 when stage 1 was attempted (refilled, trainable backbone,
                                  K > 1 or k1=views) */
