@@ -571,7 +571,7 @@ int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_st
     if (st) return st;
     if (!ctx_compatible(c, opts))
         return fsb_error(FSB_EINVAL, "student: options differ from the context's in batch, "
-                                     "augment, bank, views, adapt or prefix");
+                                     "augment, bank, bank_max, views, adapt or prefix");
     if (way < 1 || way > c->max_way || shot < 1 || shot > c->max_shot || n_query < 1 ||
         n_query > c->max_way * c->max_query)
         return fsb_error(FSB_EINVAL,
