@@ -13,10 +13,10 @@
  * Support data: a BANK of `bank` views per support image is drawn once per episode (train
  * augmentation, view v of support position i from fsb_rng stream i*views+v under a key drawn
  * from the episode rng; `bank_max` caps the rows; a bank of one view per image - augment=0,
- * bank=1 or the cap - is the test transform). For every
- * bank row the teacher's embedding (eval mode, the SAME augmented pixels the student sees)
- * and, with a frozen prefix (adapt last/head, prefix=1), the prefix activations are computed
- * once per episode; steps then cycle through the bank. Batches: per step and class,
+ * bank=1 or the cap - is the test transform). For every bank row the teacher's embedding
+ * (eval mode, the SAME augmented pixels the student sees) and, with a frozen prefix (adapt
+ * last/head, prefix=1), the prefix activations are computed once per episode; steps then
+ * cycle through the bank. Batches: per step and class,
  * `per_class` support images in a per-episode random rotation (all K when batch = 0), one
  * view each; stage 1 at K = 1 takes `views` distinct views per image instead (positives =
  * views of the same image; k1=skip skips stage 1 at K = 1).
@@ -97,8 +97,8 @@ int fsb_student_opts_check(const fsb_student_opts *o, const char *flag);
  * On error *o is unchanged. */
 int fsb_student_opts_parse(fsb_student_opts *o, const char *spec, const char *flag);
 /* The canonical "key=value,..." of every field in a fixed order (floats: the shortest %g
- * that reads back as the same float), for run
- * identity and reports; buf of FSB_STUDENT_SPEC_MAX bytes. Parsing it gives the same opts. */
+ * that reads back as the same float), for run identity and reports; buf of
+ * FSB_STUDENT_SPEC_MAX bytes. Parsing it gives the same opts. */
 void fsb_student_opts_string(const fsb_student_opts *o, char *buf, size_t n);
 
 /* ---- per-worker context ------------------------------------------------------------------- */
