@@ -411,6 +411,36 @@ START_TEST(one_shot_views)
 }
 END_TEST
 
+/* Every option path runs and stays finite: facenet miner, cosine schedule, per-batch centres,
+ * a batch cap, no augmentation, plain momentum, adapt head (stage 1 has nothing to train). */
+START_TEST(option_variants_run)
+{
+    static const char *const specs[] = {
+        "miner=facenet", "sched=cosine",      "centres_batch=1",
+        "batch=6",       "augment=0",         "nesterov=0,momentum=0",
+        "adapt=head",    "adapt=all,batch=4", "tau1=1,w1=50,tau2=4,lambda=10,margin=0.5"};
+    episode e;
+    make_episode(&e, 3);
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        fsb_student_opts o;
+        small_opts(&o);
+        ck_assert_int_eq(fsb_student_opts_parse(&o, specs[i], "test"), 0);
+        fsb_student_ctx *c = make_ctx(&o, 3);
+        for (int m = 0; m < 2; m++) {
+            int pred[WAY * QUERY];
+            fsb_student_stats s;
+            ck_assert_msg(run_episode(c, &o, (fsb_student_method)m, &e, 13, pred, &s) == 0, "%s",
+                          specs[i]);
+            ck_assert_msg(isfinite(s.loss_last) && isfinite(s.stage1_loss_last), "%s", specs[i]);
+            ck_assert_int_eq(s.stage2_steps, o.stage2_steps);
+            ck_assert_int_eq(s.stage1_ran, m == 1 && o.adapt != FSB_ADAPT_HEAD);
+            n_correct(pred, &e);
+        }
+        fsb_student_ctx_destroy(c);
+    }
+}
+END_TEST
+
 /* bank_max caps the views per image (1 view = the test transform); the stats report it. */
 START_TEST(bank_cap)
 {
@@ -551,6 +581,7 @@ static Suite *student_suite(void)
     tcase_add_test(tc, learns_separable_classes);
     tcase_add_test(tc, no_triplets_no_step);
     tcase_add_test(tc, one_shot_views);
+    tcase_add_test(tc, option_variants_run);
     tcase_add_test(tc, bank_cap);
     tcase_add_test(tc, frozen_prefix_precompute_is_exact);
     tcase_add_test(tc, method_table_adapter);
