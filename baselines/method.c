@@ -5,6 +5,7 @@
  */
 #include "fsb/method.h"
 #include "fsb/status.h"
+#include "fsb/student.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -25,6 +26,12 @@ static const fsb_method methods[] = {
     {"logreg", "logistic regression (liblinear L2R_LR primal, one-vs-rest) on frozen features",
      FSB_NEEDS_FEATURES, FSB_NORM_L2N, fsb_method_linear_run, fsb_method_linear_scratch,
      SOLVER_L2R_LR},
+    {"finetune", "per-episode fine-tuning of the teacher + a new head, cross-entropy only",
+     FSB_NEEDS_IMAGES, FSB_NORM_UN, fsb_method_student_run, fsb_method_student_scratch,
+     FSB_STUDENT_FINETUNE},
+    {"refilled", "REFILLED: triplet-relationship then NCM-classifier distillation per episode",
+     FSB_NEEDS_IMAGES, FSB_NORM_UN, fsb_method_student_run, fsb_method_student_scratch,
+     FSB_STUDENT_REFILLED},
 };
 static const int n_methods = (int)(sizeof methods / sizeof methods[0]);
 

@@ -17,6 +17,7 @@
 #include "fsb/progress.h"
 #include "fsb/report.h"
 #include "fsb/status.h"
+#include "fsb/student.h"
 #include "fsb/tensorfile.h"
 #include "fsb/threads.h"
 #include "fsb/transform.h"
@@ -62,6 +63,7 @@ typedef struct worker {
     int *pred;       /* [way*query] predictions */
     float *sfeat;    /* [way*max_shot][dim] gathered support features */
     float *qfeat;    /* [way*query][dim] gathered query features */
+    fsb_student_ctx *student; /* training methods' context (NULL without image methods) */
 } worker;
 
 /* Outcome of one task of a chunk. */
@@ -93,6 +95,8 @@ typedef struct run_state {
     worker *workers;         /* [pool size] */
     long tasks_here;         /* tasks journaled by this process (fault injection) */
     char *run_id;            /* the run identity text */
+    int has_images;          /* some method trains per episode (FSB_NEEDS_IMAGES) */
+    fsb_student_opts student; /* their options (--student), cfg.extra of those methods */
 } run_state;
 
 static size_t task_index(const run_state *r, int m, int s, int e)
@@ -144,16 +148,21 @@ static char *make_run_id(const run_state *r)
         snprintf(methods + strlen(methods), sizeof methods - strlen(methods), "%s%s(norm=%s,C=%g)",
                  i ? "," : "", r->methods[i]->name, fsb_norm_name(c->norm), c->C);
     }
-    char *id = malloc(2048);
+    char *id = malloc(4096);
     if (!id)
         return NULL;
-    snprintf(id, 2048,
+    snprintf(id, 4096,
              "format=fsbench-run/1\nsplit=%s\ndata_fingerprint=%016" PRIx64 "\n"
              "teacher_xxh3=%016" PRIx64 "\nepisodes_hash=%s\nepisodes=%d\nway=%d\nquery=%d\n"
              "shots=%s\nseed=%" PRIu64 "\nmethods=%s\nimage_size=%d\nresize=%d\ncrop=%d\n",
              r->sweep.split, r->cache.split.fingerprint, r->teacher_hash, r->ep_hash,
              r->sweep.n_episodes, r->sweep.way, r->sweep.query, shots, r->sweep.seed, methods,
              o->image_size, o->resize, o->crop);
+    if (r->has_images) { /* training methods: their options decide their results */
+        char spec[FSB_STUDENT_SPEC_MAX];
+        fsb_student_opts_string(&r->student, spec, sizeof spec);
+        snprintf(id + strlen(id), 4096 - strlen(id), "student=%s\n", spec);
+    }
     return id;
 }
 
@@ -202,6 +211,16 @@ static int claim_run_dir(const run_state *r)
 
 /* ---- features ---------------------------------------------------------------------------- */
 
+/* The test transform of the run (and the augmentation settings of training methods). */
+static int run_transform(const run_state *r, fsb_transform *t)
+{
+    fsb_arch arch = fsb_model_options(r->teacher)->arch;
+    fsb_transform_defaults(t, arch == FSB_ARCH_RES12 ? FSB_PIXNORM_RESNET12 : FSB_PIXNORM_CONVNET);
+    t->resize = r->o->resize;
+    t->crop = r->o->crop;
+    return fsb_transform_check(t);
+}
+
 /* Features of every image of `c` under the teacher, cached beside the packed images. */
 static int split_features(run_state *r, fsb_cache *c, fsb_tensorfile *tf, const float **out)
 {
@@ -236,11 +255,7 @@ static int split_features(run_state *r, fsb_cache *c, fsb_tensorfile *tf, const 
     }
     /* compute */
     fsb_transform tf_opts;
-    fsb_transform_defaults(&tf_opts, arch == FSB_ARCH_RES12 ? FSB_PIXNORM_RESNET12
-                                                            : FSB_PIXNORM_CONVNET);
-    tf_opts.resize = o->resize;
-    tf_opts.crop = o->crop;
-    if ((st = fsb_transform_check(&tf_opts)))
+    if ((st = run_transform(r, &tf_opts)))
         goto done;
     float *feats = malloc((size_t)n * d * sizeof *feats);
     float *batch = malloc((size_t)EMBED_BATCH * 3 * o->crop * o->crop * sizeof *batch);
@@ -318,7 +333,7 @@ static void run_task(void *ctx, int t, int wi)
                           .support_labels = w->slab,
                           .support_img = w->sidx,
                           .query_img = w->qidx,
-                          .ctx = NULL};
+                          .ctx = (m->needs & FSB_NEEDS_IMAGES) ? w->student : NULL};
     /* the episode's generator: a pure function of (seed, method, shot, episode) */
     fsb_rng rng;
     uint64_t mkey = XXH3_64bits(m->name, strlen(m->name));
@@ -363,6 +378,15 @@ static int workers_init(run_state *r)
         if (!w->sidx || !w->slab || !w->qidx || !w->qlab || !w->pred || !w->sfeat || !w->qfeat)
             return fsb_error(FSB_ENOMEM, "out of memory");
     }
+    if (r->has_images) { /* one teacher replica + student per worker, reused every episode */
+        fsb_transform t;
+        int st = run_transform(r, &t);
+        for (int i = 0; i < nw && !st; i++)
+            st = fsb_student_ctx_create(&r->workers[i].student, r->o->teacher, &r->cache, &t, way,
+                                        ms, q, &r->student);
+        if (st)
+            return fsb_error_wrap(st, "--student");
+    }
     return FSB_OK;
 }
 
@@ -380,6 +404,7 @@ static void workers_free(run_state *r)
         free(w->pred);
         free(w->sfeat);
         free(w->qfeat);
+        fsb_student_ctx_destroy(w->student);
     }
     free(r->workers);
     r->workers = NULL;
@@ -419,7 +444,7 @@ static int run_group(run_state *r, int m, int s)
 {
     int ne = r->sweep.n_episodes, shot = r->o->shots[s];
     int *todo = malloc((size_t)ne * sizeof *todo);
-    task_out *outs = malloc(CHUNK_EPISODES * sizeof *outs);
+    task_out *outs = malloc((CHUNK_EPISODES + (size_t)fsb_pool_size(r->pool)) * sizeof *outs);
     if (!todo || !outs) {
         free(todo);
         free(outs);
@@ -434,8 +459,12 @@ static int run_group(run_state *r, int m, int s)
     fsb_progress bar;
     fsb_progress_init(&bar, r->o->progress, label, "ep", ne - n, ne);
     int st = FSB_OK;
-    for (int i = 0; i < n && !st; i += CHUNK_EPISODES) {
-        int nc = n - i < CHUNK_EPISODES ? n - i : CHUNK_EPISODES;
+    /* training methods take seconds per episode: sync the journal after every round of
+     * one episode per worker, so that a kill loses at most that */
+    int per_sync = (r->methods[m]->needs & FSB_NEEDS_IMAGES) ? fsb_pool_size(r->pool)
+                                                          : CHUNK_EPISODES;
+    for (int i = 0; i < n && !st; i += per_sync) {
+        int nc = n - i < per_sync ? n - i : per_sync;
         chunk c = {r, m, shot, todo + i, outs};
         fsb_pool_run(r->pool, nc, run_task, &c);
         for (int t = 0; t < nc && !st; t++) {
@@ -504,6 +533,10 @@ static int resolve_methods(run_state *r)
     const fsb_run_opts *o = r->o;
     if (o->n_methods < 1)
         return fsb_error(FSB_EINVAL, "--methods: no method given");
+    fsb_student_opts_default(&r->student);
+    int st = fsb_student_opts_parse(&r->student, o->student, "--student");
+    if (st)
+        return st;
     for (int i = 0; i < o->n_methods; i++) {
         const fsb_method *m = fsb_method_find(o->methods[i]);
         if (!m)
@@ -511,11 +544,12 @@ static int resolve_methods(run_state *r)
         for (int j = 0; j < i; j++)
             if (r->methods[j] == m)
                 return fsb_error(FSB_EINVAL, "--methods: '%s' is listed twice", m->name);
-        if (m->needs & FSB_NEEDS_IMAGES)
-            return fsb_error(FSB_EINVAL, "--methods: '%s' trains per episode and is not "
-                                         "available in this runner yet", m->name);
         r->methods[i] = m;
         fsb_method_config_default(&r->cfg[i], m);
+        if (m->needs & FSB_NEEDS_IMAGES) {
+            r->has_images = 1;
+            r->cfg[i].extra = &r->student;
+        }
         if (o->norm >= 0)
             r->cfg[i].norm = (fsb_norm)o->norm;
         r->cfg[i].C = o->C;

@@ -69,7 +69,7 @@ static int run(const char *name, int norm, const float *mean, const fsb_episode_
 
 START_TEST(table_lookup)
 {
-    ck_assert_int_eq(fsb_method_count(), 4);
+    ck_assert_int_eq(fsb_method_count(), 6);
     const char *names[] = {"1nn", "protonet", "svm", "logreg"};
     for (int i = 0; i < 4; i++) {
         const fsb_method *m = fsb_method_find(names[i]);
@@ -78,7 +78,11 @@ START_TEST(table_lookup)
         ck_assert_ptr_eq(fsb_method_at(i), m);
         ck_assert_uint_eq(m->needs, FSB_NEEDS_FEATURES);
     }
-    ck_assert_ptr_null(fsb_method_at(4));
+    /* the per-episode training methods follow (tests/test_student.c) */
+    ck_assert_str_eq(fsb_method_at(4)->name, "finetune");
+    ck_assert_str_eq(fsb_method_at(5)->name, "refilled");
+    ck_assert_uint_eq(fsb_method_at(5)->needs, FSB_NEEDS_IMAGES);
+    ck_assert_ptr_null(fsb_method_at(6));
     ck_assert_ptr_null(fsb_method_find("maml"));
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "unknown method 'maml'"));
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "1nn, protonet, svm, logreg"));
@@ -439,6 +443,8 @@ START_TEST(same_predictions_on_any_thread)
     ck_assert_int_eq(fsb_pool_create(&pool, 3), FSB_OK);
     for (int k = 0; k < fsb_method_count(); k++) {
         c.m = fsb_method_at(k);
+        if (!(c.m->needs & FSB_NEEDS_FEATURES))
+            continue; /* training methods: tests/test_student.c */
         c.pred = serial;
         fsb_pool_run(NULL, DET_EPISODES, det_task, &c);
         for (int rep = 0; rep < 3; rep++) {

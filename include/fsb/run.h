@@ -43,6 +43,7 @@ typedef struct fsb_run_opts {
     int resize;       /* test transform: shorter side resized to this (default 92) */
     int crop;         /* test transform: centre crop (default 84) */
     const char *arch; /* expected teacher architecture ("conv4"/"res12"), or NULL: any */
+    const char *student; /* finetune/refilled options "key=value,..." (student.h), NULL: defaults */
     long kill_after_tasks; /* fault injection for resume tests: SIGKILL self once this many
                               tasks of this process are journaled (0: never) */
     FILE *progress;   /* progress bars (stderr; drawn on terminals only), or NULL */

@@ -30,5 +30,6 @@ int fsb_cmd_data(int argc, char **argv);
 int fsb_cmd_perf(int argc, char **argv);
 int fsb_cmd_table(int argc, char **argv);
 int fsb_cmd_perf_methods(int argc, char **argv);
+int fsb_cmd_tune(int argc, char **argv);
 
 #endif

@@ -7,6 +7,7 @@
 #include "fsb/model.h"
 #include "fsb/run.h"
 #include "fsb/status.h"
+#include "fsb/student.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -36,6 +37,8 @@ static void run_usage(FILE *out)
             "  --resize N         test transform: shorter side (92)\n"
             "  --crop N           test transform: centre crop (84)\n"
             "  --arch conv4|res12 refuse a teacher of another architecture\n"
+            "  --student SPEC     finetune/refilled options, e.g. \"stage1_steps=20,lr2=0.01,\n"
+            "                     adapt=last\" (keys and defaults: include/fsb/student.h)\n"
             "Rerun the same command after an interruption to continue; the final files equal\n"
             "an uninterrupted run's (timing columns aside).\n");
 }
@@ -58,7 +61,7 @@ int fsb_cmd_run(int argc, char **argv)
 {
     enum { O_DATA = 256, O_TEACHER, O_OUT, O_SPLIT, O_WAY, O_SHOTS, O_QUERY, O_EPISODES,
            O_SEED, O_METHODS, O_NORM, O_C, O_THREADS, O_CACHE, O_SIZE, O_RESIZE, O_CROP,
-           O_ARCH, O_KILL, O_HELP };
+           O_ARCH, O_STUDENT, O_KILL, O_HELP };
     static const struct option longopts[] = {
         {"data", required_argument, 0, O_DATA},       {"teacher", required_argument, 0, O_TEACHER},
         {"out", required_argument, 0, O_OUT},         {"split", required_argument, 0, O_SPLIT},
@@ -69,6 +72,7 @@ int fsb_cmd_run(int argc, char **argv)
         {"threads", required_argument, 0, O_THREADS}, {"cache", required_argument, 0, O_CACHE},
         {"image-size", required_argument, 0, O_SIZE}, {"resize", required_argument, 0, O_RESIZE},
         {"crop", required_argument, 0, O_CROP},       {"arch", required_argument, 0, O_ARCH},
+        {"student", required_argument, 0, O_STUDENT},
         /* fault injection for the resume tests: SIGKILL after N journaled tasks */
         {"debug-kill-after-tasks", required_argument, 0, O_KILL},
         {"help", no_argument, 0, O_HELP},
@@ -147,6 +151,13 @@ int fsb_cmd_run(int argc, char **argv)
             if ((st = fsb_arch_parse(optarg, &a)))
                 st = fsb_error_wrap(st, "--arch");
             o.arch = optarg;
+            break;
+        }
+        case O_STUDENT: {
+            fsb_student_opts so; /* checked here so that a typo fails before any work */
+            fsb_student_opts_default(&so);
+            if (!(st = fsb_student_opts_parse(&so, optarg, "--student")))
+                o.student = optarg;
             break;
         }
         case O_KILL:

@@ -1,0 +1,38 @@
+/* student_methods.c - the `finetune` and `refilled` rows of the method table: thin adapters
+ * from an episode view to fsb_student_episode (include/fsb/student.h). The per-worker
+ * fsb_student_ctx comes in ep->ctx and the options in cfg->extra; the method's variant
+ * says which of the two it is.
+ */
+#include "fsb/method.h"
+#include "fsb/status.h"
+#include "fsb/student.h"
+
+#include <string.h>
+
+size_t fsb_method_student_scratch(int way, int shot, int query, int dim)
+{
+    (void)way, (void)shot, (void)query, (void)dim;
+    return 0;
+}
+
+int fsb_method_student_run(const fsb_method *m, const fsb_method_config *cfg,
+                           const fsb_episode_view *ep, fsb_arena *scratch, fsb_rng *rng, int *pred,
+                           fsb_method_stats *stats)
+{
+    (void)scratch;
+    int st = fsb_method_check(m, cfg, ep);
+    if (st) return st;
+    if (!ep->ctx || !cfg->extra)
+        return fsb_error(FSB_EINVAL, "%s: episode %lld: no student context or options", m->name,
+                         (long long)ep->episode);
+    fsb_student_stats s;
+    st = fsb_student_episode((fsb_student_ctx *)ep->ctx, (const fsb_student_opts *)cfg->extra,
+                             (fsb_student_method)m->variant, ep->support_img, ep->support_labels,
+                             ep->way, ep->shot, ep->query_img, ep->n_query, rng, pred, &s);
+    if (st) return fsb_error_wrap(st, "%s: episode %lld", m->name, (long long)ep->episode);
+    if (stats) {
+        stats->fit_ms = s.fit_ms;
+        stats->predict_ms = s.predict_ms;
+    }
+    return FSB_OK;
+}

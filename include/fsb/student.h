@@ -1,0 +1,167 @@
+/* student.h - per-episode student training: the `finetune` baseline and REFILLED
+ * (refilled.md: stage 1 triplet-relationship distillation, stage 2 NCM-classifier
+ * distillation, then the student's head predicts the queries).
+ *
+ * The student starts as a copy of the teacher's backbone plus a fresh way-way linear head
+ * (nn.Linear init from the episode rng) and is trained on the support set with SGD (Nesterov
+ * momentum, weight decay); blocks frozen by `adapt` stay in eval mode and equal the
+ * teacher's. Everything an episode needs lives in a per-worker fsb_student_ctx created once
+ * (teacher replica, student, buffers): an episode allocates nothing. Single-threaded (the
+ * runner parallelises over episodes), so results never depend on the thread count: the same
+ * inputs and rng state give the same predictions bit for bit.
+ *
+ * Support data: a BANK of `bank` views per support image is drawn once per episode (train
+ * augmentation, view v of support position i from fsb_rng stream i*views+v under a key drawn
+ * from the episode rng; `bank_max` caps the rows; a bank of one view per image - augment=0,
+ * bank=1 or the cap - is the test transform). For every bank row the teacher's embedding
+ * (eval mode, the SAME augmented pixels the student sees) and, with a frozen prefix (adapt
+ * last/head, prefix=1), the prefix activations are computed once per episode; steps then
+ * cycle through the bank. Batches: per step and class,
+ * `per_class` support images in a per-episode random rotation (all K when batch = 0), one
+ * view each; stage 1 at K = 1 takes `views` distinct views per image instead (positives =
+ * views of the same image; k1=skip skips stage 1 at K = 1).
+ */
+#ifndef FSB_STUDENT_H
+#define FSB_STUDENT_H
+
+#include "fsb/arena.h"
+#include "fsb/cache.h"
+#include "fsb/method.h"
+#include "fsb/model.h"
+#include "fsb/refilled.h"
+#include "fsb/rng.h"
+#include "fsb/transform.h"
+
+#include <stddef.h>
+
+/* Which per-episode method. */
+typedef enum fsb_student_method {
+    FSB_STUDENT_FINETUNE = 0, /* cross-entropy only (stage-2 steps and lr) */
+    FSB_STUDENT_REFILLED = 1  /* stage 1 then stage 2 (refilled.md) */
+} fsb_student_method;
+
+/* What stage 1 does at K = 1 (refilled.md, *choice*). */
+typedef enum fsb_student_k1 {
+    FSB_K1_VIEWS = 0, /* `views` augmented views per image are the positives */
+    FSB_K1_SKIP = 1   /* no stage 1 at K = 1 */
+} fsb_student_k1;
+
+/* Learning rate within a stage. */
+typedef enum fsb_student_sched {
+    FSB_SCHED_CONST = 0, /* lr for every step */
+    FSB_SCHED_COSINE = 1 /* lr * (1 + cos(pi * step / steps)) / 2 */
+} fsb_student_sched;
+
+/* Every free hyper-parameter (refilled.md "choice" items), defaults in brackets; spec-string
+ * key = field name. Fields marked (ctx) size the fsb_student_ctx and must be the same for
+ * the episodes that use it. */
+typedef struct fsb_student_opts {
+    int stage1_steps;  /* REFILLED stage-1 SGD steps [20] */
+    float lr1;         /* stage-1 learning rate [0.01] */
+    int stage2_steps;  /* REFILLED stage-2 steps; finetune's steps too [30] */
+    float lr2;         /* stage-2 / finetune learning rate [0.01] */
+    int batch;         /* (ctx) rows per step cap; 0 = the whole support set [0] */
+    int augment;       /* (ctx) 1: train augmentation for the bank; 0: test transform [1] */
+    int bank;          /* (ctx) views per support image drawn per episode (1 if !augment) [4] */
+    int bank_max;      /* (ctx) cap on bank rows per episode: views per image = min(bank,
+                          max(1, bank_max / support images)); 0 = no cap [0] */
+    int views;         /* (ctx) V >= 2 views per image in stage-1 batches at K = 1 [2] */
+    fsb_student_k1 k1; /* K = 1 policy: views | skip [views] */
+    fsb_adapt adapt;   /* (ctx) trained part: all | last | head [last] */
+    int prefix;        /* (ctx) 1: precompute frozen-prefix activations once per episode;
+                          0: run the whole network every step (same results; tests) [1] */
+    fsb_refilled_miner miner; /* stage-1 triplets: semihard | facenet [semihard] */
+    float margin;             /* semi-hard window (0, margin) [0.2] */
+    float tau1;               /* stage-1 temperature [4] */
+    float w1;                 /* stage-1 weight [500] */
+    float tau2;               /* stage-2 temperature [2] */
+    float lambda;             /* stage-2 KL weight [100] */
+    int centres_batch;        /* 0: teacher NCM centres over the whole bank once per episode
+                                 (reference HEAD); 1: per batch (June-2020) [0] */
+    float momentum;           /* SGD momentum [0.9] */
+    int nesterov;             /* Nesterov momentum [1] */
+    float weight_decay;       /* L2 weight decay on every trained tensor [5e-4] */
+    fsb_student_sched sched;  /* lr schedule within a stage: const | cosine [const] */
+} fsb_student_opts;
+
+/* Longest canonical spec string (fsb_student_opts_string), NUL included. */
+#define FSB_STUDENT_SPEC_MAX 512
+
+/* The defaults listed above. */
+void fsb_student_opts_default(fsb_student_opts *o);
+/* Check ranges (steps >= 0, lr >= 0, bank >= 1, views >= 2, tau > 0, ...). FSB_EINVAL
+ * naming `flag` and the key. */
+int fsb_student_opts_check(const fsb_student_opts *o, const char *flag);
+/* Apply "key=value,key=value" (empty or NULL: nothing) on top of *o, then check. Errors
+ * (FSB_EINVAL) name `flag` and the key: unknown key, missing '=', bad value, out of range.
+ * On error *o is unchanged. */
+int fsb_student_opts_parse(fsb_student_opts *o, const char *spec, const char *flag);
+/* The canonical "key=value,..." of every field in a fixed order (floats: the shortest %g
+ * that reads back as the same float), for run identity and reports; buf of
+ * FSB_STUDENT_SPEC_MAX bytes. Parsing it gives the same opts. */
+void fsb_student_opts_string(const fsb_student_opts *o, char *buf, size_t n);
+
+/* ---- per-worker context ------------------------------------------------------------------- */
+
+typedef struct fsb_student_ctx fsb_student_ctx;
+
+/* Create a worker's context: a single-threaded replica of the teacher checkpoint at
+ * teacher_path (eval mode, never trained), a student of the same architecture, and every
+ * buffer for episodes of up to max_way classes, max_shot support and max_query queries per
+ * class under `opts` (the (ctx) fields). `cache` (borrowed, must outlive the ctx) holds the
+ * images the episodes index; `tf` (copied) gives the crop, the normalisation and the
+ * augmentation; its crop must be the teacher's input size or in_hw-compatible. Errors:
+ * FSB_EINVAL (options), the checkpoint's errors, FSB_ENOMEM. */
+int fsb_student_ctx_create(fsb_student_ctx **out, const char *teacher_path, const fsb_cache *cache,
+                           const fsb_transform *tf, int max_way, int max_shot, int max_query,
+                           const fsb_student_opts *opts);
+/* Free everything; NULL is a no-op. */
+void fsb_student_ctx_destroy(fsb_student_ctx *ctx);
+/* The teacher replica (read-only use: tests compare its weights before and after). */
+const fsb_model *fsb_student_ctx_teacher(const fsb_student_ctx *ctx);
+/* The student after the last episode (tests inspect its weights). */
+const fsb_model *fsb_student_ctx_student(const fsb_student_ctx *ctx);
+
+/* ---- one episode -------------------------------------------------------------------------- */
+
+/* What one episode did. */
+typedef struct fsb_student_stats {
+    double fit_ms;            /* bank + training, ms */
+    double bank_ms;           /* of which building the bank (transforms, teacher, prefix), ms */
+    int bank_views;           /* views per support image in this episode's bank */
+    double predict_ms;        /* query transform + forward + argmax, ms */
+    int stage1_ran;           /* 1 when stage 1 was attempted (refilled, trainable backbone,
+                                 K > 1 or k1=views) */
+    int stage1_steps;         /* stage-1 SGD steps taken */
+    int stage1_empty;         /* stage-1 batches without a triplet (no step taken) */
+    double stage1_triplets;   /* mean mined triplets per stage-1 batch */
+    double stage1_loss_first; /* L1 of the first stage-1 batch (0 without one) */
+    double stage1_loss_last;  /* L1 of the last stage-1 batch */
+    int stage2_steps;         /* stage-2 / finetune SGD steps taken */
+    double loss_first;        /* stage-2 / finetune loss of the first step */
+    double loss_last;         /* ... of the last step */
+} fsb_student_stats;
+
+/* Train a student on one episode and predict its queries: pred[n_query] in [0, way) (argmax
+ * of the student's head, ties to the lowest class). support_img [way*shot] and query_img
+ * [n_query] index ctx's cache; support_labels [way*shot] in [0, way), `shot` per class.
+ * `opts` must agree with the ctx's (ctx) fields. rng is the episode's generator (head init,
+ * augmentation key, batch rotation, dropout). stats may be NULL. Returns FSB_OK, FSB_EINVAL
+ * (shapes, options, a non-finite loss naming the stage and step), image errors. */
+int fsb_student_episode(fsb_student_ctx *ctx, const fsb_student_opts *opts,
+                        fsb_student_method method, const int *support_img,
+                        const int *support_labels, int way, int shot, const int *query_img,
+                        int n_query, fsb_rng *rng, int *pred, fsb_student_stats *stats);
+
+/* ---- method-table entries (baselines/student_methods.c) -------------------------------------- */
+
+/* finetune (m->variant = FSB_STUDENT_FINETUNE) and refilled (FSB_STUDENT_REFILLED): ep->ctx is
+ * the worker's fsb_student_ctx*, cfg->extra a const fsb_student_opts*. fit_ms = training
+ * (bank included), predict_ms = query prediction. The scratch arena is not used (the ctx
+ * owns its buffers): the scratch function returns 0. */
+int fsb_method_student_run(const fsb_method *m, const fsb_method_config *cfg,
+                           const fsb_episode_view *ep, fsb_arena *scratch, fsb_rng *rng, int *pred,
+                           fsb_method_stats *stats);
+size_t fsb_method_student_scratch(int way, int shot, int query, int dim);
+
+#endif

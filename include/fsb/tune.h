@@ -1,0 +1,64 @@
+/* tune.h - choosing the per-episode student hyper-parameters (finetune, refilled) on
+ * validation-class episodes only (refilled.md: every *choice* is made on val classes).
+ *
+ * A grid of student option specs is expanded (fsb_tune_expand), and every (method, point)
+ * is an ordinary resumable fsb_run on the val split into OUT/<method>/<point>/; the summary
+ * means are then compared: OUT/val_table.md (point x shot -> mean +- 95% CI, and the mean
+ * over shots) and OUT/chosen.txt (per method the point with the best mean over shots; ties
+ * go to the cheaper point: fewer SGD steps, then adapt head < last < all, then grid order).
+ * The test split is never opened: a split named "test" is refused.
+ */
+#ifndef FSB_TUNE_H
+#define FSB_TUNE_H
+
+#include "fsb/episodes.h"
+#include "fsb/student.h"
+
+#include <stdio.h>
+
+#define FSB_TUNE_MAX_POINTS 64
+
+typedef struct fsb_tune_opts {
+    const char *data;       /* dataset root (required) */
+    const char *teacher;    /* teacher checkpoint (required) */
+    const char *out;        /* results folder (default "results/tune") */
+    const char *cache_dir;  /* packed images and features; NULL: next to the data */
+    const char *split;      /* evaluated split (default "val"; "test" is refused) */
+    const char *grid;       /* grid spec (fsb_tune_expand); NULL: FSB_TUNE_DEFAULT_GRID */
+    int n_methods;          /* 1 or 2 */
+    const char *methods[2]; /* "finetune" and/or "refilled" (default both) */
+    long episodes;          /* episodes per shot (default 100) */
+    int way;                /* N (default 5) */
+    int query;              /* queries per class (default 15) */
+    int n_shots;            /* number of shot values */
+    int shots[FSB_EPISODES_MAX_SHOTS]; /* default 1,5,10,30 */
+    uint64_t seed;    /* episode seed (default 1, distinct from the test runs' 0) */
+    int threads;      /* workers (0 = one per core) */
+    int image_size;   /* packed image side (84) */
+    int resize;       /* test transform resize (92) */
+    int crop;         /* crop (84) */
+    const char *arch; /* expected teacher architecture or NULL */
+    FILE *progress;   /* progress bars or NULL */
+    FILE *log;        /* notes, the table and the choice (stdout) or NULL */
+} fsb_tune_opts;
+
+/* The default grid: learning rates and stage-2 steps around the code defaults. */
+#define FSB_TUNE_DEFAULT_GRID "lr1=0.01,lr2=0.01|0.05,stage2_steps=20|50"
+
+void fsb_tune_opts_default(fsb_tune_opts *o);
+
+/* Expand a grid spec for `method`: comma-separated key=v1|v2|... items (keys of
+ * fsb_student_opts), their cross product in order (the last key varies fastest). For
+ * finetune, keys that only REFILLED reads (stage1_steps, lr1, views, k1, miner, margin, tau1,
+ * w1, tau2, lambda, centres_batch) are dropped and duplicate points merged. Every point is
+ * checked (fsb_student_opts_parse on the defaults). points[i] receives a malloc'd
+ * "key=value,..." string (caller frees each); at most FSB_TUNE_MAX_POINTS. FSB_EINVAL naming
+ * `flag` and the key on errors. */
+int fsb_tune_expand(const char *grid, const char *method, const char *flag, char **points,
+                    int *n_points);
+
+/* Run the grid and write the table and the choice (see the top of this file). Errors name
+ * the flag, the point or the file. */
+int fsb_tune(const fsb_tune_opts *o);
+
+#endif

@@ -1,0 +1,322 @@
+/* tune.c - `bench tune`: a grid of student options, each point an ordinary fsb_run on the
+ * val split, compared by mean accuracy over shots (see include/fsb/tune.h).
+ *
+ * Invariant: the test split is never opened (split "test" is refused before anything runs;
+ * fsb_run opens only the split it is given, plus "train" for CL2N, which the student methods
+ * do not use).
+ */
+#include "fsb/tune.h"
+#include "fsb/fileio.h"
+#include "fsb/report.h"
+#include "fsb/run.h"
+#include "fsb/status.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void fsb_tune_opts_default(fsb_tune_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->out = "results/tune";
+    o->split = "val";
+    o->n_methods = 2;
+    o->methods[0] = "finetune";
+    o->methods[1] = "refilled";
+    o->episodes = 100;
+    o->way = 5;
+    o->query = 15;
+    static const int shots[] = {1, 5, 10, 30};
+    o->n_shots = 4;
+    memcpy(o->shots, shots, sizeof shots);
+    o->seed = 1;
+    o->image_size = 84;
+    o->resize = 92;
+    o->crop = 84;
+}
+
+/* Keys only REFILLED reads (dropped from finetune's grid). */
+static int refilled_only(const char *key, size_t len)
+{
+    static const char *const keys[] = {"stage1_steps", "lr1",    "views",        "k1",
+                                       "miner",        "margin", "tau1",         "w1",
+                                       "tau2",         "lambda", "centres_batch"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strlen(keys[i]) == len && !strncmp(keys[i], key, len)) return 1;
+    return 0;
+}
+
+#define MAX_ITEMS 32
+#define MAX_ALTS 16
+
+int fsb_tune_expand(const char *grid, const char *method, const char *flag, char **points,
+                    int *n_points)
+{
+    *n_points = 0;
+    int finetune = !strcmp(method, "finetune");
+    /* items: key and its alternatives, as (pointer, length) into the grid text */
+    const char *key[MAX_ITEMS], *alt[MAX_ITEMS][MAX_ALTS];
+    size_t key_len[MAX_ITEMS], alt_len[MAX_ITEMS][MAX_ALTS];
+    int n_alt[MAX_ITEMS], n_items = 0;
+    for (const char *p = grid ? grid : ""; *p;) {
+        size_t len = strcspn(p, ",");
+        const char *eq = memchr(p, '=', len);
+        if (!len || !eq || eq == p)
+            return fsb_error(FSB_EINVAL, "%s: '%.*s' is not key=value[|value...]", flag, (int)len,
+                             p);
+        if (n_items == MAX_ITEMS)
+            return fsb_error(FSB_EINVAL, "%s: more than %d keys", flag, MAX_ITEMS);
+        size_t kl = (size_t)(eq - p);
+        if (!(finetune && refilled_only(p, kl))) {
+            key[n_items] = p;
+            key_len[n_items] = kl;
+            n_alt[n_items] = 0;
+            for (const char *v = eq + 1; v <= p + len;) {
+                size_t vl = strcspn(v, "|,");
+                if (vl > (size_t)(p + len - v)) vl = (size_t)(p + len - v);
+                if (!vl)
+                    return fsb_error(FSB_EINVAL, "%s: %.*s has an empty value", flag, (int)kl, p);
+                if (n_alt[n_items] == MAX_ALTS)
+                    return fsb_error(FSB_EINVAL, "%s: %.*s has more than %d values", flag, (int)kl,
+                                     p, MAX_ALTS);
+                alt[n_items][n_alt[n_items]] = v;
+                alt_len[n_items][n_alt[n_items]++] = vl;
+                v += vl + 1;
+            }
+            n_items++;
+        }
+        p += len;
+        if (*p == ',') p++;
+    }
+    long total = 1;
+    for (int i = 0; i < n_items; i++)
+        if ((total *= n_alt[i]) > FSB_TUNE_MAX_POINTS)
+            return fsb_error(FSB_EINVAL, "%s: more than %d grid points", flag, FSB_TUNE_MAX_POINTS);
+    int st = FSB_OK;
+    for (long g = 0; g < total && !st; g++) {
+        char buf[FSB_STUDENT_SPEC_MAX] = "";
+        long rest = g;
+        size_t used = 0;
+        /* mixed radix, the last key fastest */
+        int pick[MAX_ITEMS];
+        for (int i = n_items - 1; i >= 0; i--) {
+            pick[i] = (int)(rest % n_alt[i]);
+            rest /= n_alt[i];
+        }
+        for (int i = 0; i < n_items && used < sizeof buf; i++)
+            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%.*s=%.*s", i ? "," : "",
+                                     (int)key_len[i], key[i], (int)alt_len[i][pick[i]],
+                                     alt[i][pick[i]]);
+        if (used >= sizeof buf) {
+            st = fsb_error(FSB_EINVAL, "%s: grid point too long", flag);
+            break;
+        }
+        fsb_student_opts so;
+        fsb_student_opts_default(&so);
+        if ((st = fsb_student_opts_parse(&so, buf, flag))) break;
+        int dup = 0;
+        for (int j = 0; j < *n_points && !dup; j++)
+            dup = !strcmp(points[j], buf);
+        if (dup) continue;
+        if (!(points[*n_points] = strdup(buf))) {
+            st = fsb_error(FSB_ENOMEM, "out of memory");
+            break;
+        }
+        (*n_points)++;
+    }
+    if (st) {
+        for (int j = 0; j < *n_points; j++)
+            free(points[j]);
+        *n_points = 0;
+    }
+    return st;
+}
+
+/* Folder name of a grid point: the spec with '/' replaced, "defaults" when empty. */
+static void point_dir(char *buf, size_t n, const char *point)
+{
+    snprintf(buf, n, "%s", *point ? point : "defaults");
+    for (char *p = buf; *p; p++)
+        if (*p == '/') *p = '_';
+}
+
+/* Cost order of a point: SGD steps, then the trained part (head < last < all). */
+static void point_cost(const char *point, int refilled, long *steps, int *adapt_rank)
+{
+    fsb_student_opts so;
+    fsb_student_opts_default(&so);
+    fsb_student_opts_parse(&so, point, "grid"); /* already checked by fsb_tune_expand */
+    *steps = so.stage2_steps + (refilled ? so.stage1_steps : 0);
+    *adapt_rank = so.adapt == FSB_ADAPT_HEAD ? 0 : so.adapt == FSB_ADAPT_LAST ? 1 : 2;
+}
+
+typedef struct point_result {
+    char *spec;                          /* the grid point (owned) */
+    double mean[FSB_EPISODES_MAX_SHOTS]; /* mean accuracy per shot (fraction) */
+    double ci[FSB_EPISODES_MAX_SHOTS];   /* its 95% CI */
+    double overall;                      /* mean over shots */
+} point_result;
+
+/* Mean and CI per shot of `method` in run folder dir. */
+static int read_point(const fsb_tune_opts *o, const char *dir, const char *method, point_result *pr)
+{
+    char *path = fsb_path_join(dir, "per_episode.csv");
+    if (!path) return fsb_error(FSB_ENOMEM, "out of memory");
+    fsb_episode_record *recs = NULL;
+    fsb_summary_row *rows = NULL;
+    size_t n = 0, nr = 0;
+    int st = fsb_report_read_episodes(path, &recs, &n);
+    if (!st) st = fsb_report_summarise(recs, n, &rows, &nr);
+    pr->overall = 0.0;
+    for (int s = 0; s < o->n_shots && !st; s++) {
+        int found = 0;
+        for (size_t i = 0; i < nr && !found; i++)
+            if (rows[i].shot == o->shots[s] && !strcmp(rows[i].method, method)) {
+                pr->mean[s] = rows[i].mean;
+                pr->ci[s] = rows[i].ci95;
+                found = 1;
+            }
+        if (!found)
+            st = fsb_error(FSB_EFORMAT, "%s: no %s %d-shot rows", path, method, o->shots[s]);
+        pr->overall += pr->mean[s] / o->n_shots;
+    }
+    free(recs);
+    free(rows);
+    free(path);
+    return st;
+}
+
+int fsb_tune(const fsb_tune_opts *o)
+{
+    if (!o->data) return fsb_error(FSB_EINVAL, "--data is required");
+    if (!o->teacher) return fsb_error(FSB_EINVAL, "--teacher is required");
+    if (!o->split || !strcmp(o->split, "test"))
+        return fsb_error(FSB_EINVAL, "--split: tuning never reads the test split (use val)");
+    if (o->n_methods < 1 || o->n_methods > 2)
+        return fsb_error(FSB_EINVAL, "--methods: give finetune and/or refilled");
+    for (int m = 0; m < o->n_methods; m++)
+        if (strcmp(o->methods[m], "finetune") && strcmp(o->methods[m], "refilled"))
+            return fsb_error(FSB_EINVAL, "--methods: '%s' is not finetune or refilled",
+                             o->methods[m]);
+    const char *grid = o->grid ? o->grid : FSB_TUNE_DEFAULT_GRID;
+    point_result res[2][FSB_TUNE_MAX_POINTS];
+    int n_pts[2] = {0, 0}, st = FSB_OK;
+    memset(res, 0, sizeof res);
+    char *pts[FSB_TUNE_MAX_POINTS];
+    for (int m = 0; m < o->n_methods && !st; m++) {
+        if ((st = fsb_tune_expand(grid, o->methods[m], "--grid", pts, &n_pts[m]))) break;
+        for (int p = 0; p < n_pts[m]; p++)
+            res[m][p].spec = pts[p];
+    }
+    char *table = NULL, *chosen = NULL;
+    size_t cap = 1 << 16;
+    if (!st && (!(table = malloc(cap)) || !(chosen = malloc(cap))))
+        st = fsb_error(FSB_ENOMEM, "out of memory");
+    /* every (method, point) run, resumable like any run */
+    for (int m = 0; m < o->n_methods && !st; m++)
+        for (int p = 0; p < n_pts[m] && !st; p++) {
+            char name[FSB_STUDENT_SPEC_MAX], rel[FSB_STUDENT_SPEC_MAX + 64];
+            point_dir(name, sizeof name, res[m][p].spec);
+            snprintf(rel, sizeof rel, "%s/%s", o->methods[m], name);
+            char *dir = fsb_path_join(o->out, rel);
+            if (!dir) {
+                st = fsb_error(FSB_ENOMEM, "out of memory");
+                break;
+            }
+            if (o->log)
+                fprintf(o->log, "tune: %s point %d/%d: %s\n", o->methods[m], p + 1, n_pts[m],
+                        res[m][p].spec);
+            fsb_run_opts ro;
+            fsb_run_opts_default(&ro);
+            ro.data = o->data;
+            ro.split = o->split;
+            ro.teacher = o->teacher;
+            ro.out = dir;
+            ro.cache_dir = o->cache_dir;
+            ro.episodes = o->episodes;
+            ro.way = o->way;
+            ro.query = o->query;
+            ro.n_shots = o->n_shots;
+            memcpy(ro.shots, o->shots, sizeof ro.shots);
+            ro.seed = o->seed;
+            ro.n_methods = 1;
+            ro.methods[0] = o->methods[m];
+            ro.threads = o->threads;
+            ro.image_size = o->image_size;
+            ro.resize = o->resize;
+            ro.crop = o->crop;
+            ro.arch = o->arch;
+            ro.student = res[m][p].spec;
+            ro.progress = o->progress;
+            ro.log = NULL;
+            st = fsb_run(&ro);
+            if (!st) st = read_point(o, dir, o->methods[m], &res[m][p]);
+            if (st) st = fsb_error_wrap(st, "tune %s point '%s'", o->methods[m], res[m][p].spec);
+            free(dir);
+        }
+    if (st) goto done;
+    /* the table and the choice */
+    size_t tl = 0, cl = 0;
+    tl += (size_t)snprintf(table + tl, cap - tl,
+                           "# Student hyper-parameters on the %s split (%ld episodes per shot, "
+                           "%d-way, %d queries, seed %llu)\n\nAccuracy %% (mean ± 95%% CI, "
+                           "1.96·σ/√E, σ population std).\n\n| method | point |",
+                           o->split, o->episodes, o->way, o->query, (unsigned long long)o->seed);
+    for (int s = 0; s < o->n_shots; s++)
+        tl += (size_t)snprintf(table + tl, cap - tl, " %d-shot |", o->shots[s]);
+    tl += (size_t)snprintf(table + tl, cap - tl, " mean over shots |\n|---|---|");
+    for (int s = 0; s <= o->n_shots; s++)
+        tl += (size_t)snprintf(table + tl, cap - tl, "---|");
+    tl += (size_t)snprintf(table + tl, cap - tl, "\n");
+    cl += (size_t)snprintf(chosen + cl, cap - cl,
+                           "# best point per method on %s (mean accuracy over shots; ties: fewer "
+                           "steps, then adapt head < last < all)\n# method\tpoint\tmean%%\t"
+                           "canonical --student\n",
+                           o->split);
+    for (int m = 0; m < o->n_methods; m++) {
+        int refilled = !strcmp(o->methods[m], "refilled"), best = 0;
+        for (int p = 0; p < n_pts[m]; p++) {
+            point_result *pr = &res[m][p];
+            tl += (size_t)snprintf(table + tl, cap - tl, "| %s | %s |", o->methods[m],
+                                   *pr->spec ? pr->spec : "defaults");
+            for (int s = 0; s < o->n_shots; s++)
+                tl += (size_t)snprintf(table + tl, cap - tl, " %.2f ± %.2f |", 100 * pr->mean[s],
+                                       100 * pr->ci[s]);
+            tl += (size_t)snprintf(table + tl, cap - tl, " %.2f |\n", 100 * pr->overall);
+            if (p == 0) continue;
+            point_result *b = &res[m][best];
+            long sp, sb;
+            int ap, ab;
+            point_cost(pr->spec, refilled, &sp, &ap);
+            point_cost(b->spec, refilled, &sb, &ab);
+            if (pr->overall > b->overall ||
+                (pr->overall == b->overall && (sp < sb || (sp == sb && ap < ab))))
+                best = p;
+        }
+        fsb_student_opts so;
+        fsb_student_opts_default(&so);
+        fsb_student_opts_parse(&so, res[m][best].spec, "grid");
+        char canon[FSB_STUDENT_SPEC_MAX];
+        fsb_student_opts_string(&so, canon, sizeof canon);
+        cl += (size_t)snprintf(chosen + cl, cap - cl, "%s\t%s\t%.2f\t%s\n", o->methods[m],
+                               *res[m][best].spec ? res[m][best].spec : "defaults",
+                               100 * res[m][best].overall, canon);
+    }
+    if (tl >= cap || cl >= cap) {
+        st = fsb_error(FSB_EINVAL, "tune: table too large");
+        goto done;
+    }
+    char *tp = fsb_path_join(o->out, "val_table.md"), *cp = fsb_path_join(o->out, "chosen.txt");
+    if (!tp || !cp) st = fsb_error(FSB_ENOMEM, "out of memory");
+    if (!st) st = fsb_write_file(tp, table, tl);
+    if (!st) st = fsb_write_file(cp, chosen, cl);
+    if (!st && o->log) fprintf(o->log, "%s\n%s\nwrote %s and %s\n", table, chosen, tp, cp);
+    free(tp);
+    free(cp);
+done:
+    for (int m = 0; m < 2; m++)
+        for (int p = 0; p < n_pts[m]; p++)
+            free(res[m][p].spec);
+    free(table);
+    free(chosen);
+    return st;
+}

@@ -1,0 +1,209 @@
+/* test_student_smoke.c - the per-episode training methods end to end through `bench` on a
+ * generated Ravi dataset: a teacher from `bench pretrain`, then 5 episodes of finetune and
+ * refilled (1 and 2 threads give the same per_episode.csv; a kill + resume too; the options
+ * are in run.id; a bad --student spec is refused naming the key), and `bench tune` on the
+ * val split (table and choice written; the test split never read).
+ */
+#define _GNU_SOURCE /* memrchr */
+#include "fixtures.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *root;    /* the generated dataset */
+static char *work;    /* outputs */
+static char *teacher; /* a checkpoint trained once */
+
+/* Small images so a ConvNet-4 pass is cheap: packed 32x32, network input 28x28. */
+#define IMG " --image-size 32 --resize 32 --crop 28"
+#define STUDENT " --student stage1_steps=3,stage2_steps=4,bank=2"
+
+static void setup_data(void)
+{
+    root = tu_tmpdir();
+    work = tu_tmpdir();
+    int n_classes[3] = {4, 3, 5};
+    fx_make_ravi(root, n_classes, 12, 32);
+    teacher = tu_path(work, "teacher.fsbt");
+    char *out = NULL;
+    int rc = tu_run(&out,
+                    "'%s' pretrain --data '%s' --cache '%s/cache' --epochs 1 --batch 8 "
+                    "--val-episodes 2 --val-way 3 --val-query 3 --threads 2" IMG " --out '%s'",
+                    tu_bench(), root, work, teacher);
+    if (rc != 0) fprintf(stderr, "%s\n", out);
+    ck_assert_int_eq(rc, 0);
+    free(out);
+}
+
+static void teardown_data(void)
+{
+    tu_rmrf(root);
+    tu_rmrf(work);
+    free(root);
+    free(work);
+    free(teacher);
+}
+
+/* text with the last column of every line removed (malloc'd). */
+static char *drop_last_column(const char *text)
+{
+    char *out = malloc(strlen(text) + 1), *o = out;
+    for (const char *line = text; *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        const char *comma = memrchr(line, ',', len);
+        size_t keep = comma ? (size_t)(comma - line) : len;
+        memcpy(o, line, keep);
+        o += keep;
+        *o++ = '\n';
+        line += len + (nl != NULL);
+    }
+    *o = '\0';
+    return out;
+}
+
+/* per_episode.csv without its two timing columns (malloc'd). */
+static char *results_without_timing(const char *dir)
+{
+    char *path = tu_path(dir, "per_episode.csv");
+    char *text = tu_read(path, NULL);
+    ck_assert_msg(text != NULL, "%s missing", path);
+    char *a = drop_last_column(text), *b = drop_last_column(a);
+    free(text);
+    free(a);
+    free(path);
+    return b;
+}
+
+static void run_bench(const char *out_dir, const char *extra, int want_rc)
+{
+    char *out = NULL;
+    int rc = tu_run(&out,
+                    "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
+                    "--shots 1,3 --query 4 --episodes 5 --methods finetune,refilled,1nn" IMG " %s",
+                    tu_bench(), root, work, teacher, out_dir, extra);
+    int ok = want_rc < 0 ? rc != 0 : rc == want_rc; /* < 0: any failure (killed) */
+    if (!ok) fprintf(stderr, "%s\n", out);
+    ck_assert_msg(ok, "exit status %d", rc);
+    free(out);
+}
+
+START_TEST(student_methods_end_to_end)
+{
+    char *r1 = tu_path(work, "s1"), *r2 = tu_path(work, "s2"), *r3 = tu_path(work, "s3");
+    run_bench(r1, "--threads 1" STUDENT, 0);
+    run_bench(r2, "--threads 2" STUDENT, 0);
+    /* 3 methods x 2 shots x 5 episodes; training methods sync after every round of 2 */
+    run_bench(r3, "--threads 2 --debug-kill-after-tasks 14" STUDENT, -1);
+    run_bench(r3, "--threads 2" STUDENT, 0);
+    char *a = results_without_timing(r1), *b = results_without_timing(r2);
+    char *c = results_without_timing(r3);
+    ck_assert_str_eq(a, b);
+    ck_assert_str_eq(a, c);
+    ck_assert_ptr_nonnull(strstr(a, ",1,finetune,"));
+    ck_assert_ptr_nonnull(strstr(a, ",3,refilled,"));
+    int lines = 0;
+    for (const char *p = a; *p; p++)
+        lines += *p == '\n';
+    ck_assert_int_eq(lines, 3 * 2 * 5 + 1);
+    /* the options are part of the run identity */
+    char *idp = tu_path(r1, "run.id");
+    char *id = tu_read(idp, NULL);
+    ck_assert_ptr_nonnull(id);
+    ck_assert_ptr_nonnull(strstr(id, "student=stage1_steps=3,"));
+    ck_assert_ptr_nonnull(strstr(id, ",bank=2,"));
+    /* so other options in the same folder are refused */
+    char *out = NULL;
+    int rc = tu_run(&out,
+                    "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
+                    "--shots 1,3 --query 4 --episodes 5 --methods finetune,refilled,1nn" IMG
+                    " --student stage1_steps=4,stage2_steps=4,bank=2",
+                    tu_bench(), root, work, teacher, r1);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_ptr_nonnull(strstr(out, "student="));
+    free(out);
+    /* a bad spec names the flag and the key, before any work */
+    rc = tu_run(&out,
+                "'%s' --data '%s' --teacher '%s' --out '%s/bad' --methods refilled "
+                "--student stage1_steps=3,lr9=1",
+                tu_bench(), root, teacher, work);
+    ck_assert_int_eq(rc, 2);
+    ck_assert_ptr_nonnull(strstr(out, "--student"));
+    ck_assert_ptr_nonnull(strstr(out, "lr9"));
+    free(out);
+    free(a), free(b), free(c), free(id), free(idp);
+    free(r1), free(r2), free(r3);
+}
+END_TEST
+
+START_TEST(tune_on_val_only)
+{
+    /* the test split is absent while tuning: reading it would fail */
+    char *csv = tu_path(root, "split/test.csv"), *aside = tu_path(root, "test.csv.aside");
+    ck_assert_int_eq(rename(csv, aside), 0);
+    char *dir = tu_path(work, "tune"), *out = NULL;
+    const char *cmd = "'%s' tune --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' "
+                      "--episodes 3 --shots 1,3 --way 3 --query 4 --threads 2" IMG
+                      " --grid 'stage1_steps=2,stage2_steps=2|3,bank=2'";
+    int rc = tu_run(&out, cmd, tu_bench(), root, work, teacher, dir);
+    if (rc) fprintf(stderr, "%s\n", out);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_ptr_nonnull(strstr(out, "val_table.md"));
+    free(out);
+    char *tp = tu_path(dir, "val_table.md"), *cp = tu_path(dir, "chosen.txt");
+    char *table = tu_read(tp, NULL), *chosen = tu_read(cp, NULL);
+    ck_assert_ptr_nonnull(table);
+    ck_assert_ptr_nonnull(chosen);
+    if (getenv("FSB_TEST_VERBOSE")) fprintf(stderr, "%s\n%s", table, chosen);
+    /* finetune ignores stage1_steps: 2 points each */
+    ck_assert_ptr_nonnull(strstr(table, "| finetune | stage2_steps=2,bank=2 |"));
+    ck_assert_ptr_nonnull(strstr(table, "| finetune | stage2_steps=3,bank=2 |"));
+    ck_assert_ptr_nonnull(strstr(table, "| refilled | stage1_steps=2,stage2_steps=3,bank=2 |"));
+    ck_assert_ptr_null(strstr(table, "| finetune | stage1_steps"));
+    ck_assert_ptr_nonnull(strstr(table, "| 1-shot | 3-shot | mean over shots |"));
+    ck_assert_ptr_nonnull(strstr(chosen, "\nfinetune\tstage2_steps="));
+    ck_assert_ptr_nonnull(strstr(chosen, "\nrefilled\tstage1_steps=2,"));
+    char *run = tu_path(dir, "refilled/stage1_steps=2,stage2_steps=2,bank=2/run.id");
+    char *id = tu_read(run, NULL);
+    ck_assert_ptr_nonnull(id);
+    ck_assert_ptr_nonnull(strstr(id, "split=val\n"));
+    /* a rerun continues (nothing left to do) and chooses the same */
+    ck_assert_int_eq(tu_run(&out, cmd, tu_bench(), root, work, teacher, dir), 0);
+    free(out);
+    char *chosen2 = tu_read(cp, NULL);
+    ck_assert_str_eq(chosen, chosen2);
+    /* the test split is refused; a bad grid names the key */
+    ck_assert_int_eq(tu_run(&out, "'%s' tune --data '%s' --teacher '%s' --split test", tu_bench(),
+                            root, teacher),
+                     2);
+    ck_assert_ptr_nonnull(strstr(out, "test split"));
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "'%s' tune --data '%s' --teacher '%s' --grid 'lr2=0.1|x'",
+                            tu_bench(), root, teacher),
+                     2);
+    ck_assert_ptr_nonnull(strstr(out, "lr2"));
+    free(out);
+    ck_assert_int_eq(rename(aside, csv), 0);
+    free(csv), free(aside), free(dir), free(tp), free(cp), free(table), free(chosen);
+    free(chosen2), free(run), free(id);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("student_smoke");
+    TCase *tc = tcase_create("student_smoke");
+    tcase_set_timeout(tc, 600);
+    tcase_add_unchecked_fixture(tc, setup_data, teardown_data);
+    tcase_add_test(tc, student_methods_end_to_end);
+    tcase_add_test(tc, tune_on_val_only);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
