@@ -227,8 +227,9 @@ START_TEST(run_is_independent_of_threads_and_interruptions)
     for (const char *f = "summary.csv\0paired.csv\0table.md\0table.tex\0episodes.csv\0manifest."
                          "txt\0run.id\0";
          *f; f += strlen(f) + 1) {
-        char *p = tu_path(r1, f);
-        ck_assert_msg(tu_read(p, NULL) != NULL, "%s missing", f);
+        char *p = tu_path(r1, f), *text = tu_read(p, NULL);
+        ck_assert_msg(text != NULL, "%s missing", f);
+        free(text);
         free(p);
     }
     char *s1 = tu_path(r1, "summary.csv"), *s3 = tu_path(r3, "summary.csv");
