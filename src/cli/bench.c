@@ -20,6 +20,7 @@ static const fsb_cli_cmd commands[] = {
     {"perf", fsb_cmd_perf, "images/s of the backbone engine (train step, inference), profile"},
     {"table", fsb_cmd_table, "rebuild a run's summary, tables and plot from per_episode.csv"},
     {"perf-methods", fsb_cmd_perf_methods, "time the frozen-feature methods on random episodes"},
+    {"merge", fsb_cmd_merge, "merge the folders of bench --shard i/n into one run folder"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
