@@ -1,4 +1,4 @@
-/* test_shard.c - end to end through the `bench` binary on a generated Ravi dataset: a run
+/* test_sharded_run.c - end to end through the `bench` binary on a generated Ravi dataset: a run
  * split with --shard 0/2 + 1/2 (one shard killed and resumed) and `bench merge` gives the
  * per_episode.csv of one process (timing aside) and the same summary/paired/table bytes;
  * merge refuses a missing, duplicate, foreign-seed, incomplete or non-shard folder and then
@@ -292,8 +292,8 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("shard");
-    TCase *tc = tcase_create("shard");
+    Suite *s = suite_create("sharded_run");
+    TCase *tc = tcase_create("sharded_run");
     tcase_set_timeout(tc, 600);
     tcase_add_unchecked_fixture(tc, setup_data, teardown_data);
     tcase_add_test(tc, shards_merge_to_the_single_run);
