@@ -2,6 +2,9 @@
  * -DFSB_MPI=ON compiles src/mpi/dist_mpi.c instead and this file is empty).
  */
 #include "fsb/dist.h"
+#include "fsb/status.h"
+
+#include <stdlib.h>
 
 #ifndef FSB_HAVE_MPI
 
@@ -14,6 +17,17 @@ int fsb_dist_init(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
+    /* N copies of a build without MPI would all run the whole job in one folder */
+    const char *sizes[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+    for (int i = 0; i < 2; i++) {
+        const char *v = getenv(sizes[i]);
+        if (v && atoi(v) > 1)
+            return fsb_error(FSB_EINVAL,
+                             "started by mpirun with %s=%s, but this bench was built "
+                             "without MPI support: rebuild with -DFSB_MPI=ON "
+                             "(docs/cluster.md), or use --shard i/n",
+                             sizes[i], v);
+    }
     return 0;
 }
 

@@ -256,6 +256,14 @@ START_TEST(mpirun_matches_one_process)
 {
     const char *why = NULL, *mpirun = mpirun_prefix(&why);
     if (!mpirun) {
+#ifndef FSB_HAVE_MPI
+        /* a build without MPI refuses to be one of N copies under mpirun */
+        char *o2 = tu_path(work, "nompi"), *msg = bench_run("OMPI_COMM_WORLD_SIZE=2", o2, "", 2);
+        ck_assert_msg(strstr(msg, "without MPI support") != NULL, "%s", msg);
+        ck_assert(!exists(o2, "run.id"));
+        free(msg);
+        free(o2);
+#endif
         printf("SKIP mpirun_matches_one_process: %s\n", why);
         return;
     }
