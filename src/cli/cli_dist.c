@@ -1,6 +1,6 @@
-/* cli_dist.c - what `bench run` does differently under mpirun (dist.h): every rank runs
- * shard rank/size of the tasks in the common --out folder, only rank 0 talks, worker
- * threads default to the cores per rank, and a failing rank ends the whole job.
+/* cli_dist.c - what `bench run` and `bench pretrain` do differently under mpirun (dist.h):
+ * only rank 0 talks, worker threads default to the cores per rank, a failing rank ends the
+ * whole job; `run` makes rank r of N run shard r/N of the tasks in the common --out folder.
  */
 #include "cli.h"
 #include "fsb/dist.h"
@@ -10,25 +10,31 @@
 #include <stdio.h>
 #include <unistd.h>
 
-int fsb_cli_dist_begin(int *argc, char ***argv, fsb_run_opts *o)
+int fsb_cli_dist_start(int *argc, char ***argv, FILE **progress, FILE **log, int *threads)
 {
     int st = fsb_dist_init(argc, argv);
     if (st || fsb_dist_size() == 1) return st;
-    int rank = fsb_dist_rank(), size = fsb_dist_size();
+    if (fsb_dist_rank() > 0) *progress = *log = NULL;
+    if (*threads == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN), local = fsb_dist_local_size();
+        *threads = cores / local > 1 ? (int)(cores / local) : 1;
+    }
+    return FSB_OK;
+}
+
+int fsb_cli_dist_begin(int *argc, char ***argv, fsb_run_opts *o)
+{
+    int st = fsb_cli_dist_start(argc, argv, &o->progress, &o->log, &o->threads);
+    if (st || fsb_dist_size() == 1) return st;
     if (fsb_shard_active(&o->shard))
         return fsb_error(FSB_EINVAL, "--shard: not with mpirun, which shards the run itself "
                                      "(rank r of N runs shard r/N)");
     if (!o->data)
         return fsb_error(FSB_EINVAL, "--data: required under mpirun (the Fashion-MNIST demo "
                                      "is for one process)");
-    o->shard.index = rank;
-    o->shard.count = size;
+    o->shard.index = fsb_dist_rank();
+    o->shard.count = fsb_dist_size();
     o->shard.shared = 1;
-    if (rank > 0) o->progress = o->log = NULL;
-    if (o->threads == 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN), local = fsb_dist_local_size();
-        o->threads = cores / local > 1 ? (int)(cores / local) : 1;
-    }
     return FSB_OK;
 }
 
