@@ -92,7 +92,8 @@ int fsb_dist_gather(void *items, size_t item_size, unsigned char *have, size_t n
         *displs = malloc((size_t)size * sizeof *displs);
     if (!send || !counts || !displs) {
         st = fsb_error(FSB_ENOMEM, "out of memory");
-        goto done; /* every rank has the same arrays to allocate; a failure aborts the job */
+        fsb_dist_abort(1); /* the other ranks would wait in the gather forever */
+        goto done;
     }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
