@@ -4,7 +4,8 @@
  * merge refuses a missing, duplicate, foreign-seed, incomplete or non-shard folder and then
  * writes nothing. Then the same under `mpirun --oversubscribe -np 2` (skipped, saying why,
  * when the build has no MPI or mpirun is absent): identical results, kill + resume, and a
- * folder started with 2 ranks refused with 3 and without mpirun.
+ * folder started with 2 ranks refused with 3 and without mpirun; data-parallel pre-training
+ * within the stated tolerance of one process, bit-identical after kill + resume.
  */
 #define _GNU_SOURCE /* memrchr */
 #include "fixtures.h"
