@@ -73,6 +73,18 @@ int fsb_journal_open(fsb_journal *j, const char *path, fsb_journal_fn fn, void *
     return FSB_OK;
 }
 
+int fsb_journal_replay(const char *path, fsb_journal_fn fn, void *ctx)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return fsb_error(errno == ENOENT ? FSB_ENOTFOUND : FSB_EIO, "%s: cannot open: %s", path,
+                         strerror(errno));
+    long good;
+    int st = replay(path, fp, fn, ctx, &good);
+    fclose(fp);
+    return st;
+}
+
 int fsb_journal_write(fsb_journal *j, const char *payload)
 {
     size_t n = strlen(payload);

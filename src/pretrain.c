@@ -10,6 +10,8 @@
  * buffers and the log; nothing else carries over between epochs.
  */
 #include "fsb/pretrain.h"
+#include "fsb/dist.h"
+#include "fsb/pretrain_dist.h"
 #include "fsb/blas.h"
 #include "fsb/cache.h"
 #include "fsb/episodes.h"
@@ -337,6 +339,8 @@ static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row
 {
     const fsb_pretrain_opts *o = t->o;
     int B = o->batch, steps = t->n_sub / B, hw = o->crop;
+    int first, nb; /* mpirun (pretrain_dist.h): this rank's images of each global batch */
+    fsb_pretrain_dist_slice(B, &first, &nb);
     int *order = malloc(sizeof(int) * (size_t)t->n_sub), *labels = malloc(sizeof(int) * (size_t)B);
     float *images = malloc(sizeof(float) * (size_t)B * 3 * hw * hw);
     if (!order || !labels || !images) {
@@ -362,19 +366,21 @@ static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row
     long correct = 0;
     int st = FSB_OK;
     for (int s = 0; s < steps && !st; s++) {
-        const int *idx = order + (size_t)s * B;
-        st = fsb_transform_train_batch(images, t->train.px, t->train.size, t->train.size, idx, B,
-                                       &t->tf, aug_key, (uint64_t)s * B, t->pool);
+        const int *idx = order + (size_t)s * B + first;
+        st = fsb_transform_train_batch(images, t->train.px, t->train.size, t->train.size, idx, nb,
+                                       &t->tf, aug_key, (uint64_t)s * B + first, t->pool);
         if (st)
             break;
-        for (int b = 0; b < B; b++)
+        for (int b = 0; b < nb; b++)
             labels[b] = t->train.split.labels[idx[b]];
         fsb_rng drop;
         fsb_rng_init(&drop, fsb_mix64(o->seed ^ TAG_DROP), (uint64_t)e * steps + s);
         const float *logits;
-        loss_sum += fsb_model_train_step(t->model, images, labels, B, &drop, &logits);
+        loss_sum += fsb_model_train_step(t->model, images, labels, nb, &drop, &logits);
+        if ((st = fsb_pretrain_dist_reduce_grads(t->model))) /* mpirun: the global batch's */
+            break;
         int nc = fsb_model_n_class(t->model);
-        for (int b = 0; b < B; b++) {
+        for (int b = 0; b < nb; b++) {
             const float *l = logits + (size_t)b * nc;
             int arg = 0;
             for (int k = 1; k < nc; k++)
@@ -388,6 +394,11 @@ static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row
             raise(SIGKILL); /* fault injection: die mid-epoch like kill -9 */
     }
     fsb_progress_finish(&bar);
+    double sums[2] = {loss_sum, (double)correct}; /* mpirun: over all ranks */
+    if (!st && !(st = fsb_pretrain_dist_sum(sums, 2))) {
+        loss_sum = sums[0] / fsb_dist_size();
+        correct = (long)sums[1];
+    }
     row->loss = loss_sum / (steps ? steps : 1);
     row->acc = (double)correct / ((double)steps * B > 0 ? (double)steps * B : 1);
     free(order), free(labels), free(images);
@@ -496,7 +507,12 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
     if (st)
         return st;
     fsb_blas_set_threads(1);
-    if ((st = setup(&t)) || (st = load_state(&t, &resumed)))
+    /* mpirun (pretrain_dist.h): rank 0 packs the caches first, then the others set up */
+    int writer = fsb_dist_rank() == 0;
+    if ((st = fsb_pretrain_dist_check(o->batch)) || (!writer && (st = fsb_dist_barrier())))
+        goto done;
+    if ((st = setup(&t)) || (st = fsb_pretrain_dist_identity(&t.identity)) ||
+        (writer && (st = fsb_dist_barrier())) || (st = load_state(&t, &resumed)))
         goto done;
     if (o->log) {
         fprintf(o->log, "pretrain %s on %d images of %d classes (%s/train), val %d episodes; %s\n",
@@ -514,7 +530,8 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
         memset(row, 0, sizeof *row);
         row->epoch = e + 1;
         row->val1 = row->val5 = -1;
-        if ((st = train_epoch(&t, e, &steps_here, row)))
+        if ((st = train_epoch(&t, e, &steps_here, row)) ||
+            (st = fsb_pretrain_dist_average_bn(t.model)))
             break;
         if ((e + 1) % o->val_every == 0 || e + 1 == o->epochs) {
             if ((st = validate(&t, &row->val1, &row->val5)))
@@ -527,7 +544,7 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
                 snprintf(ep, sizeof ep, "%d", e + 1);
                 const char *keys[] = {"val_1shot", "val_5shot", "epoch", "trained_on"};
                 const char *vals[] = {s1, s5, ep, "train split (base classes)"};
-                if ((st = fsb_model_save(t.model, o->out, 4, keys, vals)))
+                if (writer && (st = fsb_model_save(t.model, o->out, 4, keys, vals)))
                     break;
                 t.best = score;
                 t.best_epoch = e + 1;
@@ -535,7 +552,7 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
         }
         row->seconds = fsb_now() - t0;
         t.epochs_done = e + 1;
-        if ((st = save_state(&t)) || (st = write_log_and_plot(&t)))
+        if (writer && ((st = save_state(&t)) || (st = write_log_and_plot(&t))))
             break;
         if (o->log) {
             fprintf(o->log, "epoch %d/%d lr %.4g loss %.4f acc %.4f", e + 1, o->epochs, row->lr,

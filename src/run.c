@@ -10,6 +10,7 @@
 #include "fsb/run.h"
 #include "fsb/blas.h"
 #include "fsb/cache.h"
+#include "fsb/dist.h"
 #include "fsb/fileio.h"
 #include "fsb/journal.h"
 #include "fsb/method.h"
@@ -450,14 +451,15 @@ static int run_group(run_state *r, int m, int s)
         free(outs);
         return fsb_error(FSB_ENOMEM, "out of memory");
     }
-    int n = 0;
+    int n = 0, g = m * r->o->n_shots + s; /* g: group number of shard.h */
+    long mine = fsb_shard_group_size(&r->o->shard, g, ne); /* this shard's episodes */
     for (int e = 0; e < ne; e++)
-        if (!r->done[task_index(r, m, s, e)])
+        if (!r->done[task_index(r, m, s, e)] && fsb_shard_owns(&r->o->shard, g, e))
             todo[n++] = e;
     char label[96];
     snprintf(label, sizeof label, "%s %d-shot", r->methods[m]->name, shot);
     fsb_progress bar;
-    fsb_progress_init(&bar, r->o->progress, label, "ep", ne - n, ne);
+    fsb_progress_init(&bar, r->o->progress, label, "ep", mine - n, mine);
     int st = FSB_OK;
     /* training methods take seconds per episode: sync the journal after every round of
      * one episode per worker, so that a kill loses at most that */
@@ -486,45 +488,11 @@ static int run_group(run_state *r, int m, int s)
         r->tasks_here += nc;
         if (!st && r->o->kill_after_tasks > 0 && r->tasks_here >= r->o->kill_after_tasks)
             raise(SIGKILL); /* fault injection: die like kill -9 between chunks */
-        fsb_progress_update(&bar, ne - n + i + nc);
+        fsb_progress_update(&bar, mine - n + i + nc);
     }
     fsb_progress_finish(&bar);
     free(todo);
     free(outs);
-    return st;
-}
-
-static int cmp_record(const void *a, const void *b)
-{
-    const fsb_episode_record *x = a, *y = b;
-    int c = fsb_report_method_cmp(x->method, y->method);
-    if (c)
-        return c;
-    if (x->shot != y->shot)
-        return x->shot < y->shot ? -1 : 1;
-    return (x->episode > y->episode) - (x->episode < y->episode);
-}
-
-static int write_manifest(const run_state *r, double seconds)
-{
-    char versions[1024], *path = fsb_path_join(r->o->out, "manifest.txt");
-    if (!path)
-        return fsb_error(FSB_ENOMEM, "out of memory");
-    fsb_versions(versions, sizeof versions);
-    fsb_outfile f;
-    int st = fsb_outfile_open(&f, path);
-    if (!st) {
-        time_t now = time(NULL);
-        char when[64];
-        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-        fprintf(f.fp, "%s", r->run_id);
-        fprintf(f.fp, "data=%s\nteacher=%s\nthreads=%d\nversions=%s\nopenblas_core=%s\n"
-                      "finished=%s\nwall_seconds_this_session=%.1f\n",
-                r->o->data, r->o->teacher, fsb_pool_size(r->pool), versions, fsb_blas_core(),
-                when, seconds);
-        st = fsb_outfile_commit(&f);
-    }
-    free(path);
     return st;
 }
 
@@ -630,6 +598,9 @@ int fsb_run(const fsb_run_opts *o)
     fsb_blas_set_threads(1);
     if ((st = resolve_methods(&r)))
         goto done;
+    /* mpirun (shard.h): rank 0 packs and embeds first, the other ranks then load its files */
+    if (o->shard.shared && o->shard.index > 0 && (st = fsb_dist_barrier()))
+        goto done;
     fsb_cache_opts co = {.dir = o->cache_dir, .size = o->image_size, .pool = r.pool,
                          .progress = o->progress};
     if ((st = fsb_cache_open(&r.cache, o->data, o->split, &co)))
@@ -650,6 +621,8 @@ int fsb_run(const fsb_run_opts *o)
         st = fsb_error(FSB_ENOMEM, "out of memory");
         goto done;
     }
+    if ((st = fsb_shard_id_append(&r.run_id, &o->shard))) /* --shard i/n: shard= line */
+        goto done;
     if ((st = claim_run_dir(&r)) || (st = export_episodes(&r)))
         goto done;
     if (o->log)
@@ -684,6 +657,8 @@ int fsb_run(const fsb_run_opts *o)
             r.cfg[m].base_mean_dim = r.dim;
         }
     }
+    if (o->shard.shared && o->shard.index == 0 && (st = fsb_dist_barrier()))
+        goto done; /* rank 0's caches are written: release the other ranks */
     size_t n_tasks = (size_t)o->n_methods * o->n_shots * r.sweep.n_episodes;
     r.done = calloc(n_tasks, 1);
     r.recs = calloc(n_tasks, sizeof *r.recs);
@@ -691,11 +666,9 @@ int fsb_run(const fsb_run_opts *o)
         st = fsb_error(FSB_ENOMEM, "out of memory");
         goto done;
     }
-    char *jpath = fsb_path_join(o->out, "journal.log");
-    if (!jpath) {
-        st = fsb_error(FSB_ENOMEM, "out of memory");
+    char *jpath = NULL; /* journal.log, or journal.r<i>of<n>.log of an mpirun rank */
+    if ((st = fsb_shard_journal_path(o->out, &o->shard, &jpath)))
         goto done;
-    }
     st = fsb_journal_open(&r.journal, jpath, replay_record, &r);
     free(jpath);
     if (st || (st = workers_init(&r)))
@@ -705,19 +678,17 @@ int fsb_run(const fsb_run_opts *o)
             st = run_group(&r, m, s);
     if (st)
         goto done;
-    qsort(r.recs, n_tasks, sizeof *r.recs, cmp_record);
-    fsb_report_result res;
-    memset(&res, 0, sizeof res);
-    fsb_report_options ropt = {.no_paper = !fsb_report_paper_applies(r.cache.split.fingerprint)};
-    if ((st = fsb_report_write(o->out, r.recs, n_tasks, &ropt, &res)))
+    /* sharded (shard.h): a --shard folder ends with shard.done, mpirun ranks gather their
+     * records on rank 0, which alone writes the final files */
+    int write_final = 1;
+    if ((st = fsb_shard_finish(o->out, &o->shard, r.recs, r.done, n_tasks, &write_final)) ||
+        !write_final)
         goto done;
-    if (res.note[0] && o->log)
-        fprintf(o->log, "note: %s\n", res.note);
-    st = write_manifest(&r, fsb_now() - t0);
-    if (!st && o->log)
-        fprintf(o->log, "wrote %s/{per_episode.csv,summary.csv,paired.csv,table.md,table.tex%s,"
-                        "manifest.txt,episodes.csv} in %.1f s\n",
-                o->out, res.plotted ? ",accuracy_vs_shots.png" : "", fsb_now() - t0);
+    char extra[8192];
+    snprintf(extra, sizeof extra, "data=%s\nteacher=%s\nthreads=%d\n", o->data, o->teacher,
+             fsb_pool_size(r.pool));
+    st = fsb_run_write_results(o->out, r.run_id, r.recs, n_tasks, r.cache.split.fingerprint,
+                               extra, t0, o->log);
 done:
     workers_free(&r);
     fsb_journal_close(&r.journal);

@@ -1,7 +1,8 @@
 # deps.sh - sourced by tools/test.sh and tools/bench.sh: installs the Debian 12 packages
 # fsbench builds and runs with, only those missing, as root or through sudo.
 FSB_DEPS=(build-essential cmake pkg-config libopenblas-dev libpng-dev libjpeg62-turbo-dev
-          liblinear-dev check zlib1g-dev libxxhash-dev gnuplot-nox dataset-fashion-mnist)
+          liblinear-dev check zlib1g-dev libxxhash-dev gnuplot-nox dataset-fashion-mnist
+          libopenmpi-dev openmpi-bin)
 
 fsb_install_deps() {
     local missing=() p

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: on a fresh Debian 12 it installs the Debian packages fsbench
 # needs (as root, or through sudo), configures with warnings as errors, builds, and runs
-# every test; then it builds again with AddressSanitizer + UBSan and runs the fast suites.
-# Usage: tools/test.sh            (FSB_SKIP_ASAN=1 skips the sanitizer pass)
+# every test; then it builds again with AddressSanitizer + UBSan and runs the fast suites;
+# then an Open MPI build (-DFSB_MPI=ON) runs the shard and mpirun suites.
+# Usage: tools/test.sh  (FSB_SKIP_ASAN=1 skips the sanitizer pass, FSB_SKIP_MPI=1 the MPI one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/deps.sh
@@ -18,4 +19,11 @@ if [ "${FSB_SKIP_ASAN:-0}" != 1 ]; then
     cmake --build build-asan -j"$jobs"
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
         ctest --test-dir build-asan --output-on-failure -j"$jobs" -L fast
+fi
+
+if [ "${FSB_SKIP_MPI:-0}" != 1 ]; then
+    # only what the shard/MPI suites need; mpirun as root is allowed by the tests themselves
+    cmake -S . -B build-mpi -DFSB_WERROR=ON -DFSB_MPI=ON -DCMAKE_BUILD_TYPE=Release
+    cmake --build build-mpi -j"$jobs" --target bench test_shard test_sharded_run
+    ctest --test-dir build-mpi --output-on-failure -R 'shard|mpi'
 fi

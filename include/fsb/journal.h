@@ -24,6 +24,10 @@ typedef int (*fsb_journal_fn)(void *ctx, const char *payload, int line);
 /* Open (creating if needed) the journal at path, replaying intact records through fn
  * (may be NULL) and truncating a damaged tail. */
 int fsb_journal_open(fsb_journal *j, const char *path, fsb_journal_fn fn, void *ctx);
+/* Replay the intact records of the journal at path through fn without opening it for
+ * writing (a damaged tail is ignored, not cut off): for readers of another process's
+ * journal, e.g. `bench merge`. A missing file is FSB_ENOTFOUND. */
+int fsb_journal_replay(const char *path, fsb_journal_fn fn, void *ctx);
 /* Append one record durably (write + sync). payload must not contain '\t' or '\n'. */
 int fsb_journal_append(fsb_journal *j, const char *payload);
 /* Append one record without syncing; a batch of writes is made durable by one

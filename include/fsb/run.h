@@ -15,6 +15,8 @@
 #define FSB_RUN_H
 
 #include "fsb/episodes.h"
+#include "fsb/report.h"
+#include "fsb/shard.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -48,6 +50,7 @@ typedef struct fsb_run_opts {
                               tasks of this process are journaled (0: never) */
     FILE *progress;   /* progress bars (stderr; drawn on terminals only), or NULL */
     FILE *log;        /* one-line notes for the user (stdout), or NULL */
+    fsb_shard shard;  /* run only this shard's tasks (shard.h); zeroed: all of them */
 } fsb_run_opts;
 
 /* The defaults listed above; required fields NULL. */
@@ -58,5 +61,16 @@ int fsb_run(const fsb_run_opts *o);
 
 /* "fsbench X; OpenBLAS ...; libpng ...; ..." into buf (always NUL-terminated). */
 void fsb_versions(char *buf, size_t n);
+
+/* The final files of run folder `out` from the records of every task (sorted here, in
+ * place, so the files never depend on the order tasks finished in): per_episode.csv and the
+ * derived reports (report.h; the paper's columns only when split_fingerprint is the
+ * canonical MiniImageNet test split), then manifest.txt = run_id, manifest_extra
+ * ("key=value\n" lines or ""), versions, CPU core, finish time and the wall seconds since
+ * t0 (fsb_now()). One line saying what was written goes to log (may be NULL). Used by
+ * fsb_run and by `bench merge`. */
+int fsb_run_write_results(const char *out, const char *run_id, fsb_episode_record *recs,
+                          size_t n, uint64_t split_fingerprint, const char *manifest_extra,
+                          double t0, FILE *log);
 
 #endif

@@ -21,6 +21,7 @@ static const fsb_cli_cmd commands[] = {
     {"table", fsb_cmd_table, "rebuild a run's summary, tables and plot from per_episode.csv"},
     {"perf-methods", fsb_cmd_perf_methods, "time the frozen-feature methods on random episodes"},
     {"tune", fsb_cmd_tune, "choose finetune/refilled options on val-split episodes"},
+    {"merge", fsb_cmd_merge, "merge the folders of bench --shard i/n into one run folder"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -6,6 +6,7 @@
 #define FSB_CLI_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct fsb_cli_cmd {
     const char *name;                   /* first word after `bench` */
@@ -31,5 +32,19 @@ int fsb_cmd_perf(int argc, char **argv);
 int fsb_cmd_table(int argc, char **argv);
 int fsb_cmd_perf_methods(int argc, char **argv);
 int fsb_cmd_tune(int argc, char **argv);
+int fsb_cmd_merge(int argc, char **argv);
+
+/* mpirun support of `bench run` (cli_dist.c). Begin: initialise MPI when started by
+ * mpirun (dist.h) and, with N > 1 ranks, make this rank run shard rank/N of the tasks in
+ * the common --out folder (refusing --shard and a missing --data), silence ranks > 0 and
+ * default --threads to cores / ranks on this machine. End: a failing rank prints its error
+ * and aborts the job (MPI_Abort); otherwise MPI is finalised. Returns st. */
+struct fsb_run_opts;
+int fsb_cli_dist_begin(int *argc, char ***argv, struct fsb_run_opts *o);
+/* The part of fsb_cli_dist_begin every command shares (used by `pretrain`): initialise MPI
+ * under mpirun; with N > 1 ranks set *progress and *log to NULL on ranks > 0 and a *threads
+ * of 0 to cores / ranks on this machine. */
+int fsb_cli_dist_start(int *argc, char ***argv, FILE **progress, FILE **log, int *threads);
+int fsb_cli_dist_end(const char *cmd, int st);
 
 #endif

@@ -149,5 +149,8 @@ int fsb_cmd_pretrain(int argc, char **argv)
         st = fsb_error(FSB_EINVAL, "unexpected argument '%s'", argv[optind]);
     if (st)
         return st;
-    return fsb_pretrain(&o);
+    /* mpirun: data-parallel over the ranks (pretrain_dist.h); rank 0 alone talks */
+    if ((st = fsb_cli_dist_start(&argc, &argv, &o.progress, &o.log, &o.threads)))
+        return fsb_cli_dist_end("pretrain", st);
+    return fsb_cli_dist_end("pretrain", fsb_pretrain(&o));
 }

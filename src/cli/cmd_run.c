@@ -39,6 +39,9 @@ static void run_usage(FILE *out)
             "  --arch conv4|res12 refuse a teacher of another architecture\n"
             "  --student SPEC     finetune/refilled options, e.g. \"stage1_steps=20,lr2=0.01,\n"
             "                     adapt=last\" (keys and defaults: include/fsb/student.h)\n"
+            "  --shard i/n        run only shard i of n (0-based); merge the n folders with\n"
+            "                     bench merge (docs/cluster.md). Under mpirun -np N each rank\n"
+            "                     runs its shard by itself, in the one --out folder\n"
             "Rerun the same command after an interruption to continue; the final files equal\n"
             "an uninterrupted run's (timing columns aside).\n");
 }
@@ -61,7 +64,7 @@ int fsb_cmd_run(int argc, char **argv)
 {
     enum { O_DATA = 256, O_TEACHER, O_OUT, O_SPLIT, O_WAY, O_SHOTS, O_QUERY, O_EPISODES,
            O_SEED, O_METHODS, O_NORM, O_C, O_THREADS, O_CACHE, O_SIZE, O_RESIZE, O_CROP,
-           O_ARCH, O_STUDENT, O_KILL, O_HELP };
+           O_ARCH, O_STUDENT, O_KILL, O_HELP, O_SHARD };
     static const struct option longopts[] = {
         {"data", required_argument, 0, O_DATA},       {"teacher", required_argument, 0, O_TEACHER},
         {"out", required_argument, 0, O_OUT},         {"split", required_argument, 0, O_SPLIT},
@@ -76,6 +79,7 @@ int fsb_cmd_run(int argc, char **argv)
         /* fault injection for the resume tests: SIGKILL after N journaled tasks */
         {"debug-kill-after-tasks", required_argument, 0, O_KILL},
         {"help", no_argument, 0, O_HELP},
+        {"shard", required_argument, 0, O_SHARD},
         {0, 0, 0, 0}};
     fsb_run_opts o;
     fsb_run_opts_default(&o);
@@ -165,6 +169,7 @@ int fsb_cmd_run(int argc, char **argv)
                              &o.kill_after_tasks);
             break;
         case O_HELP: run_usage(stdout); return FSB_OK;
+        case O_SHARD: st = fsb_shard_parse("--shard", optarg, &o.shard); break;
         default:
             st = fsb_error(FSB_EINVAL, "unknown or incomplete flag '%s' (bench run --help)",
                            argv[optind - 1]);
@@ -176,6 +181,8 @@ int fsb_cmd_run(int argc, char **argv)
         st = split_list("--methods", methods_text, o.methods, FSB_RUN_MAX_METHODS, &o.n_methods);
     if (st)
         return st;
+    if ((st = fsb_cli_dist_begin(&argc, &argv, &o))) /* mpirun: this rank's shard */
+        return fsb_cli_dist_end("run", st);
     fsb_demo demo = {0};
     if (!o.data) {
         /* no dataset configured: the same protocol on the Fashion-MNIST demo */
@@ -196,7 +203,8 @@ int fsb_cmd_run(int argc, char **argv)
             o.out = "runs/demo-fashion-mnist";
     }
     if (!o.teacher)
-        return fsb_error(FSB_EINVAL, "no teacher: pass --teacher CKPT or set FSB_TEACHER");
+        return fsb_cli_dist_end("run", fsb_error(FSB_EINVAL, "no teacher: pass --teacher CKPT "
+                                                             "or set FSB_TEACHER"));
     if (!o.out) {
         snprintf(default_out, sizeof default_out, "runs/%s-%dway-seed%llu", o.split, o.way,
                  (unsigned long long)o.seed);
@@ -204,5 +212,5 @@ int fsb_cmd_run(int argc, char **argv)
     }
     st = fsb_run(&o);
     fsb_demo_free(&demo);
-    return st;
+    return fsb_cli_dist_end("run", st); /* mpirun: a failing rank ends the job */
 }
