@@ -154,9 +154,11 @@ static char *make_run_id(const run_state *r)
         return NULL;
     snprintf(id, 4096,
              "format=fsbench-run/1\nsplit=%s\ndata_fingerprint=%016" PRIx64 "\n"
-             "teacher_xxh3=%016" PRIx64 "\nepisodes_hash=%s\nepisodes=%d\nway=%d\nquery=%d\n"
-             "shots=%s\nseed=%" PRIu64 "\nmethods=%s\nimage_size=%d\nresize=%d\ncrop=%d\n",
-             r->sweep.split, r->cache.split.fingerprint, r->teacher_hash, r->ep_hash,
+             "teacher_xxh3=%016" PRIx64 "\nteacher_arch=%s\nepisodes_hash=%s\nepisodes=%d\n"
+             "way=%d\nquery=%d\nshots=%s\nseed=%" PRIu64 "\nmethods=%s\nimage_size=%d\n"
+             "resize=%d\ncrop=%d\n",
+             r->sweep.split, r->cache.split.fingerprint, r->teacher_hash,
+             fsb_arch_name(fsb_model_options(r->teacher)->arch), r->ep_hash,
              r->sweep.n_episodes, r->sweep.way, r->sweep.query, shots, r->sweep.seed, methods,
              o->image_size, o->resize, o->crop);
     if (r->has_images) { /* training methods: their options decide their results */

@@ -52,6 +52,10 @@ int fsb_run_write_results(const char *out, const char *run_id, fsb_episode_recor
     fsb_report_result res;
     memset(&res, 0, sizeof res);
     fsb_report_options ropt = {.no_paper = !fsb_report_paper_applies(split_fingerprint)};
+    /* plain "refilled" compares with the paper's row for the teacher's backbone */
+    const char *arch = strstr(run_id, "\nteacher_arch=");
+    char backbone[16];
+    if (arch && sscanf(arch + 14, "%15[a-z0-9]", backbone) == 1) ropt.backbone = backbone;
     int st = fsb_report_write(out, recs, n, &ropt, &res);
     if (st) return st;
     if (res.note[0] && log) fprintf(log, "note: %s\n", res.note);

@@ -240,11 +240,11 @@ START_TEST(table_golden)
     size_t ns;
     ck_assert_int_eq(fsb_report_summarise(r, n, &s, &ns), FSB_OK);
     char *md;
-    ck_assert_int_eq(fsb_report_table_md(s, ns, NULL, 1, &md), FSB_OK);
+    ck_assert_int_eq(fsb_report_table_md(s, ns, NULL, "", &md), FSB_OK);
     ck_assert_str_eq(md, golden_md);
     free(md);
     char *tex;
-    ck_assert_int_eq(fsb_report_table_tex(s, ns, "T_1 & 50% \\x", 1, &tex), FSB_OK);
+    ck_assert_int_eq(fsb_report_table_tex(s, ns, "T_1 & 50% \\x", "", &tex), FSB_OK);
     ck_assert_ptr_nonnull(
         strstr(tex, "\\caption{T\\_1 \\& 50\\% \\textbackslash{}x. Mean $\\pm$ 95\\% CI"));
     ck_assert_ptr_nonnull(strstr(tex, "\\begin{tabular}{lrrrrrr}"));
@@ -253,12 +253,12 @@ START_TEST(table_golden)
     ck_assert_ptr_nonnull(strstr(tex, "zeta & 75.00 $\\pm$ 0.00 & -- & -- & -- & -- & -- \\\\"));
     free(tex);
     /* another dataset: no paper columns, and a note saying why */
-    ck_assert_int_eq(fsb_report_table_md(s, ns, NULL, 0, &md), FSB_OK);
+    ck_assert_int_eq(fsb_report_table_md(s, ns, NULL, NULL, &md), FSB_OK);
     ck_assert_ptr_null(strstr(md, "paper |"));
     ck_assert_ptr_nonnull(strstr(md, "| 1nn | 70.00 ± 18.48 | 50.00 ± 0.00 |"));
     ck_assert_ptr_nonnull(strstr(md, "not shown for this dataset"));
     free(md);
-    ck_assert_int_eq(fsb_report_table_tex(s, ns, NULL, 0, &tex), FSB_OK);
+    ck_assert_int_eq(fsb_report_table_tex(s, ns, NULL, NULL, &tex), FSB_OK);
     ck_assert_ptr_nonnull(strstr(tex, "\\begin{tabular}{lrr}"));
     ck_assert_ptr_nonnull(strstr(tex, "1nn & 70.00 $\\pm$ 18.48 & 50.00 $\\pm$ 0.00 \\\\"));
     free(tex);

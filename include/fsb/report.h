@@ -58,6 +58,8 @@ typedef struct fsb_report_options {
     const char *title;     /* first line of table.md / caption of table.tex; NULL = default */
     int skip_plot;         /* 1: do not run gnuplot */
     int no_paper;          /* 1: tables without the paper's columns (not MiniImageNet test) */
+    const char *backbone;  /* "conv4" / "res12": the paper row plain "refilled" compares
+                              with (NULL: none) */
 } fsb_report_options;
 
 /* What writing the reports did, for the caller to show. */
@@ -99,11 +101,13 @@ int fsb_report_paired(const fsb_episode_record *recs, size_t n, const char *refe
 double fsb_report_paper_value(const char *method, int shot);
 
 /* Render table.md / table.tex content from summary rows (malloc'd NUL-terminated string in
- * *out, caller frees); with_paper = 0 leaves out the paper's columns. */
-int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title, int with_paper,
-                        char **out);
-int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *title, int with_paper,
-                         char **out);
+ * *out, caller frees). paper: NULL leaves out the paper's columns; otherwise they are shown,
+ * and "conv4" / "res12" name the backbone whose REFILLED row plain "refilled" is compared
+ * with ("" for none). */
+int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title,
+                        const char *paper, char **out);
+int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *title,
+                         const char *paper, char **out);
 
 /* Write summary.csv, paired.csv, table.md, table.tex and (unless opt->skip_plot)
  * accuracy_vs_shots.png with its gnuplot script accuracy_vs_shots.gp into run_dir from the
