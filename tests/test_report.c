@@ -262,6 +262,18 @@ START_TEST(table_golden)
     ck_assert_ptr_nonnull(strstr(tex, "\\begin{tabular}{lrr}"));
     ck_assert_ptr_nonnull(strstr(tex, "1nn & 70.00 $\\pm$ 18.48 & 50.00 $\\pm$ 0.00 \\\\"));
     free(tex);
+    /* plain "refilled" takes the paper row of the run's backbone */
+    fsb_summary_row rf = {.method = "refilled", .shot = 1, .episodes = 1, .mean = 0.5};
+    ck_assert_int_eq(fsb_report_table_md(&rf, 1, NULL, "conv4", &md), FSB_OK);
+    ck_assert_ptr_nonnull(strstr(md, "| refilled | 50.00 ± 0.00 | 53.44 | -3.44 |"));
+    ck_assert_ptr_nonnull(strstr(md, "refilled = REFILLED (ConvNet backbone)"));
+    free(md);
+    ck_assert_int_eq(fsb_report_table_md(&rf, 1, NULL, "res12", &md), FSB_OK);
+    ck_assert_ptr_nonnull(strstr(md, "| 54.82 |"));
+    free(md);
+    ck_assert_int_eq(fsb_report_table_md(&rf, 1, NULL, "", &md), FSB_OK);
+    ck_assert_ptr_nonnull(strstr(md, "| refilled | 50.00 ± 0.00 | – | – |"));
+    free(md);
     ck_assert(fsb_report_paper_applies(0x120c10c9ea03f538ull));
     ck_assert(!fsb_report_paper_applies(0x3cfb3ee002e3d937ull));
     free(s);
