@@ -3,8 +3,8 @@
  * then the benchmark run (identical per_episode.csv for 1 and 2 threads, after a kill and
  * resume, and when replaying the exported episodes; refused folders; bad flags), and
  * `bench table --from` rebuilding the derived files. */
-#define _GNU_SOURCE /* memrchr */
 #include "fixtures.h"
+#include "e2e.h"
 #include "testutil.h"
 
 #include <check.h>
@@ -12,58 +12,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+static tu_e2e e2e;     /* dataset, outputs and teacher (e2e.h) */
 static char *root;     /* the generated dataset */
 static char *work;     /* outputs */
 static char *teacher;  /* a checkpoint trained once for the run tests */
 static char common[1024]; /* flags shared by the pretrain commands */
 
-/* Small images so a ConvNet-4 pass is cheap: packed 32x32, network input 28x28. */
-#define IMG " --image-size 32 --resize 32 --crop 28"
+#define IMG TU_E2E_IMG
 
 static void setup_data(void)
 {
-    root = tu_tmpdir();
-    work = tu_tmpdir();
-    int n_classes[3] = {4, 3, 5};
-    fx_make_ravi(root, n_classes, 12, 32);
+    tu_e2e_make(&e2e, "--epochs 3 --batch 8 --val-episodes 4 --val-way 3 --val-query 3 "
+                      "--threads 2");
+    root = e2e.root;
+    work = e2e.work;
+    teacher = e2e.teacher;
     snprintf(common, sizeof common,
              "--data '%s' --cache '%s/cache' --epochs 3 --batch 8 --val-episodes 4 --val-way 3 "
              "--val-query 3 --threads 2" IMG,
              root, work);
-    teacher = tu_path(work, "teacher.fsbt");
-    char *out = NULL;
-    int rc = tu_run(&out, "'%s' pretrain %s --out '%s'", tu_bench(), common, teacher);
-    if (rc != 0)
-        fprintf(stderr, "%s\n", out);
-    ck_assert_int_eq(rc, 0);
-    free(out);
 }
 
 static void teardown_data(void)
 {
-    tu_rmrf(root);
-    tu_rmrf(work);
-    free(root);
-    free(work);
-    free(teacher);
-}
-
-/* text with the last column of every line removed (malloc'd). */
-static char *drop_last_column(const char *text)
-{
-    char *out = malloc(strlen(text) + 1), *o = out;
-    for (const char *line = text; *line;) {
-        const char *nl = strchr(line, '\n');
-        size_t len = nl ? (size_t)(nl - line) : strlen(line);
-        const char *comma = memrchr(line, ',', len);
-        size_t keep = comma ? (size_t)(comma - line) : len;
-        memcpy(o, line, keep);
-        o += keep;
-        *o++ = '\n';
-        line += len + (nl != NULL);
-    }
-    *o = '\0';
-    return out;
+    tu_e2e_free(&e2e);
 }
 
 /* The file with the last column of every line removed (the seconds of a log row). */
@@ -71,19 +43,9 @@ static char *strip_last_column(const char *path)
 {
     char *text = tu_read(path, NULL);
     ck_assert_ptr_nonnull(text);
-    char *out = drop_last_column(text);
+    char *out = tu_drop_last_column(text);
     free(text);
     return out;
-}
-
-/* per_episode.csv without its two timing columns. */
-static char *results_without_timing(const char *dir)
-{
-    char *path = tu_path(dir, "per_episode.csv");
-    char *a = strip_last_column(path), *b = drop_last_column(a);
-    free(a);
-    free(path);
-    return b;
 }
 
 START_TEST(pretrain_resume_is_bit_identical)
@@ -214,8 +176,8 @@ START_TEST(run_is_independent_of_threads_and_interruptions)
     /* 4 methods x 2 shots x 12 episodes = 96 tasks, journaled a group of 12 at a time */
     run_bench(r3, "--threads 2 --debug-kill-after-tasks 40", -1);
     run_bench(r3, "--threads 2", 0);
-    char *a = results_without_timing(r1), *b = results_without_timing(r2);
-    char *c = results_without_timing(r3);
+    char *a = tu_results_without_timing(r1), *b = tu_results_without_timing(r2);
+    char *c = tu_results_without_timing(r3);
     ck_assert_str_eq(a, b);
     ck_assert_str_eq(a, c);
     ck_assert_ptr_nonnull(strstr(a, "episode,shot,method,n_correct,n_query,accuracy\n0,1,1nn,"));
@@ -238,7 +200,7 @@ START_TEST(run_is_independent_of_threads_and_interruptions)
     char *r4 = tu_path(work, "r4"), extra[4200];
     snprintf(extra, sizeof extra, "--episodes '%s/episodes.csv'", r1);
     run_bench(r4, extra, 0);
-    char *d = results_without_timing(r4);
+    char *d = tu_results_without_timing(r4);
     ck_assert_str_eq(a, d);
     /* bench table --from rebuilds the derived files byte for byte */
     char *t1 = tu_path(r1, "table.md"), *t1c = tu_path(work, "table.md.copy");

@@ -7,8 +7,8 @@
  * folder started with 2 ranks refused with 3 and without mpirun; data-parallel pre-training
  * within the stated tolerance of one process, bit-identical after kill + resume.
  */
-#define _GNU_SOURCE /* memrchr */
 #include "fixtures.h"
+#include "e2e.h"
 #include "testutil.h"
 
 #include <check.h>
@@ -16,13 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+static tu_e2e e2e;    /* dataset, outputs and teacher (e2e.h) */
 static char *root;    /* the generated dataset */
 static char *work;    /* outputs */
 static char *teacher; /* a checkpoint trained once */
 static char *single;  /* the one-process run every split run is compared with */
 
-/* Small images so a ConvNet-4 pass is cheap: packed 32x32, network input 28x28. */
-#define IMG " --image-size 32 --resize 32 --crop 28"
+#define IMG TU_E2E_IMG
 /* 4 methods x 2 shots x 13 episodes = 104 tasks (13 is odd: shards differ by one) */
 #define RUN_FLAGS "--way 3 --shots 1,3 --query 4 --episodes 13 --methods 1nn,svm,protonet,logreg"
 
@@ -43,67 +43,25 @@ static char *bench_run(const char *prefix, const char *out_dir, const char *extr
 
 static void setup_data(void)
 {
-    root = tu_tmpdir();
-    work = tu_tmpdir();
-    int n_classes[3] = {4, 3, 5};
-    fx_make_ravi(root, n_classes, 12, 32);
-    teacher = tu_path(work, "teacher.fsbt");
-    char *out = NULL;
-    int rc = tu_run(&out,
-                    "'%s' pretrain --data '%s' --cache '%s/cache' --epochs 1 --batch 8 "
-                    "--val-episodes 2 --val-way 3 --val-query 3 --threads 2" IMG " --out '%s'",
-                    tu_bench(), root, work, teacher);
-    if (rc != 0) fprintf(stderr, "%s\n", out);
-    ck_assert_int_eq(rc, 0);
-    free(out);
+    tu_e2e_make(&e2e, "--epochs 1 --batch 8 --val-episodes 2 --val-way 3 --val-query 3 "
+                      "--threads 2");
+    root = e2e.root;
+    work = e2e.work;
+    teacher = e2e.teacher;
     single = tu_path(work, "single");
     free(bench_run("", single, "--threads 2", 0));
 }
 
 static void teardown_data(void)
 {
-    tu_rmrf(root);
-    tu_rmrf(work);
-    free(root);
-    free(work);
-    free(teacher);
+    tu_e2e_free(&e2e);
     free(single);
-}
-
-/* text with the last column of every line removed (malloc'd). */
-static char *drop_last_column(const char *text)
-{
-    char *out = malloc(strlen(text) + 1), *o = out;
-    for (const char *line = text; *line;) {
-        const char *nl = strchr(line, '\n');
-        size_t len = nl ? (size_t)(nl - line) : strlen(line);
-        const char *comma = memrchr(line, ',', len);
-        size_t keep = comma ? (size_t)(comma - line) : len;
-        memcpy(o, line, keep);
-        o += keep;
-        *o++ = '\n';
-        line += len + (nl != NULL);
-    }
-    *o = '\0';
-    return out;
-}
-
-/* per_episode.csv of dir without its two timing columns (malloc'd). */
-static char *results_without_timing(const char *dir)
-{
-    char *path = tu_path(dir, "per_episode.csv"), *text = tu_read(path, NULL);
-    ck_assert_msg(text != NULL, "%s missing", path);
-    char *a = drop_last_column(text), *b = drop_last_column(a);
-    free(a);
-    free(text);
-    free(path);
-    return b;
 }
 
 /* dir holds the results of `single`: per_episode.csv (timing aside) and derived bytes. */
 static void assert_same_results(const char *dir)
 {
-    char *a = results_without_timing(single), *b = results_without_timing(dir);
+    char *a = tu_results_without_timing(single), *b = tu_results_without_timing(dir);
     ck_assert_str_eq(a, b);
     int lines = 0;
     for (const char *p = a; *p; p++)

@@ -4,8 +4,8 @@
  * are in run.id; a bad --student spec is refused naming the key), and `bench tune` on the
  * val split (table and choice written; the test split never read).
  */
-#define _GNU_SOURCE /* memrchr */
 #include "fixtures.h"
+#include "e2e.h"
 #include "testutil.h"
 
 #include <check.h>
@@ -13,69 +13,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+static tu_e2e e2e;    /* dataset, outputs and teacher (e2e.h) */
 static char *root;    /* the generated dataset */
 static char *work;    /* outputs */
 static char *teacher; /* a checkpoint trained once */
 
-/* Small images so a ConvNet-4 pass is cheap: packed 32x32, network input 28x28. */
-#define IMG " --image-size 32 --resize 32 --crop 28"
+#define IMG TU_E2E_IMG
 #define STUDENT " --student stage1_steps=3,stage2_steps=4,bank=2"
 
 static void setup_data(void)
 {
-    root = tu_tmpdir();
-    work = tu_tmpdir();
-    int n_classes[3] = {4, 3, 5};
-    fx_make_ravi(root, n_classes, 12, 32);
-    teacher = tu_path(work, "teacher.fsbt");
-    char *out = NULL;
-    int rc = tu_run(&out,
-                    "'%s' pretrain --data '%s' --cache '%s/cache' --epochs 1 --batch 8 "
-                    "--val-episodes 2 --val-way 3 --val-query 3 --threads 2" IMG " --out '%s'",
-                    tu_bench(), root, work, teacher);
-    if (rc != 0) fprintf(stderr, "%s\n", out);
-    ck_assert_int_eq(rc, 0);
-    free(out);
+    tu_e2e_make(&e2e, "--epochs 1 --batch 8 --val-episodes 2 --val-way 3 --val-query 3 "
+                      "--threads 2");
+    root = e2e.root;
+    work = e2e.work;
+    teacher = e2e.teacher;
 }
 
 static void teardown_data(void)
 {
-    tu_rmrf(root);
-    tu_rmrf(work);
-    free(root);
-    free(work);
-    free(teacher);
-}
-
-/* text with the last column of every line removed (malloc'd). */
-static char *drop_last_column(const char *text)
-{
-    char *out = malloc(strlen(text) + 1), *o = out;
-    for (const char *line = text; *line;) {
-        const char *nl = strchr(line, '\n');
-        size_t len = nl ? (size_t)(nl - line) : strlen(line);
-        const char *comma = memrchr(line, ',', len);
-        size_t keep = comma ? (size_t)(comma - line) : len;
-        memcpy(o, line, keep);
-        o += keep;
-        *o++ = '\n';
-        line += len + (nl != NULL);
-    }
-    *o = '\0';
-    return out;
-}
-
-/* per_episode.csv without its two timing columns (malloc'd). */
-static char *results_without_timing(const char *dir)
-{
-    char *path = tu_path(dir, "per_episode.csv");
-    char *text = tu_read(path, NULL);
-    ck_assert_msg(text != NULL, "%s missing", path);
-    char *a = drop_last_column(text), *b = drop_last_column(a);
-    free(text);
-    free(a);
-    free(path);
-    return b;
+    tu_e2e_free(&e2e);
 }
 
 static void run_bench(const char *out_dir, const char *extra, int want_rc)
@@ -99,8 +56,8 @@ START_TEST(student_methods_end_to_end)
     /* 3 methods x 2 shots x 5 episodes; training methods sync after every round of 2 */
     run_bench(r3, "--threads 2 --debug-kill-after-tasks 14" STUDENT, -1);
     run_bench(r3, "--threads 2" STUDENT, 0);
-    char *a = results_without_timing(r1), *b = results_without_timing(r2);
-    char *c = results_without_timing(r3);
+    char *a = tu_results_without_timing(r1), *b = tu_results_without_timing(r2);
+    char *c = tu_results_without_timing(r3);
     ck_assert_str_eq(a, b);
     ck_assert_str_eq(a, c);
     ck_assert_ptr_nonnull(strstr(a, ",1,finetune,"));

@@ -1,0 +1,64 @@
+/* e2e.c - shared set-up of the end-to-end suites (see e2e.h). */
+#define _GNU_SOURCE /* memrchr */
+#include "e2e.h"
+#include "fixtures.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void tu_e2e_make(tu_e2e *e, const char *pretrain_flags)
+{
+    e->root = tu_tmpdir();
+    e->work = tu_tmpdir();
+    int n_classes[3] = {4, 3, 5};
+    fx_make_ravi(e->root, n_classes, 12, 32);
+    e->teacher = tu_path(e->work, "teacher.fsbt");
+    char *out = NULL;
+    int rc = tu_run(&out, "'%s' pretrain --data '%s' --cache '%s/cache' %s" TU_E2E_IMG " --out '%s'",
+                    tu_bench(), e->root, e->work, pretrain_flags, e->teacher);
+    if (rc != 0)
+        fprintf(stderr, "%s\n", out);
+    ck_assert_int_eq(rc, 0);
+    free(out);
+}
+
+void tu_e2e_free(tu_e2e *e)
+{
+    tu_rmrf(e->root);
+    tu_rmrf(e->work);
+    free(e->root);
+    free(e->work);
+    free(e->teacher);
+    e->root = e->work = e->teacher = NULL;
+}
+
+char *tu_drop_last_column(const char *text)
+{
+    char *out = malloc(strlen(text) + 1), *o = out;
+    for (const char *line = text; *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        const char *comma = memrchr(line, ',', len);
+        size_t keep = comma ? (size_t)(comma - line) : len;
+        memcpy(o, line, keep);
+        o += keep;
+        *o++ = '\n';
+        line += len + (nl != NULL);
+    }
+    *o = '\0';
+    return out;
+}
+
+char *tu_results_without_timing(const char *dir)
+{
+    char *path = tu_path(dir, "per_episode.csv"), *text = tu_read(path, NULL);
+    ck_assert_msg(text != NULL, "%s missing", path);
+    char *a = tu_drop_last_column(text), *b = tu_drop_last_column(a);
+    free(text);
+    free(a);
+    free(path);
+    return b;
+}
