@@ -37,21 +37,21 @@ void fsb_mperf_options_default(fsb_mperf_options *o)
 
 typedef struct {
     const fsb_mperf_options *o;
-    const float *feat;                           /* [n][dim] */
-    int dim;                                     /* feature dimension */
-    int n_classes;                               /* distinct labels */
-    const int *class_start;                      /* [n_classes] offset into rows */
-    const int *class_count;                      /* [n_classes] rows per class */
-    const int *rows;                             /* row indices grouped by class */
+    const float *feat;                            /* [n][dim] */
+    int dim;                                      /* feature dimension */
+    int n_classes;                                /* distinct labels */
+    const int *class_start;                       /* [n_classes] offset into rows */
+    const int *class_count;                       /* [n_classes] rows per class */
+    const int *rows;                              /* row indices grouped by class */
     const fsb_method *m[FSB_MPERF_MAX_METHODS];   /* the methods */
     fsb_method_config cfg[FSB_MPERF_MAX_METHODS]; /* their configs */
-    fsb_arena *arenas;                           /* [threads] per-worker scratch */
-    int *correct;                                /* [methods][tasks] */
-    float *ms;                                   /* [methods][tasks][2] fit, predict */
-    int *pred;                                   /* [methods][tasks][n_query] or NULL */
-    int **sup_rows;                              /* [shots] -> [episodes][way*K] or NULL */
-    int *qry_rows;                               /* [tasks][n_query] or NULL */
-    int *status;                                 /* [tasks] */
+    fsb_arena *arenas;                            /* [threads] per-worker scratch */
+    int *correct;                                 /* [methods][tasks] */
+    float *ms;                                    /* [methods][tasks][2] fit, predict */
+    int *pred;                                    /* [methods][tasks][n_query] or NULL */
+    int **sup_rows;                               /* [shots] -> [episodes][way*K] or NULL */
+    int *qry_rows;                                /* [tasks][n_query] or NULL */
+    int *status;                                  /* [tasks] */
     char (*msg)[256]; /* [threads] message of the worker's first failure */
     int *msg_task;    /* [threads] task of that failure (-1: none) */
 } perf_ctx;

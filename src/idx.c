@@ -22,8 +22,7 @@ static int read_exact(gzFile gz, const char *path, void *buf, size_t n)
     while (n > 0) {
         unsigned chunk = n > (1u << 30) ? (1u << 30) : (unsigned)n;
         int got = gzread(gz, p, chunk);
-        if (got <= 0)
-            return fsb_error(FSB_EFORMAT, "%s: truncated or unreadable IDX file", path);
+        if (got <= 0) return fsb_error(FSB_EFORMAT, "%s: truncated or unreadable IDX file", path);
         p += got;
         n -= (size_t)got;
     }
@@ -45,15 +44,13 @@ static int read_idx(const char *path, int ndim, uint32_t *dims, uint8_t **data)
                          strerror(errno));
     unsigned char hdr[16];
     int st = read_exact(gz, path, hdr, 4);
-    if (st)
-        goto done;
+    if (st) goto done;
     if (be32(hdr) != (uint32_t)(0x800 | ndim)) {
-        st = fsb_error(FSB_EFORMAT, "%s: not an IDX u8 file with %d dimensions (magic %08x)",
-                       path, ndim, be32(hdr));
+        st = fsb_error(FSB_EFORMAT, "%s: not an IDX u8 file with %d dimensions (magic %08x)", path,
+                       ndim, be32(hdr));
         goto done;
     }
-    if ((st = read_exact(gz, path, hdr + 4, 4 * (size_t)ndim)))
-        goto done;
+    if ((st = read_exact(gz, path, hdr + 4, 4 * (size_t)ndim))) goto done;
     size_t total = 1;
     for (int i = 0; i < ndim; i++) {
         dims[i] = be32(hdr + 4 + 4 * i);
@@ -87,8 +84,7 @@ int fsb_idx_read(fsb_idx *out, const char *images_path, const char *labels_path)
     memset(out, 0, sizeof *out);
     uint32_t idims[3] = {0, 0, 0}, ldims[1] = {0};
     int st = read_idx(images_path, 3, idims, &out->pixels);
-    if (st)
-        return st;
+    if (st) return st;
     st = read_idx(labels_path, 1, ldims, &out->labels);
     if (st == FSB_OK && ldims[0] != idims[0])
         st = fsb_error(FSB_EFORMAT, "%s: %u labels for %u images in %s", labels_path, ldims[0],
@@ -105,8 +101,7 @@ int fsb_idx_read(fsb_idx *out, const char *images_path, const char *labels_path)
 
 void fsb_idx_free(fsb_idx *idx)
 {
-    if (!idx)
-        return;
+    if (!idx) return;
     free(idx->pixels);
     free(idx->labels);
     memset(idx, 0, sizeof *idx);
@@ -126,8 +121,8 @@ static int write_grey_png(const char *path, const uint8_t *px, int rows, int col
     return FSB_OK;
 }
 
-static const char *const fashion_names[10] = {"tshirt_top", "trouser", "pullover", "dress",
-                                              "coat",       "sandal",  "shirt",    "sneaker",
+static const char *const fashion_names[10] = {"tshirt_top", "trouser",   "pullover", "dress",
+                                              "coat",       "sandal",    "shirt",    "sneaker",
                                               "bag",        "ankle_boot"};
 /* 1 for the demo's base (train) classes, 0 for the novel ones. */
 static const int fashion_base[10] = {1, 1, 1, 0, 0, 0, 0, 1, 1, 0};
@@ -139,23 +134,19 @@ static int write_split(const fsb_idx *idx, const char *dir, const char *split, i
     int st = FSB_OK;
     char path[4096];
     for (int c = 0; c < 10; c++) {
-        if (fashion_base[c] != want_base)
-            continue;
+        if (fashion_base[c] != want_base) continue;
         snprintf(path, sizeof path, "%s/%s/%s", dir, split, fashion_names[c]);
-        if ((st = fsb_mkdir_p(path)))
-            return st;
+        if ((st = fsb_mkdir_p(path))) return st;
     }
     for (int i = 0; i < idx->n; i++) {
         int c = idx->labels[i];
         if (c > 9)
             return fsb_error(FSB_EFORMAT, "Fashion-MNIST label %d out of range at image %d", c, i);
-        if (fashion_base[c] != want_base || count[c] >= per_class)
-            continue;
+        if (fashion_base[c] != want_base || count[c] >= per_class) continue;
         snprintf(path, sizeof path, "%s/%s/%s/%05d.png", dir, split, fashion_names[c], i);
         st = write_grey_png(path, idx->pixels + (size_t)i * idx->rows * idx->cols, idx->rows,
                             idx->cols);
-        if (st)
-            return st;
+        if (st) return st;
         count[c]++;
     }
     for (int c = 0; c < 10; c++)
@@ -171,14 +162,12 @@ int fsb_demo_make(const char *src_dir, const char *out_root, int per_class)
     if (strlen(out_root) > 4000 || strlen(src_dir) > 4000)
         return fsb_error(FSB_EINVAL, "demo dataset: path too long");
     snprintf(marker, sizeof marker, "%.4000s/.complete", out_root);
-    if (fsb_is_file(marker))
-        return FSB_OK;
+    if (fsb_is_file(marker)) return FSB_OK;
     fsb_idx train, test;
     snprintf(a, sizeof a, "%.4000s/train-images-idx3-ubyte.gz", src_dir);
     snprintf(b, sizeof b, "%.4000s/train-labels-idx1-ubyte.gz", src_dir);
     int st = fsb_idx_read(&train, a, b);
-    if (st)
-        return st;
+    if (st) return st;
     snprintf(a, sizeof a, "%.4000s/t10k-images-idx3-ubyte.gz", src_dir);
     snprintf(b, sizeof b, "%.4000s/t10k-labels-idx1-ubyte.gz", src_dir);
     st = fsb_idx_read(&test, a, b);
@@ -200,11 +189,9 @@ int fsb_demo_make(const char *src_dir, const char *out_root, int per_class)
             st = fsb_mkdir_p(a);
         }
         if (st == FSB_OK && rename(tmp, out_root) != 0)
-            st = fsb_error(FSB_EIO, "%s: cannot rename into place: %s", out_root,
-                           strerror(errno));
+            st = fsb_error(FSB_EIO, "%s: cannot rename into place: %s", out_root, strerror(errno));
     }
-    if (st)
-        fsb_remove_tree(tmp); /* best effort: the error that matters is st */
+    if (st) fsb_remove_tree(tmp); /* best effort: the error that matters is st */
     fsb_idx_free(&train);
     fsb_idx_free(&test);
     return st;
@@ -215,8 +202,7 @@ int fsb_demo_prepare(fsb_demo *d, const char *dir, FILE *log, FILE *progress)
     memset(d, 0, sizeof *d);
     char *base = NULL;
     int st = dir ? fsb_mkdir_p(dir) : fsb_cache_user_dir(&base);
-    if (st)
-        return st;
+    if (st) return st;
     const char *root_dir = dir ? dir : base;
     d->data = fsb_path_join(root_dir, "fashion-mnist-demo");
     d->teacher = fsb_path_join(root_dir, "fashion-mnist-demo-teacher-conv4.fsbt");
@@ -247,15 +233,13 @@ int fsb_demo_prepare(fsb_demo *d, const char *dir, FILE *log, FILE *progress)
     if (log && !fsb_is_file(state))
         fprintf(log, "demo: pre-training a ConvNet-4 teacher on the 5 base classes (about a "
                      "minute)\n");
-    if ((st = fsb_pretrain(&o)))
-        fsb_demo_free(d);
+    if ((st = fsb_pretrain(&o))) fsb_demo_free(d);
     return st;
 }
 
 void fsb_demo_free(fsb_demo *d)
 {
-    if (!d)
-        return;
+    if (!d) return;
     free(d->data);
     free(d->teacher);
     d->data = d->teacher = NULL;

@@ -26,24 +26,19 @@ static int replay(const char *path, FILE *fp, fsb_journal_fn fn, void *ctx, long
     *good = 0;
     while ((len = getline(&line, &cap, fp)) > 0) {
         lineno++;
-        if (line[len - 1] != '\n')
-            break; /* torn final write */
+        if (line[len - 1] != '\n') break; /* torn final write */
         line[--len] = '\0';
         char *tab = strrchr(line, '\t');
-        if (!tab || strlen(tab + 1) != 8)
-            break;
+        if (!tab || strlen(tab + 1) != 8) break;
         char *end;
         unsigned long want = strtoul(tab + 1, &end, 16);
-        if (*end != '\0' || want != line_crc(line, (size_t)(tab - line)))
-            break;
+        if (*end != '\0' || want != line_crc(line, (size_t)(tab - line))) break;
         *tab = '\0';
-        if (fn && (st = fn(ctx, line, lineno)) != FSB_OK)
-            break;
+        if (fn && (st = fn(ctx, line, lineno)) != FSB_OK) break;
         *good += len + 1;
     }
     free(line);
-    if (st)
-        return fsb_error_wrap(st, "%s: line %d", path, lineno);
+    if (st) return fsb_error_wrap(st, "%s: line %d", path, lineno);
     return FSB_OK;
 }
 
@@ -51,8 +46,7 @@ int fsb_journal_open(fsb_journal *j, const char *path, fsb_journal_fn fn, void *
 {
     memset(j, 0, sizeof *j);
     FILE *fp = fopen(path, "a+");
-    if (!fp)
-        return fsb_error(FSB_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (!fp) return fsb_error(FSB_EIO, "%s: cannot open: %s", path, strerror(errno));
     rewind(fp);
     long good;
     int st = replay(path, fp, fn, ctx, &good);
@@ -109,10 +103,8 @@ int fsb_journal_append(fsb_journal *j, const char *payload)
 
 void fsb_journal_close(fsb_journal *j)
 {
-    if (!j)
-        return;
-    if (j->fp)
-        fclose(j->fp);
+    if (!j) return;
+    if (j->fp) fclose(j->fp);
     free(j->path);
     memset(j, 0, sizeof *j);
 }

@@ -20,18 +20,15 @@ extern char **environ;
 static int on_path(const char *name)
 {
     const char *path = getenv("PATH");
-    if (!path || !*path)
-        return 0;
+    if (!path || !*path) return 0;
     char buf[4096];
     for (const char *p = path;;) {
         const char *colon = strchr(p, ':');
         size_t len = colon ? (size_t)(colon - p) : strlen(p);
         snprintf(buf, sizeof buf, "%.*s/%s", (int)len, len ? p : ".", name);
         struct stat sb;
-        if (stat(buf, &sb) == 0 && S_ISREG(sb.st_mode) && access(buf, X_OK) == 0)
-            return 1;
-        if (!colon)
-            return 0;
+        if (stat(buf, &sb) == 0 && S_ISREG(sb.st_mode) && access(buf, X_OK) == 0) return 1;
+        if (!colon) return 0;
         p = colon + 1;
     }
 }
@@ -64,13 +61,14 @@ int fsb_plot(const char *gp_path, const char *script, const char *png_path, int 
              "}\n"
              "set output outfile\n%s",
              base_name(png_path), script);
-    if ((st = fsb_write_file(gp_path, text, strlen(text))))
-        goto done;
+    if ((st = fsb_write_file(gp_path, text, strlen(text)))) goto done;
     sprintf(tmp, "%s.tmp.png", png_path);
     sprintf(log, "%s.tmp.log", png_path);
     if (!on_path("gnuplot")) {
-        snprintf(note, note_n, "gnuplot not found on PATH: %s not drawn (run `gnuplot %s` to "
-                               "draw it)", png_path, gp_path);
+        snprintf(note, note_n,
+                 "gnuplot not found on PATH: %s not drawn (run `gnuplot %s` to "
+                 "draw it)",
+                 png_path, gp_path);
         goto done;
     }
     if (strchr(tmp, '\'')) {

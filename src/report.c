@@ -538,7 +538,9 @@ int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title
     }
     int with_paper = paper != NULL;
     fprintf(fp, "# %s\n\n| method |",
-            title ? title : with_paper ? default_title : default_title_no_paper);
+            title        ? title
+            : with_paper ? default_title
+                         : default_title_no_paper);
     for (int k = 0; k < ax.n_shots; k++)
         fprintf(fp, with_paper ? " %d-shot | paper | Δ |" : " %d-shot |", ax.shots[k]);
     fprintf(fp, "\n|---|");
@@ -549,8 +551,7 @@ int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title
         fprintf(fp, "| %s |", ax.methods[i]);
         for (int k = 0; k < ax.n_shots; k++) {
             const fsb_summary_row *c = find_cell(rows, n, ax.methods[i], ax.shots[k]);
-            double paper_acc =
-                fsb_report_paper_value(paper_key(ax.methods[i], paper), ax.shots[k]);
+            double paper_acc = fsb_report_paper_value(paper_key(ax.methods[i], paper), ax.shots[k]);
             char d[32] = "–";
             if (c)
                 fprintf(fp, " %.2f ± %.2f |", 100.0 * c->mean, 100.0 * c->ci95);
@@ -627,8 +628,8 @@ static void tex_name(FILE *fp, const char *s)
             fputc(*s, fp);
 }
 
-int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *title, const char *paper,
-                         char **out)
+int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *title,
+                         const char *paper, char **out)
 {
     table_axes ax;
     int st = axes_init(&ax, rows, n);
@@ -675,8 +676,7 @@ int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *titl
         tex_name(fp, ax.methods[i]);
         for (int k = 0; k < ax.n_shots; k++) {
             const fsb_summary_row *c = find_cell(rows, n, ax.methods[i], ax.shots[k]);
-            double paper_acc =
-                fsb_report_paper_value(paper_key(ax.methods[i], paper), ax.shots[k]);
+            double paper_acc = fsb_report_paper_value(paper_key(ax.methods[i], paper), ax.shots[k]);
             if (c)
                 fprintf(fp, " & %.2f $\\pm$ %.2f", 100.0 * c->mean, 100.0 * c->ci95);
             else

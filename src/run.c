@@ -56,14 +56,14 @@ void fsb_run_opts_default(fsb_run_opts *o)
 
 /* Per-worker buffers for feature methods. */
 typedef struct worker {
-    fsb_arena arena; /* method scratch */
-    int *sidx;       /* [way*max_shot] support image indices */
-    int *slab;       /* [way*max_shot] support labels */
-    int *qidx;       /* [way*query] query image indices */
-    int *qlab;       /* [way*query] query labels */
-    int *pred;       /* [way*query] predictions */
-    float *sfeat;    /* [way*max_shot][dim] gathered support features */
-    float *qfeat;    /* [way*query][dim] gathered query features */
+    fsb_arena arena;          /* method scratch */
+    int *sidx;                /* [way*max_shot] support image indices */
+    int *slab;                /* [way*max_shot] support labels */
+    int *qidx;                /* [way*query] query image indices */
+    int *qlab;                /* [way*query] query labels */
+    int *pred;                /* [way*query] predictions */
+    float *sfeat;             /* [way*max_shot][dim] gathered support features */
+    float *qfeat;             /* [way*query][dim] gathered query features */
     fsb_student_ctx *student; /* training methods' context (NULL without image methods) */
 } worker;
 
@@ -76,27 +76,27 @@ typedef struct task_out {
 } task_out;
 
 typedef struct run_state {
-    const fsb_run_opts *o;   /* options */
-    fsb_pool *pool;          /* workers */
-    fsb_cache cache;         /* the evaluated split, packed */
-    fsb_sweep sweep;         /* the episodes */
-    char ep_hash[33];        /* their content hash */
-    fsb_model *teacher;      /* frozen teacher */
-    uint64_t teacher_hash;   /* XXH3-64 of the checkpoint file */
-    fsb_tensorfile feat_tf;  /* holds the split's features */
-    const float *feats;      /* [n_images][dim] */
-    int dim;                 /* embedding dimension */
-    fsb_tensorfile mean_tf;  /* holds the train split's features when CL2N is used */
-    float *base_mean;        /* [dim] mean train-split feature, or NULL */
+    const fsb_run_opts *o;  /* options */
+    fsb_pool *pool;         /* workers */
+    fsb_cache cache;        /* the evaluated split, packed */
+    fsb_sweep sweep;        /* the episodes */
+    char ep_hash[33];       /* their content hash */
+    fsb_model *teacher;     /* frozen teacher */
+    uint64_t teacher_hash;  /* XXH3-64 of the checkpoint file */
+    fsb_tensorfile feat_tf; /* holds the split's features */
+    const float *feats;     /* [n_images][dim] */
+    int dim;                /* embedding dimension */
+    fsb_tensorfile mean_tf; /* holds the train split's features when CL2N is used */
+    float *base_mean;       /* [dim] mean train-split feature, or NULL */
     const fsb_method *methods[FSB_RUN_MAX_METHODS]; /* resolved methods */
     fsb_method_config cfg[FSB_RUN_MAX_METHODS];     /* their configurations */
-    unsigned char *done;     /* [method][shot][episode] 1 when recorded */
-    fsb_episode_record *recs; /* same indexing */
-    fsb_journal journal;     /* finished tasks */
-    worker *workers;         /* [pool size] */
-    long tasks_here;         /* tasks journaled by this process (fault injection) */
-    char *run_id;            /* the run identity text */
-    int has_images;          /* some method trains per episode (FSB_NEEDS_IMAGES) */
+    unsigned char *done;                            /* [method][shot][episode] 1 when recorded */
+    fsb_episode_record *recs;                       /* same indexing */
+    fsb_journal journal;                            /* finished tasks */
+    worker *workers;                                /* [pool size] */
+    long tasks_here;          /* tasks journaled by this process (fault injection) */
+    char *run_id;             /* the run identity text */
+    int has_images;           /* some method trains per episode (FSB_NEEDS_IMAGES) */
     fsb_student_opts student; /* their options (--student), cfg.extra of those methods */
 } run_state;
 
@@ -109,16 +109,14 @@ static size_t task_index(const run_state *r, int m, int s, int e)
 static int shot_slot(const run_state *r, int shot)
 {
     for (int s = 0; s < r->o->n_shots; s++)
-        if (r->o->shots[s] == shot)
-            return s;
+        if (r->o->shots[s] == shot) return s;
     return -1;
 }
 
 static int method_slot(const run_state *r, const char *name)
 {
     for (int m = 0; m < r->o->n_methods; m++)
-        if (!strcmp(r->methods[m]->name, name))
-            return m;
+        if (!strcmp(r->methods[m]->name, name)) return m;
     return -1;
 }
 
@@ -129,8 +127,7 @@ static int file_hash(const char *path, uint64_t *h)
     void *data;
     size_t n;
     int st = fsb_read_file(path, &data, &n);
-    if (st)
-        return st;
+    if (st) return st;
     *h = XXH3_64bits(data, n);
     free(data);
     return FSB_OK;
@@ -150,17 +147,16 @@ static char *make_run_id(const run_state *r)
                  i ? "," : "", r->methods[i]->name, fsb_norm_name(c->norm), c->C);
     }
     char *id = malloc(4096);
-    if (!id)
-        return NULL;
+    if (!id) return NULL;
     snprintf(id, 4096,
              "format=fsbench-run/1\nsplit=%s\ndata_fingerprint=%016" PRIx64 "\n"
              "teacher_xxh3=%016" PRIx64 "\nteacher_arch=%s\nepisodes_hash=%s\nepisodes=%d\n"
              "way=%d\nquery=%d\nshots=%s\nseed=%" PRIu64 "\nmethods=%s\nimage_size=%d\n"
              "resize=%d\ncrop=%d\n",
              r->sweep.split, r->cache.split.fingerprint, r->teacher_hash,
-             fsb_arch_name(fsb_model_options(r->teacher)->arch), r->ep_hash,
-             r->sweep.n_episodes, r->sweep.way, r->sweep.query, shots, r->sweep.seed, methods,
-             o->image_size, o->resize, o->crop);
+             fsb_arch_name(fsb_model_options(r->teacher)->arch), r->ep_hash, r->sweep.n_episodes,
+             r->sweep.way, r->sweep.query, shots, r->sweep.seed, methods, o->image_size, o->resize,
+             o->crop);
     if (r->has_images) { /* training methods: their options decide their results */
         char spec[FSB_STUDENT_SPEC_MAX];
         fsb_student_opts_string(&r->student, spec, sizeof spec);
@@ -174,11 +170,9 @@ static int claim_run_dir(const run_state *r)
 {
     const char *out = r->o->out;
     int st = fsb_mkdir_p(out);
-    if (st)
-        return fsb_error_wrap(st, "--out");
+    if (st) return fsb_error_wrap(st, "--out");
     char *path = fsb_path_join(out, "run.id");
-    if (!path)
-        return fsb_error(FSB_ENOMEM, "out of memory");
+    if (!path) return fsb_error(FSB_ENOMEM, "out of memory");
     void *old = NULL;
     size_t n;
     st = fsb_read_file(path, &old, &n);
@@ -200,8 +194,10 @@ static int claim_run_dir(const run_state *r)
         if (!ls || !jl)
             st = fsb_error(FSB_ENOMEM, "out of memory");
         else if (fsb_is_file(ls) || fsb_is_file(jl))
-            st = fsb_error(FSB_EMISMATCH, "%s holds results without a run.id; use another --out "
-                                          "folder", out);
+            st = fsb_error(FSB_EMISMATCH,
+                           "%s holds results without a run.id; use another --out "
+                           "folder",
+                           out);
         else
             st = fsb_write_file(path, r->run_id, strlen(r->run_id));
         free(ls);
@@ -238,15 +234,12 @@ static int split_features(run_state *r, fsb_cache *c, fsb_tensorfile *tf, const 
     char name[128];
     snprintf(name, sizeof name, "features-%s-%016" PRIx64 ".fsbt", c->split.name, key);
     char *dir = strdup(c->path);
-    if (!dir)
-        return fsb_error(FSB_ENOMEM, "out of memory");
+    if (!dir) return fsb_error(FSB_ENOMEM, "out of memory");
     char *slash = strrchr(dir, '/');
-    if (slash)
-        *slash = '\0';
+    if (slash) *slash = '\0';
     char *path = fsb_path_join(slash ? dir : ".", name);
     free(dir);
-    if (!path)
-        return fsb_error(FSB_ENOMEM, "out of memory");
+    if (!path) return fsb_error(FSB_ENOMEM, "out of memory");
     int n = c->split.n_images, d = r->dim;
     int st = fsb_tensorfile_load(tf, path);
     if (st == FSB_OK) {
@@ -258,8 +251,7 @@ static int split_features(run_state *r, fsb_cache *c, fsb_tensorfile *tf, const 
     }
     /* compute */
     fsb_transform tf_opts;
-    if ((st = run_transform(r, &tf_opts)))
-        goto done;
+    if ((st = run_transform(r, &tf_opts))) goto done;
     float *feats = malloc((size_t)n * d * sizeof *feats);
     float *batch = malloc((size_t)EMBED_BATCH * 3 * o->crop * o->crop * sizeof *batch);
     int *idx = malloc(EMBED_BATCH * sizeof *idx);
@@ -276,8 +268,7 @@ static int split_features(run_state *r, fsb_cache *c, fsb_tensorfile *tf, const 
                 idx[b] = i + b;
             st = fsb_transform_test_batch(batch, c->px, c->size, c->size, idx, nb, &tf_opts,
                                           r->pool);
-            if (!st)
-                st = fsb_model_embed(r->teacher, batch, nb, feats + (size_t)i * d);
+            if (!st) st = fsb_model_embed(r->teacher, batch, nb, feats + (size_t)i * d);
             fsb_progress_update(&bar, i + nb);
         }
         fsb_progress_finish(&bar);
@@ -288,8 +279,7 @@ static int split_features(run_state *r, fsb_cache *c, fsb_tensorfile *tf, const 
         if (!(st = fsb_tensorfile_set_meta(tf, "key", key_text)) &&
             !(st = fsb_tensorfile_add(tf, "features", FSB_F32, 2, dims, feats)))
             st = fsb_tensorfile_save(tf, path);
-        if (!st)
-            st = fsb_tensorfile_get_f32(tf, path, "features", (size_t)n * d, out);
+        if (!st) st = fsb_tensorfile_get_f32(tf, path, "features", (size_t)n * d, out);
     }
     free(feats);
     free(batch);
@@ -360,17 +350,14 @@ static int workers_init(run_state *r)
     for (int m = 0; m < r->o->n_methods; m++)
         for (int s = 0; s < r->o->n_shots; s++) {
             size_t b = r->methods[m]->scratch(way, r->o->shots[s], q, d);
-            if (b > scratch)
-                scratch = b;
+            if (b > scratch) scratch = b;
         }
     r->workers = calloc((size_t)nw, sizeof *r->workers);
-    if (!r->workers)
-        return fsb_error(FSB_ENOMEM, "out of memory");
+    if (!r->workers) return fsb_error(FSB_ENOMEM, "out of memory");
     for (int i = 0; i < nw; i++) {
         worker *w = &r->workers[i];
         int st = fsb_arena_init(&w->arena, scratch + (1 << 20));
-        if (st)
-            return st;
+        if (st) return st;
         w->sidx = malloc((size_t)way * ms * sizeof(int));
         w->slab = malloc((size_t)way * ms * sizeof(int));
         w->qidx = malloc((size_t)way * q * sizeof(int));
@@ -387,16 +374,14 @@ static int workers_init(run_state *r)
         for (int i = 0; i < nw && !st; i++)
             st = fsb_student_ctx_create(&r->workers[i].student, r->o->teacher, &r->cache, &t, way,
                                         ms, q, &r->student);
-        if (st)
-            return fsb_error_wrap(st, "--student");
+        if (st) return fsb_error_wrap(st, "--student");
     }
     return FSB_OK;
 }
 
 static void workers_free(run_state *r)
 {
-    if (!r->workers)
-        return;
+    if (!r->workers) return;
     for (int i = 0; i < fsb_pool_size(r->pool); i++) {
         worker *w = &r->workers[i];
         fsb_arena_free(&w->arena);
@@ -421,8 +406,8 @@ static int replay_record(void *ctx, const char *payload, int line)
     int shot, nc, nq;
     double fit, pred;
     char name[FSB_METHOD_NAME_MAX];
-    if (sscanf(payload, "%lld,%d,%47[^,],%d,%d,%lf,%lf", &ep, &shot, name, &nc, &nq, &fit,
-               &pred) != 7)
+    if (sscanf(payload, "%lld,%d,%47[^,],%d,%d,%lf,%lf", &ep, &shot, name, &nc, &nq, &fit, &pred) !=
+        7)
         return fsb_error(FSB_EFORMAT, "malformed record '%s'", payload);
     int m = method_slot(r, name), s = shot_slot(r, shot);
     if (m < 0 || s < 0 || ep < 0 || ep >= r->sweep.n_episodes || nq <= 0 || nc < 0 || nc > nq)
@@ -453,11 +438,10 @@ static int run_group(run_state *r, int m, int s)
         free(outs);
         return fsb_error(FSB_ENOMEM, "out of memory");
     }
-    int n = 0, g = m * r->o->n_shots + s; /* g: group number of shard.h */
+    int n = 0, g = m * r->o->n_shots + s;                  /* g: group number of shard.h */
     long mine = fsb_shard_group_size(&r->o->shard, g, ne); /* this shard's episodes */
     for (int e = 0; e < ne; e++)
-        if (!r->done[task_index(r, m, s, e)] && fsb_shard_owns(&r->o->shard, g, e))
-            todo[n++] = e;
+        if (!r->done[task_index(r, m, s, e)] && fsb_shard_owns(&r->o->shard, g, e)) todo[n++] = e;
     char label[96];
     snprintf(label, sizeof label, "%s %d-shot", r->methods[m]->name, shot);
     fsb_progress bar;
@@ -465,16 +449,16 @@ static int run_group(run_state *r, int m, int s)
     int st = FSB_OK;
     /* training methods take seconds per episode: sync the journal after every round of
      * one episode per worker, so that a kill loses at most that */
-    int per_sync = (r->methods[m]->needs & FSB_NEEDS_IMAGES) ? fsb_pool_size(r->pool)
-                                                          : CHUNK_EPISODES;
+    int per_sync =
+        (r->methods[m]->needs & FSB_NEEDS_IMAGES) ? fsb_pool_size(r->pool) : CHUNK_EPISODES;
     for (int i = 0; i < n && !st; i += per_sync) {
         int nc = n - i < per_sync ? n - i : per_sync;
         chunk c = {r, m, shot, todo + i, outs};
         fsb_pool_run(r->pool, nc, run_task, &c);
         for (int t = 0; t < nc && !st; t++) {
             if (outs[t].st) {
-                st = fsb_error(outs[t].st, "%s, %d-shot, episode %d: %s", r->methods[m]->name,
-                               shot, todo[i + t], outs[t].msg);
+                st = fsb_error(outs[t].st, "%s, %d-shot, episode %d: %s", r->methods[m]->name, shot,
+                               todo[i + t], outs[t].msg);
                 break;
             }
             char payload[256];
@@ -482,11 +466,9 @@ static int run_group(run_state *r, int m, int s)
                      r->methods[m]->name, outs[t].n_correct, r->sweep.way * r->sweep.query,
                      outs[t].t.fit_ms, outs[t].t.predict_ms);
             st = fsb_journal_write(&r->journal, payload);
-            if (!st)
-                st = replay_record(r, payload, 0);
+            if (!st) st = replay_record(r, payload, 0);
         }
-        if (!st)
-            st = fsb_journal_sync(&r->journal);
+        if (!st) st = fsb_journal_sync(&r->journal);
         r->tasks_here += nc;
         if (!st && r->o->kill_after_tasks > 0 && r->tasks_here >= r->o->kill_after_tasks)
             raise(SIGKILL); /* fault injection: die like kill -9 between chunks */
@@ -501,16 +483,13 @@ static int run_group(run_state *r, int m, int s)
 static int resolve_methods(run_state *r)
 {
     const fsb_run_opts *o = r->o;
-    if (o->n_methods < 1)
-        return fsb_error(FSB_EINVAL, "--methods: no method given");
+    if (o->n_methods < 1) return fsb_error(FSB_EINVAL, "--methods: no method given");
     fsb_student_opts_default(&r->student);
     int st = fsb_student_opts_parse(&r->student, o->student, "--student");
-    if (st)
-        return st;
+    if (st) return st;
     for (int i = 0; i < o->n_methods; i++) {
         const fsb_method *m = fsb_method_find(o->methods[i]);
-        if (!m)
-            return fsb_error_wrap(FSB_EINVAL, "--methods");
+        if (!m) return fsb_error_wrap(FSB_EINVAL, "--methods");
         for (int j = 0; j < i; j++)
             if (r->methods[j] == m)
                 return fsb_error(FSB_EINVAL, "--methods: '%s' is listed twice", m->name);
@@ -520,8 +499,7 @@ static int resolve_methods(run_state *r)
             r->has_images = 1;
             r->cfg[i].extra = &r->student;
         }
-        if (o->norm >= 0)
-            r->cfg[i].norm = (fsb_norm)o->norm;
+        if (o->norm >= 0) r->cfg[i].norm = (fsb_norm)o->norm;
         r->cfg[i].C = o->C;
     }
     return FSB_OK;
@@ -530,8 +508,7 @@ static int resolve_methods(run_state *r)
 static int needs_base_mean(const run_state *r)
 {
     for (int i = 0; i < r->o->n_methods; i++)
-        if (r->cfg[i].norm == FSB_NORM_CL2N)
-            return 1;
+        if (r->cfg[i].norm == FSB_NORM_CL2N) return 1;
     return 0;
 }
 
@@ -541,11 +518,12 @@ static int load_episodes(run_state *r)
     int st;
     if (o->manifest) {
         int differs = 0;
-        if ((st = fsb_episodes_load(&r->sweep, &r->cache.split, o->manifest, &differs)))
-            return st;
+        if ((st = fsb_episodes_load(&r->sweep, &r->cache.split, o->manifest, &differs))) return st;
         if (differs && o->log)
-            fprintf(o->log, "note: %s was drawn on another copy of the split (fingerprint "
-                            "differs); its images were found by name\n", o->manifest);
+            fprintf(o->log,
+                    "note: %s was drawn on another copy of the split (fingerprint "
+                    "differs); its images were found by name\n",
+                    o->manifest);
         for (int i = 0; i < o->n_shots; i++) {
             int found = 0;
             for (int j = 0; j < r->sweep.n_shots; j++)
@@ -555,12 +533,11 @@ static int load_episodes(run_state *r)
                                  o->shots[i], o->manifest);
         }
         if (r->sweep.way != o->way || r->sweep.query != o->query)
-            return fsb_error(FSB_EINVAL, "--way/--query: %s has way %d and query %d",
-                             o->manifest, r->sweep.way, r->sweep.query);
+            return fsb_error(FSB_EINVAL, "--way/--query: %s has way %d and query %d", o->manifest,
+                             r->sweep.way, r->sweep.query);
     } else {
         fsb_episode_params p = {o->seed, o->way, o->shots[o->n_shots - 1], o->query};
-        if ((st = fsb_episode_check(&r->cache.split, &p)))
-            return st;
+        if ((st = fsb_episode_check(&r->cache.split, &p))) return st;
         if ((st = fsb_sweep_generate(&r->sweep, &r->cache.split, o->seed, o->way, o->shots,
                                      o->n_shots, o->query, (int)o->episodes, r->pool)))
             return st;
@@ -572,22 +549,18 @@ static int load_episodes(run_state *r)
 static int export_episodes(const run_state *r)
 {
     char *path = fsb_path_join(r->o->out, "episodes.csv");
-    if (!path)
-        return fsb_error(FSB_ENOMEM, "out of memory");
-    int st = fsb_is_file(path) ? FSB_OK
-                               : fsb_episodes_export(&r->sweep, &r->cache.split, path, NULL);
+    if (!path) return fsb_error(FSB_ENOMEM, "out of memory");
+    int st =
+        fsb_is_file(path) ? FSB_OK : fsb_episodes_export(&r->sweep, &r->cache.split, path, NULL);
     free(path);
     return st;
 }
 
 int fsb_run(const fsb_run_opts *o)
 {
-    if (!o->data)
-        return fsb_error(FSB_EINVAL, "--data is required");
-    if (!o->teacher)
-        return fsb_error(FSB_EINVAL, "--teacher is required");
-    if (!o->out)
-        return fsb_error(FSB_EINVAL, "--out is required");
+    if (!o->data) return fsb_error(FSB_EINVAL, "--data is required");
+    if (!o->teacher) return fsb_error(FSB_EINVAL, "--teacher is required");
+    if (!o->out) return fsb_error(FSB_EINVAL, "--out is required");
     double t0 = fsb_now();
     run_state r;
     memset(&r, 0, sizeof r);
@@ -595,20 +568,15 @@ int fsb_run(const fsb_run_opts *o)
     fsb_cache train;
     memset(&train, 0, sizeof train);
     int st = fsb_pool_create(&r.pool, o->threads);
-    if (st)
-        return st;
+    if (st) return st;
     fsb_blas_set_threads(1);
-    if ((st = resolve_methods(&r)))
-        goto done;
+    if ((st = resolve_methods(&r))) goto done;
     /* mpirun (shard.h): rank 0 packs and embeds first, the other ranks then load its files */
-    if (o->shard.shared && o->shard.index > 0 && (st = fsb_dist_barrier()))
-        goto done;
-    fsb_cache_opts co = {.dir = o->cache_dir, .size = o->image_size, .pool = r.pool,
-                         .progress = o->progress};
-    if ((st = fsb_cache_open(&r.cache, o->data, o->split, &co)))
-        goto done;
-    if ((st = file_hash(o->teacher, &r.teacher_hash)))
-        goto done;
+    if (o->shard.shared && o->shard.index > 0 && (st = fsb_dist_barrier())) goto done;
+    fsb_cache_opts co = {
+        .dir = o->cache_dir, .size = o->image_size, .pool = r.pool, .progress = o->progress};
+    if ((st = fsb_cache_open(&r.cache, o->data, o->split, &co))) goto done;
+    if ((st = file_hash(o->teacher, &r.teacher_hash))) goto done;
     if ((st = fsb_model_create_from_file(&r.teacher, o->teacher, o->crop, EMBED_BATCH, r.pool)))
         goto done;
     r.dim = fsb_model_embed_dim(r.teacher);
@@ -617,16 +585,14 @@ int fsb_run(const fsb_run_opts *o)
                        o->teacher, fsb_arch_name(fsb_model_options(r.teacher)->arch), o->arch);
         goto done;
     }
-    if ((st = load_episodes(&r)))
-        goto done;
+    if ((st = load_episodes(&r))) goto done;
     if (!(r.run_id = make_run_id(&r))) {
         st = fsb_error(FSB_ENOMEM, "out of memory");
         goto done;
     }
     if ((st = fsb_shard_id_append(&r.run_id, &o->shard))) /* --shard i/n: shard= line */
         goto done;
-    if ((st = claim_run_dir(&r)) || (st = export_episodes(&r)))
-        goto done;
+    if ((st = claim_run_dir(&r)) || (st = export_episodes(&r))) goto done;
     if (o->log)
         fprintf(o->log, "run: %d episodes (hash %s) x shots", r.sweep.n_episodes, r.ep_hash);
     for (int s = 0; o->log && s < o->n_shots; s++)
@@ -634,8 +600,7 @@ int fsb_run(const fsb_run_opts *o)
     if (o->log)
         fprintf(o->log, " on %s/%s, teacher %s (%s, %d-d)\n", o->data, o->split, o->teacher,
                 fsb_arch_name(fsb_model_options(r.teacher)->arch), r.dim);
-    if ((st = split_features(&r, &r.cache, &r.feat_tf, &r.feats)))
-        goto done;
+    if ((st = split_features(&r, &r.cache, &r.feat_tf, &r.feats))) goto done;
     if (needs_base_mean(&r)) {
         const float *tf;
         if ((st = fsb_cache_open(&train, o->data, "train", &co)) ||
@@ -669,17 +634,14 @@ int fsb_run(const fsb_run_opts *o)
         goto done;
     }
     char *jpath = NULL; /* journal.log, or journal.r<i>of<n>.log of an mpirun rank */
-    if ((st = fsb_shard_journal_path(o->out, &o->shard, &jpath)))
-        goto done;
+    if ((st = fsb_shard_journal_path(o->out, &o->shard, &jpath))) goto done;
     st = fsb_journal_open(&r.journal, jpath, replay_record, &r);
     free(jpath);
-    if (st || (st = workers_init(&r)))
-        goto done;
+    if (st || (st = workers_init(&r))) goto done;
     for (int m = 0; m < o->n_methods && !st; m++)
         for (int s = 0; s < o->n_shots && !st; s++)
             st = run_group(&r, m, s);
-    if (st)
-        goto done;
+    if (st) goto done;
     /* sharded (shard.h): a --shard folder ends with shard.done, mpirun ranks gather their
      * records on rank 0, which alone writes the final files */
     int write_final = 1;
@@ -689,8 +651,8 @@ int fsb_run(const fsb_run_opts *o)
     char extra[8192];
     snprintf(extra, sizeof extra, "data=%s\nteacher=%s\nthreads=%d\n", o->data, o->teacher,
              fsb_pool_size(r.pool));
-    st = fsb_run_write_results(o->out, r.run_id, r.recs, n_tasks, r.cache.split.fingerprint,
-                               extra, t0, o->log);
+    st = fsb_run_write_results(o->out, r.run_id, r.recs, n_tasks, r.cache.split.fingerprint, extra,
+                               t0, o->log);
 done:
     workers_free(&r);
     fsb_journal_close(&r.journal);

@@ -18,6 +18,7 @@ void fsb_versions(char *buf, size_t n)
     unsigned xx = XXH_versionNumber();
     snprintf(buf, n,
              "fsbench %s; %s; libpng %s; libjpeg-turbo %s; liblinear %d; zlib %s; xxhash %u.%u.%u",
-             FSB_VERSION, fsb_blas_config(), png_get_libpng_ver(NULL), FSB_STR(LIBJPEG_TURBO_VERSION),
-             LIBLINEAR_VERSION, zlibVersion(), xx / 10000, (xx / 100) % 100, xx % 100);
+             FSB_VERSION, fsb_blas_config(), png_get_libpng_ver(NULL),
+             FSB_STR(LIBJPEG_TURBO_VERSION), LIBLINEAR_VERSION, zlibVersion(), xx / 10000,
+             (xx / 100) % 100, xx % 100);
 }

@@ -30,8 +30,7 @@ static void write_idx(const char *dir, const char *name, int ndim, const uint32_
     for (int i = 0; i < ndim; i++)
         put_be32(hdr + 4 + 4 * i, dims[i]);
     gzwrite(gz, hdr, 4 + 4 * (unsigned)ndim);
-    if (n)
-        gzwrite(gz, data, (unsigned)n);
+    if (n) gzwrite(gz, data, (unsigned)n);
     gzclose(gz);
     free(path);
 }

@@ -16,8 +16,7 @@ typedef struct {
 static int collect_fn(void *ctx, const char *payload, int line)
 {
     collect *c = ctx;
-    if (line == c->fail_at)
-        return fsb_error(FSB_EFORMAT, "bad record '%s'", payload);
+    if (line == c->fail_at) return fsb_error(FSB_EFORMAT, "bad record '%s'", payload);
     snprintf(c->seen[c->n++], 64, "%s", payload);
     return FSB_OK;
 }

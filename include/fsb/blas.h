@@ -26,7 +26,7 @@ const char *fsb_blas_config(void);
 
 /* C = alpha * op(A) * op(B) + beta * C, row-major, single-threaded or not per
  * fsb_blas_set_threads. op(X) = X^T when trans_x is nonzero. A is MxK after op, B KxN. */
-void fsb_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
-               int lda, const float *b, int ldb, float beta, float *c, int ldc);
+void fsb_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+               const float *b, int ldb, float beta, float *c, int ldc);
 
 #endif

@@ -18,20 +18,20 @@
 #define FSB_MPERF_MAX_METHODS 8
 
 typedef struct fsb_mperf_options {
-    const char *features;                      /* the feature tensor file */
-    int episodes;                              /* episodes per shot */
+    const char *features;                       /* the feature tensor file */
+    int episodes;                               /* episodes per shot */
     int shots[FSB_MPERF_MAX_SHOTS];             /* K values */
-    int n_shots;                               /* entries of shots */
-    int way;                                   /* classes per episode */
-    int query;                                 /* queries per class */
+    int n_shots;                                /* entries of shots */
+    int way;                                    /* classes per episode */
+    int query;                                  /* queries per class */
     const char *methods[FSB_MPERF_MAX_METHODS]; /* method names (fsb_method_find) */
-    int n_methods;                             /* entries of methods */
-    int norm;                                  /* fsb_norm for every method, or -1: each default */
-    double C;                                  /* liblinear C */
-    double eps;                                /* liblinear tolerance */
-    uint64_t seed;                             /* episode sampling key */
-    int threads;                               /* pool size (<= 0: one per core) */
-    const char *dump;                          /* tensor file for episodes + predictions, or NULL */
+    int n_methods;                              /* entries of methods */
+    int norm;                                   /* fsb_norm for every method, or -1: each default */
+    double C;                                   /* liblinear C */
+    double eps;                                 /* liblinear tolerance */
+    uint64_t seed;                              /* episode sampling key */
+    int threads;                                /* pool size (<= 0: one per core) */
+    const char *dump;       /* tensor file for episodes + predictions, or NULL */
     const char *report_dir; /* folder for per_episode.csv + reports (fsb_report_write), or NULL */
 } fsb_mperf_options;
 
@@ -44,12 +44,12 @@ typedef struct fsb_mperf_cell {
 } fsb_mperf_cell;
 
 typedef struct fsb_mperf_result {
-    int n_features;                                               /* rows in the file */
-    int dim;                                                      /* feature dimension */
-    int n_classes;                                                /* distinct labels */
-    int threads;                                                  /* pool size used */
-    int base_mean_from_file;                                      /* 1: "base_mean" tensor used */
-    double wall_s;                                                /* wall time of all episodes */
+    int n_features;          /* rows in the file */
+    int dim;                 /* feature dimension */
+    int n_classes;           /* distinct labels */
+    int threads;             /* pool size used */
+    int base_mean_from_file; /* 1: "base_mean" tensor used */
+    double wall_s;           /* wall time of all episodes */
     fsb_mperf_cell cell[FSB_MPERF_MAX_METHODS][FSB_MPERF_MAX_SHOTS]; /* [method][shot index] */
     char report_note[512]; /* fsb_report_result.note of the report, "" when none */
 } fsb_mperf_result;

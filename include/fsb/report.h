@@ -104,8 +104,8 @@ double fsb_report_paper_value(const char *method, int shot);
  * *out, caller frees). paper: NULL leaves out the paper's columns; otherwise they are shown,
  * and "conv4" / "res12" name the backbone whose REFILLED row plain "refilled" is compared
  * with ("" for none). */
-int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title,
-                        const char *paper, char **out);
+int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title, const char *paper,
+                        char **out);
 int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *title,
                          const char *paper, char **out);
 

@@ -34,23 +34,23 @@ typedef struct fsb_run_opts {
     int way;               /* N (default 5) */
     int query;             /* queries per class (default 15) */
     int n_shots;           /* number of shot values */
-    int shots[FSB_EPISODES_MAX_SHOTS]; /* ascending (default 1,5,10,30) */
-    uint64_t seed;                     /* episode seed (default 0) */
-    int n_methods;                     /* number of methods */
+    int shots[FSB_EPISODES_MAX_SHOTS];        /* ascending (default 1,5,10,30) */
+    uint64_t seed;                            /* episode seed (default 0) */
+    int n_methods;                            /* number of methods */
     const char *methods[FSB_RUN_MAX_METHODS]; /* method names (default 1nn,svm,protonet) */
-    int norm;         /* feature normalisation of every feature method; -1: each one's default */
-    double C;         /* svm / logreg C (default 1) */
-    int threads;      /* workers (0 = one per core); never changes results */
-    int image_size;   /* side of the packed images (default 84) */
-    int resize;       /* test transform: shorter side resized to this (default 92) */
-    int crop;         /* test transform: centre crop (default 84) */
-    const char *arch; /* expected teacher architecture ("conv4"/"res12"), or NULL: any */
+    int norm;            /* feature normalisation of every feature method; -1: each one's default */
+    double C;            /* svm / logreg C (default 1) */
+    int threads;         /* workers (0 = one per core); never changes results */
+    int image_size;      /* side of the packed images (default 84) */
+    int resize;          /* test transform: shorter side resized to this (default 92) */
+    int crop;            /* test transform: centre crop (default 84) */
+    const char *arch;    /* expected teacher architecture ("conv4"/"res12"), or NULL: any */
     const char *student; /* finetune/refilled options "key=value,..." (student.h), NULL: defaults */
     long kill_after_tasks; /* fault injection for resume tests: SIGKILL self once this many
                               tasks of this process are journaled (0: never) */
-    FILE *progress;   /* progress bars (stderr; drawn on terminals only), or NULL */
-    FILE *log;        /* one-line notes for the user (stdout), or NULL */
-    fsb_shard shard;  /* run only this shard's tasks (shard.h); zeroed: all of them */
+    FILE *progress;        /* progress bars (stderr; drawn on terminals only), or NULL */
+    FILE *log;             /* one-line notes for the user (stdout), or NULL */
+    fsb_shard shard;       /* run only this shard's tasks (shard.h); zeroed: all of them */
 } fsb_run_opts;
 
 /* The defaults listed above; required fields NULL. */
@@ -69,8 +69,8 @@ void fsb_versions(char *buf, size_t n);
  * ("key=value\n" lines or ""), versions, CPU core, finish time and the wall seconds since
  * t0 (fsb_now()). One line saying what was written goes to log (may be NULL). Used by
  * fsb_run and by `bench merge`. */
-int fsb_run_write_results(const char *out, const char *run_id, fsb_episode_record *recs,
-                          size_t n, uint64_t split_fingerprint, const char *manifest_extra,
-                          double t0, FILE *log);
+int fsb_run_write_results(const char *out, const char *run_id, fsb_episode_record *recs, size_t n,
+                          uint64_t split_fingerprint, const char *manifest_extra, double t0,
+                          FILE *log);
 
 #endif

@@ -76,7 +76,7 @@ fsb_pixnorm fsb_pixnorm_get(fsb_pixnorm_preset preset);
 typedef struct fsb_transform {
     int resize;       /* S: the test transform resizes the shorter side to this (92) */
     int crop;         /* C: output side of both transforms (84) */
-    fsb_pixnorm norm;    /* normalisation applied last */
+    fsb_pixnorm norm; /* normalisation applied last */
     double scale_lo;  /* random resized crop: smallest area fraction (0.08) */
     double scale_hi;  /* largest area fraction (1.0) */
     double ratio_lo;  /* smallest aspect ratio w/h (3/4) */

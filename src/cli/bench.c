@@ -32,8 +32,7 @@ static void select_blas_kernels(char **argv)
     if (getenv("OPENBLAS_CORETYPE"))
         return; /* the user's choice, or ours after the re-exec (FSB_BLAS_AUTO=1) */
     const char *want = fsb_blas_preferred_core();
-    if (!want)
-        return;
+    if (!want) return;
     setenv("OPENBLAS_CORETYPE", want, 1);
     setenv("FSB_BLAS_AUTO", "1", 1);
     execv("/proc/self/exe", argv);
@@ -44,8 +43,7 @@ static void select_blas_kernels(char **argv)
 
 static int report(const char *name, int st)
 {
-    if (st != 0)
-        fprintf(stderr, "bench %s: %s\n", name, fsb_error_last());
+    if (st != 0) fprintf(stderr, "bench %s: %s\n", name, fsb_error_last());
     return fsb_status_exit_code(st);
 }
 
@@ -79,8 +77,7 @@ int main(int argc, char **argv)
     else if (name[0] == '-') /* `bench --shots 1,5 ...`: the main job */
         return run_main(argc, argv);
     for (int i = 0; i < n_commands; i++) {
-        if (strcmp(commands[i].name, name) != 0)
-            continue;
+        if (strcmp(commands[i].name, name) != 0) continue;
         return report(name, commands[i].run(argc - 1, argv + 1));
     }
     fprintf(stderr, "bench: unknown command '%s'\n", argv[1]);

@@ -43,26 +43,25 @@ int fsb_cli_int_list(const char *flag, const char *text, long hi, int *vals, int
 {
     *n = 0;
     const char *p = text;
-    if (*p == '\0')
-        return fsb_error(FSB_EINVAL, "%s: empty list", flag);
+    if (*p == '\0') return fsb_error(FSB_EINVAL, "%s: empty list", flag);
     for (;;) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         char item[32];
         if (len == 0 || len >= sizeof item)
-            return fsb_error(FSB_EINVAL, "%s: '%s' is not a comma-separated list of positive "
-                                         "whole numbers", flag, text);
+            return fsb_error(FSB_EINVAL,
+                             "%s: '%s' is not a comma-separated list of positive "
+                             "whole numbers",
+                             flag, text);
         memcpy(item, p, len);
         item[len] = '\0';
         long v = 0;
         if (fsb_cli_int(flag, item, 1, hi, &v))
-            return fsb_error(FSB_EINVAL, "%s: '%s' in '%s' is not a whole number in [1, %ld]",
-                             flag, item, text, hi);
-        if (*n == max_n)
-            return fsb_error(FSB_EINVAL, "%s: more than %d values", flag, max_n);
+            return fsb_error(FSB_EINVAL, "%s: '%s' in '%s' is not a whole number in [1, %ld]", flag,
+                             item, text, hi);
+        if (*n == max_n) return fsb_error(FSB_EINVAL, "%s: more than %d values", flag, max_n);
         vals[(*n)++] = (int)v;
-        if (!comma)
-            break;
+        if (!comma) break;
         p = comma + 1;
     }
     qsort(vals, (size_t)*n, sizeof *vals, cmp_int);

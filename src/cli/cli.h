@@ -9,9 +9,9 @@
 #include <stdio.h>
 
 typedef struct fsb_cli_cmd {
-    const char *name;                   /* first word after `bench` */
-    int (*run)(int argc, char **argv);  /* argv[0] is the subcommand name; returns fsb_status */
-    const char *summary;                /* one line for `bench --help` */
+    const char *name;                  /* first word after `bench` */
+    int (*run)(int argc, char **argv); /* argv[0] is the subcommand name; returns fsb_status */
+    const char *summary;               /* one line for `bench --help` */
 } fsb_cli_cmd;
 
 /* Parse a whole-number flag value in [lo, hi]. */

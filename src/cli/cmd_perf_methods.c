@@ -76,7 +76,8 @@ int fsb_cmd_perf_methods(int argc, char **argv)
             st = fsb_cli_int("--episodes", optarg, 1, 10000000, &v), o.episodes = (int)v;
             break;
         case 's':
-            st = fsb_cli_int_list("--shots", optarg, 1000, o.shots, FSB_MPERF_MAX_SHOTS, &o.n_shots);
+            st =
+                fsb_cli_int_list("--shots", optarg, 1000, o.shots, FSB_MPERF_MAX_SHOTS, &o.n_shots);
             break;
         case 'w':
             st = fsb_cli_int("--way", optarg, 1, 1000, &v), o.way = (int)v;

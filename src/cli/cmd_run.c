@@ -51,30 +51,58 @@ static int split_list(const char *flag, char *text, const char **items, int max,
     *n = 0;
     for (char *save = NULL, *tok = strtok_r(text, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
-        if (*n == max)
-            return fsb_error(FSB_EINVAL, "%s: more than %d entries", flag, max);
+        if (*n == max) return fsb_error(FSB_EINVAL, "%s: more than %d entries", flag, max);
         items[(*n)++] = tok;
     }
-    if (*n == 0)
-        return fsb_error(FSB_EINVAL, "%s: empty list", flag);
+    if (*n == 0) return fsb_error(FSB_EINVAL, "%s: empty list", flag);
     return FSB_OK;
 }
 
 int fsb_cmd_run(int argc, char **argv)
 {
-    enum { O_DATA = 256, O_TEACHER, O_OUT, O_SPLIT, O_WAY, O_SHOTS, O_QUERY, O_EPISODES,
-           O_SEED, O_METHODS, O_NORM, O_C, O_THREADS, O_CACHE, O_SIZE, O_RESIZE, O_CROP,
-           O_ARCH, O_STUDENT, O_KILL, O_HELP, O_SHARD };
+    enum {
+        O_DATA = 256,
+        O_TEACHER,
+        O_OUT,
+        O_SPLIT,
+        O_WAY,
+        O_SHOTS,
+        O_QUERY,
+        O_EPISODES,
+        O_SEED,
+        O_METHODS,
+        O_NORM,
+        O_C,
+        O_THREADS,
+        O_CACHE,
+        O_SIZE,
+        O_RESIZE,
+        O_CROP,
+        O_ARCH,
+        O_STUDENT,
+        O_KILL,
+        O_HELP,
+        O_SHARD
+    };
     static const struct option longopts[] = {
-        {"data", required_argument, 0, O_DATA},       {"teacher", required_argument, 0, O_TEACHER},
-        {"out", required_argument, 0, O_OUT},         {"split", required_argument, 0, O_SPLIT},
-        {"way", required_argument, 0, O_WAY},         {"shots", required_argument, 0, O_SHOTS},
-        {"query", required_argument, 0, O_QUERY},     {"episodes", required_argument, 0, O_EPISODES},
-        {"seed", required_argument, 0, O_SEED},       {"methods", required_argument, 0, O_METHODS},
-        {"norm", required_argument, 0, O_NORM},       {"C", required_argument, 0, O_C},
-        {"threads", required_argument, 0, O_THREADS}, {"cache", required_argument, 0, O_CACHE},
-        {"image-size", required_argument, 0, O_SIZE}, {"resize", required_argument, 0, O_RESIZE},
-        {"crop", required_argument, 0, O_CROP},       {"arch", required_argument, 0, O_ARCH},
+        {"data", required_argument, 0, O_DATA},
+        {"teacher", required_argument, 0, O_TEACHER},
+        {"out", required_argument, 0, O_OUT},
+        {"split", required_argument, 0, O_SPLIT},
+        {"way", required_argument, 0, O_WAY},
+        {"shots", required_argument, 0, O_SHOTS},
+        {"query", required_argument, 0, O_QUERY},
+        {"episodes", required_argument, 0, O_EPISODES},
+        {"seed", required_argument, 0, O_SEED},
+        {"methods", required_argument, 0, O_METHODS},
+        {"norm", required_argument, 0, O_NORM},
+        {"C", required_argument, 0, O_C},
+        {"threads", required_argument, 0, O_THREADS},
+        {"cache", required_argument, 0, O_CACHE},
+        {"image-size", required_argument, 0, O_SIZE},
+        {"resize", required_argument, 0, O_RESIZE},
+        {"crop", required_argument, 0, O_CROP},
+        {"arch", required_argument, 0, O_ARCH},
         {"student", required_argument, 0, O_STUDENT},
         /* fault injection for the resume tests: SIGKILL after N journaled tasks */
         {"debug-kill-after-tasks", required_argument, 0, O_KILL},
@@ -95,18 +123,26 @@ int fsb_cmd_run(int argc, char **argv)
     opterr = 0;
     while (!st && (c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case O_DATA: o.data = optarg; break;
-        case O_TEACHER: o.teacher = optarg; break;
-        case O_OUT: o.out = optarg; break;
-        case O_SPLIT: o.split = optarg; break;
-        case O_CACHE: o.cache_dir = optarg; break;
+        case O_DATA:
+            o.data = optarg;
+            break;
+        case O_TEACHER:
+            o.teacher = optarg;
+            break;
+        case O_OUT:
+            o.out = optarg;
+            break;
+        case O_SPLIT:
+            o.split = optarg;
+            break;
+        case O_CACHE:
+            o.cache_dir = optarg;
+            break;
         case O_WAY:
-            if (!(st = fsb_cli_int("--way", optarg, 2, 1000, &v)))
-                o.way = (int)v;
+            if (!(st = fsb_cli_int("--way", optarg, 2, 1000, &v))) o.way = (int)v;
             break;
         case O_QUERY:
-            if (!(st = fsb_cli_int("--query", optarg, 1, 100000, &v)))
-                o.query = (int)v;
+            if (!(st = fsb_cli_int("--query", optarg, 1, 100000, &v))) o.query = (int)v;
             break;
         case O_SHOTS:
             st = fsb_cli_int_list("--shots", optarg, 100000, o.shots, FSB_EPISODES_MAX_SHOTS,
@@ -123,64 +159,63 @@ int fsb_cmd_run(int argc, char **argv)
             if (!(st = fsb_cli_int("--seed", optarg, 0, 0x7fffffffffffffffL, &v)))
                 o.seed = (uint64_t)v;
             break;
-        case O_METHODS: methods_text = optarg; break;
+        case O_METHODS:
+            methods_text = optarg;
+            break;
         case O_NORM: {
             fsb_norm n;
-            if (!(st = fsb_norm_parse("--norm", optarg, &n)))
-                o.norm = (int)n;
+            if (!(st = fsb_norm_parse("--norm", optarg, &n))) o.norm = (int)n;
             break;
         }
-        case O_C: st = fsb_cli_double("--C", optarg, 1e-8, 1e8, &o.C); break;
+        case O_C:
+            st = fsb_cli_double("--C", optarg, 1e-8, 1e8, &o.C);
+            break;
         case O_THREADS:
-            if (!(st = fsb_cli_int("--threads", optarg, 0, 1024, &v)))
-                o.threads = (int)v;
+            if (!(st = fsb_cli_int("--threads", optarg, 0, 1024, &v))) o.threads = (int)v;
             break;
         case O_SIZE:
             size_set = 1;
-            if (!(st = fsb_cli_int("--image-size", optarg, 8, 1024, &v)))
-                o.image_size = (int)v;
+            if (!(st = fsb_cli_int("--image-size", optarg, 8, 1024, &v))) o.image_size = (int)v;
             break;
         case O_RESIZE:
             size_set = 1;
-            if (!(st = fsb_cli_int("--resize", optarg, 8, 1024, &v)))
-                o.resize = (int)v;
+            if (!(st = fsb_cli_int("--resize", optarg, 8, 1024, &v))) o.resize = (int)v;
             break;
         case O_CROP:
             size_set = 1;
-            if (!(st = fsb_cli_int("--crop", optarg, 8, 1024, &v)))
-                o.crop = (int)v;
+            if (!(st = fsb_cli_int("--crop", optarg, 8, 1024, &v))) o.crop = (int)v;
             break;
         case O_ARCH: {
             fsb_arch a;
-            if ((st = fsb_arch_parse(optarg, &a)))
-                st = fsb_error_wrap(st, "--arch");
+            if ((st = fsb_arch_parse(optarg, &a))) st = fsb_error_wrap(st, "--arch");
             o.arch = optarg;
             break;
         }
         case O_STUDENT: {
             fsb_student_opts so; /* checked here so that a typo fails before any work */
             fsb_student_opts_default(&so);
-            if (!(st = fsb_student_opts_parse(&so, optarg, "--student")))
-                o.student = optarg;
+            if (!(st = fsb_student_opts_parse(&so, optarg, "--student"))) o.student = optarg;
             break;
         }
         case O_KILL:
             st = fsb_cli_int("--debug-kill-after-tasks", optarg, 1, 0x7fffffffL,
                              &o.kill_after_tasks);
             break;
-        case O_HELP: run_usage(stdout); return FSB_OK;
-        case O_SHARD: st = fsb_shard_parse("--shard", optarg, &o.shard); break;
+        case O_HELP:
+            run_usage(stdout);
+            return FSB_OK;
+        case O_SHARD:
+            st = fsb_shard_parse("--shard", optarg, &o.shard);
+            break;
         default:
             st = fsb_error(FSB_EINVAL, "unknown or incomplete flag '%s' (bench run --help)",
                            argv[optind - 1]);
         }
     }
-    if (!st && optind < argc)
-        st = fsb_error(FSB_EINVAL, "unexpected argument '%s'", argv[optind]);
+    if (!st && optind < argc) st = fsb_error(FSB_EINVAL, "unexpected argument '%s'", argv[optind]);
     if (!st && methods_text)
         st = split_list("--methods", methods_text, o.methods, FSB_RUN_MAX_METHODS, &o.n_methods);
-    if (st)
-        return st;
+    if (st) return st;
     if ((st = fsb_cli_dist_begin(&argc, &argv, &o))) /* mpirun: this rank's shard */
         return fsb_cli_dist_end("run", st);
     fsb_demo demo = {0};
@@ -192,15 +227,11 @@ int fsb_cmd_run(int argc, char **argv)
                "For MiniImageNet: bench --data /path/to/miniimagenet --teacher "
                "results/teacher-conv4/teacher.fsbt\n");
         fflush(stdout);
-        if ((st = fsb_demo_prepare(&demo, o.cache_dir, stdout, stderr)))
-            return st;
+        if ((st = fsb_demo_prepare(&demo, o.cache_dir, stdout, stderr))) return st;
         o.data = demo.data;
-        if (!o.teacher)
-            o.teacher = demo.teacher;
-        if (!size_set)
-            o.image_size = o.resize = o.crop = 28;
-        if (!o.out)
-            o.out = "runs/demo-fashion-mnist";
+        if (!o.teacher) o.teacher = demo.teacher;
+        if (!size_set) o.image_size = o.resize = o.crop = 28;
+        if (!o.out) o.out = "runs/demo-fashion-mnist";
     }
     if (!o.teacher)
         return fsb_cli_dist_end("run", fsb_error(FSB_EINVAL, "no teacher: pass --teacher CKPT "

@@ -10,8 +10,7 @@ static void cpu_model(char *buf, size_t n)
 {
     snprintf(buf, n, "unknown");
     FILE *fp = fopen("/proc/cpuinfo", "r");
-    if (!fp)
-        return;
+    if (!fp) return;
     char line[512];
     while (fgets(line, sizeof line, fp)) {
         if (strncmp(line, "model name", 10) == 0) {

@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static tu_e2e e2e;     /* dataset, outputs and teacher (e2e.h) */
-static char *root;     /* the generated dataset */
-static char *work;     /* outputs */
-static char *teacher;  /* a checkpoint trained once for the run tests */
+static tu_e2e e2e;        /* dataset, outputs and teacher (e2e.h) */
+static char *root;        /* the generated dataset */
+static char *work;        /* outputs */
+static char *teacher;     /* a checkpoint trained once for the run tests */
 static char common[1024]; /* flags shared by the pretrain commands */
 
 #define IMG TU_E2E_IMG
@@ -106,7 +106,8 @@ START_TEST(pretrain_write_failure_keeps_previous_state)
     snprintf(copy, sizeof copy, "%s.copy", p);
     tu_run(NULL, "cp '%s' '%s'", state, copy);
     /* files may not grow past 64 KiB: the next state write fails like a full disk */
-    int rc = tu_run(&out, "ulimit -f 64; trap '' XFSZ; '%s' pretrain %s --out '%s'", tu_bench(), common, p);
+    int rc = tu_run(&out, "ulimit -f 64; trap '' XFSZ; '%s' pretrain %s --out '%s'", tu_bench(),
+                    common, p);
     ck_assert_int_ne(rc, 0);
     ck_assert_ptr_nonnull(strstr(out, "t.fsbt"));
     free(out);
@@ -125,25 +126,22 @@ START_TEST(pretrain_bad_inputs)
     char *empty = tu_path(work, "empty");
     tu_run(NULL, "mkdir -p '%s/split' && printf 'filename,label\\n' > '%s/split/val.csv'", empty,
            empty);
-    ck_assert_int_ne(tu_run(&out, "'%s' pretrain --data '%s' --out '%s/x.fsbt'", tu_bench(), empty,
-                            work),
-                     0);
+    ck_assert_int_ne(
+        tu_run(&out, "'%s' pretrain --data '%s' --out '%s/x.fsbt'", tu_bench(), empty, work), 0);
     ck_assert_ptr_nonnull(strstr(out, "train"));
     free(out);
     /* 3 val classes, 5-way validation */
-    ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --val-way 5 --out '%s/y.fsbt'", tu_bench(),
-                            common, work),
-                     2);
+    ck_assert_int_eq(
+        tu_run(&out, "'%s' pretrain %s --val-way 5 --out '%s/y.fsbt'", tu_bench(), common, work),
+        2);
     ck_assert_ptr_nonnull(strstr(out, "--val-way"));
     free(out);
-    ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --epochs 0 --out '%s/y.fsbt'", tu_bench(),
-                            common, work),
-                     2);
+    ck_assert_int_eq(
+        tu_run(&out, "'%s' pretrain %s --epochs 0 --out '%s/y.fsbt'", tu_bench(), common, work), 2);
     ck_assert_ptr_nonnull(strstr(out, "--epochs"));
     free(out);
-    ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --arch vgg --out '%s/y.fsbt'", tu_bench(),
-                            common, work),
-                     2);
+    ck_assert_int_eq(
+        tu_run(&out, "'%s' pretrain %s --arch vgg --out '%s/y.fsbt'", tu_bench(), common, work), 2);
     ck_assert_ptr_nonnull(strstr(out, "--arch"));
     free(out);
     ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --bogus 1", tu_bench(), common), 2);
@@ -156,14 +154,13 @@ END_TEST
 static void run_bench(const char *out_dir, const char *extra, int want_rc)
 {
     char *out = NULL;
-    int rc = tu_run(&out,
-                    "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
-                    "--shots 1,3 --query 4 --episodes 12 --methods 1nn,svm,protonet,logreg" IMG
-                    " %s",
-                    tu_bench(), root, work, teacher, out_dir, extra);
+    int rc =
+        tu_run(&out,
+               "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
+               "--shots 1,3 --query 4 --episodes 12 --methods 1nn,svm,protonet,logreg" IMG " %s",
+               tu_bench(), root, work, teacher, out_dir, extra);
     int ok = want_rc < 0 ? rc != 0 : rc == want_rc; /* < 0: any failure (killed) */
-    if (!ok)
-        fprintf(stderr, "%s\n", out);
+    if (!ok) fprintf(stderr, "%s\n", out);
     ck_assert_msg(ok, "exit status %d", rc);
     free(out);
 }
@@ -236,8 +233,9 @@ START_TEST(run_refuses_bad_inputs)
     tu_write_str(work, "afile", "x");
     char bad[4200];
     snprintf(bad, sizeof bad, "%s/sub", file);
-    rc = tu_run(&out, "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
-                      "--shots 1 --query 4 --episodes 2" IMG,
+    rc = tu_run(&out,
+                "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
+                "--shots 1 --query 4 --episodes 2" IMG,
                 tu_bench(), root, work, teacher, bad);
     ck_assert_int_ne(rc, 0);
     ck_assert_ptr_nonnull(strstr(out, "afile"));

@@ -17,10 +17,10 @@ void tu_e2e_make(tu_e2e *e, const char *pretrain_flags)
     fx_make_ravi(e->root, n_classes, 12, 32);
     e->teacher = tu_path(e->work, "teacher.fsbt");
     char *out = NULL;
-    int rc = tu_run(&out, "'%s' pretrain --data '%s' --cache '%s/cache' %s" TU_E2E_IMG " --out '%s'",
-                    tu_bench(), e->root, e->work, pretrain_flags, e->teacher);
-    if (rc != 0)
-        fprintf(stderr, "%s\n", out);
+    int rc =
+        tu_run(&out, "'%s' pretrain --data '%s' --cache '%s/cache' %s" TU_E2E_IMG " --out '%s'",
+               tu_bench(), e->root, e->work, pretrain_flags, e->teacher);
+    if (rc != 0) fprintf(stderr, "%s\n", out);
     ck_assert_int_eq(rc, 0);
     free(out);
 }

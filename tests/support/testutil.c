@@ -21,24 +21,20 @@ char *tu_tmpdir(void)
     const char *base = getenv("TMPDIR");
     char buf[4096];
     snprintf(buf, sizeof buf, "%s/fsbtest.XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(buf))
-        die("mkdtemp");
+    if (!mkdtemp(buf)) die("mkdtemp");
     return strdup(buf);
 }
 
 void tu_rmrf(const char *path)
 {
-    if (!path)
-        return;
-    if (fsb_remove_tree(path))
-        die(path);
+    if (!path) return;
+    if (fsb_remove_tree(path)) die(path);
 }
 
 char *tu_path(const char *dir, const char *rel)
 {
     char *p = fsb_path_join(dir, rel);
-    if (!p)
-        die("oom");
+    if (!p) die("oom");
     return p;
 }
 
@@ -47,12 +43,10 @@ void tu_write(const char *dir, const char *rel, const void *data, size_t size)
     char *p = tu_path(dir, rel);
     char *slash = strrchr(p, '/');
     *slash = '\0';
-    if (fsb_mkdir_p(p))
-        die(p);
+    if (fsb_mkdir_p(p)) die(p);
     *slash = '/';
     FILE *fp = fopen(p, "wb");
-    if (!fp || (size && fwrite(data, 1, size, fp) != size) || fclose(fp))
-        die(p);
+    if (!fp || (size && fwrite(data, 1, size, fp) != size) || fclose(fp)) die(p);
     free(p);
 }
 
@@ -65,10 +59,8 @@ char *tu_read(const char *path, size_t *size)
 {
     void *data;
     size_t n;
-    if (fsb_read_file(path, &data, &n))
-        return NULL;
-    if (size)
-        *size = n;
+    if (fsb_read_file(path, &data, &n)) return NULL;
+    if (size) *size = n;
     return data;
 }
 
@@ -92,8 +84,7 @@ int tu_run(char **out, const char *fmt, ...)
     char full[8300];
     snprintf(full, sizeof full, "( %s ) 2>&1", cmd);
     FILE *pp = popen(full, "r");
-    if (!pp)
-        die("popen");
+    if (!pp) die("popen");
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     size_t got;
@@ -104,8 +95,7 @@ int tu_run(char **out, const char *fmt, ...)
             buf = realloc(buf, cap);
         }
     }
-    if (!buf)
-        die("oom");
+    if (!buf) die("oom");
     buf[n] = '\0';
     int status = pclose(pp);
     if (out)
@@ -118,8 +108,7 @@ int tu_run(char **out, const char *fmt, ...)
 const char *tu_bench(void)
 {
     const char *b = getenv("FSB_BENCH");
-    if (!b)
-        die("FSB_BENCH is not set (run the tests through ctest)");
+    if (!b) die("FSB_BENCH is not set (run the tests through ctest)");
     return b;
 }
 
