@@ -575,8 +575,14 @@ int fsb_run(const fsb_run_opts *o)
     if (o->shard.shared && o->shard.index > 0 && (st = fsb_dist_barrier())) goto done;
     fsb_cache_opts co = {
         .dir = o->cache_dir, .size = o->image_size, .pool = r.pool, .progress = o->progress};
-    if ((st = fsb_cache_open(&r.cache, o->data, o->split, &co))) goto done;
-    if ((st = file_hash(o->teacher, &r.teacher_hash))) goto done;
+    if ((st = fsb_cache_open(&r.cache, o->data, o->split, &co))) {
+        st = fsb_error_wrap(st, "--data");
+        goto done;
+    }
+    if ((st = file_hash(o->teacher, &r.teacher_hash))) {
+        st = fsb_error_wrap(st, "--teacher");
+        goto done;
+    }
     if ((st = fsb_model_create_from_file(&r.teacher, o->teacher, o->crop, EMBED_BATCH, r.pool)))
         goto done;
     r.dim = fsb_model_embed_dim(r.teacher);
