@@ -6,6 +6,9 @@
  *   augmentation     fsb_transform_train_batch key mix(mix(seed ^ TAG_AUG) ^ e), stream = the
  *                    batch's first position in the epoch order
  *   dropout          key mix(seed ^ TAG_DROP), stream = global step
+ *   protonet         episode s of epoch e: fsb_episode_sample on the train split with seed
+ *                    mix(mix(seed ^ TAG_EPIS) ^ e), index s; its way*(shot+query) images
+ *                    augmented like a batch whose first position is s*way*(shot+query)
  * The state file written after each epoch holds the weights, BN statistics, momentum
  * buffers and the log; nothing else carries over between epochs.
  */
@@ -20,6 +23,7 @@
 #include "fsb/optim.h"
 #include "fsb/plot.h"
 #include "fsb/progress.h"
+#include "fsb/protoloss.h"
 #include "fsb/status.h"
 #include "fsb/tensorfile.h"
 #include "fsb/threads.h"
@@ -29,11 +33,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #define TAG_INIT 0x494e4954ull  /* "INIT" */
 #define TAG_ORDER 0x4f524445ull /* "ORDE" */
 #define TAG_AUG 0x41554731ull   /* "AUG1" */
 #define TAG_DROP 0x44524f50ull  /* "DROP" */
+#define TAG_EPIS 0x45504953ull  /* "EPIS" */
 #define EMBED_BATCH 64
 
 void fsb_pretrain_opts_default(fsb_pretrain_opts *o)
@@ -42,7 +48,13 @@ void fsb_pretrain_opts_default(fsb_pretrain_opts *o)
     o->arch = FSB_ARCH_CONV4;
     o->epochs = 100;
     o->batch = 128;
-    o->lr = 0.1;
+    o->lr = -1; /* the objective's default, set by fsb_pretrain */
+    o->objective = FSB_PRETRAIN_CE;
+    o->train_way = 5;
+    o->train_shot = 1;
+    o->train_query = 15;
+    o->episodes_per_epoch = 100;
+    o->temperature = 1;
     o->momentum = 0.9;
     o->weight_decay = 5e-4;
     o->val_every = 1;
@@ -67,32 +79,35 @@ typedef struct log_row {
 } log_row;
 
 typedef struct trainer {
-    const fsb_pretrain_opts *o; /* options */
-    fsb_pool *pool;             /* workers */
-    fsb_cache train, val;       /* packed splits */
-    int *subset;                /* [n_sub] train images used */
-    int n_sub;                  /* their count */
-    fsb_sweep val_sweep;        /* fixed val episodes (shots 1 and 5) */
-    fsb_model *model;           /* the network being trained */
-    fsb_param_group group;      /* all parameters */
-    float *momentum;            /* its momentum buffer */
-    fsb_sgd sgd;                /* optimiser */
-    fsb_lr_schedule sched;      /* learning-rate schedule */
-    fsb_transform tf;           /* augmentation and val transform */
-    char *identity;             /* settings that must match to resume */
-    log_row *rows;              /* [epochs] */
-    int epochs_done;            /* completed epochs */
-    double best;                /* best validation score so far (-1: none) */
-    int best_epoch;             /* its epoch (0: none) */
+    const fsb_pretrain_opts *o;                       /* options */
+    fsb_pool *pool;                                   /* workers */
+    fsb_cache train, val;                             /* packed splits */
+    int *subset;                                      /* [n_sub] train images used */
+    int n_sub;                                        /* their count */
+    fsb_sweep val_sweep;                              /* fixed val episodes (shots 1 and 5) */
+    fsb_model *model;                                 /* the network being trained */
+    fsb_param_group group;                            /* all parameters */
+    float *momentum;                                  /* its momentum buffer */
+    fsb_sgd sgd;                                      /* optimiser */
+    fsb_lr_schedule sched;                            /* learning-rate schedule */
+    fsb_transform tf;                                 /* augmentation and val transform */
+    char *identity;                                   /* settings that must match to resume */
+    log_row *rows;                                    /* [epochs] */
+    int epochs_done;                                  /* completed epochs */
+    double best;                                      /* best validation score so far (-1: none) */
+    int best_epoch;                                   /* its epoch (0: none) */
     char *state_path, *csv_path, *png_path, *gp_path; /* derived file names */
+    uint64_t init_hash; /* XXH3-64 of the init checkpoint file (0: none) */
+    fsb_split ep_split; /* protonet: the train split seen by the episode sampler
+                           (shallow copy; class_count capped by max_per_class) */
+    int *ep_count;      /* protonet: [n_classes] its class counts (owned) */
 } trainer;
 
 static char *suffixed(const char *path, const char *suffix)
 {
     size_t n = strlen(path) + strlen(suffix) + 1;
     char *s = malloc(n);
-    if (s)
-        snprintf(s, n, "%s%s", path, suffix);
+    if (s) snprintf(s, n, "%s%s", path, suffix);
     return s;
 }
 
@@ -100,8 +115,7 @@ static int make_identity(trainer *t)
 {
     const fsb_pretrain_opts *o = t->o;
     t->identity = malloc(1024);
-    if (!t->identity)
-        return fsb_error(FSB_ENOMEM, "out of memory");
+    if (!t->identity) return fsb_error(FSB_ENOMEM, "out of memory");
     snprintf(t->identity, 1024,
              "fsb-pretrain/1 arch=%s epochs=%d batch=%d lr=%.17g schedule=%s momentum=%.17g "
              "wd=%.17g seed=%" PRIu64 " val_every=%d val_episodes=%d val_way=%d val_query=%d "
@@ -112,6 +126,16 @@ static int make_identity(trainer *t)
              o->val_every, o->val_episodes, o->val_way, o->val_query, o->val_seed,
              fsb_norm_name((fsb_norm)o->val_norm), o->image_size, o->resize, o->crop,
              o->max_per_class, t->train.source_fp, t->val.source_fp);
+    /* appended only when used, so ce runs from scratch keep their identity (and states) */
+    size_t len = strlen(t->identity);
+    if (o->init)
+        len += (size_t)snprintf(t->identity + len, 1024 - len, " init=%016" PRIx64, t->init_hash);
+    if (o->objective == FSB_PRETRAIN_PROTONET)
+        snprintf(t->identity + len, 1024 - len,
+                 " objective=protonet train_way=%d train_shot=%d train_query=%d episodes=%d "
+                 "temperature=%.17g",
+                 o->train_way, o->train_shot, o->train_query, o->episodes_per_epoch,
+                 o->temperature);
     return FSB_OK;
 }
 
@@ -119,16 +143,15 @@ static int make_identity(trainer *t)
 
 static void format_row(char *buf, size_t n, const log_row *r)
 {
-    snprintf(buf, n, "%d,%.6g,%.6f,%.6f,%.6f,%.6f,%.1f", r->epoch, r->lr, r->loss, r->acc,
-             r->val1, r->val5, r->seconds);
+    snprintf(buf, n, "%d,%.6g,%.6f,%.6f,%.6f,%.6f,%.1f", r->epoch, r->lr, r->loss, r->acc, r->val1,
+             r->val5, r->seconds);
 }
 
 static char *log_text(const trainer *t)
 {
     size_t cap = 128 + (size_t)t->epochs_done * 128, len = 0;
     char *s = malloc(cap);
-    if (!s)
-        return NULL;
+    if (!s) return NULL;
     len += (size_t)snprintf(s, cap, "epoch,lr,loss,train_acc,val_1shot,val_5shot,seconds\n");
     for (int i = 0; i < t->epochs_done; i++) {
         char line[160];
@@ -143,8 +166,8 @@ static int parse_log(trainer *t, const char *text, const char *what)
     const char *p = strchr(text, '\n');
     for (int i = 0; i < t->epochs_done; i++) {
         log_row *r = &t->rows[i];
-        if (!p || sscanf(p + 1, "%d,%lf,%lf,%lf,%lf,%lf,%lf", &r->epoch, &r->lr, &r->loss,
-                         &r->acc, &r->val1, &r->val5, &r->seconds) != 7)
+        if (!p || sscanf(p + 1, "%d,%lf,%lf,%lf,%lf,%lf,%lf", &r->epoch, &r->lr, &r->loss, &r->acc,
+                         &r->val1, &r->val5, &r->seconds) != 7)
             return fsb_error(FSB_EFORMAT, "%s: log row %d is malformed", what, i + 1);
         p = strchr(p + 1, '\n');
     }
@@ -154,12 +177,10 @@ static int parse_log(trainer *t, const char *text, const char *what)
 static int write_log_and_plot(trainer *t)
 {
     char *text = log_text(t);
-    if (!text)
-        return fsb_error(FSB_ENOMEM, "out of memory");
+    if (!text) return fsb_error(FSB_ENOMEM, "out of memory");
     int st = fsb_write_file(t->csv_path, text, strlen(text));
     free(text);
-    if (st)
-        return st;
+    if (st) return st;
     char script[2048], note[512];
     snprintf(script, sizeof script,
              "set datafile separator ','\nset key bottom right\nset xlabel 'epoch'\n"
@@ -172,8 +193,7 @@ static int write_log_and_plot(trainer *t)
              fsb_arch_name(t->o->arch), t->csv_path);
     int plotted = 0;
     st = fsb_plot(t->gp_path, script, t->png_path, &plotted, note, sizeof note);
-    if (!st && !plotted && t->o->log && t->epochs_done == 1)
-        fprintf(t->o->log, "note: %s\n", note);
+    if (!st && !plotted && t->o->log && t->epochs_done == 1) fprintf(t->o->log, "note: %s\n", note);
     return st;
 }
 
@@ -192,10 +212,8 @@ static int save_state(trainer *t)
     const char *vals[] = {t->identity, done, best, best_epoch, log ? log : ""};
     int st = log ? fsb_model_to_tensorfile(t->model, &tf, 5, keys, vals)
                  : fsb_error(FSB_ENOMEM, "out of memory");
-    if (!st)
-        st = fsb_sgd_state_save(&t->sgd, &tf, "optim");
-    if (!st)
-        st = fsb_tensorfile_save(&tf, t->state_path);
+    if (!st) st = fsb_sgd_state_save(&t->sgd, &tf, "optim");
+    if (!st) st = fsb_tensorfile_save(&tf, t->state_path);
     fsb_tensorfile_free(&tf);
     free(log);
     return st;
@@ -205,12 +223,10 @@ static int save_state(trainer *t)
 static int load_state(trainer *t, int *resumed)
 {
     *resumed = 0;
-    if (!fsb_is_file(t->state_path))
-        return FSB_OK;
+    if (!fsb_is_file(t->state_path)) return FSB_OK;
     fsb_tensorfile tf;
     int st = fsb_tensorfile_load(&tf, t->state_path);
-    if (st)
-        return fsb_error_wrap(st, "cannot resume (delete it to start over)");
+    if (st) return fsb_error_wrap(st, "cannot resume (delete it to start over)");
     const char *id = fsb_tensorfile_meta(&tf, "pretrain_identity");
     long long done = 0, best_epoch = 0;
     const char *best = fsb_tensorfile_meta(&tf, "best_score");
@@ -218,17 +234,17 @@ static int load_state(trainer *t, int *resumed)
     if (!id || !best || !log) {
         st = fsb_error(FSB_EFORMAT, "%s: not a pre-training state file", t->state_path);
     } else if (strcmp(id, t->identity) != 0) {
-        st = fsb_error(FSB_EMISMATCH, "%s belongs to another pre-training run (%s); use another "
-                                      "--out or delete it", t->state_path, id);
+        st = fsb_error(FSB_EMISMATCH,
+                       "%s belongs to another pre-training run (%s); use another "
+                       "--out or delete it",
+                       t->state_path, id);
     } else if (!(st = fsb_tensorfile_meta_int(&tf, t->state_path, "epochs_done", &done)) &&
                !(st = fsb_tensorfile_meta_int(&tf, t->state_path, "best_epoch", &best_epoch))) {
         if (done < 0 || done > t->o->epochs)
             st = fsb_error(FSB_EFORMAT, "%s: epochs_done %lld out of range", t->state_path, done);
     }
-    if (!st)
-        st = fsb_model_from_tensorfile(t->model, &tf, t->state_path);
-    if (!st)
-        st = fsb_sgd_state_load(&t->sgd, &tf, t->state_path, "optim");
+    if (!st) st = fsb_model_from_tensorfile(t->model, &tf, t->state_path);
+    if (!st) st = fsb_sgd_state_load(&t->sgd, &tf, t->state_path, "optim");
     if (!st) {
         t->epochs_done = (int)done;
         t->best = strtod(best, NULL);
@@ -246,8 +262,7 @@ static int load_state(trainer *t, int *resumed)
 static int prototype_accuracy(trainer *t, const float *feats, int dim, int shot, double *acc)
 {
     const fsb_method *m = fsb_method_find("protonet");
-    if (!m)
-        return FSB_EINTERNAL;
+    if (!m) return FSB_EINTERNAL;
     fsb_method_config cfg;
     fsb_method_config_default(&cfg, m);
     cfg.norm = (fsb_norm)t->o->val_norm;
@@ -255,7 +270,8 @@ static int prototype_accuracy(trainer *t, const float *feats, int dim, int shot,
     int *sidx = malloc(sizeof(int) * (size_t)ns), *slab = malloc(sizeof(int) * (size_t)ns);
     int *qidx = malloc(sizeof(int) * (size_t)nq), *qlab = malloc(sizeof(int) * (size_t)nq);
     int *pred = malloc(sizeof(int) * (size_t)nq);
-    float *sf = malloc(sizeof(float) * (size_t)ns * dim), *qf = malloc(sizeof(float) * (size_t)nq * dim);
+    float *sf = malloc(sizeof(float) * (size_t)ns * dim),
+          *qf = malloc(sizeof(float) * (size_t)nq * dim);
     fsb_arena arena;
     int st = fsb_arena_init(&arena, m->scratch(way, shot, q, dim) + 4096);
     if (!st && (!sidx || !slab || !qidx || !qlab || !pred || !sf || !qf))
@@ -270,9 +286,16 @@ static int prototype_accuracy(trainer *t, const float *feats, int dim, int shot,
             memcpy(sf + (size_t)i * dim, feats + (size_t)sidx[i] * dim, sizeof(float) * dim);
         for (int i = 0; i < nq; i++)
             memcpy(qf + (size_t)i * dim, feats + (size_t)qidx[i] * dim, sizeof(float) * dim);
-        fsb_episode_view v = {.episode = e, .way = way, .shot = shot, .query = q,
-                              .n_support = ns, .n_query = nq, .dim = dim, .support_feat = sf,
-                              .query_feat = qf, .support_labels = slab};
+        fsb_episode_view v = {.episode = e,
+                              .way = way,
+                              .shot = shot,
+                              .query = q,
+                              .n_support = ns,
+                              .n_query = nq,
+                              .dim = dim,
+                              .support_feat = sf,
+                              .query_feat = qf,
+                              .support_labels = slab};
         st = m->run(m, &cfg, &v, &arena, NULL, pred, NULL);
         int correct = 0;
         for (int i = 0; i < nq; i++)
@@ -293,8 +316,7 @@ static int validate(trainer *t, double *val1, double *val5)
     float *batch = malloc(sizeof(float) * (size_t)EMBED_BATCH * 3 * t->o->crop * t->o->crop);
     unsigned char *used = calloc((size_t)n, 1);
     int *list = malloc(sizeof(int) * (size_t)n), n_used = 0, st = FSB_OK;
-    if (!feats || !batch || !used || !list)
-        st = fsb_error(FSB_ENOMEM, "out of memory");
+    if (!feats || !batch || !used || !list) st = fsb_error(FSB_ENOMEM, "out of memory");
     const fsb_sweep *sw = &t->val_sweep;
     for (int e = 0; !st && e < sw->n_episodes; e++) {
         fsb_episode ep;
@@ -307,24 +329,19 @@ static int validate(trainer *t, double *val1, double *val5)
         }
     }
     for (int i = 0; !st && i < n; i++)
-        if (used[i])
-            list[n_used++] = i;
+        if (used[i]) list[n_used++] = i;
     float *out = malloc(sizeof(float) * (size_t)EMBED_BATCH * dim);
-    if (!st && !out)
-        st = fsb_error(FSB_ENOMEM, "out of memory");
+    if (!st && !out) st = fsb_error(FSB_ENOMEM, "out of memory");
     for (int i = 0; !st && i < n_used; i += EMBED_BATCH) {
         int nb = n_used - i < EMBED_BATCH ? n_used - i : EMBED_BATCH;
         st = fsb_transform_test_batch(batch, t->val.px, t->val.size, t->val.size, list + i, nb,
                                       &t->tf, t->pool);
-        if (!st)
-            st = fsb_model_embed(t->model, batch, nb, out);
+        if (!st) st = fsb_model_embed(t->model, batch, nb, out);
         for (int b = 0; !st && b < nb; b++)
             memcpy(feats + (size_t)list[i + b] * dim, out + (size_t)b * dim, sizeof(float) * dim);
     }
-    if (!st)
-        st = prototype_accuracy(t, feats, dim, 1, val1);
-    if (!st)
-        st = prototype_accuracy(t, feats, dim, 5, val5);
+    if (!st) st = prototype_accuracy(t, feats, dim, 1, val1);
+    if (!st) st = prototype_accuracy(t, feats, dim, 5, val5);
     free(out);
     free(feats);
     free(batch);
@@ -369,8 +386,7 @@ static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row
         const int *idx = order + (size_t)s * B + first;
         st = fsb_transform_train_batch(images, t->train.px, t->train.size, t->train.size, idx, nb,
                                        &t->tf, aug_key, (uint64_t)s * B + first, t->pool);
-        if (st)
-            break;
+        if (st) break;
         for (int b = 0; b < nb; b++)
             labels[b] = t->train.split.labels[idx[b]];
         fsb_rng drop;
@@ -384,8 +400,7 @@ static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row
             const float *l = logits + (size_t)b * nc;
             int arg = 0;
             for (int k = 1; k < nc; k++)
-                if (l[k] > l[arg])
-                    arg = k;
+                if (l[k] > l[arg]) arg = k;
             correct += arg == labels[b];
         }
         fsb_sgd_step(&t->sgd);
@@ -405,17 +420,143 @@ static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row
     return st;
 }
 
-static int setup(trainer *t)
+/* One protonet epoch: episodes_per_epoch episodes, one SGD step each (see the top). */
+static int train_epoch_protonet(trainer *t, int e, long *steps_this_process, log_row *row)
 {
     const fsb_pretrain_opts *o = t->o;
+    int way = o->train_way, shot = o->train_shot, q = o->train_query, hw = o->crop;
+    int ns = way * shot, n = way * (shot + q), steps = o->episodes_per_epoch;
+    int dim = fsb_model_embed_dim(t->model);
+    fsb_episode ep;
+    int st = fsb_episode_init(&ep, way, shot, q);
+    if (st) return st;
+    int *idx = malloc(sizeof(int) * (size_t)n);
+    int *scratch = malloc(sizeof(int) * fsb_episode_scratch_len(&t->ep_split));
+    float *images = malloc(sizeof(float) * (size_t)n * 3 * hw * hw);
+    float *demb = malloc(sizeof(float) * (size_t)n * dim);
+    double *work = malloc(sizeof(double) * fsb_protoloss_scratch(way, shot, q, dim));
+    if (!idx || !scratch || !images || !demb || !work) {
+        st = fsb_error(FSB_ENOMEM, "out of memory");
+        goto done;
+    }
+    t->sgd.lr = (float)fsb_lr_at(&t->sched, e);
+    row->lr = t->sgd.lr;
+    fsb_episode_params p = {fsb_mix64(fsb_mix64(o->seed ^ TAG_EPIS) ^ (uint64_t)e), way, shot, q};
+    uint64_t aug_key = fsb_mix64(fsb_mix64(o->seed ^ TAG_AUG) ^ (uint64_t)e);
+    char label[64];
+    snprintf(label, sizeof label, "epoch %d/%d", e + 1, o->epochs);
+    fsb_progress bar;
+    fsb_progress_init(&bar, o->progress, label, "ep", 0, steps);
+    double loss_sum = 0;
+    long correct = 0;
+    for (int s = 0; s < steps && !st; s++) {
+        fsb_episode_sample(&ep, &t->ep_split, &p, (uint64_t)s, scratch);
+        fsb_episode_support_k(&ep, shot, idx, NULL);
+        fsb_episode_queries(&ep, idx + ns, NULL);
+        st = fsb_transform_train_batch(images, t->train.px, t->train.size, t->train.size, idx, n,
+                                       &t->tf, aug_key, (uint64_t)s * n, t->pool);
+        if (st) break;
+        fsb_rng drop;
+        fsb_rng_init(&drop, fsb_mix64(o->seed ^ TAG_DROP), (uint64_t)e * steps + s);
+        const float *emb;
+        fsb_model_zero_grad(t->model);
+        if ((st = fsb_model_forward(t->model, images, n, 1, &drop, &emb, NULL))) break;
+        int ok = 0;
+        loss_sum += fsb_protoloss(emb, way, shot, q, dim, o->temperature, demb, &ok, work);
+        correct += ok;
+        fsb_model_backward(t->model, NULL, demb, NULL);
+        fsb_sgd_step(&t->sgd);
+        fsb_progress_update(&bar, s + 1);
+        if (o->kill_after_steps > 0 && ++*steps_this_process >= o->kill_after_steps)
+            raise(SIGKILL); /* fault injection: die mid-epoch like kill -9 */
+    }
+    fsb_progress_finish(&bar);
+    row->loss = loss_sum / steps;
+    row->acc = (double)correct / ((double)steps * way * q);
+done:
+    fsb_episode_free(&ep);
+    free(idx), free(scratch), free(images), free(demb), free(work);
+    return st;
+}
+
+/* Protonet: the sampler's view of the train split (max_per_class applied) and its checks. */
+static int setup_episodes(trainer *t)
+{
+    const fsb_pretrain_opts *o = t->o;
+    const fsb_split *s = &t->train.split;
+    if (o->train_way < 2 || o->train_shot < 1 || o->train_query < 1 || o->episodes_per_epoch < 1 ||
+        !(o->temperature > 0))
+        return fsb_error(FSB_EINVAL, "--train-way (>= 2), --train-shot, --train-query, "
+                                     "--episodes-per-epoch and --temperature must be positive");
+    if (s->n_classes < o->train_way)
+        return fsb_error(FSB_EINVAL, "--train-way: the train split has %d classes, fewer than %d",
+                         s->n_classes, o->train_way);
+    t->ep_count = malloc(sizeof(int) * (size_t)s->n_classes);
+    if (!t->ep_count) return fsb_error(FSB_ENOMEM, "out of memory");
+    for (int c = 0; c < s->n_classes; c++) {
+        int n = s->class_count[c];
+        t->ep_count[c] = o->max_per_class > 0 && n > o->max_per_class ? o->max_per_class : n;
+        if (t->ep_count[c] < o->train_shot + o->train_query)
+            return fsb_error(FSB_EINVAL,
+                             "--train-shot/--train-query: train class %s has %d "
+                             "images%s, fewer than %d + %d",
+                             s->class_names[c], t->ep_count[c],
+                             o->max_per_class > 0 ? " (--max-per-class)" : "", o->train_shot,
+                             o->train_query);
+    }
+    t->ep_split = *s;
+    t->ep_split.class_count = t->ep_count;
+    fsb_episode_params p = {o->seed, o->train_way, o->train_shot, o->train_query};
+    return fsb_episode_check(&t->ep_split, &p);
+}
+
+/* Create the model: fresh from the init rng, then the backbone of o->init when given (its
+ * architecture, checked against an explicit --arch). Sets t->model and t->init_hash. */
+static int create_model(trainer *t, fsb_pretrain_opts *o, int n_class, int max_batch)
+{
+    fsb_model *src = NULL;
+    fsb_model_opts mo;
+    int st = FSB_OK;
+    fsb_model_opts_default(&mo, o->arch);
+    if (o->init) {
+        void *data;
+        size_t size;
+        if ((st = fsb_read_file(o->init, &data, &size))) return fsb_error_wrap(st, "--init");
+        t->init_hash = XXH3_64bits(data, size);
+        free(data);
+        if ((st = fsb_model_create_from_file(&src, o->init, o->crop, 1, NULL)))
+            return fsb_error_wrap(st, "--init");
+        fsb_arch arch = fsb_model_options(src)->arch;
+        if (o->arch_set && arch != o->arch) {
+            st = fsb_error(FSB_EMISMATCH, "--init: %s is a %s checkpoint, --arch says %s", o->init,
+                           fsb_arch_name(arch), fsb_arch_name(o->arch));
+            goto done;
+        }
+        o->arch = arch;
+        mo = *fsb_model_options(src);
+    }
+    mo.in_hw = o->crop;
+    fsb_rng init;
+    fsb_rng_init(&init, fsb_mix64(o->seed ^ TAG_INIT), 0);
+    if ((st = fsb_model_create(&t->model, &mo, n_class, max_batch, t->pool, &init))) goto done;
+    if (src && (st = fsb_model_copy_weights(t->model, src, 0)))
+        st = fsb_error_wrap(st, "--init: %s", o->init);
+done:
+    fsb_model_destroy(src);
+    return st;
+}
+
+static int setup(trainer *t, fsb_pretrain_opts *o)
+{
     int st;
+    int proto = o->objective == FSB_PRETRAIN_PROTONET;
     if (o->epochs < 1 || o->batch < 2 || o->val_every < 1 || o->val_episodes < 1)
         return fsb_error(FSB_EINVAL, "--epochs, --batch (>= 2), --val-every and --val-episodes "
                                      "must be positive");
     if (o->val_norm == FSB_NORM_CL2N)
         return fsb_error(FSB_EINVAL, "--val-norm: cl2n needs train features; use un or l2n");
-    fsb_cache_opts co = {.dir = o->cache_dir, .size = o->image_size, .pool = t->pool,
-                         .progress = o->progress};
+    fsb_cache_opts co = {
+        .dir = o->cache_dir, .size = o->image_size, .pool = t->pool, .progress = o->progress};
     if ((st = fsb_cache_open(&t->train, o->data, "train", &co)))
         return fsb_error_wrap(st, "--data: the train split");
     if ((st = fsb_cache_open(&t->val, o->data, "val", &co)))
@@ -431,41 +572,34 @@ static int setup(trainer *t)
         return fsb_error_wrap(st, "val episodes");
     /* the train subset: the first max_per_class images of each class, canonical order */
     t->subset = malloc(sizeof(int) * (size_t)t->train.split.n_images);
-    if (!t->subset)
-        return fsb_error(FSB_ENOMEM, "out of memory");
+    if (!t->subset) return fsb_error(FSB_ENOMEM, "out of memory");
     for (int c = 0; c < t->train.split.n_classes; c++) {
         int n = t->train.split.class_count[c];
-        if (o->max_per_class > 0 && n > o->max_per_class)
-            n = o->max_per_class;
+        if (o->max_per_class > 0 && n > o->max_per_class) n = o->max_per_class;
         for (int i = 0; i < n; i++)
             t->subset[t->n_sub++] = t->train.split.class_start[c] + i;
     }
-    if (t->n_sub < o->batch)
+    if (proto && (st = setup_episodes(t))) return st;
+    /* the architecture (from --init) decides the pixel normalisation */
+    if ((st = create_model(t, o, proto ? 0 : t->train.split.n_classes,
+                           proto ? o->train_way * (o->train_shot + o->train_query) : o->batch)))
+        return st;
+    if (!proto && t->n_sub < o->batch)
         return fsb_error(FSB_EINVAL, "--batch: %d is more than the %d training images", o->batch,
                          t->n_sub);
-    fsb_transform_defaults(&t->tf, o->arch == FSB_ARCH_RES12 ? FSB_PIXNORM_RESNET12
-                                                             : FSB_PIXNORM_CONVNET);
+    fsb_transform_defaults(&t->tf,
+                           o->arch == FSB_ARCH_RES12 ? FSB_PIXNORM_RESNET12 : FSB_PIXNORM_CONVNET);
     t->tf.resize = o->resize;
     t->tf.crop = o->crop;
-    if ((st = fsb_transform_check(&t->tf)))
-        return fsb_error_wrap(st, "--resize/--crop");
+    if ((st = fsb_transform_check(&t->tf))) return fsb_error_wrap(st, "--resize/--crop");
     char spec[64];
     snprintf(spec, sizeof spec, "cosine:%d", o->epochs);
     if ((st = fsb_lr_schedule_parse(&t->sched, o->schedule ? o->schedule : spec, o->lr)))
         return fsb_error_wrap(st, "--schedule");
-    fsb_model_opts mo;
-    fsb_model_opts_default(&mo, o->arch);
-    mo.in_hw = o->crop;
-    fsb_rng init;
-    fsb_rng_init(&init, fsb_mix64(o->seed ^ TAG_INIT), 0);
-    if ((st = fsb_model_create(&t->model, &mo, t->train.split.n_classes, o->batch, t->pool,
-                               &init)))
-        return st;
     long n;
     float *params = fsb_model_params(t->model, &n);
     t->momentum = calloc((size_t)n, sizeof(float));
-    if (!t->momentum)
-        return fsb_error(FSB_ENOMEM, "out of memory");
+    if (!t->momentum) return fsb_error(FSB_ENOMEM, "out of memory");
     t->group = (fsb_param_group){.params = params,
                                  .grads = fsb_model_grads(t->model, &n),
                                  .momentum = t->momentum,
@@ -489,38 +623,38 @@ static int setup(trainer *t)
         st = fsb_mkdir_p(dir);
     }
     free(dir);
-    if (st)
-        return fsb_error_wrap(st, "--out");
+    if (st) return fsb_error_wrap(st, "--out");
     return make_identity(t);
 }
 
 int fsb_pretrain(const fsb_pretrain_opts *o)
 {
-    if (!o->data)
-        return fsb_error(FSB_EINVAL, "--data is required");
-    if (!o->out)
-        return fsb_error(FSB_EINVAL, "--out is required");
+    if (!o->data) return fsb_error(FSB_EINVAL, "--data is required");
+    if (!o->out) return fsb_error(FSB_EINVAL, "--out is required");
+    if (o->objective == FSB_PRETRAIN_PROTONET && fsb_dist_size() > 1)
+        return fsb_error(FSB_EINVAL, "--objective protonet: data-parallel training under mpirun "
+                                     "is for ce only; run it as one process");
+    fsb_pretrain_opts eff = *o; /* o with the defaults that depend on other settings */
+    if (eff.lr < 0) eff.lr = eff.objective == FSB_PRETRAIN_PROTONET ? 0.001 : 0.1;
+    o = &eff;
     trainer t;
     memset(&t, 0, sizeof t);
-    t.o = o;
+    t.o = &eff;
     int st = fsb_pool_create(&t.pool, o->threads), resumed = 0;
-    if (st)
-        return st;
+    if (st) return st;
     fsb_blas_set_threads(1);
     /* mpirun (pretrain_dist.h): rank 0 packs the caches first, then the others set up */
     int writer = fsb_dist_rank() == 0;
     if ((st = fsb_pretrain_dist_check(o->batch)) || (!writer && (st = fsb_dist_barrier())))
         goto done;
-    if ((st = setup(&t)) || (st = fsb_pretrain_dist_identity(&t.identity)) ||
+    if ((st = setup(&t, &eff)) || (st = fsb_pretrain_dist_identity(&t.identity)) ||
         (writer && (st = fsb_dist_barrier())) || (st = load_state(&t, &resumed)))
         goto done;
     if (o->log) {
         fprintf(o->log, "pretrain %s on %d images of %d classes (%s/train), val %d episodes; %s\n",
-                fsb_arch_name(o->arch), t.n_sub, t.train.split.n_classes, o->data,
-                o->val_episodes,
+                fsb_arch_name(o->arch), t.n_sub, t.train.split.n_classes, o->data, o->val_episodes,
                 resumed ? "resuming" : "starting");
-        if (resumed)
-            fprintf(o->log, "resumed after epoch %d of %d\n", t.epochs_done, o->epochs);
+        if (resumed) fprintf(o->log, "resumed after epoch %d of %d\n", t.epochs_done, o->epochs);
         fflush(o->log);
     }
     long steps_here = 0;
@@ -530,12 +664,13 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
         memset(row, 0, sizeof *row);
         row->epoch = e + 1;
         row->val1 = row->val5 = -1;
-        if ((st = train_epoch(&t, e, &steps_here, row)) ||
+        if ((st = o->objective == FSB_PRETRAIN_PROTONET
+                      ? train_epoch_protonet(&t, e, &steps_here, row)
+                      : train_epoch(&t, e, &steps_here, row)) ||
             (st = fsb_pretrain_dist_average_bn(t.model)))
             break;
         if ((e + 1) % o->val_every == 0 || e + 1 == o->epochs) {
-            if ((st = validate(&t, &row->val1, &row->val5)))
-                break;
+            if ((st = validate(&t, &row->val1, &row->val5))) break;
             double score = 0.5 * (row->val1 + row->val5);
             if (score > t.best) {
                 char s1[32], s5[32], ep[32];
@@ -543,17 +678,18 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
                 snprintf(s5, sizeof s5, "%.6f", row->val5);
                 snprintf(ep, sizeof ep, "%d", e + 1);
                 const char *keys[] = {"val_1shot", "val_5shot", "epoch", "trained_on"};
-                const char *vals[] = {s1, s5, ep, "train split (base classes)"};
-                if (writer && (st = fsb_model_save(t.model, o->out, 4, keys, vals)))
-                    break;
+                const char *vals[] = {s1, s5, ep,
+                                      o->objective == FSB_PRETRAIN_PROTONET
+                                          ? "train split (base classes), protonet episodes"
+                                          : "train split (base classes)"};
+                if (writer && (st = fsb_model_save(t.model, o->out, 4, keys, vals))) break;
                 t.best = score;
                 t.best_epoch = e + 1;
             }
         }
         row->seconds = fsb_now() - t0;
         t.epochs_done = e + 1;
-        if (writer && ((st = save_state(&t)) || (st = write_log_and_plot(&t))))
-            break;
+        if (writer && ((st = save_state(&t)) || (st = write_log_and_plot(&t)))) break;
         if (o->log) {
             fprintf(o->log, "epoch %d/%d lr %.4g loss %.4f acc %.4f", e + 1, o->epochs, row->lr,
                     row->loss, row->acc);
@@ -571,6 +707,7 @@ done:
     fsb_model_destroy(t.model);
     free(t.momentum);
     free(t.subset);
+    free(t.ep_count);
     free(t.rows);
     free(t.identity);
     free(t.state_path), free(t.csv_path), free(t.png_path), free(t.gp_path);
