@@ -53,7 +53,7 @@ void fsb_pretrain_opts_default(fsb_pretrain_opts *o)
     o->train_way = 5;
     o->train_shot = 1;
     o->train_query = 15;
-    o->episodes_per_epoch = 100;
+    o->train_episodes = 100;
     o->temperature = 1;
     o->momentum = 0.9;
     o->weight_decay = 5e-4;
@@ -136,7 +136,7 @@ static int make_identity(trainer *t)
         snprintf(t->identity + len, 1024 - len,
                  " objective=protonet train_way=%d train_shot=%d train_query=%d episodes=%d "
                  "temperature=%.17g",
-                 o->train_way, o->train_shot, o->train_query, o->episodes_per_epoch,
+                 o->train_way, o->train_shot, o->train_query, o->train_episodes,
                  o->temperature);
     return FSB_OK;
 }
@@ -431,12 +431,12 @@ static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row
     return st;
 }
 
-/* One protonet epoch: episodes_per_epoch episodes, one SGD step each (see the top). */
+/* One protonet epoch: train_episodes episodes, one SGD step each (see the top). */
 static int train_epoch_protonet(trainer *t, int e, long *steps_this_process, log_row *row)
 {
     const fsb_pretrain_opts *o = t->o;
     int way = o->train_way, shot = o->train_shot, q = o->train_query, hw = o->crop;
-    int ns = way * shot, n = way * (shot + q), steps = o->episodes_per_epoch;
+    int ns = way * shot, n = way * (shot + q), steps = o->train_episodes;
     int dim = fsb_model_embed_dim(t->model);
     fsb_episode ep;
     int st = fsb_episode_init(&ep, way, shot, q);
@@ -495,7 +495,7 @@ static int setup_episodes(trainer *t)
 {
     const fsb_pretrain_opts *o = t->o;
     const fsb_split *s = &t->train.split;
-    if (o->train_way < 2 || o->train_shot < 1 || o->train_query < 1 || o->episodes_per_epoch < 1 ||
+    if (o->train_way < 2 || o->train_shot < 1 || o->train_query < 1 || o->train_episodes < 1 ||
         !(o->temperature > 0))
         return fsb_error(FSB_EINVAL, "--train-way (>= 2), --train-shot, --train-query, "
                                      "--episodes-per-epoch and --temperature must be positive");

@@ -35,41 +35,41 @@
 typedef enum { FSB_PRETRAIN_CE = 0, FSB_PRETRAIN_PROTONET = 1 } fsb_pretrain_objective;
 
 typedef struct fsb_pretrain_opts {
-    const char *data;       /* dataset root with train and val splits (required) */
-    const char *out;        /* best checkpoint path (required) */
-    const char *cache_dir;  /* packed images (NULL: next to the data) */
-    fsb_arch arch;          /* backbone (conv4; with init: the checkpoint's) */
-    int arch_set;           /* 1: arch was given explicitly and must match init's */
-    int objective;          /* fsb_pretrain_objective (FSB_PRETRAIN_CE) */
-    const char *init;       /* checkpoint to start from (NULL: fresh initialisation) */
-    int epochs;             /* epochs in all (100) */
-    int batch;              /* ce: images per step (128); the last partial batch is dropped */
-    double lr;              /* base learning rate; < 0 (default): 0.1 for ce, 0.001 for protonet */
-    const char *schedule;   /* optim.h schedule spec; NULL: cosine over `epochs` */
-    double momentum;        /* SGD momentum (0.9), Nesterov */
-    double weight_decay;    /* (5e-4), on every parameter like FEAT */
-    uint64_t seed;          /* initialisation, order and augmentation (0) */
-    int threads;            /* workers (0: one per core); results depend on it only through
-                               nothing: the engine's reductions use fixed chunks */
-    int train_way;          /* protonet: classes per training episode (5) */
-    int train_shot;         /* protonet: support images per class (1) */
-    int train_query;        /* protonet: query images per class (15) */
-    int episodes_per_epoch; /* protonet: episodes (= steps) per epoch (100) */
-    double temperature;     /* protonet: logits = -squared distance / temperature (1) */
-    int val_every;          /* validate every k epochs and at the last (1) */
-    int val_episodes;       /* fixed val episodes per shot (500) */
-    int val_way;            /* (5) */
-    int val_query;          /* (15) */
-    uint64_t val_seed;      /* seed of the val episodes (0) */
-    int val_norm;           /* fsb_norm of the prototype classifier (FSB_NORM_L2N) */
-    int image_size;         /* packed image side (84) */
-    int resize;             /* val transform: shorter side (92) */
-    int crop;               /* crop side = network input (84) */
-    int max_per_class;      /* use at most this many train images per class (0: all) */
-    long kill_after_steps;  /* fault injection for resume tests: SIGKILL self after this many
-                               steps of this process (0: never) */
-    FILE *progress;         /* progress bar (stderr; terminals only), or NULL */
-    FILE *log;              /* one line per epoch (stdout), or NULL */
+    const char *data;      /* dataset root with train and val splits (required) */
+    const char *out;       /* best checkpoint path (required) */
+    const char *cache_dir; /* packed images (NULL: next to the data) */
+    fsb_arch arch;         /* backbone (conv4; with init: the checkpoint's) */
+    int arch_set;          /* 1: arch was given explicitly and must match init's */
+    int objective;         /* fsb_pretrain_objective (FSB_PRETRAIN_CE) */
+    const char *init;      /* checkpoint to start from (NULL: fresh initialisation) */
+    int epochs;            /* epochs in all (100) */
+    int batch;             /* ce: images per step (128); the last partial batch is dropped */
+    double lr;             /* base learning rate; < 0 (default): 0.1 for ce, 0.001 for protonet */
+    const char *schedule;  /* optim.h schedule spec; NULL: cosine over `epochs` */
+    double momentum;       /* SGD momentum (0.9), Nesterov */
+    double weight_decay;   /* (5e-4), on every parameter like FEAT */
+    uint64_t seed;         /* initialisation, order and augmentation (0) */
+    int threads;           /* workers (0: one per core); results depend on it only through
+                              nothing: the engine's reductions use fixed chunks */
+    int train_way;         /* protonet: classes per training episode (5) */
+    int train_shot;        /* protonet: support images per class (1) */
+    int train_query;       /* protonet: query images per class (15) */
+    int train_episodes;    /* protonet: episodes (= steps) per epoch (100) */
+    double temperature;    /* protonet: logits = -squared distance / temperature (1) */
+    int val_every;         /* validate every k epochs and at the last (1) */
+    int val_episodes;      /* fixed val episodes per shot (500) */
+    int val_way;           /* (5) */
+    int val_query;         /* (15) */
+    uint64_t val_seed;     /* seed of the val episodes (0) */
+    int val_norm;          /* fsb_norm of the prototype classifier (FSB_NORM_L2N) */
+    int image_size;        /* packed image side (84) */
+    int resize;            /* val transform: shorter side (92) */
+    int crop;              /* crop side = network input (84) */
+    int max_per_class;     /* use at most this many train images per class (0: all) */
+    long kill_after_steps; /* fault injection for resume tests: SIGKILL self after this many
+                              steps of this process (0: never) */
+    FILE *progress;        /* progress bar (stderr; terminals only), or NULL */
+    FILE *log;             /* one line per epoch (stdout), or NULL */
 } fsb_pretrain_opts;
 
 /* The defaults above; data/out NULL. */
@@ -78,8 +78,8 @@ void fsb_pretrain_opts_default(fsb_pretrain_opts *o);
 /* Train (or resume) as described at the top. Errors name the flag or file: no train split,
  * a val split with fewer classes than val_way, train episodes that the train split cannot
  * supply (--train-way/--train-shot/--train-query), an unreadable init checkpoint or one of
- * another architecture than an explicit --arch, protonet under mpirun, a state file of another run
- * or corrupt, a write failure (the previous files survive intact). */
+ * another architecture than an explicit --arch, protonet under mpirun, a state file of
+ * another run or corrupt, a write failure (the previous files survive intact). */
 int fsb_pretrain(const fsb_pretrain_opts *o);
 
 #endif

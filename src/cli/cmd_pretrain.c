@@ -123,7 +123,7 @@ int fsb_cmd_pretrain(int argc, char **argv)
             break;
         case O_EPISODES:
             if (!(st = fsb_cli_int("--episodes-per-epoch", optarg, 1, 10000000, &v)))
-                o.episodes_per_epoch = (int)v;
+                o.train_episodes = (int)v;
             break;
         case O_TEMP: st = fsb_cli_double("--temperature", optarg, 1e-6, 1e6, &o.temperature); break;
         case O_EPOCHS:
