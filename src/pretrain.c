@@ -670,10 +670,16 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
         (writer && (st = fsb_dist_barrier())) || (st = load_state(&t, &resumed)))
         goto done;
     if (o->log) {
-        fprintf(o->log, "pretrain %s on %d images of %d classes (%s/train), val %d episodes; %s\n",
-                fsb_arch_name(o->arch), t.n_sub, t.train.split.n_classes, o->data,
-                o->val_episodes,
-                resumed ? "resuming" : "starting");
+        char how[4200] = ""; /* empty for ce from scratch: its line is unchanged */
+        if (o->objective == FSB_PRETRAIN_PROTONET)
+            snprintf(how, sizeof how, " protonet %d-way %d-shot %d-query x %d episodes/epoch",
+                     o->train_way, o->train_shot, o->train_query, o->train_episodes);
+        if (o->init)
+            snprintf(how + strlen(how), sizeof how - strlen(how), " from %.4000s", o->init);
+        fprintf(o->log,
+                "pretrain %s%s on %d images of %d classes (%s/train), val %d episodes; %s\n",
+                fsb_arch_name(o->arch), how, t.n_sub, t.train.split.n_classes, o->data,
+                o->val_episodes, resumed ? "resuming" : "starting");
         if (resumed)
             fprintf(o->log, "resumed after epoch %d of %d\n", t.epochs_done, o->epochs);
         fflush(o->log);

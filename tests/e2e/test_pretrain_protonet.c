@@ -117,17 +117,19 @@ START_TEST(protonet_resume_is_bit_identical)
     ck_assert_int_ne(rc, 0);
     ck_assert_ptr_nonnull(strstr(out, "belongs to another pre-training run"));
     free(out);
-    /* the result is a teacher `bench` runs with */
+    /* the result is a teacher `bench` runs with, frozen-feature and per-episode methods */
     char *r = tu_path(work, "run");
     rc = tu_run(&out,
                 "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
-                "--shots 1,3 --query 4 --episodes 6 --methods 1nn,protonet,logreg" IMG,
+                "--shots 1,3 --query 4 --episodes 4 --methods 1nn,protonet,logreg,refilled" IMG
+                " --student stage1_steps=3,stage2_steps=3,bank=2",
                 tu_bench(), root, work, p1, r);
     ck_assert_msg(rc == 0, "%s", out);
     free(out);
     char *sum = tu_path(r, "summary.csv"), *text = tu_read(sum, NULL);
     ck_assert_ptr_nonnull(text);
     ck_assert_ptr_nonnull(strstr(text, "protonet"));
+    ck_assert_ptr_nonnull(strstr(text, "refilled"));
     free(text);
     free(sum);
     free(r);
@@ -136,7 +138,7 @@ START_TEST(protonet_resume_is_bit_identical)
 }
 END_TEST
 
-START_TEST(protonet_from_scratch)
+START_TEST(protonet_from_scratch_and_ce_from_init)
 {
     /* no --init: a fresh head-less model; one epoch */
     char *p = tu_path(work, "fresh/p.fsbt"), *out = NULL;
@@ -144,6 +146,16 @@ START_TEST(protonet_from_scratch)
     ck_assert_msg(rc == 0, "%s", out);
     ck_assert_ptr_nonnull(strstr(out, "done: best epoch 1"));
     free(out);
+    /* cross-entropy from an init checkpoint: its backbone, a fresh head */
+    char *c = tu_path(work, "ce-init/c.fsbt");
+    rc = tu_run(&out,
+                "'%s' pretrain %s --objective ce --batch 10 --epochs 1 --init '%s' "
+                "--out '%s'",
+                tu_bench(), common, teacher, c);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "done: best epoch 1"));
+    free(out);
+    free(c);
     free(p);
 }
 END_TEST
@@ -204,7 +216,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_unchecked_fixture(tc, setup_data, teardown_data);
     tcase_add_test(tc, protonet_resume_is_bit_identical);
-    tcase_add_test(tc, protonet_from_scratch);
+    tcase_add_test(tc, protonet_from_scratch_and_ce_from_init);
     tcase_add_test(tc, protonet_bad_inputs);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
