@@ -10,6 +10,11 @@
  *             distance to the mean support embedding / temperature, cross-entropy over the
  *             queries), back-propagated through support and query embeddings. The model has no
  *             head (n_class 0); the checkpoint is a head-less model `bench` takes as --teacher.
+ * Protonet defaults: FEAT's episode shape (5-way 1-shot, 15 queries, 100 episodes per epoch)
+ * with Snell's temperature 1 and lr 0.001 (not tuned here); FEAT's own recipes fine-tune a
+ * pre-trained backbone with temperature 64, lr 1e-4 (ConvNet, step 20 x 0.5) or 2e-4
+ * (ResNet-12, step 40 x 0.5) for 200 epochs: --temperature 64 --lr 0.0001
+ * --schedule step:20:0.5 --epochs 200.
  * Either starts from `init` (a checkpoint: its backbone weights and BN statistics, its
  * architecture; a ce run gets a fresh head) or from a fresh initialisation.
  *

@@ -209,6 +209,41 @@ START_TEST(protonet_bad_inputs)
 }
 END_TEST
 
+/* "mpirun ... -np" with the flags this machine needs (as test_sharded_run.c), or NULL with
+ * *why when the build has no MPI or mpirun is absent. */
+static const char *mpirun_prefix(const char **why)
+{
+#ifndef FSB_HAVE_MPI
+    *why = "this build has no MPI support (configure with -DFSB_MPI=ON)";
+    return NULL;
+#else
+    if (tu_run(NULL, "command -v mpirun >/dev/null 2>&1") != 0) {
+        *why = "mpirun is not installed (apt-get install openmpi-bin)";
+        return NULL;
+    }
+    return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+           "OMPI_MCA_btl=self,vader OMPI_MCA_rmaps_base_oversubscribe=1 mpirun --oversubscribe "
+           "--bind-to none";
+#endif
+}
+
+START_TEST(protonet_refused_under_mpirun)
+{
+    const char *why = NULL, *mpirun = mpirun_prefix(&why);
+    if (!mpirun) {
+        printf("SKIP protonet_refused_under_mpirun: %s\n", why);
+        return;
+    }
+    char *p = tu_path(work, "mpi/p.fsbt"), *out = NULL;
+    int rc = tu_run(&out, "%s -np 2 '%s' pretrain %s --init '%s' --out '%s'", mpirun, tu_bench(),
+                    common, teacher, p);
+    ck_assert_int_ne(rc, 0);
+    ck_assert_msg(strstr(out, "--objective protonet") && strstr(out, "mpirun"), "%s", out);
+    free(out);
+    free(p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pretrain_protonet");
@@ -218,6 +253,7 @@ int main(void)
     tcase_add_test(tc, protonet_resume_is_bit_identical);
     tcase_add_test(tc, protonet_from_scratch_and_ce_from_init);
     tcase_add_test(tc, protonet_bad_inputs);
+    tcase_add_test(tc, protonet_refused_under_mpirun);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }
