@@ -6,6 +6,9 @@
  *   augmentation     fsb_transform_train_batch key mix(mix(seed ^ TAG_AUG) ^ e), stream = the
  *                    batch's first position in the epoch order
  *   dropout          key mix(seed ^ TAG_DROP), stream = global step
+ *   protonet         episode s of epoch e: fsb_episode_sample on the train split with seed
+ *                    mix(mix(seed ^ TAG_EPIS) ^ e), index s; its way*(shot+query) images
+ *                    augmented like a batch whose first position is s*way*(shot+query)
  * The state file written after each epoch holds the weights, BN statistics, momentum
  * buffers and the log; nothing else carries over between epochs.
  */
@@ -20,6 +23,7 @@
 #include "fsb/optim.h"
 #include "fsb/plot.h"
 #include "fsb/progress.h"
+#include "fsb/protoloss.h"
 #include "fsb/status.h"
 #include "fsb/tensorfile.h"
 #include "fsb/threads.h"
@@ -29,11 +33,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #define TAG_INIT 0x494e4954ull  /* "INIT" */
 #define TAG_ORDER 0x4f524445ull /* "ORDE" */
 #define TAG_AUG 0x41554731ull   /* "AUG1" */
 #define TAG_DROP 0x44524f50ull  /* "DROP" */
+#define TAG_EPIS 0x45504953ull  /* "EPIS" */
 #define EMBED_BATCH 64
 
 void fsb_pretrain_opts_default(fsb_pretrain_opts *o)
@@ -42,7 +48,13 @@ void fsb_pretrain_opts_default(fsb_pretrain_opts *o)
     o->arch = FSB_ARCH_CONV4;
     o->epochs = 100;
     o->batch = 128;
-    o->lr = 0.1;
+    o->lr = -1; /* the objective's default, set by fsb_pretrain */
+    o->objective = FSB_PRETRAIN_CE;
+    o->train_way = 5;
+    o->train_shot = 1;
+    o->train_query = 15;
+    o->train_episodes = 100;
+    o->temperature = 1;
     o->momentum = 0.9;
     o->weight_decay = 5e-4;
     o->val_every = 1;
@@ -85,6 +97,10 @@ typedef struct trainer {
     double best;                /* best validation score so far (-1: none) */
     int best_epoch;             /* its epoch (0: none) */
     char *state_path, *csv_path, *png_path, *gp_path; /* derived file names */
+    uint64_t init_hash; /* XXH3-64 of the init checkpoint file (0: none) */
+    fsb_split ep_split; /* protonet: the train split as the episode sampler sees it
+                           (shallow copy, class_count capped by max_per_class) */
+    int *ep_count;      /* protonet: [n_classes] its class counts (owned) */
 } trainer;
 
 static char *suffixed(const char *path, const char *suffix)
@@ -112,6 +128,16 @@ static int make_identity(trainer *t)
              o->val_every, o->val_episodes, o->val_way, o->val_query, o->val_seed,
              fsb_norm_name((fsb_norm)o->val_norm), o->image_size, o->resize, o->crop,
              o->max_per_class, t->train.source_fp, t->val.source_fp);
+    /* appended only when used, so ce runs from scratch keep their identity (and states) */
+    size_t len = strlen(t->identity);
+    if (o->init)
+        len += (size_t)snprintf(t->identity + len, 1024 - len, " init=%016" PRIx64, t->init_hash);
+    if (o->objective == FSB_PRETRAIN_PROTONET)
+        snprintf(t->identity + len, 1024 - len,
+                 " objective=protonet train_way=%d train_shot=%d train_query=%d episodes=%d "
+                 "temperature=%.17g",
+                 o->train_way, o->train_shot, o->train_query, o->train_episodes,
+                 o->temperature);
     return FSB_OK;
 }
 
@@ -405,10 +431,136 @@ static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row
     return st;
 }
 
-static int setup(trainer *t)
+/* One protonet epoch: train_episodes episodes, one SGD step each (see the top). */
+static int train_epoch_protonet(trainer *t, int e, long *steps_this_process, log_row *row)
 {
     const fsb_pretrain_opts *o = t->o;
+    int way = o->train_way, shot = o->train_shot, q = o->train_query, hw = o->crop;
+    int ns = way * shot, n = way * (shot + q), steps = o->train_episodes;
+    int dim = fsb_model_embed_dim(t->model);
+    fsb_episode ep;
+    int st = fsb_episode_init(&ep, way, shot, q);
+    if (st) return st;
+    int *idx = malloc(sizeof(int) * (size_t)n);
+    int *scratch = malloc(sizeof(int) * fsb_episode_scratch_len(&t->ep_split));
+    float *images = malloc(sizeof(float) * (size_t)n * 3 * hw * hw);
+    float *demb = malloc(sizeof(float) * (size_t)n * dim);
+    double *work = malloc(sizeof(double) * fsb_protoloss_scratch(way, shot, q, dim));
+    if (!idx || !scratch || !images || !demb || !work) {
+        st = fsb_error(FSB_ENOMEM, "out of memory");
+        goto done;
+    }
+    t->sgd.lr = (float)fsb_lr_at(&t->sched, e);
+    row->lr = t->sgd.lr;
+    fsb_episode_params p = {fsb_mix64(fsb_mix64(o->seed ^ TAG_EPIS) ^ (uint64_t)e), way, shot, q};
+    uint64_t aug_key = fsb_mix64(fsb_mix64(o->seed ^ TAG_AUG) ^ (uint64_t)e);
+    char label[64];
+    snprintf(label, sizeof label, "epoch %d/%d", e + 1, o->epochs);
+    fsb_progress bar;
+    fsb_progress_init(&bar, o->progress, label, "ep", 0, steps);
+    double loss_sum = 0;
+    long correct = 0;
+    for (int s = 0; s < steps && !st; s++) {
+        fsb_episode_sample(&ep, &t->ep_split, &p, (uint64_t)s, scratch);
+        fsb_episode_support_k(&ep, shot, idx, NULL);
+        fsb_episode_queries(&ep, idx + ns, NULL);
+        st = fsb_transform_train_batch(images, t->train.px, t->train.size, t->train.size, idx, n,
+                                       &t->tf, aug_key, (uint64_t)s * n, t->pool);
+        if (st) break;
+        fsb_rng drop;
+        fsb_rng_init(&drop, fsb_mix64(o->seed ^ TAG_DROP), (uint64_t)e * steps + s);
+        const float *emb;
+        fsb_model_zero_grad(t->model);
+        if ((st = fsb_model_forward(t->model, images, n, 1, &drop, &emb, NULL))) break;
+        int ok = 0;
+        loss_sum += fsb_protoloss(emb, way, shot, q, dim, o->temperature, demb, &ok, work);
+        correct += ok;
+        fsb_model_backward(t->model, NULL, demb, NULL);
+        fsb_sgd_step(&t->sgd);
+        fsb_progress_update(&bar, s + 1);
+        if (o->kill_after_steps > 0 && ++*steps_this_process >= o->kill_after_steps)
+            raise(SIGKILL); /* fault injection: die mid-epoch like kill -9 */
+    }
+    fsb_progress_finish(&bar);
+    row->loss = loss_sum / steps;
+    row->acc = (double)correct / ((double)steps * way * q);
+done:
+    fsb_episode_free(&ep);
+    free(idx), free(scratch), free(images), free(demb), free(work);
+    return st;
+}
+
+/* Protonet: the sampler's view of the train split (max_per_class applied) and its checks. */
+static int setup_episodes(trainer *t)
+{
+    const fsb_pretrain_opts *o = t->o;
+    const fsb_split *s = &t->train.split;
+    if (o->train_way < 2 || o->train_shot < 1 || o->train_query < 1 || o->train_episodes < 1 ||
+        !(o->temperature > 0))
+        return fsb_error(FSB_EINVAL, "--train-way (>= 2), --train-shot, --train-query, "
+                                     "--episodes-per-epoch and --temperature must be positive");
+    if (s->n_classes < o->train_way)
+        return fsb_error(FSB_EINVAL, "--train-way: the train split has %d classes, fewer than %d",
+                         s->n_classes, o->train_way);
+    t->ep_count = malloc(sizeof(int) * (size_t)s->n_classes);
+    if (!t->ep_count) return fsb_error(FSB_ENOMEM, "out of memory");
+    for (int c = 0; c < s->n_classes; c++) {
+        int n = s->class_count[c];
+        t->ep_count[c] = o->max_per_class > 0 && n > o->max_per_class ? o->max_per_class : n;
+        if (t->ep_count[c] < o->train_shot + o->train_query)
+            return fsb_error(FSB_EINVAL,
+                             "--train-shot/--train-query: train class %s has %d "
+                             "images%s, fewer than %d + %d",
+                             s->class_names[c], t->ep_count[c],
+                             o->max_per_class > 0 ? " (--max-per-class)" : "", o->train_shot,
+                             o->train_query);
+    }
+    t->ep_split = *s;
+    t->ep_split.class_count = t->ep_count;
+    fsb_episode_params p = {o->seed, o->train_way, o->train_shot, o->train_query};
+    return fsb_episode_check(&t->ep_split, &p);
+}
+
+/* Create the model: fresh from the init rng, then the backbone of o->init when given (its
+ * architecture, checked against an explicit --arch). Sets t->model and t->init_hash. */
+static int create_model(trainer *t, fsb_pretrain_opts *o, int n_class, int max_batch)
+{
+    fsb_model *src = NULL;
+    fsb_model_opts mo;
+    int st = FSB_OK;
+    fsb_model_opts_default(&mo, o->arch);
+    if (o->init) {
+        void *data;
+        size_t size;
+        if ((st = fsb_read_file(o->init, &data, &size))) return fsb_error_wrap(st, "--init");
+        t->init_hash = XXH3_64bits(data, size);
+        free(data);
+        if ((st = fsb_model_create_from_file(&src, o->init, o->crop, 1, NULL)))
+            return fsb_error_wrap(st, "--init");
+        fsb_arch arch = fsb_model_options(src)->arch;
+        if (o->arch_set && arch != o->arch) {
+            st = fsb_error(FSB_EMISMATCH, "--init: %s is a %s checkpoint, --arch says %s", o->init,
+                           fsb_arch_name(arch), fsb_arch_name(o->arch));
+            goto done;
+        }
+        o->arch = arch;
+        mo = *fsb_model_options(src);
+    }
+    mo.in_hw = o->crop;
+    fsb_rng init;
+    fsb_rng_init(&init, fsb_mix64(o->seed ^ TAG_INIT), 0);
+    if ((st = fsb_model_create(&t->model, &mo, n_class, max_batch, t->pool, &init))) goto done;
+    if (src && (st = fsb_model_copy_weights(t->model, src, 0)))
+        st = fsb_error_wrap(st, "--init: %s", o->init);
+done:
+    fsb_model_destroy(src);
+    return st;
+}
+
+static int setup(trainer *t, fsb_pretrain_opts *o)
+{
     int st;
+    int proto = o->objective == FSB_PRETRAIN_PROTONET;
     if (o->epochs < 1 || o->batch < 2 || o->val_every < 1 || o->val_episodes < 1)
         return fsb_error(FSB_EINVAL, "--epochs, --batch (>= 2), --val-every and --val-episodes "
                                      "must be positive");
@@ -440,7 +592,12 @@ static int setup(trainer *t)
         for (int i = 0; i < n; i++)
             t->subset[t->n_sub++] = t->train.split.class_start[c] + i;
     }
-    if (t->n_sub < o->batch)
+    if (proto && (st = setup_episodes(t))) return st;
+    /* before the transform: the architecture (from --init) decides the pixel normalisation */
+    if ((st = create_model(t, o, proto ? 0 : t->train.split.n_classes,
+                           proto ? o->train_way * (o->train_shot + o->train_query) : o->batch)))
+        return st;
+    if (!proto && t->n_sub < o->batch)
         return fsb_error(FSB_EINVAL, "--batch: %d is more than the %d training images", o->batch,
                          t->n_sub);
     fsb_transform_defaults(&t->tf, o->arch == FSB_ARCH_RES12 ? FSB_PIXNORM_RESNET12
@@ -453,14 +610,6 @@ static int setup(trainer *t)
     snprintf(spec, sizeof spec, "cosine:%d", o->epochs);
     if ((st = fsb_lr_schedule_parse(&t->sched, o->schedule ? o->schedule : spec, o->lr)))
         return fsb_error_wrap(st, "--schedule");
-    fsb_model_opts mo;
-    fsb_model_opts_default(&mo, o->arch);
-    mo.in_hw = o->crop;
-    fsb_rng init;
-    fsb_rng_init(&init, fsb_mix64(o->seed ^ TAG_INIT), 0);
-    if ((st = fsb_model_create(&t->model, &mo, t->train.split.n_classes, o->batch, t->pool,
-                               &init)))
-        return st;
     long n;
     float *params = fsb_model_params(t->model, &n);
     t->momentum = calloc((size_t)n, sizeof(float));
@@ -500,9 +649,15 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
         return fsb_error(FSB_EINVAL, "--data is required");
     if (!o->out)
         return fsb_error(FSB_EINVAL, "--out is required");
+    if (o->objective == FSB_PRETRAIN_PROTONET && fsb_dist_size() > 1)
+        return fsb_error(FSB_EINVAL, "--objective protonet: data-parallel training under mpirun "
+                                     "is for ce only; run it as one process");
+    fsb_pretrain_opts eff = *o; /* o with the defaults that depend on other settings */
+    if (eff.lr < 0) eff.lr = eff.objective == FSB_PRETRAIN_PROTONET ? 0.001 : 0.1;
+    o = &eff;
     trainer t;
     memset(&t, 0, sizeof t);
-    t.o = o;
+    t.o = &eff;
     int st = fsb_pool_create(&t.pool, o->threads), resumed = 0;
     if (st)
         return st;
@@ -511,14 +666,20 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
     int writer = fsb_dist_rank() == 0;
     if ((st = fsb_pretrain_dist_check(o->batch)) || (!writer && (st = fsb_dist_barrier())))
         goto done;
-    if ((st = setup(&t)) || (st = fsb_pretrain_dist_identity(&t.identity)) ||
+    if ((st = setup(&t, &eff)) || (st = fsb_pretrain_dist_identity(&t.identity)) ||
         (writer && (st = fsb_dist_barrier())) || (st = load_state(&t, &resumed)))
         goto done;
     if (o->log) {
-        fprintf(o->log, "pretrain %s on %d images of %d classes (%s/train), val %d episodes; %s\n",
-                fsb_arch_name(o->arch), t.n_sub, t.train.split.n_classes, o->data,
-                o->val_episodes,
-                resumed ? "resuming" : "starting");
+        char how[4200] = ""; /* empty for ce from scratch: its line is unchanged */
+        if (o->objective == FSB_PRETRAIN_PROTONET)
+            snprintf(how, sizeof how, " protonet %d-way %d-shot %d-query x %d episodes/epoch",
+                     o->train_way, o->train_shot, o->train_query, o->train_episodes);
+        if (o->init)
+            snprintf(how + strlen(how), sizeof how - strlen(how), " from %.4000s", o->init);
+        fprintf(o->log,
+                "pretrain %s%s on %d images of %d classes (%s/train), val %d episodes; %s\n",
+                fsb_arch_name(o->arch), how, t.n_sub, t.train.split.n_classes, o->data,
+                o->val_episodes, resumed ? "resuming" : "starting");
         if (resumed)
             fprintf(o->log, "resumed after epoch %d of %d\n", t.epochs_done, o->epochs);
         fflush(o->log);
@@ -530,7 +691,9 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
         memset(row, 0, sizeof *row);
         row->epoch = e + 1;
         row->val1 = row->val5 = -1;
-        if ((st = train_epoch(&t, e, &steps_here, row)) ||
+        if ((st = o->objective == FSB_PRETRAIN_PROTONET
+                      ? train_epoch_protonet(&t, e, &steps_here, row)
+                      : train_epoch(&t, e, &steps_here, row)) ||
             (st = fsb_pretrain_dist_average_bn(t.model)))
             break;
         if ((e + 1) % o->val_every == 0 || e + 1 == o->epochs) {
@@ -543,7 +706,10 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
                 snprintf(s5, sizeof s5, "%.6f", row->val5);
                 snprintf(ep, sizeof ep, "%d", e + 1);
                 const char *keys[] = {"val_1shot", "val_5shot", "epoch", "trained_on"};
-                const char *vals[] = {s1, s5, ep, "train split (base classes)"};
+                const char *vals[] = {s1, s5, ep,
+                                      o->objective == FSB_PRETRAIN_PROTONET
+                                          ? "train split (base classes), protonet episodes"
+                                          : "train split (base classes)"};
                 if (writer && (st = fsb_model_save(t.model, o->out, 4, keys, vals)))
                     break;
                 t.best = score;
@@ -571,6 +737,7 @@ done:
     fsb_model_destroy(t.model);
     free(t.momentum);
     free(t.subset);
+    free(t.ep_count);
     free(t.rows);
     free(t.identity);
     free(t.state_path), free(t.csv_path), free(t.png_path), free(t.gp_path);

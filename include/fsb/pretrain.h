@@ -1,7 +1,22 @@
-/* pretrain.h - teacher pre-training on the base (train-split) classes: cross-entropy with the
- * standard augmentation, SGD with Nesterov momentum, validated every k epochs by 5-way 1-shot
- * and 5-shot nearest-prototype accuracy on fixed val-split episodes (the test split is never
- * read), best checkpoint kept by the mean of the two.
+/* pretrain.h - teacher pre-training on the base (train-split) classes, SGD with Nesterov
+ * momentum and the standard augmentation, validated every k epochs by 5-way 1-shot and 5-shot
+ * nearest-prototype accuracy on fixed val-split episodes (the test split is never read), best
+ * checkpoint kept by the mean of the two. Two objectives:
+ *   ce        cross-entropy over all train classes in batches of `batch` images (a linear head);
+ *   protonet  episodic meta-training (Snell et al. 2017, as FEAT fine-tunes its ProtoNet
+ *             baseline): each step is one train_way-way train_shot-shot episode with
+ *             train_query queries per class drawn from the train split (fsb_episode_sample,
+ *             seed mix(seed, epoch), index = step), loss protoloss.h (squared Euclidean
+ *             distance to the mean support embedding / temperature, cross-entropy over the
+ *             queries), back-propagated through support and query embeddings. The model has no
+ *             head (n_class 0); the checkpoint is a head-less model `bench` takes as --teacher.
+ * Protonet defaults: FEAT's episode shape (5-way 1-shot, 15 queries, 100 episodes per epoch)
+ * with Snell's temperature 1 and lr 0.001 (not tuned here); FEAT's own recipes fine-tune a
+ * pre-trained backbone with temperature 64, lr 1e-4 (ConvNet, step 20 x 0.5) or 2e-4
+ * (ResNet-12, step 40 x 0.5) for 200 epochs: --temperature 64 --lr 0.0001
+ * --schedule step:20:0.5 --epochs 200.
+ * Either starts from `init` (a checkpoint: its backbone weights and BN statistics, its
+ * architecture; a ce run gets a fresh head) or from a fresh initialisation.
  *
  * Files, for --out PATH: PATH (the best checkpoint: a model file `bench` takes as --teacher),
  * PATH.state (everything needed to resume: model, optimiser, epoch, best score, the log),
@@ -10,7 +25,8 @@
  * atomically after every epoch. Rerunning the same command after a kill resumes from the
  * last state; the final checkpoint is bit-identical to an uninterrupted run's, because every
  * random draw of epoch e is a pure function of (seed, e, position) and the state holds all
- * else. The state records the run's settings and refuses to resume a different run.
+ * else. The state records the run's settings (and the init checkpoint's XXH3-64) and refuses
+ * to resume a different run. Data-parallel runs under mpirun (pretrain_dist.h) are ce only.
  */
 #ifndef FSB_PRETRAIN_H
 #define FSB_PRETRAIN_H
@@ -20,20 +36,31 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Training objective (see the top). */
+typedef enum { FSB_PRETRAIN_CE = 0, FSB_PRETRAIN_PROTONET = 1 } fsb_pretrain_objective;
+
 typedef struct fsb_pretrain_opts {
     const char *data;      /* dataset root with train and val splits (required) */
     const char *out;       /* best checkpoint path (required) */
     const char *cache_dir; /* packed images (NULL: next to the data) */
-    fsb_arch arch;         /* backbone (conv4) */
+    fsb_arch arch;         /* backbone (conv4; with init: the checkpoint's) */
+    int arch_set;          /* 1: arch was given explicitly and must match init's */
+    int objective;         /* fsb_pretrain_objective (FSB_PRETRAIN_CE) */
+    const char *init;      /* checkpoint to start from (NULL: fresh initialisation) */
     int epochs;            /* epochs in all (100) */
-    int batch;             /* images per step (128); the last partial batch is dropped */
-    double lr;             /* base learning rate (0.1) */
+    int batch;             /* ce: images per step (128); the last partial batch is dropped */
+    double lr;             /* base learning rate; < 0 (default): 0.1 for ce, 0.001 for protonet */
     const char *schedule;  /* optim.h schedule spec; NULL: cosine over `epochs` */
     double momentum;       /* SGD momentum (0.9), Nesterov */
     double weight_decay;   /* (5e-4), on every parameter like FEAT */
     uint64_t seed;         /* initialisation, order and augmentation (0) */
     int threads;           /* workers (0: one per core); results depend on it only through
                               nothing: the engine's reductions use fixed chunks */
+    int train_way;         /* protonet: classes per training episode (5) */
+    int train_shot;        /* protonet: support images per class (1) */
+    int train_query;       /* protonet: query images per class (15) */
+    int train_episodes;    /* protonet: episodes (= steps) per epoch (100) */
+    double temperature;    /* protonet: logits = -squared distance / temperature (1) */
     int val_every;         /* validate every k epochs and at the last (1) */
     int val_episodes;      /* fixed val episodes per shot (500) */
     int val_way;           /* (5) */
@@ -54,8 +81,10 @@ typedef struct fsb_pretrain_opts {
 void fsb_pretrain_opts_default(fsb_pretrain_opts *o);
 
 /* Train (or resume) as described at the top. Errors name the flag or file: no train split,
- * a val split with fewer classes than val_way, a state file of another run or corrupt, a
- * write failure (the previous files survive intact). */
+ * a val split with fewer classes than val_way, train episodes that the train split cannot
+ * supply (--train-way/--train-shot/--train-query), an unreadable init checkpoint or one of
+ * another architecture than an explicit --arch, protonet under mpirun, a state file of
+ * another run or corrupt, a write failure (the previous files survive intact). */
 int fsb_pretrain(const fsb_pretrain_opts *o);
 
 #endif

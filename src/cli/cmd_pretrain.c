@@ -1,5 +1,6 @@
 /* cmd_pretrain.c - `bench pretrain --data ROOT --arch conv4 --out PATH ...`: teacher
- * pre-training on the train split, resumable by rerunning the same command. */
+ * pre-training on the train split (cross-entropy, or ProtoNet episodes from an --init
+ * checkpoint), resumable by rerunning the same command. */
 #include "cli.h"
 #include "fsb/method.h"
 #include "fsb/pretrain.h"
@@ -14,10 +15,20 @@ static void pretrain_usage(FILE *out)
 {
     fprintf(out,
             "usage: bench pretrain --data ROOT --out PATH [flags]\n"
-            "  --arch conv4|res12   backbone (conv4)\n"
+            "  --objective ce|protonet  cross-entropy on all train classes, or episodic\n"
+            "                       ProtoNet meta-training (ce)\n"
+            "  --init PATH          start from this checkpoint's backbone and architecture\n"
+            "                       (fresh initialisation)\n"
+            "  --arch conv4|res12   backbone (conv4, or --init's; must match it if given)\n"
             "  --epochs N           epochs (100)\n"
-            "  --batch N            images per step (128)\n"
-            "  --lr X               base learning rate (0.1)\n"
+            "  --batch N            ce: images per step (128)\n"
+            "  --train-way N        protonet: classes per training episode (5)\n"
+            "  --train-shot N       protonet: support images per class (1)\n"
+            "  --train-query N      protonet: query images per class (15)\n"
+            "  --episodes-per-epoch N  protonet: episodes (SGD steps) per epoch (100)\n"
+            "  --temperature X      protonet: logits = -squared distance / X (1; FEAT's\n"
+            "                       recipes use 64 with --lr 0.0001 --schedule step:20:0.5)\n"
+            "  --lr X               base learning rate (ce 0.1, protonet 0.001)\n"
             "  --schedule SPEC      cosine:T[:min] | step:k:gamma | multistep:a,b:gamma |\n"
             "                       constant, optionally +warmup=W[:f] (cosine over --epochs)\n"
             "  --momentum X         Nesterov momentum (0.9)\n"
@@ -33,18 +44,27 @@ static void pretrain_usage(FILE *out)
             "  --image-size N       packed image side (84)\n"
             "  --resize N / --crop N  val transform and network input (92 / 84)\n"
             "Writes PATH (best checkpoint), PATH.state (resume), PATH.csv (log), PATH.png (plot).\n"
-            "Rerun the same command after an interruption to resume.\n");
+            "Rerun the same command after an interruption to resume. A protonet checkpoint\n"
+            "has no classifier head; `bench --teacher` uses only its embedding.\n");
 }
 
 int fsb_cmd_pretrain(int argc, char **argv)
 {
     enum { O_DATA = 256, O_OUT, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHEDULE, O_MOMENTUM, O_WD,
            O_SEED, O_THREADS, O_VAL_EVERY, O_VAL_EPISODES, O_VAL_WAY, O_VAL_QUERY, O_VAL_SEED,
-           O_VAL_NORM, O_MAX_PER_CLASS, O_CACHE, O_SIZE, O_RESIZE, O_CROP, O_KILL, O_HELP };
+           O_VAL_NORM, O_MAX_PER_CLASS, O_CACHE, O_SIZE, O_RESIZE, O_CROP, O_KILL, O_HELP,
+           O_OBJECTIVE, O_INIT, O_TRAIN_WAY, O_TRAIN_SHOT, O_TRAIN_QUERY, O_EPISODES, O_TEMP };
     static const struct option longopts[] = {
         {"data", required_argument, 0, O_DATA},
         {"out", required_argument, 0, O_OUT},
         {"arch", required_argument, 0, O_ARCH},
+        {"objective", required_argument, 0, O_OBJECTIVE},
+        {"init", required_argument, 0, O_INIT},
+        {"train-way", required_argument, 0, O_TRAIN_WAY},
+        {"train-shot", required_argument, 0, O_TRAIN_SHOT},
+        {"train-query", required_argument, 0, O_TRAIN_QUERY},
+        {"episodes-per-epoch", required_argument, 0, O_EPISODES},
+        {"temperature", required_argument, 0, O_TEMP},
         {"epochs", required_argument, 0, O_EPOCHS},
         {"batch", required_argument, 0, O_BATCH},
         {"lr", required_argument, 0, O_LR},
@@ -84,7 +104,28 @@ int fsb_cmd_pretrain(int argc, char **argv)
         case O_SCHEDULE: o.schedule = optarg; break;
         case O_ARCH:
             if ((st = fsb_arch_parse(optarg, &o.arch))) st = fsb_error_wrap(st, "--arch");
+            o.arch_set = 1;
             break;
+        case O_OBJECTIVE:
+            if (strcmp(optarg, "ce") == 0) o.objective = FSB_PRETRAIN_CE;
+            else if (strcmp(optarg, "protonet") == 0) o.objective = FSB_PRETRAIN_PROTONET;
+            else st = fsb_error(FSB_EINVAL, "--objective: '%s' is not ce or protonet", optarg);
+            break;
+        case O_INIT: o.init = optarg; break;
+        case O_TRAIN_WAY:
+            if (!(st = fsb_cli_int("--train-way", optarg, 2, 10000, &v))) o.train_way = (int)v;
+            break;
+        case O_TRAIN_SHOT:
+            if (!(st = fsb_cli_int("--train-shot", optarg, 1, 10000, &v))) o.train_shot = (int)v;
+            break;
+        case O_TRAIN_QUERY:
+            if (!(st = fsb_cli_int("--train-query", optarg, 1, 10000, &v))) o.train_query = (int)v;
+            break;
+        case O_EPISODES:
+            if (!(st = fsb_cli_int("--episodes-per-epoch", optarg, 1, 10000000, &v)))
+                o.train_episodes = (int)v;
+            break;
+        case O_TEMP: st = fsb_cli_double("--temperature", optarg, 1e-6, 1e6, &o.temperature); break;
         case O_EPOCHS:
             if (!(st = fsb_cli_int("--epochs", optarg, 1, 100000, &v))) o.epochs = (int)v;
             break;
