@@ -79,23 +79,23 @@ typedef struct log_row {
 } log_row;
 
 typedef struct trainer {
-    const fsb_pretrain_opts *o; /* options */
-    fsb_pool *pool;             /* workers */
-    fsb_cache train, val;       /* packed splits */
-    int *subset;                /* [n_sub] train images used */
-    int n_sub;                  /* their count */
-    fsb_sweep val_sweep;        /* fixed val episodes (shots 1 and 5) */
-    fsb_model *model;           /* the network being trained */
-    fsb_param_group group;      /* all parameters */
-    float *momentum;            /* its momentum buffer */
-    fsb_sgd sgd;                /* optimiser */
-    fsb_lr_schedule sched;      /* learning-rate schedule */
-    fsb_transform tf;           /* augmentation and val transform */
-    char *identity;             /* settings that must match to resume */
-    log_row *rows;              /* [epochs] */
-    int epochs_done;            /* completed epochs */
-    double best;                /* best validation score so far (-1: none) */
-    int best_epoch;             /* its epoch (0: none) */
+    const fsb_pretrain_opts *o;                       /* options */
+    fsb_pool *pool;                                   /* workers */
+    fsb_cache train, val;                             /* packed splits */
+    int *subset;                                      /* [n_sub] train images used */
+    int n_sub;                                        /* their count */
+    fsb_sweep val_sweep;                              /* fixed val episodes (shots 1 and 5) */
+    fsb_model *model;                                 /* the network being trained */
+    fsb_param_group group;                            /* all parameters */
+    float *momentum;                                  /* its momentum buffer */
+    fsb_sgd sgd;                                      /* optimiser */
+    fsb_lr_schedule sched;                            /* learning-rate schedule */
+    fsb_transform tf;                                 /* augmentation and val transform */
+    char *identity;                                   /* settings that must match to resume */
+    log_row *rows;                                    /* [epochs] */
+    int epochs_done;                                  /* completed epochs */
+    double best;                                      /* best validation score so far (-1: none) */
+    int best_epoch;                                   /* its epoch (0: none) */
     char *state_path, *csv_path, *png_path, *gp_path; /* derived file names */
     uint64_t init_hash; /* XXH3-64 of the init checkpoint file (0: none) */
     fsb_split ep_split; /* protonet: the train split as the episode sampler sees it
@@ -107,8 +107,7 @@ static char *suffixed(const char *path, const char *suffix)
 {
     size_t n = strlen(path) + strlen(suffix) + 1;
     char *s = malloc(n);
-    if (s)
-        snprintf(s, n, "%s%s", path, suffix);
+    if (s) snprintf(s, n, "%s%s", path, suffix);
     return s;
 }
 
@@ -116,8 +115,7 @@ static int make_identity(trainer *t)
 {
     const fsb_pretrain_opts *o = t->o;
     t->identity = malloc(1024);
-    if (!t->identity)
-        return fsb_error(FSB_ENOMEM, "out of memory");
+    if (!t->identity) return fsb_error(FSB_ENOMEM, "out of memory");
     snprintf(t->identity, 1024,
              "fsb-pretrain/1 arch=%s epochs=%d batch=%d lr=%.17g schedule=%s momentum=%.17g "
              "wd=%.17g seed=%" PRIu64 " val_every=%d val_episodes=%d val_way=%d val_query=%d "
@@ -136,8 +134,7 @@ static int make_identity(trainer *t)
         snprintf(t->identity + len, 1024 - len,
                  " objective=protonet train_way=%d train_shot=%d train_query=%d episodes=%d "
                  "temperature=%.17g",
-                 o->train_way, o->train_shot, o->train_query, o->train_episodes,
-                 o->temperature);
+                 o->train_way, o->train_shot, o->train_query, o->train_episodes, o->temperature);
     return FSB_OK;
 }
 
@@ -145,16 +142,15 @@ static int make_identity(trainer *t)
 
 static void format_row(char *buf, size_t n, const log_row *r)
 {
-    snprintf(buf, n, "%d,%.6g,%.6f,%.6f,%.6f,%.6f,%.1f", r->epoch, r->lr, r->loss, r->acc,
-             r->val1, r->val5, r->seconds);
+    snprintf(buf, n, "%d,%.6g,%.6f,%.6f,%.6f,%.6f,%.1f", r->epoch, r->lr, r->loss, r->acc, r->val1,
+             r->val5, r->seconds);
 }
 
 static char *log_text(const trainer *t)
 {
     size_t cap = 128 + (size_t)t->epochs_done * 128, len = 0;
     char *s = malloc(cap);
-    if (!s)
-        return NULL;
+    if (!s) return NULL;
     len += (size_t)snprintf(s, cap, "epoch,lr,loss,train_acc,val_1shot,val_5shot,seconds\n");
     for (int i = 0; i < t->epochs_done; i++) {
         char line[160];
@@ -169,8 +165,8 @@ static int parse_log(trainer *t, const char *text, const char *what)
     const char *p = strchr(text, '\n');
     for (int i = 0; i < t->epochs_done; i++) {
         log_row *r = &t->rows[i];
-        if (!p || sscanf(p + 1, "%d,%lf,%lf,%lf,%lf,%lf,%lf", &r->epoch, &r->lr, &r->loss,
-                         &r->acc, &r->val1, &r->val5, &r->seconds) != 7)
+        if (!p || sscanf(p + 1, "%d,%lf,%lf,%lf,%lf,%lf,%lf", &r->epoch, &r->lr, &r->loss, &r->acc,
+                         &r->val1, &r->val5, &r->seconds) != 7)
             return fsb_error(FSB_EFORMAT, "%s: log row %d is malformed", what, i + 1);
         p = strchr(p + 1, '\n');
     }
@@ -180,12 +176,10 @@ static int parse_log(trainer *t, const char *text, const char *what)
 static int write_log_and_plot(trainer *t)
 {
     char *text = log_text(t);
-    if (!text)
-        return fsb_error(FSB_ENOMEM, "out of memory");
+    if (!text) return fsb_error(FSB_ENOMEM, "out of memory");
     int st = fsb_write_file(t->csv_path, text, strlen(text));
     free(text);
-    if (st)
-        return st;
+    if (st) return st;
     char script[2048], note[512];
     snprintf(script, sizeof script,
              "set datafile separator ','\nset key bottom right\nset xlabel 'epoch'\n"
@@ -198,8 +192,7 @@ static int write_log_and_plot(trainer *t)
              fsb_arch_name(t->o->arch), t->csv_path);
     int plotted = 0;
     st = fsb_plot(t->gp_path, script, t->png_path, &plotted, note, sizeof note);
-    if (!st && !plotted && t->o->log && t->epochs_done == 1)
-        fprintf(t->o->log, "note: %s\n", note);
+    if (!st && !plotted && t->o->log && t->epochs_done == 1) fprintf(t->o->log, "note: %s\n", note);
     return st;
 }
 
@@ -218,10 +211,8 @@ static int save_state(trainer *t)
     const char *vals[] = {t->identity, done, best, best_epoch, log ? log : ""};
     int st = log ? fsb_model_to_tensorfile(t->model, &tf, 5, keys, vals)
                  : fsb_error(FSB_ENOMEM, "out of memory");
-    if (!st)
-        st = fsb_sgd_state_save(&t->sgd, &tf, "optim");
-    if (!st)
-        st = fsb_tensorfile_save(&tf, t->state_path);
+    if (!st) st = fsb_sgd_state_save(&t->sgd, &tf, "optim");
+    if (!st) st = fsb_tensorfile_save(&tf, t->state_path);
     fsb_tensorfile_free(&tf);
     free(log);
     return st;
@@ -231,12 +222,10 @@ static int save_state(trainer *t)
 static int load_state(trainer *t, int *resumed)
 {
     *resumed = 0;
-    if (!fsb_is_file(t->state_path))
-        return FSB_OK;
+    if (!fsb_is_file(t->state_path)) return FSB_OK;
     fsb_tensorfile tf;
     int st = fsb_tensorfile_load(&tf, t->state_path);
-    if (st)
-        return fsb_error_wrap(st, "cannot resume (delete it to start over)");
+    if (st) return fsb_error_wrap(st, "cannot resume (delete it to start over)");
     const char *id = fsb_tensorfile_meta(&tf, "pretrain_identity");
     long long done = 0, best_epoch = 0;
     const char *best = fsb_tensorfile_meta(&tf, "best_score");
@@ -244,17 +233,17 @@ static int load_state(trainer *t, int *resumed)
     if (!id || !best || !log) {
         st = fsb_error(FSB_EFORMAT, "%s: not a pre-training state file", t->state_path);
     } else if (strcmp(id, t->identity) != 0) {
-        st = fsb_error(FSB_EMISMATCH, "%s belongs to another pre-training run (%s); use another "
-                                      "--out or delete it", t->state_path, id);
+        st = fsb_error(FSB_EMISMATCH,
+                       "%s belongs to another pre-training run (%s); use another "
+                       "--out or delete it",
+                       t->state_path, id);
     } else if (!(st = fsb_tensorfile_meta_int(&tf, t->state_path, "epochs_done", &done)) &&
                !(st = fsb_tensorfile_meta_int(&tf, t->state_path, "best_epoch", &best_epoch))) {
         if (done < 0 || done > t->o->epochs)
             st = fsb_error(FSB_EFORMAT, "%s: epochs_done %lld out of range", t->state_path, done);
     }
-    if (!st)
-        st = fsb_model_from_tensorfile(t->model, &tf, t->state_path);
-    if (!st)
-        st = fsb_sgd_state_load(&t->sgd, &tf, t->state_path, "optim");
+    if (!st) st = fsb_model_from_tensorfile(t->model, &tf, t->state_path);
+    if (!st) st = fsb_sgd_state_load(&t->sgd, &tf, t->state_path, "optim");
     if (!st) {
         t->epochs_done = (int)done;
         t->best = strtod(best, NULL);
@@ -272,8 +261,7 @@ static int load_state(trainer *t, int *resumed)
 static int prototype_accuracy(trainer *t, const float *feats, int dim, int shot, double *acc)
 {
     const fsb_method *m = fsb_method_find("protonet");
-    if (!m)
-        return FSB_EINTERNAL;
+    if (!m) return FSB_EINTERNAL;
     fsb_method_config cfg;
     fsb_method_config_default(&cfg, m);
     cfg.norm = (fsb_norm)t->o->val_norm;
@@ -281,7 +269,8 @@ static int prototype_accuracy(trainer *t, const float *feats, int dim, int shot,
     int *sidx = malloc(sizeof(int) * (size_t)ns), *slab = malloc(sizeof(int) * (size_t)ns);
     int *qidx = malloc(sizeof(int) * (size_t)nq), *qlab = malloc(sizeof(int) * (size_t)nq);
     int *pred = malloc(sizeof(int) * (size_t)nq);
-    float *sf = malloc(sizeof(float) * (size_t)ns * dim), *qf = malloc(sizeof(float) * (size_t)nq * dim);
+    float *sf = malloc(sizeof(float) * (size_t)ns * dim),
+          *qf = malloc(sizeof(float) * (size_t)nq * dim);
     fsb_arena arena;
     int st = fsb_arena_init(&arena, m->scratch(way, shot, q, dim) + 4096);
     if (!st && (!sidx || !slab || !qidx || !qlab || !pred || !sf || !qf))
@@ -296,9 +285,16 @@ static int prototype_accuracy(trainer *t, const float *feats, int dim, int shot,
             memcpy(sf + (size_t)i * dim, feats + (size_t)sidx[i] * dim, sizeof(float) * dim);
         for (int i = 0; i < nq; i++)
             memcpy(qf + (size_t)i * dim, feats + (size_t)qidx[i] * dim, sizeof(float) * dim);
-        fsb_episode_view v = {.episode = e, .way = way, .shot = shot, .query = q,
-                              .n_support = ns, .n_query = nq, .dim = dim, .support_feat = sf,
-                              .query_feat = qf, .support_labels = slab};
+        fsb_episode_view v = {.episode = e,
+                              .way = way,
+                              .shot = shot,
+                              .query = q,
+                              .n_support = ns,
+                              .n_query = nq,
+                              .dim = dim,
+                              .support_feat = sf,
+                              .query_feat = qf,
+                              .support_labels = slab};
         st = m->run(m, &cfg, &v, &arena, NULL, pred, NULL);
         int correct = 0;
         for (int i = 0; i < nq; i++)
@@ -319,8 +315,7 @@ static int validate(trainer *t, double *val1, double *val5)
     float *batch = malloc(sizeof(float) * (size_t)EMBED_BATCH * 3 * t->o->crop * t->o->crop);
     unsigned char *used = calloc((size_t)n, 1);
     int *list = malloc(sizeof(int) * (size_t)n), n_used = 0, st = FSB_OK;
-    if (!feats || !batch || !used || !list)
-        st = fsb_error(FSB_ENOMEM, "out of memory");
+    if (!feats || !batch || !used || !list) st = fsb_error(FSB_ENOMEM, "out of memory");
     const fsb_sweep *sw = &t->val_sweep;
     for (int e = 0; !st && e < sw->n_episodes; e++) {
         fsb_episode ep;
@@ -333,24 +328,19 @@ static int validate(trainer *t, double *val1, double *val5)
         }
     }
     for (int i = 0; !st && i < n; i++)
-        if (used[i])
-            list[n_used++] = i;
+        if (used[i]) list[n_used++] = i;
     float *out = malloc(sizeof(float) * (size_t)EMBED_BATCH * dim);
-    if (!st && !out)
-        st = fsb_error(FSB_ENOMEM, "out of memory");
+    if (!st && !out) st = fsb_error(FSB_ENOMEM, "out of memory");
     for (int i = 0; !st && i < n_used; i += EMBED_BATCH) {
         int nb = n_used - i < EMBED_BATCH ? n_used - i : EMBED_BATCH;
         st = fsb_transform_test_batch(batch, t->val.px, t->val.size, t->val.size, list + i, nb,
                                       &t->tf, t->pool);
-        if (!st)
-            st = fsb_model_embed(t->model, batch, nb, out);
+        if (!st) st = fsb_model_embed(t->model, batch, nb, out);
         for (int b = 0; !st && b < nb; b++)
             memcpy(feats + (size_t)list[i + b] * dim, out + (size_t)b * dim, sizeof(float) * dim);
     }
-    if (!st)
-        st = prototype_accuracy(t, feats, dim, 1, val1);
-    if (!st)
-        st = prototype_accuracy(t, feats, dim, 5, val5);
+    if (!st) st = prototype_accuracy(t, feats, dim, 1, val1);
+    if (!st) st = prototype_accuracy(t, feats, dim, 5, val5);
     free(out);
     free(feats);
     free(batch);
@@ -395,8 +385,7 @@ static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row
         const int *idx = order + (size_t)s * B + first;
         st = fsb_transform_train_batch(images, t->train.px, t->train.size, t->train.size, idx, nb,
                                        &t->tf, aug_key, (uint64_t)s * B + first, t->pool);
-        if (st)
-            break;
+        if (st) break;
         for (int b = 0; b < nb; b++)
             labels[b] = t->train.split.labels[idx[b]];
         fsb_rng drop;
@@ -410,8 +399,7 @@ static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row
             const float *l = logits + (size_t)b * nc;
             int arg = 0;
             for (int k = 1; k < nc; k++)
-                if (l[k] > l[arg])
-                    arg = k;
+                if (l[k] > l[arg]) arg = k;
             correct += arg == labels[b];
         }
         fsb_sgd_step(&t->sgd);
@@ -566,8 +554,8 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
                                      "must be positive");
     if (o->val_norm == FSB_NORM_CL2N)
         return fsb_error(FSB_EINVAL, "--val-norm: cl2n needs train features; use un or l2n");
-    fsb_cache_opts co = {.dir = o->cache_dir, .size = o->image_size, .pool = t->pool,
-                         .progress = o->progress};
+    fsb_cache_opts co = {
+        .dir = o->cache_dir, .size = o->image_size, .pool = t->pool, .progress = o->progress};
     if ((st = fsb_cache_open(&t->train, o->data, "train", &co)))
         return fsb_error_wrap(st, "--data: the train split");
     if ((st = fsb_cache_open(&t->val, o->data, "val", &co)))
@@ -583,12 +571,10 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
         return fsb_error_wrap(st, "val episodes");
     /* the train subset: the first max_per_class images of each class, canonical order */
     t->subset = malloc(sizeof(int) * (size_t)t->train.split.n_images);
-    if (!t->subset)
-        return fsb_error(FSB_ENOMEM, "out of memory");
+    if (!t->subset) return fsb_error(FSB_ENOMEM, "out of memory");
     for (int c = 0; c < t->train.split.n_classes; c++) {
         int n = t->train.split.class_count[c];
-        if (o->max_per_class > 0 && n > o->max_per_class)
-            n = o->max_per_class;
+        if (o->max_per_class > 0 && n > o->max_per_class) n = o->max_per_class;
         for (int i = 0; i < n; i++)
             t->subset[t->n_sub++] = t->train.split.class_start[c] + i;
     }
@@ -600,12 +586,11 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
     if (!proto && t->n_sub < o->batch)
         return fsb_error(FSB_EINVAL, "--batch: %d is more than the %d training images", o->batch,
                          t->n_sub);
-    fsb_transform_defaults(&t->tf, o->arch == FSB_ARCH_RES12 ? FSB_PIXNORM_RESNET12
-                                                             : FSB_PIXNORM_CONVNET);
+    fsb_transform_defaults(&t->tf,
+                           o->arch == FSB_ARCH_RES12 ? FSB_PIXNORM_RESNET12 : FSB_PIXNORM_CONVNET);
     t->tf.resize = o->resize;
     t->tf.crop = o->crop;
-    if ((st = fsb_transform_check(&t->tf)))
-        return fsb_error_wrap(st, "--resize/--crop");
+    if ((st = fsb_transform_check(&t->tf))) return fsb_error_wrap(st, "--resize/--crop");
     char spec[64];
     snprintf(spec, sizeof spec, "cosine:%d", o->epochs);
     if ((st = fsb_lr_schedule_parse(&t->sched, o->schedule ? o->schedule : spec, o->lr)))
@@ -613,8 +598,7 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
     long n;
     float *params = fsb_model_params(t->model, &n);
     t->momentum = calloc((size_t)n, sizeof(float));
-    if (!t->momentum)
-        return fsb_error(FSB_ENOMEM, "out of memory");
+    if (!t->momentum) return fsb_error(FSB_ENOMEM, "out of memory");
     t->group = (fsb_param_group){.params = params,
                                  .grads = fsb_model_grads(t->model, &n),
                                  .momentum = t->momentum,
@@ -638,17 +622,14 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
         st = fsb_mkdir_p(dir);
     }
     free(dir);
-    if (st)
-        return fsb_error_wrap(st, "--out");
+    if (st) return fsb_error_wrap(st, "--out");
     return make_identity(t);
 }
 
 int fsb_pretrain(const fsb_pretrain_opts *o)
 {
-    if (!o->data)
-        return fsb_error(FSB_EINVAL, "--data is required");
-    if (!o->out)
-        return fsb_error(FSB_EINVAL, "--out is required");
+    if (!o->data) return fsb_error(FSB_EINVAL, "--data is required");
+    if (!o->out) return fsb_error(FSB_EINVAL, "--out is required");
     if (o->objective == FSB_PRETRAIN_PROTONET && fsb_dist_size() > 1)
         return fsb_error(FSB_EINVAL, "--objective protonet: data-parallel training under mpirun "
                                      "is for ce only; run it as one process");
@@ -659,8 +640,7 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
     memset(&t, 0, sizeof t);
     t.o = &eff;
     int st = fsb_pool_create(&t.pool, o->threads), resumed = 0;
-    if (st)
-        return st;
+    if (st) return st;
     fsb_blas_set_threads(1);
     /* mpirun (pretrain_dist.h): rank 0 packs the caches first, then the others set up */
     int writer = fsb_dist_rank() == 0;
@@ -680,8 +660,7 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
                 "pretrain %s%s on %d images of %d classes (%s/train), val %d episodes; %s\n",
                 fsb_arch_name(o->arch), how, t.n_sub, t.train.split.n_classes, o->data,
                 o->val_episodes, resumed ? "resuming" : "starting");
-        if (resumed)
-            fprintf(o->log, "resumed after epoch %d of %d\n", t.epochs_done, o->epochs);
+        if (resumed) fprintf(o->log, "resumed after epoch %d of %d\n", t.epochs_done, o->epochs);
         fflush(o->log);
     }
     long steps_here = 0;
@@ -697,8 +676,7 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
             (st = fsb_pretrain_dist_average_bn(t.model)))
             break;
         if ((e + 1) % o->val_every == 0 || e + 1 == o->epochs) {
-            if ((st = validate(&t, &row->val1, &row->val5)))
-                break;
+            if ((st = validate(&t, &row->val1, &row->val5))) break;
             double score = 0.5 * (row->val1 + row->val5);
             if (score > t.best) {
                 char s1[32], s5[32], ep[32];
@@ -710,16 +688,14 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
                                       o->objective == FSB_PRETRAIN_PROTONET
                                           ? "train split (base classes), protonet episodes"
                                           : "train split (base classes)"};
-                if (writer && (st = fsb_model_save(t.model, o->out, 4, keys, vals)))
-                    break;
+                if (writer && (st = fsb_model_save(t.model, o->out, 4, keys, vals))) break;
                 t.best = score;
                 t.best_epoch = e + 1;
             }
         }
         row->seconds = fsb_now() - t0;
         t.epochs_done = e + 1;
-        if (writer && ((st = save_state(&t)) || (st = write_log_and_plot(&t))))
-            break;
+        if (writer && ((st = save_state(&t)) || (st = write_log_and_plot(&t)))) break;
         if (o->log) {
             fprintf(o->log, "epoch %d/%d lr %.4g loss %.4f acc %.4f", e + 1, o->epochs, row->lr,
                     row->loss, row->acc);

@@ -50,10 +50,39 @@ static void pretrain_usage(FILE *out)
 
 int fsb_cmd_pretrain(int argc, char **argv)
 {
-    enum { O_DATA = 256, O_OUT, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHEDULE, O_MOMENTUM, O_WD,
-           O_SEED, O_THREADS, O_VAL_EVERY, O_VAL_EPISODES, O_VAL_WAY, O_VAL_QUERY, O_VAL_SEED,
-           O_VAL_NORM, O_MAX_PER_CLASS, O_CACHE, O_SIZE, O_RESIZE, O_CROP, O_KILL, O_HELP,
-           O_OBJECTIVE, O_INIT, O_TRAIN_WAY, O_TRAIN_SHOT, O_TRAIN_QUERY, O_EPISODES, O_TEMP };
+    enum {
+        O_DATA = 256,
+        O_OUT,
+        O_ARCH,
+        O_EPOCHS,
+        O_BATCH,
+        O_LR,
+        O_SCHEDULE,
+        O_MOMENTUM,
+        O_WD,
+        O_SEED,
+        O_THREADS,
+        O_VAL_EVERY,
+        O_VAL_EPISODES,
+        O_VAL_WAY,
+        O_VAL_QUERY,
+        O_VAL_SEED,
+        O_VAL_NORM,
+        O_MAX_PER_CLASS,
+        O_CACHE,
+        O_SIZE,
+        O_RESIZE,
+        O_CROP,
+        O_KILL,
+        O_HELP,
+        O_OBJECTIVE,
+        O_INIT,
+        O_TRAIN_WAY,
+        O_TRAIN_SHOT,
+        O_TRAIN_QUERY,
+        O_EPISODES,
+        O_TEMP
+    };
     static const struct option longopts[] = {
         {"data", required_argument, 0, O_DATA},
         {"out", required_argument, 0, O_OUT},
@@ -98,20 +127,33 @@ int fsb_cmd_pretrain(int argc, char **argv)
     opterr = 0;
     while (!st && (c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case O_DATA: o.data = optarg; break;
-        case O_OUT: o.out = optarg; break;
-        case O_CACHE: o.cache_dir = optarg; break;
-        case O_SCHEDULE: o.schedule = optarg; break;
+        case O_DATA:
+            o.data = optarg;
+            break;
+        case O_OUT:
+            o.out = optarg;
+            break;
+        case O_CACHE:
+            o.cache_dir = optarg;
+            break;
+        case O_SCHEDULE:
+            o.schedule = optarg;
+            break;
         case O_ARCH:
             if ((st = fsb_arch_parse(optarg, &o.arch))) st = fsb_error_wrap(st, "--arch");
             o.arch_set = 1;
             break;
         case O_OBJECTIVE:
-            if (strcmp(optarg, "ce") == 0) o.objective = FSB_PRETRAIN_CE;
-            else if (strcmp(optarg, "protonet") == 0) o.objective = FSB_PRETRAIN_PROTONET;
-            else st = fsb_error(FSB_EINVAL, "--objective: '%s' is not ce or protonet", optarg);
+            if (strcmp(optarg, "ce") == 0)
+                o.objective = FSB_PRETRAIN_CE;
+            else if (strcmp(optarg, "protonet") == 0)
+                o.objective = FSB_PRETRAIN_PROTONET;
+            else
+                st = fsb_error(FSB_EINVAL, "--objective: '%s' is not ce or protonet", optarg);
             break;
-        case O_INIT: o.init = optarg; break;
+        case O_INIT:
+            o.init = optarg;
+            break;
         case O_TRAIN_WAY:
             if (!(st = fsb_cli_int("--train-way", optarg, 2, 10000, &v))) o.train_way = (int)v;
             break;
@@ -125,16 +167,24 @@ int fsb_cmd_pretrain(int argc, char **argv)
             if (!(st = fsb_cli_int("--episodes-per-epoch", optarg, 1, 10000000, &v)))
                 o.train_episodes = (int)v;
             break;
-        case O_TEMP: st = fsb_cli_double("--temperature", optarg, 1e-6, 1e6, &o.temperature); break;
+        case O_TEMP:
+            st = fsb_cli_double("--temperature", optarg, 1e-6, 1e6, &o.temperature);
+            break;
         case O_EPOCHS:
             if (!(st = fsb_cli_int("--epochs", optarg, 1, 100000, &v))) o.epochs = (int)v;
             break;
         case O_BATCH:
             if (!(st = fsb_cli_int("--batch", optarg, 2, 4096, &v))) o.batch = (int)v;
             break;
-        case O_LR: st = fsb_cli_double("--lr", optarg, 0, 100, &o.lr); break;
-        case O_MOMENTUM: st = fsb_cli_double("--momentum", optarg, 1e-6, 0.999, &o.momentum); break;
-        case O_WD: st = fsb_cli_double("--weight-decay", optarg, 0, 1, &o.weight_decay); break;
+        case O_LR:
+            st = fsb_cli_double("--lr", optarg, 0, 100, &o.lr);
+            break;
+        case O_MOMENTUM:
+            st = fsb_cli_double("--momentum", optarg, 1e-6, 0.999, &o.momentum);
+            break;
+        case O_WD:
+            st = fsb_cli_double("--weight-decay", optarg, 0, 1, &o.weight_decay);
+            break;
         case O_SEED:
             if (!(st = fsb_cli_int("--seed", optarg, 0, 0x7fffffffffffffffL, &v)))
                 o.seed = (uint64_t)v;
@@ -178,18 +228,19 @@ int fsb_cmd_pretrain(int argc, char **argv)
             if (!(st = fsb_cli_int("--crop", optarg, 8, 1024, &v))) o.crop = (int)v;
             break;
         case O_KILL:
-            st = fsb_cli_int("--debug-kill-after-steps", optarg, 1, 0x7fffffffL, &o.kill_after_steps);
+            st = fsb_cli_int("--debug-kill-after-steps", optarg, 1, 0x7fffffffL,
+                             &o.kill_after_steps);
             break;
-        case O_HELP: pretrain_usage(stdout); return FSB_OK;
+        case O_HELP:
+            pretrain_usage(stdout);
+            return FSB_OK;
         default:
             st = fsb_error(FSB_EINVAL, "unknown or incomplete flag '%s' (bench pretrain --help)",
                            argv[optind - 1]);
         }
     }
-    if (!st && optind < argc)
-        st = fsb_error(FSB_EINVAL, "unexpected argument '%s'", argv[optind]);
-    if (st)
-        return st;
+    if (!st && optind < argc) st = fsb_error(FSB_EINVAL, "unexpected argument '%s'", argv[optind]);
+    if (st) return st;
     /* mpirun: data-parallel over the ranks (pretrain_dist.h); rank 0 alone talks */
     if ((st = fsb_cli_dist_start(&argc, &argv, &o.progress, &o.log, &o.threads)))
         return fsb_cli_dist_end("pretrain", st);
