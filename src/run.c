@@ -96,6 +96,7 @@ typedef struct run_state {
     worker *workers;                                /* [pool size] */
     long tasks_here;          /* tasks journaled by this process (fault injection) */
     char *run_id;             /* the run identity text */
+    fsb_run_opts opts;        /* the options, completed from a manifest; o points here */
     int has_images;           /* some method trains per episode (FSB_NEEDS_IMAGES) */
     fsb_student_opts student; /* their options (--student), cfg.extra of those methods */
 } run_state;
@@ -519,6 +520,14 @@ static int load_episodes(run_state *r)
     if (o->manifest) {
         int differs = 0;
         if ((st = fsb_episodes_load(&r->sweep, &r->cache.split, o->manifest, &differs))) return st;
+        /* way, query and shots not given: the manifest's */
+        fsb_run_opts *w = &r->opts;
+        if (w->n_shots == 0) {
+            w->n_shots = r->sweep.n_shots;
+            memcpy(w->shots, r->sweep.shots, sizeof(int) * (size_t)r->sweep.n_shots);
+        }
+        if (w->way == 0) w->way = r->sweep.way;
+        if (w->query == 0) w->query = r->sweep.query;
         if (differs && o->log)
             fprintf(o->log,
                     "note: %s was drawn on another copy of the split (fingerprint "
@@ -556,14 +565,16 @@ static int export_episodes(const run_state *r)
     return st;
 }
 
-int fsb_run(const fsb_run_opts *o)
+int fsb_run(const fsb_run_opts *given)
 {
-    if (!o->data) return fsb_error(FSB_EINVAL, "--data is required");
-    if (!o->teacher) return fsb_error(FSB_EINVAL, "--teacher is required");
-    if (!o->out) return fsb_error(FSB_EINVAL, "--out is required");
+    if (!given->data) return fsb_error(FSB_EINVAL, "--data is required");
+    if (!given->teacher) return fsb_error(FSB_EINVAL, "--teacher is required");
+    if (!given->out) return fsb_error(FSB_EINVAL, "--out is required");
     double t0 = fsb_now();
     run_state r;
     memset(&r, 0, sizeof r);
+    r.opts = *given; /* a manifest may fill in way, query and shots (load_episodes) */
+    const fsb_run_opts *o = &r.opts;
     r.o = o;
     fsb_cache train;
     memset(&train, 0, sizeof train);

@@ -29,7 +29,8 @@ typedef struct fsb_run_opts {
     const char *teacher;   /* teacher checkpoint (required) */
     const char *out;       /* run folder (required) */
     const char *cache_dir; /* packed images and features; NULL: next to the data (cache.h) */
-    const char *manifest;  /* replay these episodes (--episodes FILE.csv), or NULL */
+    const char *manifest;  /* replay these episodes (--episodes FILE.csv), or NULL; then a way,
+                              query or n_shots of 0 means "the manifest's" */
     long episodes;         /* episodes to draw when manifest is NULL (default 600) */
     int way;               /* N (default 5) */
     int query;             /* queries per class (default 15) */

@@ -116,7 +116,8 @@ int fsb_cmd_run(int argc, char **argv)
     o.progress = stderr;
     o.log = stdout;
     char *methods_text = NULL, default_out[256];
-    int size_set = 0; /* --image-size/--resize/--crop given (the demo's defaults are 28) */
+    int size_set = 0;  /* --image-size/--resize/--crop given (the demo's defaults are 28) */
+    int shape_set = 0; /* bits 1/2/4: --way/--query/--shots given (else a manifest's) */
     long v = 0;
     int st = FSB_OK, c;
     optind = 1;
@@ -139,12 +140,15 @@ int fsb_cmd_run(int argc, char **argv)
             o.cache_dir = optarg;
             break;
         case O_WAY:
+            shape_set |= 1;
             if (!(st = fsb_cli_int("--way", optarg, 2, 1000, &v))) o.way = (int)v;
             break;
         case O_QUERY:
+            shape_set |= 2;
             if (!(st = fsb_cli_int("--query", optarg, 1, 100000, &v))) o.query = (int)v;
             break;
         case O_SHOTS:
+            shape_set |= 4;
             st = fsb_cli_int_list("--shots", optarg, 100000, o.shots, FSB_EPISODES_MAX_SHOTS,
                                   &o.n_shots);
             break;
@@ -216,6 +220,11 @@ int fsb_cmd_run(int argc, char **argv)
     if (!st && methods_text)
         st = split_list("--methods", methods_text, o.methods, FSB_RUN_MAX_METHODS, &o.n_methods);
     if (st) return st;
+    if (o.manifest) { /* replaying: what was not given comes from the manifest */
+        if (!(shape_set & 1)) o.way = 0;
+        if (!(shape_set & 2)) o.query = 0;
+        if (!(shape_set & 4)) o.n_shots = 0;
+    }
     if ((st = fsb_cli_dist_begin(&argc, &argv, &o))) /* mpirun: this rank's shard */
         return fsb_cli_dist_end("run", st);
     fsb_demo demo = {0};

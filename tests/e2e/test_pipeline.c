@@ -199,6 +199,18 @@ START_TEST(run_is_independent_of_threads_and_interruptions)
     run_bench(r4, extra, 0);
     char *d = tu_results_without_timing(r4);
     ck_assert_str_eq(a, d);
+    /* without --way/--shots/--query the manifest's are used */
+    char *r5 = tu_path(work, "r5"), *out5 = NULL;
+    ck_assert_int_eq(tu_run(&out5,
+                            "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' "
+                            "--episodes '%s/episodes.csv' --methods 1nn,svm,protonet,logreg" IMG,
+                            tu_bench(), root, work, teacher, r5, r1),
+                     0);
+    free(out5);
+    char *e5 = tu_results_without_timing(r5);
+    ck_assert_str_eq(a, e5);
+    free(e5);
+    free(r5);
     /* bench table --from rebuilds the derived files byte for byte */
     char *t1 = tu_path(r1, "table.md"), *t1c = tu_path(work, "table.md.copy");
     tu_run(NULL, "cp '%s' '%s' && rm '%s' '%s'", t1, t1c, t1, s1);
