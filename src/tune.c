@@ -6,6 +6,7 @@
  * do not use).
  */
 #include "fsb/tune.h"
+#include "fsb/method.h"
 #include "fsb/fileio.h"
 #include "fsb/report.h"
 #include "fsb/run.h"
@@ -48,11 +49,66 @@ static int refilled_only(const char *key, size_t len)
 #define MAX_ITEMS 32
 #define MAX_ALTS 16
 
+/* 1 for the frozen-feature methods tune can choose C/norm for, 0 for the students. */
+static int feature_method(const char *method)
+{
+    return !strcmp(method, "svm") || !strcmp(method, "logreg");
+}
+
+int fsb_tune_method_ok(const char *method)
+{
+    return feature_method(method) || !strcmp(method, "finetune") || !strcmp(method, "refilled");
+}
+
+const char *fsb_tune_default_grid(const char *method)
+{
+    return feature_method(method) ? FSB_TUNE_DEFAULT_FEATURE_GRID : FSB_TUNE_DEFAULT_GRID;
+}
+
+/* Keys a feature method reads from a grid point. */
+static int feature_key(const char *key, size_t len)
+{
+    return (len == 1 && key[0] == 'C') || (len == 4 && !strncmp(key, "norm", 4));
+}
+
+int fsb_tune_feature_point(const char *point, double *C, int *norm, const char *flag)
+{
+    *C = 1.0;
+    *norm = -1;
+    for (const char *p = point; *p;) {
+        size_t len = strcspn(p, ",");
+        char item[64];
+        if (len >= sizeof item)
+            return fsb_error(FSB_EINVAL, "%s: '%.*s' is too long", flag, (int)len, p);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        char *eq = strchr(item, '='), *end;
+        if (!eq) return fsb_error(FSB_EINVAL, "%s: '%s' is not key=value", flag, item);
+        *eq = '\0';
+        if (!strcmp(item, "C")) {
+            *C = strtod(eq + 1, &end);
+            if (end == eq + 1 || *end || !(*C > 0) || *C > 1e8)
+                return fsb_error(FSB_EINVAL, "%s: C=%s is not a number in (0, 1e8]", flag, eq + 1);
+        } else if (!strcmp(item, "norm")) {
+            fsb_norm n;
+            int st = fsb_norm_parse(flag, eq + 1, &n);
+            if (st) return st;
+            *norm = (int)n;
+        } else {
+            return fsb_error(FSB_EINVAL, "%s: unknown key '%s' for svm/logreg (C, norm)", flag,
+                             item);
+        }
+        p += len;
+        if (*p == ',') p++;
+    }
+    return FSB_OK;
+}
+
 int fsb_tune_expand(const char *grid, const char *method, const char *flag, char **points,
                     int *n_points)
 {
     *n_points = 0;
-    int finetune = !strcmp(method, "finetune");
+    int finetune = !strcmp(method, "finetune"), feature = feature_method(method);
     /* items: key and its alternatives, as (pointer, length) into the grid text */
     const char *key[MAX_ITEMS], *alt[MAX_ITEMS][MAX_ALTS];
     size_t key_len[MAX_ITEMS], alt_len[MAX_ITEMS][MAX_ALTS];
@@ -66,7 +122,9 @@ int fsb_tune_expand(const char *grid, const char *method, const char *flag, char
         if (n_items == MAX_ITEMS)
             return fsb_error(FSB_EINVAL, "%s: more than %d keys", flag, MAX_ITEMS);
         size_t kl = (size_t)(eq - p);
-        if (!(finetune && refilled_only(p, kl))) {
+        int keep = feature ? feature_key(p, kl)
+                           : !feature_key(p, kl) && !(finetune && refilled_only(p, kl));
+        if (keep) {
             key[n_items] = p;
             key_len[n_items] = kl;
             n_alt[n_items] = 0;
@@ -110,9 +168,15 @@ int fsb_tune_expand(const char *grid, const char *method, const char *flag, char
             st = fsb_error(FSB_EINVAL, "%s: grid point too long", flag);
             break;
         }
-        fsb_student_opts so;
-        fsb_student_opts_default(&so);
-        if ((st = fsb_student_opts_parse(&so, buf, flag))) break;
+        if (feature) {
+            double C;
+            int norm;
+            if ((st = fsb_tune_feature_point(buf, &C, &norm, flag))) break;
+        } else {
+            fsb_student_opts so;
+            fsb_student_opts_default(&so);
+            if ((st = fsb_student_opts_parse(&so, buf, flag))) break;
+        }
         int dup = 0;
         for (int j = 0; j < *n_points && !dup; j++)
             dup = !strcmp(points[j], buf);
@@ -139,13 +203,21 @@ static void point_dir(char *buf, size_t n, const char *point)
         if (*p == '/') *p = '_';
 }
 
-/* Cost order of a point: SGD steps, then the trained part (head < last < all). */
-static void point_cost(const char *point, int refilled, long *steps, int *adapt_rank)
+/* Cost order of a point: SGD steps, then the trained part (head < last < all); for svm and
+ * logreg the smaller C (the stronger regularisation) counts as cheaper. */
+static void point_cost(const char *point, const char *method, double *steps, int *adapt_rank)
 {
+    if (feature_method(method)) {
+        int norm;
+        fsb_tune_feature_point(point, steps, &norm, "grid"); /* checked by fsb_tune_expand */
+        *adapt_rank = 0;
+        return;
+    }
+    int refilled = !strcmp(method, "refilled");
     fsb_student_opts so;
     fsb_student_opts_default(&so);
     fsb_student_opts_parse(&so, point, "grid"); /* already checked by fsb_tune_expand */
-    *steps = so.stage2_steps + (refilled ? so.stage1_steps : 0);
+    *steps = (double)so.stage2_steps + (refilled ? so.stage1_steps : 0);
     *adapt_rank = so.adapt == FSB_ADAPT_HEAD ? 0 : so.adapt == FSB_ADAPT_LAST ? 1 : 2;
 }
 
@@ -191,18 +263,19 @@ int fsb_tune(const fsb_tune_opts *o)
     if (!o->teacher) return fsb_error(FSB_EINVAL, "--teacher is required");
     if (!o->split || !strcmp(o->split, "test"))
         return fsb_error(FSB_EINVAL, "--split: tuning never reads the test split (use val)");
-    if (o->n_methods < 1 || o->n_methods > 2)
-        return fsb_error(FSB_EINVAL, "--methods: give finetune and/or refilled");
+    if (o->n_methods < 1 || o->n_methods > FSB_TUNE_MAX_METHODS)
+        return fsb_error(FSB_EINVAL, "--methods: give 1 to %d of finetune, refilled, svm, logreg",
+                         FSB_TUNE_MAX_METHODS);
     for (int m = 0; m < o->n_methods; m++)
-        if (strcmp(o->methods[m], "finetune") && strcmp(o->methods[m], "refilled"))
-            return fsb_error(FSB_EINVAL, "--methods: '%s' is not finetune or refilled",
+        if (!fsb_tune_method_ok(o->methods[m]))
+            return fsb_error(FSB_EINVAL, "--methods: '%s' is not finetune, refilled, svm or logreg",
                              o->methods[m]);
-    const char *grid = o->grid ? o->grid : FSB_TUNE_DEFAULT_GRID;
-    point_result res[2][FSB_TUNE_MAX_POINTS];
-    int n_pts[2] = {0, 0}, st = FSB_OK;
+    point_result res[FSB_TUNE_MAX_METHODS][FSB_TUNE_MAX_POINTS];
+    int n_pts[FSB_TUNE_MAX_METHODS] = {0}, st = FSB_OK;
     memset(res, 0, sizeof res);
     char *pts[FSB_TUNE_MAX_POINTS];
     for (int m = 0; m < o->n_methods && !st; m++) {
+        const char *grid = o->grid ? o->grid : fsb_tune_default_grid(o->methods[m]);
         if ((st = fsb_tune_expand(grid, o->methods[m], "--grid", pts, &n_pts[m]))) break;
         for (int p = 0; p < n_pts[m]; p++)
             res[m][p].spec = pts[p];
@@ -245,10 +318,13 @@ int fsb_tune(const fsb_tune_opts *o)
             ro.resize = o->resize;
             ro.crop = o->crop;
             ro.arch = o->arch;
-            ro.student = res[m][p].spec;
+            if (feature_method(o->methods[m]))
+                st = fsb_tune_feature_point(res[m][p].spec, &ro.C, &ro.norm, "--grid");
+            else
+                ro.student = res[m][p].spec;
             ro.progress = o->progress;
             ro.log = NULL;
-            st = fsb_run(&ro);
+            if (!st) st = fsb_run(&ro);
             if (!st) st = read_point(o, dir, o->methods[m], &res[m][p]);
             if (st) st = fsb_error_wrap(st, "tune %s point '%s'", o->methods[m], res[m][p].spec);
             free(dir);
@@ -267,13 +343,14 @@ int fsb_tune(const fsb_tune_opts *o)
     for (int s = 0; s <= o->n_shots; s++)
         tl += (size_t)snprintf(table + tl, cap - tl, "---|");
     tl += (size_t)snprintf(table + tl, cap - tl, "\n");
-    cl += (size_t)snprintf(chosen + cl, cap - cl,
-                           "# best point per method on %s (mean accuracy over shots; ties: fewer "
-                           "steps, then adapt head < last < all)\n# method\tpoint\tmean%%\t"
-                           "canonical --student\n",
-                           o->split);
+    cl += (size_t)snprintf(
+        chosen + cl, cap - cl,
+        "# best point per method on %s (mean accuracy over shots; ties: fewer "
+        "steps, then adapt head < last < all; svm/logreg: smaller C)\n# method\tpoint\t"
+        "mean%%\tcanonical --student, or --C/--norm\n",
+        o->split);
     for (int m = 0; m < o->n_methods; m++) {
-        int refilled = !strcmp(o->methods[m], "refilled"), best = 0;
+        int best = 0;
         for (int p = 0; p < n_pts[m]; p++) {
             point_result *pr = &res[m][p];
             tl += (size_t)snprintf(table + tl, cap - tl, "| %s | %s |", o->methods[m],
@@ -284,19 +361,27 @@ int fsb_tune(const fsb_tune_opts *o)
             tl += (size_t)snprintf(table + tl, cap - tl, " %.2f |\n", 100 * pr->overall);
             if (p == 0) continue;
             point_result *b = &res[m][best];
-            long sp, sb;
+            double sp, sb;
             int ap, ab;
-            point_cost(pr->spec, refilled, &sp, &ap);
-            point_cost(b->spec, refilled, &sb, &ab);
+            point_cost(pr->spec, o->methods[m], &sp, &ap);
+            point_cost(b->spec, o->methods[m], &sb, &ab);
             if (pr->overall > b->overall ||
                 (pr->overall == b->overall && (sp < sb || (sp == sb && ap < ab))))
                 best = p;
         }
-        fsb_student_opts so;
-        fsb_student_opts_default(&so);
-        fsb_student_opts_parse(&so, res[m][best].spec, "grid");
         char canon[FSB_STUDENT_SPEC_MAX];
-        fsb_student_opts_string(&so, canon, sizeof canon);
+        if (feature_method(o->methods[m])) {
+            double C;
+            int norm;
+            fsb_tune_feature_point(res[m][best].spec, &C, &norm, "grid");
+            snprintf(canon, sizeof canon, "--C %g%s%s", C, norm >= 0 ? " --norm " : "",
+                     norm >= 0 ? fsb_norm_name((fsb_norm)norm) : "");
+        } else {
+            fsb_student_opts so;
+            fsb_student_opts_default(&so);
+            fsb_student_opts_parse(&so, res[m][best].spec, "grid");
+            fsb_student_opts_string(&so, canon, sizeof canon);
+        }
         cl += (size_t)snprintf(chosen + cl, cap - cl, "%s\t%s\t%.2f\t%s\n", o->methods[m],
                                *res[m][best].spec ? res[m][best].spec : "defaults",
                                100 * res[m][best].overall, canon);
@@ -313,7 +398,7 @@ int fsb_tune(const fsb_tune_opts *o)
     free(tp);
     free(cp);
 done:
-    for (int m = 0; m < 2; m++)
+    for (int m = 0; m < FSB_TUNE_MAX_METHODS; m++)
         for (int p = 0; p < n_pts[m]; p++)
             free(res[m][p].spec);
     free(table);

@@ -1,5 +1,6 @@
-/* tune.h - choosing the per-episode student hyper-parameters (finetune, refilled) on
- * validation-class episodes only (refilled.md: every *choice* is made on val classes).
+/* tune.h - choosing hyper-parameters on validation-class episodes only (refilled.md: every
+ * *choice* is made on val classes): the per-episode students' options (finetune, refilled)
+ * and svm/logreg's C and feature normalisation.
  *
  * A grid of student option specs is expanded (fsb_tune_expand), and every (method, point)
  * is an ordinary resumable fsb_run on the val split into OUT/<method>/<point>/; the summary
@@ -17,21 +18,23 @@
 #include <stdio.h>
 
 #define FSB_TUNE_MAX_POINTS 64
+#define FSB_TUNE_MAX_METHODS 4
 
 typedef struct fsb_tune_opts {
-    const char *data;       /* dataset root (required) */
-    const char *teacher;    /* teacher checkpoint (required) */
-    const char *out;        /* results folder (default "results/tune") */
-    const char *cache_dir;  /* packed images and features; NULL: next to the data */
-    const char *split;      /* evaluated split (default "val"; "test" is refused) */
-    const char *grid;       /* grid spec (fsb_tune_expand); NULL: FSB_TUNE_DEFAULT_GRID */
-    int n_methods;          /* 1 or 2 */
-    const char *methods[2]; /* "finetune" and/or "refilled" (default both) */
-    long episodes;          /* episodes per shot (default 100) */
-    int way;                /* N (default 5) */
-    int query;              /* queries per class (default 15) */
-    int n_shots;            /* number of shot values */
-    int shots[FSB_EPISODES_MAX_SHOTS]; /* default 1,5,10,30 */
+    const char *data;      /* dataset root (required) */
+    const char *teacher;   /* teacher checkpoint (required) */
+    const char *out;       /* results folder (default "results/tune") */
+    const char *cache_dir; /* packed images and features; NULL: next to the data */
+    const char *split;     /* evaluated split (default "val"; "test" is refused) */
+    const char *grid;      /* grid spec (fsb_tune_expand); NULL: FSB_TUNE_DEFAULT_GRID */
+    int n_methods;         /* 1 to FSB_TUNE_MAX_METHODS */
+    const char *methods[FSB_TUNE_MAX_METHODS]; /* of finetune, refilled, svm, logreg (default
+                                                  finetune and refilled) */
+    long episodes;                             /* episodes per shot (default 100) */
+    int way;                                   /* N (default 5) */
+    int query;                                 /* queries per class (default 15) */
+    int n_shots;                               /* number of shot values */
+    int shots[FSB_EPISODES_MAX_SHOTS];         /* default 1,5,10,30 */
     uint64_t seed;    /* episode seed (default 1, distinct from the test runs' 0) */
     int threads;      /* workers (0 = one per core) */
     int image_size;   /* packed image side (84) */
@@ -44,13 +47,24 @@ typedef struct fsb_tune_opts {
 
 /* The default grid: learning rates and stage-2 steps around the code defaults. */
 #define FSB_TUNE_DEFAULT_GRID "lr1=0.01,lr2=0.01|0.05,stage2_steps=20|50"
+/* svm and logreg read only C and norm from a grid point; their default grid: */
+#define FSB_TUNE_DEFAULT_FEATURE_GRID "C=0.01|0.1|1|10"
+
+/* 1 when tune can choose settings for `method`. */
+int fsb_tune_method_ok(const char *method);
+/* The grid used for `method` when none is given. */
+const char *fsb_tune_default_grid(const char *method);
+/* Parse an svm/logreg grid point "C=x,norm=y" (either may be absent: C 1, norm -1 = the
+ * method's default). FSB_EINVAL naming `flag` and the key otherwise. */
+int fsb_tune_feature_point(const char *point, double *C, int *norm, const char *flag);
 
 void fsb_tune_opts_default(fsb_tune_opts *o);
 
 /* Expand a grid spec for `method`: comma-separated key=v1|v2|... items (keys of
  * fsb_student_opts), their cross product in order (the last key varies fastest). For
  * finetune, keys that only REFILLED reads (stage1_steps, lr1, views, k1, miner, margin, tau1,
- * w1, tau2, lambda, centres_batch) are dropped and duplicate points merged. Every point is
+ * w1, tau2, lambda, centres_batch) are dropped and duplicate points merged; svm and logreg
+ * keep only C and norm, the students drop those two. Every point is
  * checked (fsb_student_opts_parse on the defaults). points[i] receives a malloc'd
  * "key=value,..." string (caller frees each); at most FSB_TUNE_MAX_POINTS. FSB_EINVAL naming
  * `flag` and the key on errors. */

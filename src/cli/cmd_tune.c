@@ -17,7 +17,9 @@ static void tune_usage(FILE *out)
     fprintf(out, "usage: bench tune --data ROOT --teacher CKPT [flags]\n"
                  "  --grid SPEC        key=v1|v2,... cross product of student options\n"
                  "                     (default \"" FSB_TUNE_DEFAULT_GRID "\")\n"
-                 "  --methods LIST     finetune,refilled (both)\n"
+                 "  --methods LIST     of finetune,refilled,svm,logreg (finetune,refilled);\n"
+                 "                     svm/logreg read C and norm from the grid (default\n"
+                 "                     \"C=0.01|0.1|1|10\"), the students the --student keys\n"
                  "  --out DIR          results folder (results/tune): DIR/<method>/<point>/ runs,\n"
                  "                     DIR/val_table.md, DIR/chosen.txt\n"
                  "  --split NAME       tuning split (val; test is refused)\n"
@@ -158,8 +160,10 @@ int fsb_cmd_tune(int argc, char **argv)
         o.n_methods = 0;
         for (char *save = NULL, *tok = strtok_r(methods_text, ",", &save); tok && !st;
              tok = strtok_r(NULL, ",", &save)) {
-            if (o.n_methods == 2 || (strcmp(tok, "finetune") && strcmp(tok, "refilled")))
-                st = fsb_error(FSB_EINVAL, "--methods: '%s': give finetune and/or refilled", tok);
+            if (o.n_methods == FSB_TUNE_MAX_METHODS || !fsb_tune_method_ok(tok))
+                st =
+                    fsb_error(FSB_EINVAL,
+                              "--methods: '%s': give some of finetune, refilled, svm, logreg", tok);
             else
                 o.methods[o.n_methods++] = tok;
         }
@@ -169,8 +173,8 @@ int fsb_cmd_tune(int argc, char **argv)
     for (int m = 0; m < o.n_methods && !st; m++) {
         char *pts[FSB_TUNE_MAX_POINTS];
         int n = 0;
-        st = fsb_tune_expand(o.grid ? o.grid : FSB_TUNE_DEFAULT_GRID, o.methods[m], "--grid", pts,
-                             &n);
+        st = fsb_tune_expand(o.grid ? o.grid : fsb_tune_default_grid(o.methods[m]), o.methods[m],
+                             "--grid", pts, &n);
         for (int i = 0; i < n; i++)
             free(pts[i]);
     }

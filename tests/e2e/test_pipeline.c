@@ -283,6 +283,48 @@ START_TEST(run_refuses_bad_inputs)
 }
 END_TEST
 
+START_TEST(tune_chooses_svm_C_on_val)
+{
+    char *out = NULL, *dir = tu_path(work, "tune");
+    int rc = tu_run(&out,
+                    "'%s' tune --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' "
+                    "--methods svm,logreg --grid 'C=0.1|10,lr2=0.5' --way 3 --shots 1,3 "
+                    "--query 3 --episodes 6" IMG,
+                    tu_bench(), root, work, teacher, dir);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    char *chosen_path = tu_path(dir, "chosen.txt"), *chosen = tu_read(chosen_path, NULL);
+    ck_assert_ptr_nonnull(chosen);
+    ck_assert_ptr_nonnull(strstr(chosen, "\nsvm\tC="));
+    ck_assert_ptr_nonnull(strstr(chosen, "\nlogreg\tC="));
+    ck_assert_ptr_nonnull(strstr(chosen, "\t--C "));
+    free(chosen);
+    char *table_path = tu_path(dir, "val_table.md"), *table = tu_read(table_path, NULL);
+    ck_assert_ptr_nonnull(strstr(table, "| svm | C=0.1 |"));
+    ck_assert_ptr_nonnull(strstr(table, "| svm | C=10 |"));
+    free(table);
+    /* the runs really used those C values */
+    char *id_path = tu_path(dir, "svm/C=10/run.id"), *id = tu_read(id_path, NULL);
+    ck_assert_ptr_nonnull(id);
+    ck_assert_ptr_nonnull(strstr(id, "methods=svm(norm=l2n,C=10)"));
+    free(id);
+    ck_assert_int_eq(tu_run(&out, "'%s' tune --data '%s' --teacher '%s' --methods svm --grid C=-1",
+                            tu_bench(), root, teacher),
+                     2);
+    ck_assert_ptr_nonnull(strstr(out, "C=-1"));
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "'%s' tune --data '%s' --teacher '%s' --methods svm,knn",
+                            tu_bench(), root, teacher),
+                     2);
+    ck_assert_ptr_nonnull(strstr(out, "knn"));
+    free(out);
+    free(chosen_path);
+    free(table_path);
+    free(id_path);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pipeline");
@@ -294,6 +336,7 @@ int main(void)
     tcase_add_test(tc, pretrain_bad_inputs);
     tcase_add_test(tc, run_is_independent_of_threads_and_interruptions);
     tcase_add_test(tc, run_refuses_bad_inputs);
+    tcase_add_test(tc, tune_chooses_svm_C_on_val);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }
