@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: on a fresh Debian 12 it installs the Debian packages fsbench
 # needs (as root, or through sudo), configures with warnings as errors, builds, and runs
-# every test; then it builds again with AddressSanitizer + UBSan and runs the fast suites;
+# every test; then it builds again with AddressSanitizer + UBSan and runs every test again;
 # then an Open MPI build (-DFSB_MPI=ON) runs the shard and mpirun suites.
 # Usage: tools/test.sh  (FSB_SKIP_ASAN=1 skips the sanitizer pass, FSB_SKIP_MPI=1 the MPI one)
 set -euo pipefail
@@ -18,7 +18,7 @@ if [ "${FSB_SKIP_ASAN:-0}" != 1 ]; then
     cmake -S . -B build-asan -DFSB_WERROR=ON -DFSB_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
     cmake --build build-asan -j"$jobs"
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-        ctest --test-dir build-asan --output-on-failure -j"$jobs" -L fast
+        ctest --test-dir build-asan --output-on-failure -j"$jobs"
 fi
 
 if [ "${FSB_SKIP_MPI:-0}" != 1 ]; then
