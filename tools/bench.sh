@@ -13,4 +13,8 @@ if [ ! -x "$here/build-release/bench" ] || [ -n "$(find "$here/src" "$here/inclu
         -DFSB_WERROR=ON >&2
     cmake --build "$here/build-release" -j"$(nproc)" >&2
 fi
+# the committed MiniImageNet teacher is the default --teacher (the demo uses its own)
+if [ -z "${FSB_TEACHER:-}" ] && [ -f "$here/results/teacher-conv4/teacher.fsbt" ]; then
+    export FSB_TEACHER="$here/results/teacher-conv4/teacher.fsbt"
+fi
 exec "$here/build-release/bench" "$@"

@@ -118,6 +118,7 @@ int fsb_cmd_run(int argc, char **argv)
     char *methods_text = NULL, default_out[256];
     int size_set = 0;  /* --image-size/--resize/--crop given (the demo's defaults are 28) */
     int shape_set = 0; /* bits 1/2/4: --way/--query/--shots given (else a manifest's) */
+    const char *teacher_flag = NULL; /* --teacher as given (the demo ignores $FSB_TEACHER) */
     long v = 0;
     int st = FSB_OK, c;
     optind = 1;
@@ -128,7 +129,7 @@ int fsb_cmd_run(int argc, char **argv)
             o.data = optarg;
             break;
         case O_TEACHER:
-            o.teacher = optarg;
+            o.teacher = teacher_flag = optarg;
             break;
         case O_OUT:
             o.out = optarg;
@@ -238,7 +239,7 @@ int fsb_cmd_run(int argc, char **argv)
         fflush(stdout);
         if ((st = fsb_demo_prepare(&demo, o.cache_dir, stdout, stderr))) return st;
         o.data = demo.data;
-        if (!o.teacher) o.teacher = demo.teacher;
+        o.teacher = teacher_flag ? teacher_flag : demo.teacher;
         if (!size_set) o.image_size = o.resize = o.crop = 28;
         if (!o.out) o.out = "runs/demo-fashion-mnist";
     }
