@@ -1,8 +1,12 @@
 /* cli.c - strict parsing of flag values for `bench` (see cli.h). */
 #include "cli.h"
+#include "fsb/method.h"
+#include "fsb/model.h"
 #include "fsb/status.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,5 +72,88 @@ int fsb_cli_int_list(const char *flag, const char *text, long hi, int *vals, int
     for (int i = 1; i < *n; i++)
         if (vals[i] == vals[i - 1])
             return fsb_error(FSB_EINVAL, "%s: %d appears twice", flag, vals[i]);
+    return FSB_OK;
+}
+
+static int parse_value(const fsb_cli_flag *f, const char *flag, const char *text)
+{
+    long v = 0;
+    int st = FSB_OK;
+    switch (f->kind) {
+    case FSB_FLAG_STR:
+        *(const char **)f->dst = text;
+        break;
+    case FSB_FLAG_INT:
+        if (!(st = fsb_cli_int(flag, text, (long)f->lo, (long)f->hi, &v))) *(int *)f->dst = (int)v;
+        break;
+    case FSB_FLAG_LONG:
+        st = fsb_cli_int(flag, text, (long)f->lo, (long)f->hi, (long *)f->dst);
+        break;
+    case FSB_FLAG_U64:
+        if (!(st = fsb_cli_int(flag, text, (long)f->lo, (long)f->hi, &v)))
+            *(uint64_t *)f->dst = (uint64_t)v;
+        break;
+    case FSB_FLAG_DOUBLE:
+        st = fsb_cli_double(flag, text, f->lo, f->hi, (double *)f->dst);
+        break;
+    case FSB_FLAG_INTLIST:
+        st = fsb_cli_int_list(flag, text, (long)f->hi, (int *)f->dst, (int)f->lo, f->count);
+        break;
+    case FSB_FLAG_FN:
+        st = f->fn(f->dst, flag, text);
+        break;
+    case FSB_FLAG_HELP:
+        break;
+    }
+    return st;
+}
+
+int fsb_cli_parse(int argc, char **argv, const fsb_cli_flag *flags, int n_flags, const char *cmd,
+                  int *help)
+{
+    struct option longopts[FSB_CLI_MAX_FLAGS + 1];
+    assert(n_flags <= FSB_CLI_MAX_FLAGS);
+    for (int i = 0; i < n_flags; i++)
+        longopts[i] = (struct option){
+            flags[i].name, flags[i].kind == FSB_FLAG_HELP ? no_argument : required_argument, NULL,
+            256 + i};
+    longopts[n_flags] = (struct option){NULL, 0, NULL, 0};
+    *help = 0;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c < 256 || c >= 256 + n_flags)
+            return fsb_error(FSB_EINVAL, "unknown or incomplete flag '%s' (bench %s --help)",
+                             argv[optind - 1], cmd);
+        const fsb_cli_flag *f = &flags[c - 256];
+        char flag[80];
+        snprintf(flag, sizeof flag, "--%s", f->name);
+        if (f->given) *f->given = 1;
+        if (f->kind == FSB_FLAG_HELP) {
+            *help = 1;
+            return FSB_OK;
+        }
+        int st = parse_value(f, flag, optarg);
+        if (st) return st;
+    }
+    if (optind < argc) return fsb_error(FSB_EINVAL, "unexpected argument '%s'", argv[optind]);
+    return FSB_OK;
+}
+
+int fsb_cli_norm(void *dst, const char *flag, const char *text)
+{
+    fsb_norm n;
+    int st = fsb_norm_parse(flag, text, &n);
+    if (!st) *(int *)dst = (int)n;
+    return st;
+}
+
+int fsb_cli_arch(void *dst, const char *flag, const char *text)
+{
+    fsb_arch a;
+    int st = fsb_arch_parse(text, &a);
+    if (st) return fsb_error_wrap(st, "%s", flag);
+    *(const char **)dst = text;
     return FSB_OK;
 }

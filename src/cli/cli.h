@@ -22,6 +22,49 @@ int fsb_cli_double(const char *flag, const char *text, double lo, double hi, dou
  * and without duplicates; returned sorted ascending. */
 int fsb_cli_int_list(const char *flag, const char *text, long hi, int *vals, int max_n, int *n);
 
+/* How a flag's value is parsed by fsb_cli_parse. */
+typedef enum fsb_flag_kind {
+    FSB_FLAG_STR,     /* const char *: the text itself */
+    FSB_FLAG_INT,     /* int in [lo, hi] */
+    FSB_FLAG_LONG,    /* long in [lo, hi] */
+    FSB_FLAG_U64,     /* uint64_t in [lo, hi] (seeds) */
+    FSB_FLAG_DOUBLE,  /* double in [lo, hi] */
+    FSB_FLAG_INTLIST, /* int[]: "1,5,10" ascending, values in [1, hi], at most lo of them */
+    FSB_FLAG_FN,      /* fn(dst, "--name", text) parses and checks it */
+    FSB_FLAG_HELP     /* no value: the caller prints its usage */
+} fsb_flag_kind;
+
+/* Parse one value for a FSB_FLAG_FN flag; errors name `flag`. */
+typedef int (*fsb_flag_fn)(void *dst, const char *flag, const char *text);
+
+/* One flag of a subcommand, `--name VALUE`, stored into *dst (its type follows kind). */
+typedef struct fsb_cli_flag {
+    const char *name;   /* long name without "--" */
+    fsb_flag_kind kind; /* how VALUE is parsed */
+    void *dst;          /* where it goes */
+    double lo, hi;      /* accepted range (FSB_FLAG_INTLIST: lo = most values) */
+    int *count;         /* FSB_FLAG_INTLIST: number of values stored */
+    fsb_flag_fn fn;     /* FSB_FLAG_FN: the parser */
+    int *given;         /* set to 1 when the flag appears, or NULL */
+} fsb_cli_flag;
+
+#define FSB_CLI_MAX_FLAGS 64
+/* A table entry: FSB_FLAG("way", FSB_FLAG_INT, &o.way, .lo = 2, .hi = 1000). */
+#define FSB_FLAG(flag_name, flag_kind, flag_dst, ...)                                              \
+    {                                                                                              \
+        .name = (flag_name), .kind = (flag_kind), .dst = (flag_dst), __VA_ARGS__                   \
+    }
+
+/* getopt_long over a flag table: every value parsed and range-checked into its field, errors
+ * naming the flag; an unknown flag, a missing value or a stray argument is FSB_EINVAL naming
+ * it ("bench <cmd> --help" in the message). *help = 1 when --help was given (parsing stops). */
+int fsb_cli_parse(int argc, char **argv, const fsb_cli_flag *flags, int n_flags, const char *cmd,
+                  int *help);
+/* FSB_FLAG_FN parsers shared by several commands: a feature normalisation into an int
+ * (fsb_norm), an architecture name checked and kept as text (const char *). */
+int fsb_cli_norm(void *dst, const char *flag, const char *text);
+int fsb_cli_arch(void *dst, const char *flag, const char *text);
+
 /* Subcommands (one file each in src/cli/). */
 int fsb_cmd_version(int argc, char **argv);
 int fsb_cmd_run(int argc, char **argv);

@@ -9,7 +9,6 @@
 #include "fsb/status.h"
 #include "fsb/student.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,173 +57,87 @@ static int split_list(const char *flag, char *text, const char **items, int max,
     return FSB_OK;
 }
 
+/* --episodes N|FILE into the run options (a count, or a manifest to replay). */
+static int parse_episodes(void *dst, const char *flag, const char *text)
+{
+    fsb_run_opts *o = dst;
+    int is_path = 0;
+    int st = fsb_episodes_parse_arg(flag, text, &o->episodes, &is_path);
+    if (!st && is_path) o->manifest = text;
+    return st;
+}
+
+/* --student SPEC, checked here so that a typo fails before any work. */
+static int parse_student(void *dst, const char *flag, const char *text)
+{
+    fsb_student_opts so;
+    fsb_student_opts_default(&so);
+    int st = fsb_student_opts_parse(&so, text, flag);
+    if (!st) *(const char **)dst = text;
+    return st;
+}
+
+static int parse_shard(void *dst, const char *flag, const char *text)
+{
+    return fsb_shard_parse(flag, text, dst);
+}
+
 int fsb_cmd_run(int argc, char **argv)
 {
-    enum {
-        O_DATA = 256,
-        O_TEACHER,
-        O_OUT,
-        O_SPLIT,
-        O_WAY,
-        O_SHOTS,
-        O_QUERY,
-        O_EPISODES,
-        O_SEED,
-        O_METHODS,
-        O_NORM,
-        O_C,
-        O_THREADS,
-        O_CACHE,
-        O_SIZE,
-        O_RESIZE,
-        O_CROP,
-        O_ARCH,
-        O_STUDENT,
-        O_KILL,
-        O_HELP,
-        O_SHARD
-    };
-    static const struct option longopts[] = {
-        {"data", required_argument, 0, O_DATA},
-        {"teacher", required_argument, 0, O_TEACHER},
-        {"out", required_argument, 0, O_OUT},
-        {"split", required_argument, 0, O_SPLIT},
-        {"way", required_argument, 0, O_WAY},
-        {"shots", required_argument, 0, O_SHOTS},
-        {"query", required_argument, 0, O_QUERY},
-        {"episodes", required_argument, 0, O_EPISODES},
-        {"seed", required_argument, 0, O_SEED},
-        {"methods", required_argument, 0, O_METHODS},
-        {"norm", required_argument, 0, O_NORM},
-        {"C", required_argument, 0, O_C},
-        {"threads", required_argument, 0, O_THREADS},
-        {"cache", required_argument, 0, O_CACHE},
-        {"image-size", required_argument, 0, O_SIZE},
-        {"resize", required_argument, 0, O_RESIZE},
-        {"crop", required_argument, 0, O_CROP},
-        {"arch", required_argument, 0, O_ARCH},
-        {"student", required_argument, 0, O_STUDENT},
-        /* fault injection for the resume tests: SIGKILL after N journaled tasks */
-        {"debug-kill-after-tasks", required_argument, 0, O_KILL},
-        {"help", no_argument, 0, O_HELP},
-        {"shard", required_argument, 0, O_SHARD},
-        {0, 0, 0, 0}};
     fsb_run_opts o;
     fsb_run_opts_default(&o);
     o.data = getenv("FSB_DATA");
     o.teacher = getenv("FSB_TEACHER");
     o.progress = stderr;
     o.log = stdout;
-    char *methods_text = NULL, default_out[256];
-    int size_set = 0;  /* --image-size/--resize/--crop given (the demo's defaults are 28) */
-    int shape_set = 0; /* bits 1/2/4: --way/--query/--shots given (else a manifest's) */
-    const char *teacher_flag = NULL; /* --teacher as given (the demo ignores $FSB_TEACHER) */
-    long v = 0;
-    int st = FSB_OK, c;
-    optind = 1;
-    opterr = 0;
-    while (!st && (c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case O_DATA:
-            o.data = optarg;
-            break;
-        case O_TEACHER:
-            o.teacher = teacher_flag = optarg;
-            break;
-        case O_OUT:
-            o.out = optarg;
-            break;
-        case O_SPLIT:
-            o.split = optarg;
-            break;
-        case O_CACHE:
-            o.cache_dir = optarg;
-            break;
-        case O_WAY:
-            shape_set |= 1;
-            if (!(st = fsb_cli_int("--way", optarg, 2, 1000, &v))) o.way = (int)v;
-            break;
-        case O_QUERY:
-            shape_set |= 2;
-            if (!(st = fsb_cli_int("--query", optarg, 1, 100000, &v))) o.query = (int)v;
-            break;
-        case O_SHOTS:
-            shape_set |= 4;
-            st = fsb_cli_int_list("--shots", optarg, 100000, o.shots, FSB_EPISODES_MAX_SHOTS,
-                                  &o.n_shots);
-            break;
-        case O_EPISODES: {
-            int is_path = 0;
-            if (!(st = fsb_episodes_parse_arg("--episodes", optarg, &o.episodes, &is_path)) &&
-                is_path)
-                o.manifest = optarg;
-            break;
-        }
-        case O_SEED:
-            if (!(st = fsb_cli_int("--seed", optarg, 0, 0x7fffffffffffffffL, &v)))
-                o.seed = (uint64_t)v;
-            break;
-        case O_METHODS:
-            methods_text = optarg;
-            break;
-        case O_NORM: {
-            fsb_norm n;
-            if (!(st = fsb_norm_parse("--norm", optarg, &n))) o.norm = (int)n;
-            break;
-        }
-        case O_C:
-            st = fsb_cli_double("--C", optarg, 1e-8, 1e8, &o.C);
-            break;
-        case O_THREADS:
-            if (!(st = fsb_cli_int("--threads", optarg, 0, 1024, &v))) o.threads = (int)v;
-            break;
-        case O_SIZE:
-            size_set = 1;
-            if (!(st = fsb_cli_int("--image-size", optarg, 8, 1024, &v))) o.image_size = (int)v;
-            break;
-        case O_RESIZE:
-            size_set = 1;
-            if (!(st = fsb_cli_int("--resize", optarg, 8, 1024, &v))) o.resize = (int)v;
-            break;
-        case O_CROP:
-            size_set = 1;
-            if (!(st = fsb_cli_int("--crop", optarg, 8, 1024, &v))) o.crop = (int)v;
-            break;
-        case O_ARCH: {
-            fsb_arch a;
-            if ((st = fsb_arch_parse(optarg, &a))) st = fsb_error_wrap(st, "--arch");
-            o.arch = optarg;
-            break;
-        }
-        case O_STUDENT: {
-            fsb_student_opts so; /* checked here so that a typo fails before any work */
-            fsb_student_opts_default(&so);
-            if (!(st = fsb_student_opts_parse(&so, optarg, "--student"))) o.student = optarg;
-            break;
-        }
-        case O_KILL:
-            st = fsb_cli_int("--debug-kill-after-tasks", optarg, 1, 0x7fffffffL,
-                             &o.kill_after_tasks);
-            break;
-        case O_HELP:
-            run_usage(stdout);
-            return FSB_OK;
-        case O_SHARD:
-            st = fsb_shard_parse("--shard", optarg, &o.shard);
-            break;
-        default:
-            st = fsb_error(FSB_EINVAL, "unknown or incomplete flag '%s' (bench run --help)",
-                           argv[optind - 1]);
-        }
+    const char *methods_text = NULL, *teacher_flag = NULL; /* the demo ignores $FSB_TEACHER */
+    char default_out[256];
+    int size_set = 0; /* --image-size/--resize/--crop given (the demo's defaults are 28) */
+    int way_set = 0, query_set = 0, shots_set = 0; /* else a replayed manifest's */
+    const fsb_cli_flag flags[] = {
+        FSB_FLAG("data", FSB_FLAG_STR, &o.data),
+        FSB_FLAG("teacher", FSB_FLAG_STR, &teacher_flag),
+        FSB_FLAG("out", FSB_FLAG_STR, &o.out),
+        FSB_FLAG("split", FSB_FLAG_STR, &o.split),
+        FSB_FLAG("cache", FSB_FLAG_STR, &o.cache_dir),
+        FSB_FLAG("way", FSB_FLAG_INT, &o.way, .lo = 2, .hi = 1000, .given = &way_set),
+        FSB_FLAG("query", FSB_FLAG_INT, &o.query, .lo = 1, .hi = 100000, .given = &query_set),
+        FSB_FLAG("shots", FSB_FLAG_INTLIST, o.shots, .lo = FSB_EPISODES_MAX_SHOTS, .hi = 100000,
+                 .count = &o.n_shots, .given = &shots_set),
+        FSB_FLAG("episodes", FSB_FLAG_FN, &o, .fn = parse_episodes),
+        FSB_FLAG("seed", FSB_FLAG_U64, &o.seed, .lo = 0, .hi = 9.2e18),
+        FSB_FLAG("methods", FSB_FLAG_STR, &methods_text),
+        FSB_FLAG("norm", FSB_FLAG_FN, &o.norm, .fn = fsb_cli_norm),
+        FSB_FLAG("C", FSB_FLAG_DOUBLE, &o.C, .lo = 1e-8, .hi = 1e8),
+        FSB_FLAG("threads", FSB_FLAG_INT, &o.threads, .lo = 0, .hi = 1024),
+        FSB_FLAG("image-size", FSB_FLAG_INT, &o.image_size, .lo = 8, .hi = 1024,
+                 .given = &size_set),
+        FSB_FLAG("resize", FSB_FLAG_INT, &o.resize, .lo = 8, .hi = 1024, .given = &size_set),
+        FSB_FLAG("crop", FSB_FLAG_INT, &o.crop, .lo = 8, .hi = 1024, .given = &size_set),
+        FSB_FLAG("arch", FSB_FLAG_FN, &o.arch, .fn = fsb_cli_arch),
+        FSB_FLAG("student", FSB_FLAG_FN, &o.student, .fn = parse_student),
+        FSB_FLAG("shard", FSB_FLAG_FN, &o.shard, .fn = parse_shard),
+        /* fault injection for the resume tests: SIGKILL after N journaled tasks */
+        FSB_FLAG("debug-kill-after-tasks", FSB_FLAG_LONG, &o.kill_after_tasks, .lo = 1,
+                 .hi = 0x7fffffff),
+        FSB_FLAG("help", FSB_FLAG_HELP, NULL),
+    };
+
+    int help,
+        st = fsb_cli_parse(argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), "run", &help);
+    if (!st && help) {
+        run_usage(stdout);
+        return FSB_OK;
     }
-    if (!st && optind < argc) st = fsb_error(FSB_EINVAL, "unexpected argument '%s'", argv[optind]);
-    if (!st && methods_text)
-        st = split_list("--methods", methods_text, o.methods, FSB_RUN_MAX_METHODS, &o.n_methods);
+    if (teacher_flag) o.teacher = teacher_flag;
+    if (!st && methods_text) /* split in place: the text is our argv, which is writable */
+        st = split_list("--methods", (char *)methods_text, o.methods, FSB_RUN_MAX_METHODS,
+                        &o.n_methods);
     if (st) return st;
     if (o.manifest) { /* replaying: what was not given comes from the manifest */
-        if (!(shape_set & 1)) o.way = 0;
-        if (!(shape_set & 2)) o.query = 0;
-        if (!(shape_set & 4)) o.n_shots = 0;
+        if (!way_set) o.way = 0;
+        if (!query_set) o.query = 0;
+        if (!shots_set) o.n_shots = 0;
     }
     if ((st = fsb_cli_dist_begin(&argc, &argv, &o))) /* mpirun: this rank's shard */
         return fsb_cli_dist_end("run", st);

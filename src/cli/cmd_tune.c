@@ -7,7 +7,6 @@
 #include "fsb/status.h"
 #include "fsb/tune.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,130 +34,55 @@ static void tune_usage(FILE *out)
                  "Rerun the same command after an interruption to continue.\n");
 }
 
+/* --split NAME: anything but the test split. */
+static int parse_split(void *dst, const char *flag, const char *text)
+{
+    if (!strcmp(text, "test"))
+        return fsb_error(FSB_EINVAL, "%s: tuning never reads the test split", flag);
+    *(const char **)dst = text;
+    return FSB_OK;
+}
+
 int fsb_cmd_tune(int argc, char **argv)
 {
-    enum {
-        O_DATA = 256,
-        O_TEACHER,
-        O_OUT,
-        O_SPLIT,
-        O_GRID,
-        O_METHODS,
-        O_EPISODES,
-        O_SHOTS,
-        O_WAY,
-        O_QUERY,
-        O_SEED,
-        O_THREADS,
-        O_CACHE,
-        O_SIZE,
-        O_RESIZE,
-        O_CROP,
-        O_ARCH,
-        O_HELP
-    };
-    static const struct option longopts[] = {{"data", required_argument, 0, O_DATA},
-                                             {"teacher", required_argument, 0, O_TEACHER},
-                                             {"out", required_argument, 0, O_OUT},
-                                             {"split", required_argument, 0, O_SPLIT},
-                                             {"grid", required_argument, 0, O_GRID},
-                                             {"methods", required_argument, 0, O_METHODS},
-                                             {"episodes", required_argument, 0, O_EPISODES},
-                                             {"shots", required_argument, 0, O_SHOTS},
-                                             {"way", required_argument, 0, O_WAY},
-                                             {"query", required_argument, 0, O_QUERY},
-                                             {"seed", required_argument, 0, O_SEED},
-                                             {"threads", required_argument, 0, O_THREADS},
-                                             {"cache", required_argument, 0, O_CACHE},
-                                             {"image-size", required_argument, 0, O_SIZE},
-                                             {"resize", required_argument, 0, O_RESIZE},
-                                             {"crop", required_argument, 0, O_CROP},
-                                             {"arch", required_argument, 0, O_ARCH},
-                                             {"help", no_argument, 0, O_HELP},
-                                             {0, 0, 0, 0}};
     fsb_tune_opts o;
     fsb_tune_opts_default(&o);
     o.data = getenv("FSB_DATA");
     o.teacher = getenv("FSB_TEACHER");
     o.progress = stderr;
     o.log = stdout;
-    char *methods_text = NULL;
-    long v = 0;
-    int st = FSB_OK, c;
-    optind = 1;
-    opterr = 0;
-    while (!st && (c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case O_DATA:
-            o.data = optarg;
-            break;
-        case O_TEACHER:
-            o.teacher = optarg;
-            break;
-        case O_OUT:
-            o.out = optarg;
-            break;
-        case O_SPLIT:
-            o.split = optarg;
-            if (!strcmp(optarg, "test"))
-                st = fsb_error(FSB_EINVAL, "--split: tuning never reads the test split");
-            break;
-        case O_GRID:
-            o.grid = optarg;
-            break;
-        case O_METHODS:
-            methods_text = optarg;
-            break;
-        case O_CACHE:
-            o.cache_dir = optarg;
-            break;
-        case O_EPISODES:
-            st = fsb_cli_int("--episodes", optarg, 1, 1000000, &o.episodes);
-            break;
-        case O_SHOTS:
-            st = fsb_cli_int_list("--shots", optarg, 100000, o.shots, FSB_EPISODES_MAX_SHOTS,
-                                  &o.n_shots);
-            break;
-        case O_WAY:
-            if (!(st = fsb_cli_int("--way", optarg, 2, 1000, &v))) o.way = (int)v;
-            break;
-        case O_QUERY:
-            if (!(st = fsb_cli_int("--query", optarg, 1, 100000, &v))) o.query = (int)v;
-            break;
-        case O_SEED:
-            if (!(st = fsb_cli_int("--seed", optarg, 0, 0x7fffffffffffffffL, &v)))
-                o.seed = (uint64_t)v;
-            break;
-        case O_THREADS:
-            if (!(st = fsb_cli_int("--threads", optarg, 0, 1024, &v))) o.threads = (int)v;
-            break;
-        case O_SIZE:
-            if (!(st = fsb_cli_int("--image-size", optarg, 8, 1024, &v))) o.image_size = (int)v;
-            break;
-        case O_RESIZE:
-            if (!(st = fsb_cli_int("--resize", optarg, 8, 1024, &v))) o.resize = (int)v;
-            break;
-        case O_CROP:
-            if (!(st = fsb_cli_int("--crop", optarg, 8, 1024, &v))) o.crop = (int)v;
-            break;
-        case O_ARCH: {
-            fsb_arch a;
-            if ((st = fsb_arch_parse(optarg, &a))) st = fsb_error_wrap(st, "--arch");
-            o.arch = optarg;
-            break;
-        }
-        case O_HELP:
-            tune_usage(stdout);
-            return FSB_OK;
-        default:
-            st = fsb_error(FSB_EINVAL, "unknown or incomplete flag '%s' (bench tune --help)",
-                           argv[optind - 1]);
-        }
+    const char *methods_text = NULL;
+    const fsb_cli_flag flags[] = {
+        FSB_FLAG("data", FSB_FLAG_STR, &o.data),
+        FSB_FLAG("teacher", FSB_FLAG_STR, &o.teacher),
+        FSB_FLAG("out", FSB_FLAG_STR, &o.out),
+        FSB_FLAG("split", FSB_FLAG_FN, &o.split, .fn = parse_split),
+        FSB_FLAG("grid", FSB_FLAG_STR, &o.grid),
+        FSB_FLAG("methods", FSB_FLAG_STR, &methods_text),
+        FSB_FLAG("cache", FSB_FLAG_STR, &o.cache_dir),
+        FSB_FLAG("episodes", FSB_FLAG_LONG, &o.episodes, .lo = 1, .hi = 1000000),
+        FSB_FLAG("shots", FSB_FLAG_INTLIST, o.shots, .lo = FSB_EPISODES_MAX_SHOTS, .hi = 100000,
+                 .count = &o.n_shots),
+        FSB_FLAG("way", FSB_FLAG_INT, &o.way, .lo = 2, .hi = 1000),
+        FSB_FLAG("query", FSB_FLAG_INT, &o.query, .lo = 1, .hi = 100000),
+        FSB_FLAG("seed", FSB_FLAG_U64, &o.seed, .lo = 0, .hi = 9.2e18),
+        FSB_FLAG("threads", FSB_FLAG_INT, &o.threads, .lo = 0, .hi = 1024),
+        FSB_FLAG("image-size", FSB_FLAG_INT, &o.image_size, .lo = 8, .hi = 1024),
+        FSB_FLAG("resize", FSB_FLAG_INT, &o.resize, .lo = 8, .hi = 1024),
+        FSB_FLAG("crop", FSB_FLAG_INT, &o.crop, .lo = 8, .hi = 1024),
+        FSB_FLAG("arch", FSB_FLAG_FN, &o.arch, .fn = fsb_cli_arch),
+        FSB_FLAG("help", FSB_FLAG_HELP, NULL),
+    };
+    int help,
+        st = fsb_cli_parse(argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), "tune", &help);
+    if (!st && help) {
+        tune_usage(stdout);
+        return FSB_OK;
     }
-    if (!st && optind < argc) st = fsb_error(FSB_EINVAL, "unexpected argument '%s'", argv[optind]);
     if (!st && methods_text) {
         o.n_methods = 0;
-        for (char *save = NULL, *tok = strtok_r(methods_text, ",", &save); tok && !st;
+        /* split in place: the text is our argv, which is writable */
+        for (char *save = NULL, *tok = strtok_r((char *)methods_text, ",", &save); tok && !st;
              tok = strtok_r(NULL, ",", &save)) {
             if (o.n_methods == FSB_TUNE_MAX_METHODS || !fsb_tune_method_ok(tok))
                 st =
