@@ -169,3 +169,31 @@ void fsb_features_normalise(float *out, const float *in, int n, int dim, fsb_nor
         }
     }
 }
+
+void fsb_episode_view_make(fsb_episode_view *v, const fsb_episode *e, int64_t index, int shot,
+                           const float *feats, int dim, const fsb_view_buffers *b)
+{
+    fsb_episode_support_k(e, shot, b->sidx, b->slab);
+    fsb_episode_queries(e, b->qidx, b->qlab);
+    int ns = e->way * shot, nq = e->way * e->query;
+    if (feats) {
+        for (int i = 0; i < ns; i++)
+            memcpy(b->sfeat + (size_t)i * dim, feats + (size_t)b->sidx[i] * dim,
+                   sizeof(float) * (size_t)dim);
+        for (int i = 0; i < nq; i++)
+            memcpy(b->qfeat + (size_t)i * dim, feats + (size_t)b->qidx[i] * dim,
+                   sizeof(float) * (size_t)dim);
+    }
+    *v = (fsb_episode_view){.episode = index,
+                            .way = e->way,
+                            .shot = shot,
+                            .query = e->query,
+                            .n_support = ns,
+                            .n_query = nq,
+                            .dim = feats ? dim : 0,
+                            .support_feat = feats ? b->sfeat : NULL,
+                            .query_feat = feats ? b->qfeat : NULL,
+                            .support_labels = b->slab,
+                            .support_img = b->sidx,
+                            .query_img = b->qidx};
+}

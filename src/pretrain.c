@@ -279,22 +279,9 @@ static int prototype_accuracy(trainer *t, const float *feats, int dim, int shot,
     for (int e = 0; !st && e < t->val_sweep.n_episodes; e++) {
         fsb_episode ep;
         fsb_sweep_episode(&t->val_sweep, e, &ep);
-        fsb_episode_support_k(&ep, shot, sidx, slab);
-        fsb_episode_queries(&ep, qidx, qlab);
-        for (int i = 0; i < ns; i++)
-            memcpy(sf + (size_t)i * dim, feats + (size_t)sidx[i] * dim, sizeof(float) * dim);
-        for (int i = 0; i < nq; i++)
-            memcpy(qf + (size_t)i * dim, feats + (size_t)qidx[i] * dim, sizeof(float) * dim);
-        fsb_episode_view v = {.episode = e,
-                              .way = way,
-                              .shot = shot,
-                              .query = q,
-                              .n_support = ns,
-                              .n_query = nq,
-                              .dim = dim,
-                              .support_feat = sf,
-                              .query_feat = qf,
-                              .support_labels = slab};
+        fsb_view_buffers bufs = {sidx, slab, qidx, qlab, sf, qf};
+        fsb_episode_view v;
+        fsb_episode_view_make(&v, &ep, e, shot, feats, dim, &bufs);
         st = m->run(m, &cfg, &v, &arena, NULL, pred, NULL);
         int correct = 0;
         for (int i = 0; i < nq; i++)

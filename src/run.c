@@ -308,26 +308,11 @@ static void run_task(void *ctx, int t, int wi)
     int ep_i = c->episodes[t], k = c->shot, d = r->dim;
     fsb_episode e;
     fsb_sweep_episode(&r->sweep, ep_i, &e);
-    fsb_episode_support_k(&e, k, w->sidx, w->slab);
-    fsb_episode_queries(&e, w->qidx, w->qlab);
-    int ns = e.way * k, nq = e.way * e.query;
-    for (int i = 0; i < ns; i++)
-        memcpy(w->sfeat + (size_t)i * d, r->feats + (size_t)w->sidx[i] * d, (size_t)d * 4);
-    for (int i = 0; i < nq; i++)
-        memcpy(w->qfeat + (size_t)i * d, r->feats + (size_t)w->qidx[i] * d, (size_t)d * 4);
-    fsb_episode_view v = {.episode = ep_i,
-                          .way = e.way,
-                          .shot = k,
-                          .query = e.query,
-                          .n_support = ns,
-                          .n_query = nq,
-                          .dim = d,
-                          .support_feat = w->sfeat,
-                          .query_feat = w->qfeat,
-                          .support_labels = w->slab,
-                          .support_img = w->sidx,
-                          .query_img = w->qidx,
-                          .ctx = (m->needs & FSB_NEEDS_IMAGES) ? w->student : NULL};
+    fsb_view_buffers bufs = {w->sidx, w->slab, w->qidx, w->qlab, w->sfeat, w->qfeat};
+    fsb_episode_view v;
+    fsb_episode_view_make(&v, &e, ep_i, k, r->feats, d, &bufs);
+    if (m->needs & FSB_NEEDS_IMAGES) v.ctx = w->student;
+    int nq = v.n_query;
     /* the episode's generator: a pure function of (seed, method, shot, episode) */
     fsb_rng rng;
     uint64_t mkey = XXH3_64bits(m->name, strlen(m->name));

@@ -10,6 +10,7 @@
 #define FSB_METHOD_H
 
 #include "fsb/arena.h"
+#include "fsb/episodes.h"
 #include "fsb/rng.h"
 
 #include <stddef.h>
@@ -45,6 +46,23 @@ typedef struct fsb_episode_view {
     const int *query_img;      /* [n_query] image indices into the split's store, or NULL */
     void *ctx;                 /* method-specific context (teacher model, image store), or NULL */
 } fsb_episode_view;
+
+/* Buffers an episode view is built in (caller-owned, sized for way x largest shot support
+ * rows and way x query query rows). */
+typedef struct fsb_view_buffers {
+    int *sidx;    /* [way*shot] support image indices */
+    int *slab;    /* [way*shot] support labels */
+    int *qidx;    /* [way*query] query image indices */
+    int *qlab;    /* [way*query] query labels (for scoring; the method never sees them) */
+    float *sfeat; /* [way*shot][dim] support features, or NULL without features */
+    float *qfeat; /* [way*query][dim] query features, or NULL */
+} fsb_view_buffers;
+
+/* The K-shot view of episode e: indices and labels into b, and when feats ([n_images][dim]
+ * of the split) is not NULL, the support and query rows gathered into b->sfeat / b->qfeat.
+ * ctx is left NULL. */
+void fsb_episode_view_make(fsb_episode_view *v, const fsb_episode *e, int64_t index, int shot,
+                           const float *feats, int dim, const fsb_view_buffers *b);
 
 /* Read-only configuration shared by every worker running one method. Fill it with
  * fsb_method_config_default() and override what the user chose. */
