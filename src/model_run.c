@@ -123,10 +123,22 @@ static int tile_rows(const unit *u, int K, int M)
     return r < 1 ? 1 : r > u->h ? u->h : (int)r;
 }
 
+/* Whether unit u runs the direct small-Cin convolution (forward and dW) instead of
+ * im2col + GEMM: a 3x3 conv on few input channels, AVX-512 present and not switched off. */
+static int use_direct(const fsb_model *m, const unit *u)
+{
+    return m->direct_conv && u->k == 3 && u->cin <= 4 && u->cout >= 8 &&
+           fsb_conv3_small_scratch(u->cin, u->h, u->w) <= m->colmax;
+}
+
 static void conv_image(fsb_model *m, const unit *u, const float *x, float *y, int worker)
 {
     int HW = u->h * u->w, K = u->cin * u->k * u->k;
     const float *W = m->params + u->w_off;
+    if (use_direct(m, u)) {
+        fsb_conv3_small_forward(y, m->col[worker], x, W, u->cin, u->h, u->w, u->cout, 1);
+        return;
+    }
     if (u->k == 1) {
         fsb_sgemm(0, 0, u->cout, HW, K, 1.0f, W, K, x, HW, 0.0f, y, HW);
         return;
@@ -527,10 +539,14 @@ static void task_bwd2(void *ctx, int t, int worker)
             continue;
         }
         int KO = C * u->k * u->k;
+        int direct = use_direct(m, u);
+        if (direct && j->trainable)
+            fsb_conv3_small_dweight(pw, col, dz, x, u->cin, u->h, u->w, C, i != lo, 1);
+        if (direct && !dx) continue;
         int R = tile_rows(u, K > KO ? K : KO, u->cout > u->cin ? u->cout : u->cin);
         for (int y0 = 0; y0 < u->h; y0 += R) {
             int y1 = y0 + R < u->h ? y0 + R : u->h, N = (y1 - y0) * u->w;
-            if (j->trainable) { /* dW (C,K) += dy tile (C,N) @ col tile (K,N)^T */
+            if (j->trainable && !direct) { /* dW (C,K) += dy tile (C,N) @ col tile (K,N)^T */
                 fsb_im2col_rows(col, x, u->cin, u->h, u->w, u->k, y0, y1);
                 fsb_sgemm(0, 1, C, K, N, 1.0f, dz + y0 * u->w, HW, col, N,
                           i == lo && y0 == 0 ? 0.0f : 1.0f, pw, K);

@@ -39,6 +39,23 @@ void fsb_conv2d_backward_ref(float *dinp, float *dweight, float *dbias, const fl
                              const float *inp, const float *weight, int B, int C, int H, int W,
                              int OC, int k);
 
+/* ---- direct 3x3 convolution for few input channels (src/conv_small.c) ------------ */
+
+/* Floats of scratch the two functions below need (a zero-padded copy of the input plus
+ * lane accumulators); caller-owned. */
+long fsb_conv3_small_scratch(int C, int H, int W);
+/* 1 if simd != 0 in the two functions below selects the AVX-512 kernels on this CPU. */
+int fsb_conv3_small_simd(void);
+/* out (OC,H,W) = conv3x3(inp (C,H,W), weight (OC,C,3,3)), padding 1, no bias, ONE image,
+ * by direct loops (meant for C <= 4, where im2col + GEMM is memory-bound). simd != 0 uses
+ * AVX-512 when the CPU has it and OC >= 8, else portable C; each path is deterministic. */
+void fsb_conv3_small_forward(float *out, float *scratch, const float *inp, const float *weight,
+                             int C, int H, int W, int OC, int simd);
+/* dweight (OC,C,3,3) = (accumulate ? dweight : 0) + the weight gradient of the forward
+ * above for dout (OC,H,W) and inp (C,H,W), one image. simd as above. */
+void fsb_conv3_small_dweight(float *dweight, float *scratch, const float *dout, const float *inp,
+                             int C, int H, int W, int OC, int accumulate, int simd);
+
 /* ---- batch normalisation (PyTorch BatchNorm2d semantics) ------------------------- */
 
 #define FSB_BN_EPS 1e-5f
