@@ -98,13 +98,21 @@ static void dw_portable(float *dweight, const float *pad, const float *dout, int
 #ifdef FSB_HAVE_X86
 /* Output channels o0..o0+7, all rows: per row and per block of XB*16 columns, 24 float
  * accumulators; each tap loads XB input vectors and broadcasts OCB weights. */
-__attribute__((target("avx512f"))) static void
-fwd_avx512(float *out, const float *pad, const float *weight, int C, int H, int W, int o0)
+__attribute__((target("avx512f"))) static void fwd_avx512(float *out, double *mom, const float *pad,
+                                                          const float *weight, int C, int H, int W,
+                                                          int o0, int OC)
 {
     long pw = pad_w(W);
     int K = 9 * C;
     const float *wb = weight + (long)o0 * K;
-    for (int y = 0; y < H; y++)
+    float sh[OCB];           /* moment shift: each plane's first output */
+    double ds[OCB], dq[OCB]; /* Σ(v - sh), Σ(v - sh)^2 of the rows so far */
+    __m512 ls[OCB], lq[OCB]; /* the same over the current row, per lane */
+    for (int j = 0; j < OCB; j++)
+        ds[j] = dq[j] = 0;
+    for (int y = 0; y < H; y++) {
+        for (int j = 0; j < OCB; j++)
+            ls[j] = lq[j] = _mm512_setzero_ps();
         for (int x0 = 0; x0 < W; x0 += XB * 16) {
             __m512 acc[OCB][XB];
             for (int j = 0; j < OCB; j++)
@@ -129,9 +137,27 @@ fwd_avx512(float *out, const float *pad, const float *weight, int C, int H, int 
                 int x = x0 + 16 * v, rem = W - x;
                 if (rem <= 0) break;
                 __mmask16 mk = (__mmask16)(rem >= 16 ? 0xffffu : (1u << rem) - 1);
-                for (int j = 0; j < OCB; j++)
+                for (int j = 0; j < OCB; j++) {
                     _mm512_mask_storeu_ps(out + ((long)(o0 + j) * H + y) * W + x, mk, acc[j][v]);
+                    if (!mom) continue;
+                    if (y == 0 && x == 0) sh[j] = _mm512_cvtss_f32(acc[j][v]);
+                    __m512 d = _mm512_maskz_sub_ps(mk, acc[j][v], _mm512_set1_ps(sh[j]));
+                    ls[j] = _mm512_add_ps(ls[j], d);
+                    lq[j] = _mm512_fmadd_ps(d, d, lq[j]);
+                }
             }
+        }
+        if (mom)
+            for (int j = 0; j < OCB; j++) {
+                ds[j] += _mm512_reduce_add_ps(ls[j]);
+                dq[j] += _mm512_reduce_add_ps(lq[j]);
+            }
+    }
+    if (mom)
+        for (int j = 0; j < OCB; j++) {
+            double n = (double)H * W, ms = ds[j] / n, v = dq[j] - n * ms * ms;
+            mom[o0 + j] = sh[j] + ms;
+            mom[OC + o0 + j] = v > 0 ? v : 0;
         }
 }
 
@@ -193,18 +219,30 @@ static int block_start(int b, int OC)
     return b * OCB + OCB <= OC ? b * OCB : OC - OCB;
 }
 
-void fsb_conv3_small_forward(float *out, float *pad, const float *inp, const float *weight, int C,
-                             int H, int W, int OC, int simd)
+void fsb_conv3_small_forward(float *out, double *mom, float *pad, const float *inp,
+                             const float *weight, int C, int H, int W, int OC, int simd)
 {
     make_pad(pad, inp, C, H, W);
 #ifdef FSB_HAVE_X86
     if (simd && OC >= OCB && fsb_conv3_small_simd()) {
         for (int b = 0; b * OCB < OC; b++)
-            fwd_avx512(out, pad, weight, C, H, W, block_start(b, OC));
+            fwd_avx512(out, mom, pad, weight, C, H, W, block_start(b, OC), OC);
         return;
     }
 #endif
     fwd_portable(out, pad, weight, C, H, W, OC);
+    long n = (long)H * W;
+    for (int o = 0; mom && o < OC; o++) { /* two passes in double */
+        const float *p = out + o * n;
+        double s = 0, q = 0;
+        for (long i = 0; i < n; i++)
+            s += p[i];
+        s /= (double)n;
+        for (long i = 0; i < n; i++)
+            q += (p[i] - s) * (p[i] - s);
+        mom[o] = s;
+        mom[OC + o] = q;
+    }
 }
 
 void fsb_conv3_small_dweight(float *dweight, float *pad, const float *dout, const float *inp, int C,

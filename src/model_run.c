@@ -131,17 +131,20 @@ static int use_direct(const fsb_model *m, const unit *u)
            fsb_conv3_small_scratch(u->cin, u->h, u->w) <= m->colmax;
 }
 
-static void conv_image(fsb_model *m, const unit *u, const float *x, float *y, int worker)
+/* mom (2*cout) (if not NULL): the direct path's per-plane mean and M2 (see task_fwd_train);
+ * returns 1 if it filled mom. */
+static int conv_image(fsb_model *m, const unit *u, const float *x, float *y, double *mom,
+                      int worker)
 {
     int HW = u->h * u->w, K = u->cin * u->k * u->k;
     const float *W = m->params + u->w_off;
     if (use_direct(m, u)) {
-        fsb_conv3_small_forward(y, m->col[worker], x, W, u->cin, u->h, u->w, u->cout, 1);
-        return;
+        fsb_conv3_small_forward(y, mom, m->col[worker], x, W, u->cin, u->h, u->w, u->cout, 1);
+        return mom != NULL;
     }
     if (u->k == 1) {
         fsb_sgemm(0, 0, u->cout, HW, K, 1.0f, W, K, x, HW, 0.0f, y, HW);
-        return;
+        return 0;
     }
     int R = tile_rows(u, K, u->cout);
     for (int y0 = 0; y0 < u->h; y0 += R) {
@@ -149,6 +152,7 @@ static void conv_image(fsb_model *m, const unit *u, const float *x, float *y, in
         fsb_im2col_rows(m->col[worker], x, u->cin, u->h, u->w, u->k, y0, y1);
         fsb_sgemm(0, 0, u->cout, N, K, 1.0f, W, K, m->col[worker], N, 0.0f, y + y0 * u->w, HW);
     }
+    return 0;
 }
 
 /* One output row of a pooled unit: winners of the 2x2 windows over rows r0, r1 (and
@@ -276,8 +280,8 @@ static void task_fwd_train(void *ctx, int i, int worker)
     const unit *u = j->u;
     int C = u->cout, HW = u->h * u->w;
     float *y = u->y + (long)i * C * HW;
-    conv_image(j->m, u, j->x + (long)i * u->cin * HW, y, worker);
     double *ps = u->ps + (long)i * 2 * C;
+    if (conv_image(j->m, u, j->x + (long)i * u->cin * HW, y, ps, worker)) return;
     for (int c = 0; c < C; c++) {
         double mu, m2;
         plane_moments(y + (long)c * HW, HW, &mu, &m2);
@@ -299,7 +303,7 @@ static void task_fwd_eval(void *ctx, int i, int worker)
     job *j = ctx;
     const unit *u = j->u;
     long HW = (long)u->h * u->w;
-    conv_image(j->m, u, j->x + i * u->cin * HW, u->y + i * u->cout * HW, worker);
+    conv_image(j->m, u, j->x + i * u->cin * HW, u->y + i * u->cout * HW, NULL, worker);
     epilogue_image(u, j->r ? j->r + i * u->cout * HW : NULL, i);
 }
 

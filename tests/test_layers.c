@@ -145,12 +145,27 @@ static void conv_small_case(int C, int H, int W, int OC, int simd)
     float *sc = zeros(fsb_conv3_small_scratch(C, H, W));
     float *out = rnd(no, 1, 14), *ref = zeros(no); /* out: garbage that must be overwritten */
     float *dw = rnd(nw, 1, 15), *rdw = zeros(nw), *rdx = zeros(nx);
-    fsb_conv3_small_forward(out, sc, x, wt, C, H, W, OC, simd);
+    double *mom = calloc(2 * (size_t)OC, sizeof(double));
+    fsb_conv3_small_forward(out, mom, sc, x, wt, C, H, W, OC, simd);
     fsb_conv2d_forward_ref(ref, x, wt, NULL, 1, C, H, W, OC, 3);
     for (long i = 0; i < no; i++)
         ck_assert_msg(fabsf(out[i] - ref[i]) <= 1e-4f * (1 + fabsf(ref[i])),
                       "C %d %dx%d OC %d simd %d: out[%ld] %g ref %g", C, H, W, OC, simd, i,
                       (double)out[i], (double)ref[i]);
+    for (int o = 0; o < OC; o++) { /* plane moments in double from the reference */
+        long n = (long)H * W;
+        double s = 0, q = 0;
+        for (long i = 0; i < n; i++)
+            s += ref[o * n + i];
+        s /= (double)n;
+        for (long i = 0; i < n; i++)
+            q += (ref[o * n + i] - s) * (ref[o * n + i] - s);
+        ck_assert_msg(fabs(mom[o] - s) <= 1e-4 * (1 + fabs(s)), "mean %d: %g vs %g", o, mom[o], s);
+        ck_assert_msg(fabs(mom[OC + o] - q) <= 1e-4 * (1 + q), "M2 %d: %g vs %g", o, mom[OC + o],
+                      q);
+    }
+    free(mom);
+    fsb_conv3_small_forward(out, NULL, sc, x, wt, C, H, W, OC, simd); /* mom is optional */
     fsb_conv2d_backward_ref(rdx, rdw, NULL, d, x, wt, 1, C, H, W, OC, 3);
     fsb_conv3_small_dweight(dw, sc, d, x, C, H, W, OC, 0, simd); /* overwrite the garbage */
     for (long i = 0; i < nw; i++)

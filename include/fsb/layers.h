@@ -47,10 +47,12 @@ long fsb_conv3_small_scratch(int C, int H, int W);
 /* 1 if simd != 0 in the two functions below selects the AVX-512 kernels on this CPU. */
 int fsb_conv3_small_simd(void);
 /* out (OC,H,W) = conv3x3(inp (C,H,W), weight (OC,C,3,3)), padding 1, no bias, ONE image,
- * by direct loops (meant for C <= 4, where im2col + GEMM is memory-bound). simd != 0 uses
- * AVX-512 when the CPU has it and OC >= 8, else portable C; each path is deterministic. */
-void fsb_conv3_small_forward(float *out, float *scratch, const float *inp, const float *weight,
-                             int C, int H, int W, int OC, int simd);
+ * by direct loops (meant for C <= 4, where im2col + GEMM is memory-bound). mom (2*OC) (if
+ * not NULL) receives each output plane's mean (mom[o]) and M2 = Σ(v - mean)^2 (mom[OC+o]),
+ * computed while the outputs are in registers. simd != 0 uses AVX-512 when the CPU has it
+ * and OC >= 8, else portable C; each path is deterministic. */
+void fsb_conv3_small_forward(float *out, double *mom, float *scratch, const float *inp,
+                             const float *weight, int C, int H, int W, int OC, int simd);
 /* dweight (OC,C,3,3) = (accumulate ? dweight : 0) + the weight gradient of the forward
  * above for dout (OC,H,W) and inp (C,H,W), one image. simd as above. */
 void fsb_conv3_small_dweight(float *dweight, float *scratch, const float *dout, const float *inp,
