@@ -128,7 +128,7 @@ static int tile_rows(const unit *u, int K, int M)
 static int use_direct(const fsb_model *m, const unit *u)
 {
     return m->direct_conv && u->k == 3 && u->cin <= 4 && u->cout >= 8 &&
-           fsb_conv3_small_scratch(u->cin, u->h, u->w) <= m->colmax;
+           fsb_conv3_small_scratch(u->cin, u->h, u->w, u->cout) <= m->colmax;
 }
 
 /* mom (2*cout) (if not NULL): the direct path's per-plane mean and M2 (see task_fwd_train);
@@ -508,6 +508,46 @@ static void pooled_dy(const unit *u, const float *r_img, int i, float *dy, const
     }
 }
 
+/* pooled_dy for rows y0..y1-1 only (y0 even), as a dout strip source of the direct dW:
+ * dy never exists for a whole image. */
+typedef struct strip_ctx {
+    const job *j; /* the backward job */
+    int i;        /* image */
+    float *buf;   /* (cout, FSB_CONV3_STRIP, w) strip of dy */
+    double *bsum; /* (cout) Σ dy so far (conv bias gradient) or NULL */
+} strip_ctx;
+
+static const float *pooled_dy_rows(void *ctx, int y0, int y1, long *cstride)
+{
+    strip_ctx *s = ctx;
+    const job *j = s->j;
+    const unit *u = j->u;
+    int C = u->cout, W = u->w, HW = u->h * W, OHW = u->ho * u->wo;
+    long n = (long)(y1 - y0) * W;
+    const float *y = u->y + (long)s->i * C * HW;
+    const float *g = u->dout + (long)s->i * C * OHW;
+    const float *r_img = j->r ? j->r + (long)s->i * C * HW : NULL;
+    for (int c = 0; c < C; c++) {
+        const float *yc = y + (long)c * HW, *gc = g + (long)c * OHW;
+        const float *rc = r_img ? r_img + (long)c * HW : NULL;
+        const uint8_t *ac = u->arg + (long)s->i * C * OHW + (long)c * OHW;
+        float *d = s->buf + c * n;
+        float a = u->ea[c], sh = u->esh[c], mu = u->mean[c], rs = u->rstd[c];
+        float kk = j->kk[c], md = j->md[c], mdx = j->mdx[c];
+        bn_dy_zero(d, yc + (long)y0 * W, n, kk, md, mdx, mu, rs);
+        for (int yo = y0 / 2; 2 * yo + 1 < y1 && yo < u->ho; yo++)
+            for (int o = yo * u->wo; o < (yo + 1) * u->wo; o++) {
+                long p = winner(u, ac, o);
+                float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+                float dz = v > 0 ? gc[o] : u->slope * gc[o];
+                d[p - (long)y0 * W] = kk * (dz - md - (yc[p] - mu) * rs * mdx);
+            }
+        if (s->bsum) s->bsum[c] += sum_f(d, n);
+    }
+    *cstride = n;
+    return s->buf;
+}
+
 static void task_bwd2(void *ctx, int t, int worker)
 {
     job *j = ctx;
@@ -520,8 +560,20 @@ static void task_bwd2(void *ctx, int t, int worker)
     const float *Wt = m->params + u->w_off;
     float *dz = m->dz[worker];
     float *col = m->col[worker];
+    int direct = use_direct(m, u);
     for (int i = lo; i < hi; i++) {
         const float *y = u->y + (long)i * C * HW;
+        const float *x = j->x + (long)i * u->cin * HW;
+        float *pw = m->partial + t * wn;
+        if (direct && u->pool && !j->dx && j->trainable) { /* strips of dy feed dW directly */
+            double *bsum = u->b_off >= 0 ? u->ps + (long)i * 2 * C : NULL;
+            for (int c = 0; bsum && c < C; c++)
+                bsum[c] = 0;
+            strip_ctx sc = {.j = j, .i = i, .buf = dz, .bsum = bsum};
+            fsb_conv3_small_dweight_rows(pw, col, pooled_dy_rows, &sc, x, u->cin, u->h, u->w, C,
+                                         i != lo, 1);
+            continue;
+        }
         if (u->pool)
             pooled_dy(u, j->r ? j->r + (long)i * C * HW : NULL, i, dz, j->kk, j->md, j->mdx);
         else
@@ -533,9 +585,7 @@ static void task_bwd2(void *ctx, int t, int worker)
                       u->rstd[c]);
             if (j->trainable && u->b_off >= 0) u->ps[(long)i * 2 * C + c] = sum_f(d, HW);
         }
-        const float *x = j->x + (long)i * u->cin * HW;
         float *dx = j->dx ? j->dx + (long)i * u->cin * HW : NULL;
-        float *pw = m->partial + t * wn;
         if (u->k == 1) {
             if (j->trainable)
                 fsb_sgemm(0, 1, C, K, HW, 1.0f, dz, HW, x, HW, i == lo ? 0.0f : 1.0f, pw, K);
@@ -543,7 +593,6 @@ static void task_bwd2(void *ctx, int t, int worker)
             continue;
         }
         int KO = C * u->k * u->k;
-        int direct = use_direct(m, u);
         if (direct && j->trainable)
             fsb_conv3_small_dweight(pw, col, dz, x, u->cin, u->h, u->w, C, i != lo, 1);
         if (direct && !dx) continue;

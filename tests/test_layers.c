@@ -142,7 +142,7 @@ static void conv_small_case(int C, int H, int W, int OC, int simd)
 {
     long nx = (long)C * H * W, nw = (long)OC * C * 9, no = (long)OC * H * W;
     float *x = rnd(nx, 1, 11), *wt = rnd(nw, 0.5f, 12), *d = rnd(no, 1, 13);
-    float *sc = zeros(fsb_conv3_small_scratch(C, H, W));
+    float *sc = zeros(fsb_conv3_small_scratch(C, H, W, OC));
     float *out = rnd(no, 1, 14), *ref = zeros(no); /* out: garbage that must be overwritten */
     float *dw = rnd(nw, 1, 15), *rdw = zeros(nw), *rdx = zeros(nx);
     double *mom = calloc(2 * (size_t)OC, sizeof(double));

@@ -43,7 +43,7 @@ void fsb_conv2d_backward_ref(float *dinp, float *dweight, float *dbias, const fl
 
 /* Floats of scratch the two functions below need (a zero-padded copy of the input plus
  * lane accumulators); caller-owned. */
-long fsb_conv3_small_scratch(int C, int H, int W);
+long fsb_conv3_small_scratch(int C, int H, int W, int OC);
 /* 1 if simd != 0 in the two functions below selects the AVX-512 kernels on this CPU. */
 int fsb_conv3_small_simd(void);
 /* out (OC,H,W) = conv3x3(inp (C,H,W), weight (OC,C,3,3)), padding 1, no bias, ONE image,
@@ -57,6 +57,17 @@ void fsb_conv3_small_forward(float *out, double *mom, float *scratch, const floa
  * above for dout (OC,H,W) and inp (C,H,W), one image. simd as above. */
 void fsb_conv3_small_dweight(float *dweight, float *scratch, const float *dout, const float *inp,
                              int C, int H, int W, int OC, int accumulate, int simd);
+/* Rows per strip of the weight gradient below (even, so a strip holds whole 2x2 pool rows). */
+#define FSB_CONV3_STRIP 4
+/* Supplies rows y0..y1-1 of dout for the weight gradient: returns p with row y of channel
+ * o at p + o * *cstride + (y - y0) * W. Called with y0 = 0, 4, 8, ... in order, y1 =
+ * min(y0 + FSB_CONV3_STRIP, H); the rows must stay valid until the next call. */
+typedef const float *(*fsb_conv3_rows_fn)(void *ctx, int y0, int y1, long *cstride);
+/* fsb_conv3_small_dweight with dout produced strip by strip (e.g. fused with the backward
+ * of what follows the conv, so that dout is never materialised whole). */
+void fsb_conv3_small_dweight_rows(float *dweight, float *scratch, fsb_conv3_rows_fn rows, void *ctx,
+                                  const float *inp, int C, int H, int W, int OC, int accumulate,
+                                  int simd);
 
 /* ---- batch normalisation (PyTorch BatchNorm2d semantics) ------------------------- */
 
