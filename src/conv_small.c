@@ -14,6 +14,7 @@
 
 #define OCB 8 /* output channels per register block */
 #define XB 3  /* 16-column vectors per register block (forward) */
+#define RS 4  /* rows per strip (weight gradient) */
 
 /* Padded row length: a whole number of XB*16-column blocks plus 16 slack columns for the
  * kj = 1, 2 shifts, so every vector load stays inside the (zeroed) row. */
@@ -140,44 +141,47 @@ __attribute__((target("avx512f"))) static void fwd_avx512(float *out, double *mo
         }
 }
 
-/* One strip of the dW of output channels o0..o0+7: per (c, ki), 8 x 3 lane accumulators
- * over the strip's pixels (dout masked to 0 past W), added to the lane sums acc (OC, K, 16);
- * channels below `from` (an overlapping last block) are left alone. */
-__attribute__((target("avx512f"))) static void dw_strip_avx512(float *acc, const float *pad,
+/* dW of output channels o0..o0+7 from d0 (channel o0+j at d0 + j * cs, (H,W) each): per
+ * strip of RS rows and per (c, ki), 8 x 3 lane accumulators over the strip's pixels (dout
+ * masked to 0 past W), added to the lane sums acc (OC, K, 16) in strip order; channels
+ * below `from` (an overlapping last block) are left alone. */
+__attribute__((target("avx512f"))) static void dw_block_avx512(float *acc, const float *pad,
                                                                const float *d0, long cs, int C,
-                                                               int H, int W, int y0, int y1, int o0,
-                                                               int from)
+                                                               int H, int W, int o0, int from)
 {
     long pw = pad_w(W);
     int K = 9 * C;
-    for (int c = 0; c < C; c++)
-        for (int ki = 0; ki < 3; ki++) {
-            __m512 a[OCB][3];
-            for (int j = 0; j < OCB; j++)
-                for (int kj = 0; kj < 3; kj++)
-                    a[j][kj] = _mm512_setzero_ps();
-            for (int y = y0; y < y1; y++) {
-                const float *p = pad + ((long)c * (H + 2) + y + ki) * pw;
-                const float *d = d0 + o0 * cs + (long)(y - y0) * W;
-                for (int x = 0; x < W; x += 16) {
-                    int rem = W - x;
-                    __mmask16 mk = (__mmask16)(rem >= 16 ? 0xffffu : (1u << rem) - 1);
-                    __m512 in0 = _mm512_loadu_ps(p + x), in1 = _mm512_loadu_ps(p + x + 1),
-                           in2 = _mm512_loadu_ps(p + x + 2);
-                    for (int j = 0; j < OCB; j++) {
-                        __m512 dv = _mm512_maskz_loadu_ps(mk, d + j * cs + x);
-                        a[j][0] = _mm512_fmadd_ps(dv, in0, a[j][0]);
-                        a[j][1] = _mm512_fmadd_ps(dv, in1, a[j][1]);
-                        a[j][2] = _mm512_fmadd_ps(dv, in2, a[j][2]);
+    for (int y0 = 0; y0 < H; y0 += RS) {
+        int y1 = y0 + RS < H ? y0 + RS : H;
+        for (int c = 0; c < C; c++)
+            for (int ki = 0; ki < 3; ki++) {
+                __m512 a[OCB][3];
+                for (int j = 0; j < OCB; j++)
+                    for (int kj = 0; kj < 3; kj++)
+                        a[j][kj] = _mm512_setzero_ps();
+                for (int y = y0; y < y1; y++) {
+                    const float *p = pad + ((long)c * (H + 2) + y + ki) * pw;
+                    const float *d = d0 + (long)y * W;
+                    for (int x = 0; x < W; x += 16) {
+                        int rem = W - x;
+                        __mmask16 mk = (__mmask16)(rem >= 16 ? 0xffffu : (1u << rem) - 1);
+                        __m512 in0 = _mm512_loadu_ps(p + x), in1 = _mm512_loadu_ps(p + x + 1),
+                               in2 = _mm512_loadu_ps(p + x + 2);
+                        for (int j = 0; j < OCB; j++) {
+                            __m512 dv = _mm512_maskz_loadu_ps(mk, d + j * cs + x);
+                            a[j][0] = _mm512_fmadd_ps(dv, in0, a[j][0]);
+                            a[j][1] = _mm512_fmadd_ps(dv, in1, a[j][1]);
+                            a[j][2] = _mm512_fmadd_ps(dv, in2, a[j][2]);
+                        }
                     }
                 }
+                for (int j = from - o0; j < OCB; j++)
+                    for (int kj = 0; kj < 3; kj++) {
+                        float *q = acc + ((long)(o0 + j) * K + c * 9 + ki * 3 + kj) * 16;
+                        _mm512_storeu_ps(q, _mm512_add_ps(_mm512_loadu_ps(q), a[j][kj]));
+                    }
             }
-            for (int j = from - o0; j < OCB; j++)
-                for (int kj = 0; kj < 3; kj++) {
-                    float *q = acc + ((long)(o0 + j) * K + c * 9 + ki * 3 + kj) * 16;
-                    _mm512_storeu_ps(q, _mm512_add_ps(_mm512_loadu_ps(q), a[j][kj]));
-                }
-        }
+    }
 }
 
 /* dweight (+)= the 16 lanes of acc (OC, K, 16), each reduced in a fixed order. */
@@ -224,9 +228,9 @@ void fsb_conv3_small_forward(float *out, double *mom, float *pad, const float *i
     }
 }
 
-void fsb_conv3_small_dweight_rows(float *dweight, float *pad, fsb_conv3_rows_fn rows, void *ctx,
-                                  const float *inp, int C, int H, int W, int OC, int accumulate,
-                                  int simd)
+void fsb_conv3_small_dweight_fn(float *dweight, float *pad, fsb_conv3_dout_fn dout, void *ctx,
+                                const float *inp, int C, int H, int W, int OC, int accumulate,
+                                int simd)
 {
     make_pad(pad, inp, C, H, W);
     int K = 9 * C;
@@ -235,37 +239,34 @@ void fsb_conv3_small_dweight_rows(float *dweight, float *pad, fsb_conv3_rows_fn 
 #ifdef FSB_HAVE_X86
     if (simd && OC >= OCB && fsb_conv3_small_simd()) {
         memset(acc, 0, sizeof(float) * (size_t)n * 16);
-        for (int y0 = 0; y0 < H; y0 += FSB_CONV3_STRIP) {
-            int y1 = y0 + FSB_CONV3_STRIP < H ? y0 + FSB_CONV3_STRIP : H;
+        for (int b = 0; b * OCB < OC; b++) {
+            int o0 = block_start(b, OC);
             long cs;
-            const float *d = rows(ctx, y0, y1, &cs);
-            for (int b = 0; b * OCB < OC; b++)
-                dw_strip_avx512(acc, pad, d, cs, C, H, W, y0, y1, block_start(b, OC), b * OCB);
+            const float *d = dout(ctx, o0, OCB, &cs);
+            dw_block_avx512(acc, pad, d, cs, C, H, W, o0, b * OCB);
         }
         dw_reduce_avx512(dweight, acc, n, accumulate);
         return;
     }
 #endif
-    memset(acc, 0, sizeof(float) * (size_t)n);
-    for (int y0 = 0; y0 < H; y0 += FSB_CONV3_STRIP) {
-        int y1 = y0 + FSB_CONV3_STRIP < H ? y0 + FSB_CONV3_STRIP : H;
+    for (int o0 = 0; o0 < OC; o0 += OCB) {
+        int nb = OC - o0 < OCB ? OC - o0 : OCB;
         long cs;
-        const float *d = rows(ctx, y0, y1, &cs);
-        for (int o = 0; o < OC; o++)
+        const float *d = dout(ctx, o0, nb, &cs);
+        for (int o = o0; o < o0 + nb; o++)
             for (int t = 0; t < K; t++) {
                 int c = t / 9, ki = t % 9 / 3, kj = t % 3;
                 float s = 0;
-                for (int y = y0; y < y1; y++) {
+                for (int y = 0; y < H; y++) {
                     const float *p = pad + ((long)c * (H + 2) + y + ki) * pw + kj;
-                    const float *dr = d + o * cs + (long)(y - y0) * W;
+                    const float *dr = d + (o - o0) * cs + (long)y * W;
                     for (int x = 0; x < W; x++)
                         s += dr[x] * p[x];
                 }
-                acc[(long)o * K + t] += s;
+                float *g = dweight + (long)o * K + t;
+                *g = accumulate ? *g + s : s;
             }
     }
-    for (long q = 0; q < n; q++)
-        dweight[q] = accumulate ? dweight[q] + acc[q] : acc[q];
 }
 
 /* Context of the dense dout version: the whole (OC,H,W) array. */
@@ -274,18 +275,17 @@ typedef struct dense_rows {
     int H, W;          /* its plane */
 } dense_rows;
 
-static const float *dense_rows_fn(void *ctx, int y0, int y1, long *cstride)
+static const float *dense_rows_fn(void *ctx, int o0, int n, long *cstride)
 {
     const dense_rows *d = ctx;
-    (void)y1;
+    (void)n;
     *cstride = (long)d->H * d->W;
-    return d->dout + (long)y0 * d->W;
+    return d->dout + o0 * *cstride;
 }
 
 void fsb_conv3_small_dweight(float *dweight, float *pad, const float *dout, const float *inp, int C,
                              int H, int W, int OC, int accumulate, int simd)
 {
     dense_rows d = {.dout = dout, .H = H, .W = W};
-    fsb_conv3_small_dweight_rows(dweight, pad, dense_rows_fn, &d, inp, C, H, W, OC, accumulate,
-                                 simd);
+    fsb_conv3_small_dweight_fn(dweight, pad, dense_rows_fn, &d, inp, C, H, W, OC, accumulate, simd);
 }

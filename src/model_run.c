@@ -508,43 +508,43 @@ static void pooled_dy(const unit *u, const float *r_img, int i, float *dy, const
     }
 }
 
-/* pooled_dy for rows y0..y1-1 only (y0 even), as a dout strip source of the direct dW:
- * dy never exists for a whole image. */
-typedef struct strip_ctx {
+/* pooled_dy for channels o0..o0+n-1 only, as the dout source of the direct dW: dy of a
+ * whole image never exists, only n planes at a time (in buf). */
+typedef struct chan_ctx {
     const job *j; /* the backward job */
     int i;        /* image */
-    float *buf;   /* (cout, FSB_CONV3_STRIP, w) strip of dy */
-    double *bsum; /* (cout) Σ dy so far (conv bias gradient) or NULL */
-} strip_ctx;
+    int done;     /* channels below this already went into bsum */
+    float *buf;   /* (8, h, w) dy of the current channels */
+    double *bsum; /* (cout) Σ dy (conv bias gradient) or NULL */
+} chan_ctx;
 
-static const float *pooled_dy_rows(void *ctx, int y0, int y1, long *cstride)
+static const float *pooled_dy_chans(void *ctx, int o0, int n, long *cstride)
 {
-    strip_ctx *s = ctx;
+    chan_ctx *s = ctx;
     const job *j = s->j;
     const unit *u = j->u;
-    int C = u->cout, W = u->w, HW = u->h * W, OHW = u->ho * u->wo;
-    long n = (long)(y1 - y0) * W;
+    int C = u->cout, HW = u->h * u->w, OHW = u->ho * u->wo;
     const float *y = u->y + (long)s->i * C * HW;
     const float *g = u->dout + (long)s->i * C * OHW;
     const float *r_img = j->r ? j->r + (long)s->i * C * HW : NULL;
-    for (int c = 0; c < C; c++) {
+    for (int c = o0; c < o0 + n; c++) {
         const float *yc = y + (long)c * HW, *gc = g + (long)c * OHW;
         const float *rc = r_img ? r_img + (long)c * HW : NULL;
         const uint8_t *ac = u->arg + (long)s->i * C * OHW + (long)c * OHW;
-        float *d = s->buf + c * n;
+        float *d = s->buf + (long)(c - o0) * HW;
         float a = u->ea[c], sh = u->esh[c], mu = u->mean[c], rs = u->rstd[c];
         float kk = j->kk[c], md = j->md[c], mdx = j->mdx[c];
-        bn_dy_zero(d, yc + (long)y0 * W, n, kk, md, mdx, mu, rs);
-        for (int yo = y0 / 2; 2 * yo + 1 < y1 && yo < u->ho; yo++)
-            for (int o = yo * u->wo; o < (yo + 1) * u->wo; o++) {
-                long p = winner(u, ac, o);
-                float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
-                float dz = v > 0 ? gc[o] : u->slope * gc[o];
-                d[p - (long)y0 * W] = kk * (dz - md - (yc[p] - mu) * rs * mdx);
-            }
-        if (s->bsum) s->bsum[c] += sum_f(d, n);
+        bn_dy_zero(d, yc, HW, kk, md, mdx, mu, rs);
+        for (int o = 0; o < OHW; o++) {
+            long p = winner(u, ac, o);
+            float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+            float dz = v > 0 ? gc[o] : u->slope * gc[o];
+            d[p] = kk * (dz - md - (yc[p] - mu) * rs * mdx);
+        }
+        if (s->bsum && c >= s->done) s->bsum[c] = sum_f(d, HW);
     }
-    *cstride = n;
+    s->done = o0 + n;
+    *cstride = HW;
     return s->buf;
 }
 
@@ -565,13 +565,11 @@ static void task_bwd2(void *ctx, int t, int worker)
         const float *y = u->y + (long)i * C * HW;
         const float *x = j->x + (long)i * u->cin * HW;
         float *pw = m->partial + t * wn;
-        if (direct && u->pool && !j->dx && j->trainable) { /* strips of dy feed dW directly */
+        if (direct && u->pool && !j->dx && j->trainable) { /* dy, 8 planes at a time, -> dW */
             double *bsum = u->b_off >= 0 ? u->ps + (long)i * 2 * C : NULL;
-            for (int c = 0; bsum && c < C; c++)
-                bsum[c] = 0;
-            strip_ctx sc = {.j = j, .i = i, .buf = dz, .bsum = bsum};
-            fsb_conv3_small_dweight_rows(pw, col, pooled_dy_rows, &sc, x, u->cin, u->h, u->w, C,
-                                         i != lo, 1);
+            chan_ctx cc = {.j = j, .i = i, .buf = dz, .bsum = bsum};
+            fsb_conv3_small_dweight_fn(pw, col, pooled_dy_chans, &cc, x, u->cin, u->h, u->w, C,
+                                       i != lo, 1);
             continue;
         }
         if (u->pool)

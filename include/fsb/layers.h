@@ -57,17 +57,16 @@ void fsb_conv3_small_forward(float *out, double *mom, float *scratch, const floa
  * above for dout (OC,H,W) and inp (C,H,W), one image. simd as above. */
 void fsb_conv3_small_dweight(float *dweight, float *scratch, const float *dout, const float *inp,
                              int C, int H, int W, int OC, int accumulate, int simd);
-/* Rows per strip of the weight gradient below (even, so a strip holds whole 2x2 pool rows). */
-#define FSB_CONV3_STRIP 4
-/* Supplies rows y0..y1-1 of dout for the weight gradient: returns p with row y of channel
- * o at p + o * *cstride + (y - y0) * W. Called with y0 = 0, 4, 8, ... in order, y1 =
- * min(y0 + FSB_CONV3_STRIP, H); the rows must stay valid until the next call. */
-typedef const float *(*fsb_conv3_rows_fn)(void *ctx, int y0, int y1, long *cstride);
-/* fsb_conv3_small_dweight with dout produced strip by strip (e.g. fused with the backward
- * of what follows the conv, so that dout is never materialised whole). */
-void fsb_conv3_small_dweight_rows(float *dweight, float *scratch, fsb_conv3_rows_fn rows, void *ctx,
-                                  const float *inp, int C, int H, int W, int OC, int accumulate,
-                                  int simd);
+/* Supplies output channels o0..o0+n-1 (n <= 8) of dout for the weight gradient: returns p
+ * with channel o0+q at p + q * *cstride, (H,W) row-major. Called with increasing o0; blocks
+ * may overlap (a channel asked twice must get the same values); the returned data must
+ * stay valid until the next call. */
+typedef const float *(*fsb_conv3_dout_fn)(void *ctx, int o0, int n, long *cstride);
+/* fsb_conv3_small_dweight with dout produced 8 channels at a time (e.g. fused with the
+ * backward of what follows the conv, so that dout is never materialised whole). */
+void fsb_conv3_small_dweight_fn(float *dweight, float *scratch, fsb_conv3_dout_fn dout, void *ctx,
+                                const float *inp, int C, int H, int W, int OC, int accumulate,
+                                int simd);
 
 /* ---- batch normalisation (PyTorch BatchNorm2d semantics) ------------------------- */
 
