@@ -379,10 +379,9 @@ FSB_HOT static void act_grad(float *d, const float *g, const float *y, const flo
     }
 }
 
-/* Position in the (h,w) plane of the winner of pooled output o. */
-static inline long winner(const unit *u, const uint8_t *ac, int o)
+/* Position in the (h,w) plane of the winner k (dy*2 + dx) of pooled output (yo, xo). */
+static inline long winner(const unit *u, int k, int yo, int xo)
 {
-    int yo = o / u->wo, xo = o - yo * u->wo, k = ac[o];
     return (long)(2 * yo + (k >> 1)) * u->w + 2 * xo + (k & 1);
 }
 
@@ -400,11 +399,12 @@ static void dz_image(const unit *u, const float *r_img, int i, float *dz)
         if (u->pool) {
             memset(d, 0, sizeof(float) * (size_t)HW);
             const uint8_t *ac = u->arg + (long)i * C * OHW + (long)c * OHW;
-            for (int o = 0; o < OHW; o++) {
-                long p = winner(u, ac, o);
-                float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
-                d[p] = v > 0 ? gc[o] : u->slope * gc[o];
-            }
+            for (int yo = 0, o = 0; yo < u->ho; yo++)
+                for (int xo = 0; xo < u->wo; xo++, o++) {
+                    long p = winner(u, ac[o], yo, xo);
+                    float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+                    d[p] = v > 0 ? gc[o] : u->slope * gc[o];
+                }
         } else if (u->act) {
             act_grad(d, gc, yc, rc, HW, a, sh, u->slope);
         } else {
@@ -426,14 +426,15 @@ static void pooled_sums(const unit *u, const float *r_img, float *dres_img, int 
         const uint8_t *ac = u->arg + (long)i * C * OHW + (long)c * OHW;
         float a = u->ea[c], sh = u->esh[c], mu = u->mean[c], rs = u->rstd[c];
         double sd = 0, sdx = 0;
-        for (int o = 0; o < OHW; o++) {
-            long p = winner(u, ac, o);
-            float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
-            float d = v > 0 ? gc[o] : u->slope * gc[o];
-            sd += d;
-            sdx += d * ((yc[p] - mu) * rs);
-            if (dr) dr[p] += d;
-        }
+        for (int yo = 0, o = 0; yo < u->ho; yo++)
+            for (int xo = 0; xo < u->wo; xo++, o++) {
+                long p = winner(u, ac[o], yo, xo);
+                float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+                float d = v > 0 ? gc[o] : u->slope * gc[o];
+                sd += d;
+                sdx += d * ((yc[p] - mu) * rs);
+                if (dr) dr[p] += d;
+            }
         ps[c] = sd;
         ps[C + c] = sdx;
     }
@@ -499,12 +500,13 @@ static void pooled_dy(const unit *u, const float *r_img, int i, float *dy, const
         float *d = dy + (long)c * HW;
         float a = u->ea[c], sh = u->esh[c], mu = u->mean[c], rs = u->rstd[c];
         bn_dy_zero(d, yc, HW, kk[c], md[c], mdx[c], mu, rs);
-        for (int o = 0; o < OHW; o++) {
-            long p = winner(u, ac, o);
-            float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
-            float dz = v > 0 ? gc[o] : u->slope * gc[o];
-            d[p] = kk[c] * (dz - md[c] - (yc[p] - mu) * rs * mdx[c]);
-        }
+        for (int yo = 0, o = 0; yo < u->ho; yo++)
+            for (int xo = 0; xo < u->wo; xo++, o++) {
+                long p = winner(u, ac[o], yo, xo);
+                float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+                float dz = v > 0 ? gc[o] : u->slope * gc[o];
+                d[p] = kk[c] * (dz - md[c] - (yc[p] - mu) * rs * mdx[c]);
+            }
     }
 }
 
@@ -535,12 +537,13 @@ static const float *pooled_dy_chans(void *ctx, int o0, int n, long *cstride)
         float a = u->ea[c], sh = u->esh[c], mu = u->mean[c], rs = u->rstd[c];
         float kk = j->kk[c], md = j->md[c], mdx = j->mdx[c];
         bn_dy_zero(d, yc, HW, kk, md, mdx, mu, rs);
-        for (int o = 0; o < OHW; o++) {
-            long p = winner(u, ac, o);
-            float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
-            float dz = v > 0 ? gc[o] : u->slope * gc[o];
-            d[p] = kk * (dz - md - (yc[p] - mu) * rs * mdx);
-        }
+        for (int yo = 0, o = 0; yo < u->ho; yo++)
+            for (int xo = 0; xo < u->wo; xo++, o++) {
+                long p = winner(u, ac[o], yo, xo);
+                float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+                float dz = v > 0 ? gc[o] : u->slope * gc[o];
+                d[p] = kk * (dz - md - (yc[p] - mu) * rs * mdx);
+            }
         if (s->bsum && c >= s->done) s->bsum[c] = sum_f(d, HW);
     }
     s->done = o0 + n;
