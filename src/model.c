@@ -354,6 +354,7 @@ int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, i
         if (!m->col[w] || !m->dz[w]) goto done;
     }
     m->colmax = (long)colmax;
+    m->direct_conv = fsb_conv3_small_simd();
     for (int i = 0; i < m->nunits; i++)
         m->cmax = m->u[i].cout > m->cmax ? m->u[i].cout : m->cmax;
     m->cvec = falloc(3 * (size_t)m->cmax);

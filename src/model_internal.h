@@ -105,6 +105,7 @@ struct fsb_model {
     float *partial;               /* grad_splits x largest conv weight */
     float *wflip;                 /* largest conv weight: the flipped kernel for dx */
     long colmax;                  /* floats of one im2col matrix (per worker) */
+    int direct_conv;              /* 1: 3x3 units with cin <= 4 use the AVX-512 direct conv */
     int cmax;                     /* widest unit */
     float *cvec;                  /* 3 x cmax per-channel backward constants */
     float *input;                 /* copy of the last forward's input (B, stage size) */

@@ -123,13 +123,28 @@ static int tile_rows(const unit *u, int K, int M)
     return r < 1 ? 1 : r > u->h ? u->h : (int)r;
 }
 
-static void conv_image(fsb_model *m, const unit *u, const float *x, float *y, int worker)
+/* Whether unit u runs the direct small-Cin convolution (forward and dW) instead of
+ * im2col + GEMM: a 3x3 conv on few input channels, AVX-512 present and not switched off. */
+static int use_direct(const fsb_model *m, const unit *u)
+{
+    return m->direct_conv && u->k == 3 && u->cin <= 4 && u->cout >= 8 &&
+           fsb_conv3_small_scratch(u->cin, u->h, u->w, u->cout) <= m->colmax;
+}
+
+/* mom (2*cout) (if not NULL): the direct path's per-plane mean and M2 (see task_fwd_train);
+ * returns 1 if it filled mom. */
+static int conv_image(fsb_model *m, const unit *u, const float *x, float *y, double *mom,
+                      int worker)
 {
     int HW = u->h * u->w, K = u->cin * u->k * u->k;
     const float *W = m->params + u->w_off;
+    if (use_direct(m, u)) {
+        fsb_conv3_small_forward(y, mom, m->col[worker], x, W, u->cin, u->h, u->w, u->cout, 1);
+        return mom != NULL;
+    }
     if (u->k == 1) {
         fsb_sgemm(0, 0, u->cout, HW, K, 1.0f, W, K, x, HW, 0.0f, y, HW);
-        return;
+        return 0;
     }
     int R = tile_rows(u, K, u->cout);
     for (int y0 = 0; y0 < u->h; y0 += R) {
@@ -137,6 +152,7 @@ static void conv_image(fsb_model *m, const unit *u, const float *x, float *y, in
         fsb_im2col_rows(m->col[worker], x, u->cin, u->h, u->w, u->k, y0, y1);
         fsb_sgemm(0, 0, u->cout, N, K, 1.0f, W, K, m->col[worker], N, 0.0f, y + y0 * u->w, HW);
     }
+    return 0;
 }
 
 /* One output row of a pooled unit: winners of the 2x2 windows over rows r0, r1 (and
@@ -264,8 +280,8 @@ static void task_fwd_train(void *ctx, int i, int worker)
     const unit *u = j->u;
     int C = u->cout, HW = u->h * u->w;
     float *y = u->y + (long)i * C * HW;
-    conv_image(j->m, u, j->x + (long)i * u->cin * HW, y, worker);
     double *ps = u->ps + (long)i * 2 * C;
+    if (conv_image(j->m, u, j->x + (long)i * u->cin * HW, y, ps, worker)) return;
     for (int c = 0; c < C; c++) {
         double mu, m2;
         plane_moments(y + (long)c * HW, HW, &mu, &m2);
@@ -287,7 +303,7 @@ static void task_fwd_eval(void *ctx, int i, int worker)
     job *j = ctx;
     const unit *u = j->u;
     long HW = (long)u->h * u->w;
-    conv_image(j->m, u, j->x + i * u->cin * HW, u->y + i * u->cout * HW, worker);
+    conv_image(j->m, u, j->x + i * u->cin * HW, u->y + i * u->cout * HW, NULL, worker);
     epilogue_image(u, j->r ? j->r + i * u->cout * HW : NULL, i);
 }
 
@@ -363,10 +379,9 @@ FSB_HOT static void act_grad(float *d, const float *g, const float *y, const flo
     }
 }
 
-/* Position in the (h,w) plane of the winner of pooled output o. */
-static inline long winner(const unit *u, const uint8_t *ac, int o)
+/* Position in the (h,w) plane of the winner k (dy*2 + dx) of pooled output (yo, xo). */
+static inline long winner(const unit *u, int k, int yo, int xo)
 {
-    int yo = o / u->wo, xo = o - yo * u->wo, k = ac[o];
     return (long)(2 * yo + (k >> 1)) * u->w + 2 * xo + (k & 1);
 }
 
@@ -384,11 +399,12 @@ static void dz_image(const unit *u, const float *r_img, int i, float *dz)
         if (u->pool) {
             memset(d, 0, sizeof(float) * (size_t)HW);
             const uint8_t *ac = u->arg + (long)i * C * OHW + (long)c * OHW;
-            for (int o = 0; o < OHW; o++) {
-                long p = winner(u, ac, o);
-                float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
-                d[p] = v > 0 ? gc[o] : u->slope * gc[o];
-            }
+            for (int yo = 0, o = 0; yo < u->ho; yo++)
+                for (int xo = 0; xo < u->wo; xo++, o++) {
+                    long p = winner(u, ac[o], yo, xo);
+                    float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+                    d[p] = v > 0 ? gc[o] : u->slope * gc[o];
+                }
         } else if (u->act) {
             act_grad(d, gc, yc, rc, HW, a, sh, u->slope);
         } else {
@@ -410,14 +426,15 @@ static void pooled_sums(const unit *u, const float *r_img, float *dres_img, int 
         const uint8_t *ac = u->arg + (long)i * C * OHW + (long)c * OHW;
         float a = u->ea[c], sh = u->esh[c], mu = u->mean[c], rs = u->rstd[c];
         double sd = 0, sdx = 0;
-        for (int o = 0; o < OHW; o++) {
-            long p = winner(u, ac, o);
-            float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
-            float d = v > 0 ? gc[o] : u->slope * gc[o];
-            sd += d;
-            sdx += d * ((yc[p] - mu) * rs);
-            if (dr) dr[p] += d;
-        }
+        for (int yo = 0, o = 0; yo < u->ho; yo++)
+            for (int xo = 0; xo < u->wo; xo++, o++) {
+                long p = winner(u, ac[o], yo, xo);
+                float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+                float d = v > 0 ? gc[o] : u->slope * gc[o];
+                sd += d;
+                sdx += d * ((yc[p] - mu) * rs);
+                if (dr) dr[p] += d;
+            }
         ps[c] = sd;
         ps[C + c] = sdx;
     }
@@ -483,13 +500,55 @@ static void pooled_dy(const unit *u, const float *r_img, int i, float *dy, const
         float *d = dy + (long)c * HW;
         float a = u->ea[c], sh = u->esh[c], mu = u->mean[c], rs = u->rstd[c];
         bn_dy_zero(d, yc, HW, kk[c], md[c], mdx[c], mu, rs);
-        for (int o = 0; o < OHW; o++) {
-            long p = winner(u, ac, o);
-            float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
-            float dz = v > 0 ? gc[o] : u->slope * gc[o];
-            d[p] = kk[c] * (dz - md[c] - (yc[p] - mu) * rs * mdx[c]);
-        }
+        for (int yo = 0, o = 0; yo < u->ho; yo++)
+            for (int xo = 0; xo < u->wo; xo++, o++) {
+                long p = winner(u, ac[o], yo, xo);
+                float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+                float dz = v > 0 ? gc[o] : u->slope * gc[o];
+                d[p] = kk[c] * (dz - md[c] - (yc[p] - mu) * rs * mdx[c]);
+            }
     }
+}
+
+/* pooled_dy for channels o0..o0+n-1 only, as the dout source of the direct dW: dy of a
+ * whole image never exists, only n planes at a time (in buf). */
+typedef struct chan_ctx {
+    const job *j; /* the backward job */
+    int i;        /* image */
+    int done;     /* channels below this already went into bsum */
+    float *buf;   /* (8, h, w) dy of the current channels */
+    double *bsum; /* (cout) Σ dy (conv bias gradient) or NULL */
+} chan_ctx;
+
+static const float *pooled_dy_chans(void *ctx, int o0, int n, long *cstride)
+{
+    chan_ctx *s = ctx;
+    const job *j = s->j;
+    const unit *u = j->u;
+    int C = u->cout, HW = u->h * u->w, OHW = u->ho * u->wo;
+    const float *y = u->y + (long)s->i * C * HW;
+    const float *g = u->dout + (long)s->i * C * OHW;
+    const float *r_img = j->r ? j->r + (long)s->i * C * HW : NULL;
+    for (int c = o0; c < o0 + n; c++) {
+        const float *yc = y + (long)c * HW, *gc = g + (long)c * OHW;
+        const float *rc = r_img ? r_img + (long)c * HW : NULL;
+        const uint8_t *ac = u->arg + (long)s->i * C * OHW + (long)c * OHW;
+        float *d = s->buf + (long)(c - o0) * HW;
+        float a = u->ea[c], sh = u->esh[c], mu = u->mean[c], rs = u->rstd[c];
+        float kk = j->kk[c], md = j->md[c], mdx = j->mdx[c];
+        bn_dy_zero(d, yc, HW, kk, md, mdx, mu, rs);
+        for (int yo = 0, o = 0; yo < u->ho; yo++)
+            for (int xo = 0; xo < u->wo; xo++, o++) {
+                long p = winner(u, ac[o], yo, xo);
+                float v = yc[p] * a + sh + (rc ? rc[p] : 0.0f);
+                float dz = v > 0 ? gc[o] : u->slope * gc[o];
+                d[p] = kk * (dz - md - (yc[p] - mu) * rs * mdx);
+            }
+        if (s->bsum && c >= s->done) s->bsum[c] = sum_f(d, HW);
+    }
+    s->done = o0 + n;
+    *cstride = HW;
+    return s->buf;
 }
 
 static void task_bwd2(void *ctx, int t, int worker)
@@ -504,8 +563,18 @@ static void task_bwd2(void *ctx, int t, int worker)
     const float *Wt = m->params + u->w_off;
     float *dz = m->dz[worker];
     float *col = m->col[worker];
+    int direct = use_direct(m, u);
     for (int i = lo; i < hi; i++) {
         const float *y = u->y + (long)i * C * HW;
+        const float *x = j->x + (long)i * u->cin * HW;
+        float *pw = m->partial + t * wn;
+        if (direct && u->pool && !j->dx && j->trainable) { /* dy, 8 planes at a time, -> dW */
+            double *bsum = u->b_off >= 0 ? u->ps + (long)i * 2 * C : NULL;
+            chan_ctx cc = {.j = j, .i = i, .buf = dz, .bsum = bsum};
+            fsb_conv3_small_dweight_fn(pw, col, pooled_dy_chans, &cc, x, u->cin, u->h, u->w, C,
+                                       i != lo, 1);
+            continue;
+        }
         if (u->pool)
             pooled_dy(u, j->r ? j->r + (long)i * C * HW : NULL, i, dz, j->kk, j->md, j->mdx);
         else
@@ -517,9 +586,7 @@ static void task_bwd2(void *ctx, int t, int worker)
                       u->rstd[c]);
             if (j->trainable && u->b_off >= 0) u->ps[(long)i * 2 * C + c] = sum_f(d, HW);
         }
-        const float *x = j->x + (long)i * u->cin * HW;
         float *dx = j->dx ? j->dx + (long)i * u->cin * HW : NULL;
-        float *pw = m->partial + t * wn;
         if (u->k == 1) {
             if (j->trainable)
                 fsb_sgemm(0, 1, C, K, HW, 1.0f, dz, HW, x, HW, i == lo ? 0.0f : 1.0f, pw, K);
@@ -527,10 +594,13 @@ static void task_bwd2(void *ctx, int t, int worker)
             continue;
         }
         int KO = C * u->k * u->k;
+        if (direct && j->trainable)
+            fsb_conv3_small_dweight(pw, col, dz, x, u->cin, u->h, u->w, C, i != lo, 1);
+        if (direct && !dx) continue;
         int R = tile_rows(u, K > KO ? K : KO, u->cout > u->cin ? u->cout : u->cin);
         for (int y0 = 0; y0 < u->h; y0 += R) {
             int y1 = y0 + R < u->h ? y0 + R : u->h, N = (y1 - y0) * u->w;
-            if (j->trainable) { /* dW (C,K) += dy tile (C,N) @ col tile (K,N)^T */
+            if (j->trainable && !direct) { /* dW (C,K) += dy tile (C,N) @ col tile (K,N)^T */
                 fsb_im2col_rows(col, x, u->cin, u->h, u->w, u->k, y0, y1);
                 fsb_sgemm(0, 1, C, K, N, 1.0f, dz + y0 * u->w, HW, col, N,
                           i == lo && y0 == 0 ? 0.0f : 1.0f, pw, K);

@@ -9,6 +9,8 @@
 #include "fsb/tensorfile.h"
 #include "fsb/threads.h"
 #include "testutil.h"
+/* the internal switch between the direct small-Cin conv and im2col (direct_conv) */
+#include "../src/model_internal.h"
 
 #include <check.h>
 #include <math.h>
@@ -262,6 +264,75 @@ START_TEST(bits_independent_of_threads)
         fsb_model_destroy(b);
         fsb_pool_destroy(p2);
     }
+}
+END_TEST
+
+/* max |a - b| <= tol * max(max |b|, 1e-3) over n floats. */
+static void expect_near(const float *a, const float *b, long n, double tol, const char *what)
+{
+    double mx = 1e-3, err = 0;
+    for (long i = 0; i < n; i++) {
+        mx = fabs(b[i]) > mx ? fabs(b[i]) : mx;
+        err = fabs(a[i] - b[i]) > err ? fabs(a[i] - b[i]) : err;
+    }
+    ck_assert_msg(err <= tol * mx, "%s: max error %g (max %g)", what, err, mx);
+}
+
+/* ConvNet-4 whose first unit (3 -> 12 channels, 12 not a multiple of the 8-channel block,
+ * odd 21x21 input) runs the direct AVX-512 conv (where the CPU has it) against the same
+ * model forced onto im2col + GEMM: embeddings, train-step gradients, and the input-gradient
+ * path agree; the direct path's step is bit-identical with 1 or 2 threads. */
+START_TEST(direct_conv_matches_im2col)
+{
+    int hw = 21, n = 3, nc = 4;
+    fsb_pool *p2;
+    ck_assert_int_eq(fsb_pool_create(&p2, 2), FSB_OK);
+    fsb_model *mm[3];
+    for (int k = 0; k < 3; k++) {
+        fsb_model_opts o;
+        fsb_model_opts_default(&o, FSB_ARCH_CONV4);
+        int w[4] = {12, 4, 4, 4};
+        memcpy(o.widths, w, sizeof w);
+        o.in_hw = hw;
+        o.drop_rate = o.dropblock_rate = 0;
+        fsb_rng r;
+        fsb_rng_init(&r, 21, 1);
+        ck_assert_int_eq(fsb_model_create(&mm[k], &o, nc, n, k == 2 ? p2 : NULL, &r), FSB_OK);
+    }
+    fsb_model *a = mm[0], *b = mm[1], *c = mm[2]; /* direct, im2col, direct on 2 threads */
+    b->direct_conv = 0;
+    ck_assert_int_eq(a->direct_conv, fsb_conv3_small_simd());
+    long nx = (long)n * 3 * hw * hw, np;
+    int D = fsb_model_embed_dim(a), y[3] = {0, 3, 1};
+    float *x = rnd(nx, 1, 22), *ea = malloc(sizeof(float) * (size_t)n * D),
+          *eb = malloc(sizeof(float) * (size_t)n * D);
+    ck_assert_int_eq(fsb_model_embed(a, x, n, ea), FSB_OK);
+    ck_assert_int_eq(fsb_model_embed(b, x, n, eb), FSB_OK);
+    expect_near(ea, eb, (long)n * D, 1e-4, "embeddings");
+    double la = fsb_model_train_step(a, x, y, n, NULL, NULL);
+    double lb = fsb_model_train_step(b, x, y, n, NULL, NULL);
+    double lc = fsb_model_train_step(c, x, y, n, NULL, NULL);
+    ck_assert(fabs(la - lb) <= 1e-4 * fabs(lb) && la == lc);
+    float *ga = fsb_model_grads(a, &np), *gb = fsb_model_grads(b, &np),
+          *gc = fsb_model_grads(c, &np);
+    expect_near(ga, gb, np, 1e-3, "train-step gradients");
+    ck_assert_int_eq(memcmp(ga, gc, sizeof(float) * (size_t)np), 0);
+    /* with the input gradient: direct forward and dW on dense dy, im2col dx */
+    float *dxa = calloc((size_t)nx, sizeof(float)), *dxb = calloc((size_t)nx, sizeof(float));
+    float *we = rnd((long)n * D, 1, 23);
+    fsb_model *ab[2] = {a, b};
+    float *dx[2] = {dxa, dxb};
+    for (int k = 0; k < 2; k++) {
+        fsb_model_zero_grad(ab[k]);
+        ck_assert_int_eq(fsb_model_forward(ab[k], x, n, 1, NULL, NULL, NULL), FSB_OK);
+        fsb_model_backward(ab[k], NULL, we, dx[k]);
+    }
+    expect_near(dxa, dxb, nx, 1e-3, "input gradient");
+    expect_near(ga, gb, np, 1e-3, "gradients with the input gradient");
+    free(x), free(ea), free(eb), free(dxa), free(dxb), free(we);
+    for (int k = 0; k < 3; k++)
+        fsb_model_destroy(mm[k]);
+    fsb_pool_destroy(p2);
 }
 END_TEST
 
@@ -561,6 +632,7 @@ int main(void)
     tcase_add_test(tc, conv4_gradients_fd);
     tcase_add_test(tc, res12_gradients_fd);
     tcase_add_test(tc, bits_independent_of_threads);
+    tcase_add_test(tc, direct_conv_matches_im2col);
     tcase_add_test(tc, dropout_changes_train_not_eval);
     tcase_add_test(tc, freeze_copy_forward_from_reset_head);
     tcase_add_test(tc, checkpoint_roundtrip_and_mismatch);

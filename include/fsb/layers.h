@@ -39,6 +39,35 @@ void fsb_conv2d_backward_ref(float *dinp, float *dweight, float *dbias, const fl
                              const float *inp, const float *weight, int B, int C, int H, int W,
                              int OC, int k);
 
+/* ---- direct 3x3 convolution for few input channels (src/conv_small.c) ------------ */
+
+/* Floats of scratch the two functions below need (a zero-padded copy of the input plus
+ * lane accumulators); caller-owned. */
+long fsb_conv3_small_scratch(int C, int H, int W, int OC);
+/* 1 if simd != 0 in the two functions below selects the AVX-512 kernels on this CPU. */
+int fsb_conv3_small_simd(void);
+/* out (OC,H,W) = conv3x3(inp (C,H,W), weight (OC,C,3,3)), padding 1, no bias, ONE image,
+ * by direct loops (meant for C <= 4, where im2col + GEMM is memory-bound). mom (2*OC) (if
+ * not NULL) receives each output plane's mean (mom[o]) and M2 = Σ(v - mean)^2 (mom[OC+o]),
+ * computed while the outputs are in registers. simd != 0 uses AVX-512 when the CPU has it
+ * and OC >= 8, else portable C; each path is deterministic. */
+void fsb_conv3_small_forward(float *out, double *mom, float *scratch, const float *inp,
+                             const float *weight, int C, int H, int W, int OC, int simd);
+/* dweight (OC,C,3,3) = (accumulate ? dweight : 0) + the weight gradient of the forward
+ * above for dout (OC,H,W) and inp (C,H,W), one image. simd as above. */
+void fsb_conv3_small_dweight(float *dweight, float *scratch, const float *dout, const float *inp,
+                             int C, int H, int W, int OC, int accumulate, int simd);
+/* Supplies output channels o0..o0+n-1 (n <= 8) of dout for the weight gradient: returns p
+ * with channel o0+q at p + q * *cstride, (H,W) row-major. Called with increasing o0; blocks
+ * may overlap (a channel asked twice must get the same values); the returned data must
+ * stay valid until the next call. */
+typedef const float *(*fsb_conv3_dout_fn)(void *ctx, int o0, int n, long *cstride);
+/* fsb_conv3_small_dweight with dout produced 8 channels at a time (e.g. fused with the
+ * backward of what follows the conv, so that dout is never materialised whole). */
+void fsb_conv3_small_dweight_fn(float *dweight, float *scratch, fsb_conv3_dout_fn dout, void *ctx,
+                                const float *inp, int C, int H, int W, int OC, int accumulate,
+                                int simd);
+
 /* ---- batch normalisation (PyTorch BatchNorm2d semantics) ------------------------- */
 
 #define FSB_BN_EPS 1e-5f
