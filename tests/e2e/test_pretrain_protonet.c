@@ -4,6 +4,7 @@
  * state belongs to its init checkpoint, bad --init files, a contradicting --arch and bad
  * flags are refused naming them, and the head-less result runs as `bench --teacher`. */
 #include "fixtures.h"
+#include "e2e.h"
 #include "testutil.h"
 
 #include <check.h>
@@ -209,27 +210,9 @@ START_TEST(protonet_bad_inputs)
 }
 END_TEST
 
-/* "mpirun ... -np" with the flags this machine needs (as test_sharded_run.c), or NULL with
- * *why when the build has no MPI or mpirun is absent. */
-static const char *mpirun_prefix(const char **why)
-{
-#ifndef FSB_HAVE_MPI
-    *why = "this build has no MPI support (configure with -DFSB_MPI=ON)";
-    return NULL;
-#else
-    if (tu_run(NULL, "command -v mpirun >/dev/null 2>&1") != 0) {
-        *why = "mpirun is not installed (apt-get install openmpi-bin)";
-        return NULL;
-    }
-    return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-           "OMPI_MCA_btl=self,vader OMPI_MCA_rmaps_base_oversubscribe=1 mpirun --oversubscribe "
-           "--bind-to none";
-#endif
-}
-
 START_TEST(protonet_refused_under_mpirun)
 {
-    const char *why = NULL, *mpirun = mpirun_prefix(&why);
+    const char *why = NULL, *mpirun = tu_mpirun_prefix(&why);
     if (!mpirun) {
         printf("SKIP protonet_refused_under_mpirun: %s\n", why);
         return;

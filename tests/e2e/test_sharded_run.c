@@ -192,28 +192,9 @@ START_TEST(merge_refuses_bad_shards)
 }
 END_TEST
 
-/* "mpirun ... -np" with the flags this machine needs, or NULL (with *why) when MPI tests
- * cannot run here. */
-static const char *mpirun_prefix(const char **why)
-{
-#ifndef FSB_HAVE_MPI
-    *why = "this build has no MPI support (configure with -DFSB_MPI=ON)";
-    return NULL;
-#else
-    if (tu_run(NULL, "command -v mpirun >/dev/null 2>&1") != 0) {
-        *why = "mpirun is not installed (apt-get install openmpi-bin)";
-        return NULL;
-    }
-    /* CI runs as root; keep Open MPI off the network */
-    return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-           "OMPI_MCA_btl=self,vader OMPI_MCA_rmaps_base_oversubscribe=1 mpirun --oversubscribe "
-           "--bind-to none";
-#endif
-}
-
 START_TEST(mpirun_matches_one_process)
 {
-    const char *why = NULL, *mpirun = mpirun_prefix(&why);
+    const char *why = NULL, *mpirun = tu_mpirun_prefix(&why);
     if (!mpirun) {
 #ifndef FSB_HAVE_MPI
         /* a build without MPI refuses to be one of N copies under mpirun */
@@ -273,7 +254,7 @@ static double epoch1_loss(const char *ckpt)
 
 START_TEST(mpirun_pretrain_is_data_parallel)
 {
-    const char *why = NULL, *mpirun = mpirun_prefix(&why);
+    const char *why = NULL, *mpirun = tu_mpirun_prefix(&why);
     if (!mpirun) {
         printf("SKIP mpirun_pretrain_is_data_parallel: %s\n", why);
         return;

@@ -62,3 +62,19 @@ char *tu_results_without_timing(const char *dir)
     free(path);
     return b;
 }
+
+const char *tu_mpirun_prefix(const char **why)
+{
+#ifndef FSB_HAVE_MPI
+    *why = "this build has no MPI support (configure with -DFSB_MPI=ON)";
+    return NULL;
+#else
+    if (tu_run(NULL, "command -v mpirun >/dev/null 2>&1") != 0) {
+        *why = "mpirun is not installed (apt-get install openmpi-bin)";
+        return NULL;
+    }
+    return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+           "OMPI_MCA_btl=self,vader OMPI_MCA_rmaps_base_oversubscribe=1 mpirun --oversubscribe "
+           "--bind-to none";
+#endif
+}

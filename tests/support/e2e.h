@@ -25,4 +25,8 @@ char *tu_drop_last_column(const char *text);
 /* per_episode.csv of a run folder without its two timing columns (malloc'd). */
 char *tu_results_without_timing(const char *dir);
 
+/* "mpirun ..." with the flags this machine needs (CI runs as root; Open MPI kept off the
+ * network), or NULL with *why when the build has no MPI or mpirun is absent. */
+const char *tu_mpirun_prefix(const char **why);
+
 #endif
