@@ -288,6 +288,16 @@ done:
 
 /* ---- statistics --------------------------------------------------------------------- */
 
+/* End of the group of records with refs[i]'s (method, shot), refs in canonical order. */
+static size_t group_end(const rec_ref *refs, size_t n, size_t i)
+{
+    size_t j = i;
+    while (j < n && refs[j].r->shot == refs[i].r->shot &&
+           strcmp(refs[j].r->method, refs[i].r->method) == 0)
+        j++;
+    return j;
+}
+
 int fsb_report_summarise(const fsb_episode_record *recs, size_t n, fsb_summary_row **rows_out,
                          size_t *n_rows)
 {
@@ -303,12 +313,10 @@ int fsb_report_summarise(const fsb_episode_record *recs, size_t n, fsb_summary_r
     }
     size_t nr = 0;
     for (size_t i = 0; i < n;) {
-        size_t j = i;
+        size_t j = group_end(refs, n, i);
         const fsb_episode_record *a = refs[i].r;
-        while (j < n && refs[j].r->shot == a->shot && strcmp(refs[j].r->method, a->method) == 0) {
-            acc[j - i] = (double)refs[j].r->n_correct / refs[j].r->n_query;
-            j++;
-        }
+        for (size_t k = i; k < j; k++)
+            acc[k - i] = (double)refs[k].r->n_correct / refs[k].r->n_query;
         fsb_summary_row *row = &rows[nr++];
         memset(row, 0, sizeof *row);
         snprintf(row->method, sizeof row->method, "%s", a->method);
@@ -364,10 +372,7 @@ int fsb_report_paired(const fsb_episode_record *recs, size_t n, const char *refe
     /* groups [start, end) of equal (method, shot) in canonical order */
     size_t nr = 0;
     for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j < n && refs[j].r->shot == refs[i].r->shot &&
-               strcmp(refs[j].r->method, refs[i].r->method) == 0)
-            j++;
+        size_t j = group_end(refs, n, i);
         const char *m = refs[i].r->method;
         int shot = refs[i].r->shot;
         if (reference && strcmp(m, reference) != 0) {
