@@ -516,6 +516,12 @@ static void fmt_diff(char *buf, size_t n, double d)
     snprintf(buf, n, "%c%lld.%02lld", c < 0 ? '-' : '+', llabs(c) / 100, llabs(c) % 100);
 }
 
+/* 1 when the paper's value lies outside our mean ± CI (the table marks the Δ with †). */
+static int paper_outside(const fsb_summary_row *c, double paper_acc)
+{
+    return fabs(100.0 * c->mean - paper_acc) > 100.0 * c->ci95;
+}
+
 static void episodes_text(char *buf, size_t n, const table_axes *ax)
 {
     if (ax->e_min == ax->e_max)
@@ -568,7 +574,8 @@ int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title
             else
                 fprintf(fp, " – |");
             if (c && paper_acc >= 0) fmt_diff(d, sizeof d, 100.0 * c->mean - paper_acc);
-            fprintf(fp, " %s |", d);
+            fprintf(fp, " %s%s |", d,
+                    c && paper_acc >= 0 && paper_outside(c, paper_acc) ? " †" : "");
         }
         fprintf(fp, "\n");
     }
@@ -578,7 +585,9 @@ int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title
             "\nAccuracy in %%, mean ± 95%% confidence interval over the episodes of each "
             "cell (E = %s); CI = 1.96·σ/√E with σ the population standard deviation (ddof 0) of "
             "the per-episode accuracies.%s\n",
-            e, with_paper ? " Δ = ours − paper." : "");
+            e,
+            with_paper ? " Δ = ours − paper; † = the paper's value lies outside our mean ± CI."
+                       : "");
     if (!with_paper) {
         fprintf(fp, "The paper's numbers are for the canonical MiniImageNet test split and are "
                     "not shown for this dataset.\n");
@@ -662,7 +671,8 @@ int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *titl
         "population standard deviation (ddof 0)%s}\n",
         e,
         with_paper ? "; paper: the REFILLED paper's middle-shot table (MiniImageNet, 5-way, "
-                     "episode count not stated); $\\Delta$ = ours $-$ paper."
+                     "episode count not stated); $\\Delta$ = ours $-$ paper, $^\\dagger$: the "
+                     "paper's value lies outside our mean $\\pm$ CI."
                    : ".");
     fprintf(fp, "\\begin{tabular}{l");
     for (int k = 0; k < ax.n_shots; k++)
@@ -694,7 +704,7 @@ int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *titl
             if (c && paper_acc >= 0) {
                 char d[32];
                 fmt_diff(d, sizeof d, 100.0 * c->mean - paper_acc);
-                fprintf(fp, " & $%s$", d);
+                fprintf(fp, " & $%s%s$", d, paper_outside(c, paper_acc) ? "^\\dagger" : "");
             } else {
                 fprintf(fp, " & --");
             }

@@ -209,12 +209,13 @@ static const char golden_md[] =
     "\n"
     "| method | 1-shot | paper | Δ | 2-shot | paper | Δ |\n"
     "|---|---:|---:|---:|---:|---:|---:|\n"
-    "| 1nn | 70.00 ± 18.48 | 49.73 | +20.27 | 50.00 ± 0.00 | – | – |\n"
+    "| 1nn | 70.00 ± 18.48 | 49.73 | +20.27 † | 50.00 ± 0.00 | – | – |\n"
     "| zeta | 75.00 ± 0.00 | – | – | – | – | – |\n"
     "\n"
     "Accuracy in %, mean ± 95% confidence interval over the episodes of each cell (E = 1 to "
     "3, see summary.csv); CI = 1.96·σ/√E with σ the population standard deviation (ddof 0) "
-    "of the per-episode accuracies. Δ = ours − paper.\n"
+    "of the per-episode accuracies. Δ = ours − paper; † = the paper's value lies outside our "
+    "mean ± CI.\n"
     "Paper: the REFILLED paper's middle-shot table (MiniImageNet, 5-way; episode count not "
     "stated; its 1NN 5-shot value equals MAML's and may be a transcription slip). Rows: 1nn = "
     "1NN.\n";
@@ -249,7 +250,8 @@ START_TEST(table_golden)
         strstr(tex, "\\caption{T\\_1 \\& 50\\% \\textbackslash{}x. Mean $\\pm$ 95\\% CI"));
     ck_assert_ptr_nonnull(strstr(tex, "\\begin{tabular}{lrrrrrr}"));
     ck_assert_ptr_nonnull(strstr(
-        tex, "1nn & 70.00 $\\pm$ 18.48 & 49.73 & $+20.27$ & 50.00 $\\pm$ 0.00 & -- & -- \\\\"));
+        tex,
+        "1nn & 70.00 $\\pm$ 18.48 & 49.73 & $+20.27^\\dagger$ & 50.00 $\\pm$ 0.00 & -- & -- \\\\"));
     ck_assert_ptr_nonnull(strstr(tex, "zeta & 75.00 $\\pm$ 0.00 & -- & -- & -- & -- & -- \\\\"));
     free(tex);
     /* another dataset: no paper columns, and a note saying why */
@@ -265,8 +267,13 @@ START_TEST(table_golden)
     /* plain "refilled" takes the paper row of the run's backbone */
     fsb_summary_row rf = {.method = "refilled", .shot = 1, .episodes = 1, .mean = 0.5};
     ck_assert_int_eq(fsb_report_table_md(&rf, 1, NULL, "conv4", &md), FSB_OK);
-    ck_assert_ptr_nonnull(strstr(md, "| refilled | 50.00 ± 0.00 | 53.44 | -3.44 |"));
+    ck_assert_ptr_nonnull(strstr(md, "| refilled | 50.00 ± 0.00 | 53.44 | -3.44 † |"));
     ck_assert_ptr_nonnull(strstr(md, "refilled = REFILLED (ConvNet backbone)"));
+    free(md);
+    /* the paper's value inside our mean ± CI: no mark */
+    fsb_summary_row in = {.method = "refilled", .shot = 1, .episodes = 9, .mean = .53, .ci95 = .01};
+    ck_assert_int_eq(fsb_report_table_md(&in, 1, NULL, "conv4", &md), FSB_OK);
+    ck_assert_ptr_nonnull(strstr(md, "| refilled | 53.00 ± 1.00 | 53.44 | -0.44 |"));
     free(md);
     ck_assert_int_eq(fsb_report_table_md(&rf, 1, NULL, "res12", &md), FSB_OK);
     ck_assert_ptr_nonnull(strstr(md, "| 54.82 |"));
