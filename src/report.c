@@ -881,6 +881,28 @@ int fsb_report_write(const char *run_dir, const fsb_episode_record *recs, size_t
     return fsb_report_derive(run_dir, recs, n, opt, res);
 }
 
+static int cmp_record(const void *a, const void *b)
+{
+    const fsb_episode_record *x = a, *y = b;
+    int c = fsb_report_method_cmp(x->method, y->method);
+    if (c) return c;
+    if (x->shot != y->shot) return x->shot < y->shot ? -1 : 1;
+    return (x->episode > y->episode) - (x->episode < y->episode);
+}
+
+void fsb_report_sort(fsb_episode_record *recs, size_t n)
+{
+    if (n > 1) qsort(recs, n, sizeof *recs, cmp_record);
+}
+
+void fsb_report_options_from_id(fsb_report_options *o, const char *run_id, char backbone[16])
+{
+    const char *fp = strstr(run_id, "\ndata_fingerprint=");
+    if (fp) o->no_paper = !fsb_report_paper_applies(strtoull(fp + 18, NULL, 16));
+    const char *arch = strstr(run_id, "\nteacher_arch=");
+    if (arch && sscanf(arch + 14, "%15[a-z0-9]", backbone) == 1) o->backbone = backbone;
+}
+
 int fsb_report_rebuild(const char *run_dir, const fsb_report_options *opt, fsb_report_result *res)
 {
     if (!fsb_is_dir(run_dir)) return fsb_error(FSB_ENOTFOUND, "%s: no such run folder", run_dir);
@@ -891,18 +913,14 @@ int fsb_report_rebuild(const char *run_dir, const fsb_report_options *opt, fsb_r
     int st = fsb_is_file(path) ? fsb_report_read_episodes(path, &recs, &n)
                                : fsb_error(FSB_ENOTFOUND, "%s: not found", path);
     fsb_report_options o2 = {0};
-    char backbone[16]; /* o2.backbone from run.id */
+    char backbone[16];
     if (opt) o2 = *opt;
     char *id_path = fsb_path_join(run_dir, "run.id");
     void *id = NULL;
     size_t id_n;
     if (st == FSB_OK && id_path && fsb_is_file(id_path) &&
-        fsb_read_file(id_path, &id, &id_n) == FSB_OK) {
-        const char *fp = strstr(id, "\ndata_fingerprint=");
-        if (fp) o2.no_paper = !fsb_report_paper_applies(strtoull(fp + 18, NULL, 16));
-        const char *arch = strstr(id, "\nteacher_arch=");
-        if (arch && sscanf(arch + 14, "%15[a-z0-9]", backbone) == 1) o2.backbone = backbone;
-    }
+        fsb_read_file(id_path, &id, &id_n) == FSB_OK)
+        fsb_report_options_from_id(&o2, id, backbone);
     free(id);
     free(id_path);
     if (st == FSB_OK) st = fsb_report_derive(run_dir, recs, n, &o2, res);

@@ -14,15 +14,6 @@
 #include <string.h>
 #include <time.h>
 
-static int cmp_record(const void *a, const void *b)
-{
-    const fsb_episode_record *x = a, *y = b;
-    int c = fsb_report_method_cmp(x->method, y->method);
-    if (c) return c;
-    if (x->shot != y->shot) return x->shot < y->shot ? -1 : 1;
-    return (x->episode > y->episode) - (x->episode < y->episode);
-}
-
 static int write_manifest(const char *out, const char *run_id, const char *extra, double seconds)
 {
     char versions[1024], *path = fsb_path_join(out, "manifest.txt");
@@ -48,14 +39,13 @@ int fsb_run_write_results(const char *out, const char *run_id, fsb_episode_recor
                           uint64_t split_fingerprint, const char *manifest_extra, double t0,
                           FILE *log)
 {
-    qsort(recs, n, sizeof *recs, cmp_record);
+    fsb_report_sort(recs, n);
     fsb_report_result res;
     memset(&res, 0, sizeof res);
     fsb_report_options ropt = {.no_paper = !fsb_report_paper_applies(split_fingerprint)};
-    /* plain "refilled" compares with the paper's row for the teacher's backbone */
-    const char *arch = strstr(run_id, "\nteacher_arch=");
-    char backbone[16];
-    if (arch && sscanf(arch + 14, "%15[a-z0-9]", backbone) == 1) ropt.backbone = backbone;
+    char backbone[16]; /* plain "refilled" compares with the paper's row for the backbone */
+    fsb_report_options_from_id(&ropt, run_id, backbone);
+    ropt.no_paper = !fsb_report_paper_applies(split_fingerprint);
     int st = fsb_report_write(out, recs, n, &ropt, &res);
     if (st) return st;
     if (res.note[0] && log) fprintf(log, "note: %s\n", res.note);

@@ -542,3 +542,149 @@ done:
     free(episodes);
     return st;
 }
+
+/* ---- partial reports -------------------------------------------------------------------- */
+
+/* The journals of run folder `dir` with the shard each belongs to: journal.log (the whole run,
+ * or the folder's --shard part `own`) and journal.r<i>of<n>.log (mpirun rank i of n). */
+static int list_journals(const char *dir, const fsb_shard *own, char ***paths, fsb_shard **parts,
+                         int *n)
+{
+    *paths = NULL;
+    *parts = NULL;
+    *n = 0;
+    DIR *dd = opendir(dir);
+    if (!dd) return fsb_error(FSB_EIO, "%s: cannot list: %s", dir, strerror(errno));
+    int st = FSB_OK, cap = 0;
+    struct dirent *ent;
+    while (!st && (ent = readdir(dd))) {
+        int r, c, len = 0;
+        fsb_shard s = *own;
+        if (sscanf(ent->d_name, "journal.r%dof%d.log%n", &r, &c, &len) == 2 &&
+            ent->d_name[len] == '\0' && c >= 1 && r >= 0 && r < c)
+            s = (fsb_shard){r, c, 1};
+        else if (strcmp(ent->d_name, "journal.log") != 0)
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 4;
+            char **p = realloc(*paths, (size_t)cap * sizeof **paths);
+            if (p) *paths = p;
+            fsb_shard *q = p ? realloc(*parts, (size_t)cap * sizeof **parts) : NULL;
+            if (q) *parts = q;
+            if (!p || !q) {
+                st = fsb_error(FSB_ENOMEM, "out of memory");
+                break;
+            }
+        }
+        if (!((*paths)[*n] = fsb_path_join(dir, ent->d_name)))
+            st = fsb_error(FSB_ENOMEM, "out of memory");
+        else
+            (*parts)[(*n)++] = s;
+    }
+    closedir(dd);
+    return st;
+}
+
+int fsb_shard_partial(const char *run_dir, const fsb_report_options *opt, fsb_partial_result *res,
+                      FILE *log)
+{
+    fsb_partial_result pr = {0, 0};
+    shard_dir d = {.dir = run_dir};
+    char **paths = NULL, *id_path = fsb_path_join(run_dir, "run.id"), *pdir = NULL;
+    fsb_shard *parts = NULL;
+    fsb_episode_record *recs = NULL;
+    unsigned char *have = NULL;
+    void *text = NULL;
+    size_t len;
+    int n_j = 0;
+    int st = id_path ? fsb_read_file(id_path, &text, &len) : fsb_error(FSB_ENOMEM, "oom");
+    if (st == FSB_ENOTFOUND || (st == FSB_OK && !fsb_is_dir(run_dir)))
+        st = fsb_error(FSB_ENOTFOUND, "%s is not a run folder (no run.id)", run_dir);
+    if (st) goto done;
+    /* a --shard folder: its part and the identity without the shard line */
+    if (strstr(text, "\nshard=")) {
+        if ((st = read_shard_id(&d))) goto done;
+    } else {
+        d.base = text;
+        text = NULL;
+        d.s = (fsb_shard){0, 1, 0};
+    }
+    task_set t;
+    if ((st = parse_task_set(run_dir, d.base, &t)) ||
+        (st = list_journals(run_dir, &d.s, &paths, &parts, &n_j)))
+        goto done;
+    if (n_j == 0) {
+        st = fsb_error(FSB_ENOTFOUND, "%s has no journal yet: no episode is done", run_dir);
+        goto done;
+    }
+    size_t n_tasks = (size_t)t.n_methods * t.n_shots * (size_t)t.n_episodes;
+    recs = calloc(n_tasks, sizeof *recs);
+    have = calloc(n_tasks, 1);
+    if (!recs || !have) {
+        st = fsb_error(FSB_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n_j && !st; i++) {
+        shard_dir part = d;
+        part.s = parts[i];
+        merge_ctx c = {&t, &part, recs, have};
+        st = fsb_journal_replay(paths[i], merge_record, &c);
+    }
+    if (st) goto done;
+    for (int g = 0; g < t.n_methods * t.n_shots; g++)
+        pr.total +=
+            fsb_shard_active(&d.s) ? fsb_shard_group_size(&d.s, g, t.n_episodes) : t.n_episodes;
+    size_t n = 0; /* compact the journaled tasks to the front */
+    for (size_t i = 0; i < n_tasks; i++)
+        if (have[i]) recs[n++] = recs[i];
+    pr.done = (long)n;
+    if (n == 0) {
+        st = fsb_error(FSB_ENOTFOUND, "%s: no episode is done yet", run_dir);
+        goto done;
+    }
+    fsb_report_sort(recs, n);
+    fsb_report_options o = {0};
+    if (opt) o = *opt;
+    char backbone[16], title[160];
+    fsb_report_options_from_id(&o, d.base, backbone);
+    if (!o.title) {
+        snprintf(title, sizeof title, "PARTIAL: %ld of %ld tasks done; few-shot accuracy (%%)%s",
+                 pr.done, pr.total, o.no_paper ? "" : ", fsbench vs the paper");
+        o.title = title;
+    }
+    fsb_report_result rr;
+    memset(&rr, 0, sizeof rr);
+    if (!(pdir = fsb_path_join(run_dir, "partial")))
+        st = fsb_error(FSB_ENOMEM, "out of memory");
+    else if ((st = fsb_mkdir_p(pdir)))
+        st = fsb_error_wrap(st, "%s", pdir);
+    else
+        st = fsb_report_write(pdir, recs, n, &o, &rr);
+    if (!st && log) {
+        fprintf(log, "wrote %s from %ld of %ld tasks:\n", pdir, pr.done, pr.total);
+        for (int m = 0; m < t.n_methods; m++) {
+            fprintf(log, "  %s", t.methods[m]);
+            for (int s = 0; s < t.n_shots; s++) {
+                long k = 0;
+                for (long e = 0; e < t.n_episodes; e++)
+                    k += have[((size_t)(m * t.n_shots + s)) * (size_t)t.n_episodes + (size_t)e];
+                fprintf(log, "  %d-shot %ld", t.shots[s], k);
+            }
+            fprintf(log, "\n");
+        }
+        if (rr.note[0]) fprintf(log, "note: %s\n", rr.note);
+    }
+done:
+    if (res) *res = pr;
+    for (int i = 0; i < n_j; i++)
+        free(paths[i]);
+    free(paths);
+    free(parts);
+    free(d.base);
+    free(text);
+    free(id_path);
+    free(pdir);
+    free(recs);
+    free(have);
+    return st;
+}

@@ -3,7 +3,8 @@
  * parsing, the shard line of run.id, journal names and refused layouts, journal records,
  * and `bench merge` on shard folders written here: the merged files equal the runner's
  * writer on the same records; missing, duplicate, foreign, incomplete or mixed-up shards are
- * refused with a message naming the folder, and nothing is written.
+ * refused with a message naming the folder, and nothing is written; partial reports of
+ * unfinished plain, --shard and mpirun folders.
  */
 #include "fsb/fileio.h"
 #include "fsb/journal.h"
@@ -186,18 +187,12 @@ static fsb_episode_record record(int m, int s, int e)
     return r;
 }
 
-/* Shard folder dir/name of shard i/n of the run with `seed`, journaling its tasks except the
- * skip-th one (skip < 0: none) plus, when foreign, one task of another shard. */
-static char *write_shard(const char *dir, const char *name, int i, int n, int seed, int skip,
-                         int foreign)
+/* Journal at `path` the tasks of shard i/n except the skip-th one (skip < 0: none) plus, when
+ * foreign, one task of another shard. */
+static void journal_tasks(const char *path, int i, int n, int skip, int foreign)
 {
-    char *d = tu_path(dir, name), text[600];
-    snprintf(text, sizeof text, "%sshard=%d/%d\n", run_id(seed), i, n);
-    tu_write_str(d, "run.id", text);
-    tu_write_str(d, "episodes.csv", "episodes of the test\n");
-    char *jp = tu_path(d, "journal.log");
     fsb_journal j;
-    ck_assert_int_eq(fsb_journal_open(&j, jp, NULL, NULL), FSB_OK);
+    ck_assert_int_eq(fsb_journal_open(&j, path, NULL, NULL), FSB_OK);
     int k = 0, wrote_foreign = 0;
     fsb_shard me = {i, n, 0};
     for (int m = 0; m < 2; m++)
@@ -212,6 +207,19 @@ static char *write_shard(const char *dir, const char *name, int i, int n, int se
                 ck_assert_int_eq(fsb_journal_append(&j, payload), FSB_OK);
             }
     fsb_journal_close(&j);
+}
+
+/* Shard folder dir/name of shard i/n of the run with `seed`, journaling its tasks as
+ * journal_tasks does. */
+static char *write_shard(const char *dir, const char *name, int i, int n, int seed, int skip,
+                         int foreign)
+{
+    char *d = tu_path(dir, name), text[600];
+    snprintf(text, sizeof text, "%sshard=%d/%d\n", run_id(seed), i, n);
+    tu_write_str(d, "run.id", text);
+    tu_write_str(d, "episodes.csv", "episodes of the test\n");
+    char *jp = tu_path(d, "journal.log");
+    journal_tasks(jp, i, n, skip, foreign);
     free(jp);
     return d;
 }
@@ -324,6 +332,77 @@ START_TEST(merge_refusals_write_nothing)
 }
 END_TEST
 
+/* Lines of dir/partial/<name>, or -1 when it does not exist. */
+static int partial_lines(const char *dir, const char *name)
+{
+    char *pd = tu_path(dir, "partial"), *p = tu_path(pd, name), *t = tu_read(p, NULL);
+    int lines = t ? 0 : -1;
+    for (const char *c = t; c && *c; c++)
+        lines += *c == '\n';
+    free(t), free(p), free(pd);
+    return lines;
+}
+
+START_TEST(partial_reports)
+{
+    setenv("PATH", "/nonexistent", 1);
+    char *dir = tu_tmpdir();
+    fsb_partial_result r;
+    /* a --shard folder missing one of its 10 tasks */
+    char *part = write_shard(dir, "part", 1, 2, 0, 3, 0);
+    ck_assert_int_eq(fsb_shard_partial(part, NULL, &r, NULL), FSB_OK);
+    ck_assert_int_eq(r.done, 9);
+    ck_assert_int_eq(r.total, 10);
+    ck_assert_int_eq(partial_lines(part, "per_episode.csv"), 10);
+    char *pd = tu_path(part, "partial"), *tp = tu_path(pd, "table.md"), *md = tu_read(tp, NULL);
+    ck_assert_ptr_nonnull(strstr(md, "# PARTIAL: 9 of 10 tasks done; few-shot accuracy (%)\n"));
+    free(md), free(tp), free(pd);
+    /* an mpirun folder (one journal per rank, no shard line), one rank's journal short of
+     * a task: the records are the merge's */
+    char *mp = tu_path(dir, "mpi"), *j0 = tu_path(mp, "journal.r0of2.log");
+    char *j1 = tu_path(mp, "journal.r1of2.log");
+    tu_write_str(mp, "run.id", run_id(0));
+    journal_tasks(j0, 0, 2, -1, 0);
+    journal_tasks(j1, 1, 2, 0, 0);
+    ck_assert_int_eq(fsb_shard_partial(mp, NULL, &r, NULL), FSB_OK);
+    ck_assert_int_eq(r.done, 19);
+    ck_assert_int_eq(r.total, 20);
+    journal_tasks(j1, 1, 2, -1, 0); /* the missing task (and the others again) */
+    ck_assert_int_eq(fsb_shard_partial(mp, NULL, &r, NULL), FSB_OK);
+    ck_assert_int_eq(r.done, 20);
+    char *s0 = write_shard(dir, "s0", 0, 2, 0, -1, 0), *s1 = write_shard(dir, "s1", 1, 2, 0, -1, 0);
+    char *merged = tu_path(dir, "merged");
+    ck_assert_int_eq(merge(merged, s0, s1, NULL), FSB_OK);
+    char *a = tu_path(merged, "per_episode.csv"), *ppd = tu_path(mp, "partial");
+    char *b = tu_path(ppd, "per_episode.csv"), *c = tu_path(ppd, "summary.csv");
+    char *d = tu_path(merged, "summary.csv");
+    ck_assert(tu_same_file(a, b));
+    ck_assert(tu_same_file(c, d));
+    /* the run folder itself is not touched */
+    ck_assert(!exists(mp, "per_episode.csv") && !exists(mp, "summary.csv"));
+    /* a record of another shard in a rank's journal */
+    char *bad = tu_path(dir, "bad"), *jb = tu_path(bad, "journal.r1of2.log");
+    tu_write_str(bad, "run.id", run_id(0));
+    journal_tasks(jb, 1, 2, -1, 1);
+    ck_assert_int_eq(fsb_shard_partial(bad, NULL, &r, NULL), FSB_EMISMATCH);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "journal.r1of2.log: line"));
+    /* nothing journaled yet; not a run folder */
+    char *empty = tu_path(dir, "empty");
+    tu_write_str(empty, "run.id", run_id(0));
+    ck_assert_int_eq(fsb_shard_partial(empty, NULL, &r, NULL), FSB_ENOTFOUND);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "no journal yet"));
+    tu_write_str(empty, "journal.log", "");
+    ck_assert_int_eq(fsb_shard_partial(empty, NULL, &r, NULL), FSB_ENOTFOUND);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "no episode is done yet"));
+    ck_assert_int_eq(partial_lines(empty, "per_episode.csv"), -1);
+    ck_assert_int_eq(fsb_shard_partial(dir, NULL, &r, NULL), FSB_ENOTFOUND);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "is not a run folder"));
+    tu_rmrf(dir);
+    free(dir), free(part), free(mp), free(j0), free(j1), free(s0), free(s1), free(merged);
+    free(a), free(b), free(c), free(d), free(ppd), free(bad), free(jb), free(empty);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("shard");
@@ -335,6 +414,7 @@ int main(void)
     tcase_add_test(tc, journal_layouts);
     tcase_add_test(tc, merge_writes_what_the_runner_writes);
     tcase_add_test(tc, merge_refusals_write_nothing);
+    tcase_add_test(tc, partial_reports);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -90,4 +90,23 @@ typedef struct fsb_merge_opts {
  * task of another shard), an out folder holding another run. */
 int fsb_shard_merge(const fsb_merge_opts *o);
 
+/* What fsb_shard_partial found. */
+typedef struct fsb_partial_result {
+    long done;  /* distinct tasks journaled */
+    long total; /* tasks of the run (of this shard for a --shard folder) */
+} fsb_partial_result;
+
+/* `bench table --from RUN --partial`: the reports of a run folder from the tasks journaled
+ * so far, for a look at a long run before it ends. Reads RUN/run.id and every journal of
+ * the folder (journal.log of a plain or --shard run, journal.r<i>of<n>.log of each mpirun
+ * rank; a torn tail is ignored, nothing in RUN is modified) and writes RUN/partial/:
+ * per_episode.csv in report order and the derived reports (report.h) titled "PARTIAL"
+ * with the done/total count (opt->title replaces that title; opt->no_paper and
+ * opt->backbone come from run.id). Cells hold different episode counts while a run is
+ * going: summary.csv says how many each has. Errors: not a run folder (no run.id), no
+ * journal or no task journaled yet (FSB_ENOTFOUND), a record of another run (FSB_EFORMAT,
+ * naming the file). res may be NULL. */
+int fsb_shard_partial(const char *run_dir, const fsb_report_options *opt, fsb_partial_result *res,
+                      FILE *log);
+
 #endif

@@ -172,6 +172,17 @@ START_TEST(run_is_independent_of_threads_and_interruptions)
     run_bench(r2, "--threads 2", 0);
     /* 4 methods x 2 shots x 12 episodes = 96 tasks, journaled a group of 12 at a time */
     run_bench(r3, "--threads 2 --debug-kill-after-tasks 40", -1);
+    /* the unfinished run: no table without --partial; with it, the journaled groups */
+    char *tout = NULL;
+    ck_assert_int_eq(tu_run(&tout, "'%s' table --from '%s'", tu_bench(), r3), 1);
+    ck_assert_ptr_nonnull(strstr(tout, "add --partial"));
+    free(tout);
+    ck_assert_int_eq(tu_run(&tout, "'%s' table --from '%s' --partial", tu_bench(), r3), 0);
+    ck_assert_ptr_nonnull(strstr(tout, "of 96 tasks"));
+    free(tout);
+    char *ps = tu_path(r3, "partial/summary.csv"), *pst = tu_read(ps, NULL);
+    ck_assert_ptr_nonnull(strstr(pst, "1nn,1,12,"));
+    free(pst), free(ps);
     run_bench(r3, "--threads 2", 0);
     char *a = tu_results_without_timing(r1), *b = tu_results_without_timing(r2);
     char *c = tu_results_without_timing(r3);
