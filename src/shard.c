@@ -261,6 +261,17 @@ static int parse_task_set(const char *dir, const char *id, task_set *t)
     return FSB_OK;
 }
 
+/* Zeroed record and have arrays for every task of t, indexed [method][shot][episode]. */
+static int task_arrays(const task_set *t, fsb_episode_record **recs, unsigned char **have,
+                       size_t *n_tasks)
+{
+    *n_tasks = (size_t)t->n_methods * t->n_shots * (size_t)t->n_episodes;
+    *recs = calloc(*n_tasks, sizeof **recs);
+    *have = calloc(*n_tasks, 1);
+    if (!*recs || !*have) return fsb_error(FSB_ENOMEM, "out of memory");
+    return FSB_OK;
+}
+
 /* Read dir/run.id into d: the base identity and the shard line. */
 static int read_shard_id(shard_dir *d)
 {
@@ -459,13 +470,8 @@ int fsb_shard_merge(const fsb_merge_opts *o)
     }
     task_set t;
     if ((st = parse_task_set(d[0].dir, d[0].base, &t))) goto done;
-    size_t n_tasks = (size_t)t.n_methods * t.n_shots * (size_t)t.n_episodes;
-    recs = calloc(n_tasks, sizeof *recs);
-    have = calloc(n_tasks, 1);
-    if (!recs || !have) {
-        st = fsb_error(FSB_ENOMEM, "out of memory");
-        goto done;
-    }
+    size_t n_tasks;
+    if ((st = task_arrays(&t, &recs, &have, &n_tasks))) goto done;
     /* every shard complete, with its own tasks only */
     for (int i = 0; !st && i < o->n_dirs; i++) {
         char *jp = fsb_path_join(d[i].dir, "journal.log");
@@ -617,13 +623,8 @@ int fsb_shard_partial(const char *run_dir, const fsb_report_options *opt, fsb_pa
         st = fsb_error(FSB_ENOTFOUND, "%s has no journal yet: no episode is done", run_dir);
         goto done;
     }
-    size_t n_tasks = (size_t)t.n_methods * t.n_shots * (size_t)t.n_episodes;
-    recs = calloc(n_tasks, sizeof *recs);
-    have = calloc(n_tasks, 1);
-    if (!recs || !have) {
-        st = fsb_error(FSB_ENOMEM, "out of memory");
-        goto done;
-    }
+    size_t n_tasks;
+    if ((st = task_arrays(&t, &recs, &have, &n_tasks))) goto done;
     for (int i = 0; i < n_j && !st; i++) {
         shard_dir part = d;
         part.s = parts[i];
