@@ -14,24 +14,28 @@
 /* liblinear solver numbers (linear.h's enum; repeated here so that linear.h stays in
  * baselines/linear.c): L2R_LR = 0, L2R_L2LOSS_SVC = 2. */
 enum { SOLVER_L2R_LR = 0, SOLVER_L2R_L2LOSS_SVC = 2 };
+/* Default C, chosen on val-split episodes with `bench tune --methods svm,logreg`
+ * (results/tune/linear/chosen.txt). */
+#define SVM_DEFAULT_C 1.0
+#define LOGREG_DEFAULT_C 1.0
 
 static const fsb_method methods[] = {
     {"1nn", "nearest support example (Euclidean) on frozen features", FSB_NEEDS_FEATURES,
-     FSB_NORM_CL2N, fsb_method_1nn_run, fsb_method_1nn_scratch, 0},
+     FSB_NORM_CL2N, fsb_method_1nn_run, fsb_method_1nn_scratch, 0, 0},
     {"protonet", "nearest class prototype (squared Euclidean) on frozen features",
-     FSB_NEEDS_FEATURES, FSB_NORM_UN, fsb_method_protonet_run, fsb_method_protonet_scratch, 0},
+     FSB_NEEDS_FEATURES, FSB_NORM_UN, fsb_method_protonet_run, fsb_method_protonet_scratch, 0, 0},
     {"svm", "linear SVM (liblinear L2R_L2LOSS_SVC primal, one-vs-rest) on frozen features",
      FSB_NEEDS_FEATURES, FSB_NORM_L2N, fsb_method_linear_run, fsb_method_linear_scratch,
-     SOLVER_L2R_L2LOSS_SVC},
+     SOLVER_L2R_L2LOSS_SVC, SVM_DEFAULT_C},
     {"logreg", "logistic regression (liblinear L2R_LR primal, one-vs-rest) on frozen features",
      FSB_NEEDS_FEATURES, FSB_NORM_L2N, fsb_method_linear_run, fsb_method_linear_scratch,
-     SOLVER_L2R_LR},
+     SOLVER_L2R_LR, LOGREG_DEFAULT_C},
     {"finetune", "per-episode fine-tuning of the teacher + a new head, cross-entropy only",
      FSB_NEEDS_IMAGES, FSB_NORM_UN, fsb_method_student_run, fsb_method_student_scratch,
-     FSB_STUDENT_FINETUNE},
+     FSB_STUDENT_FINETUNE, 0},
     {"refilled", "REFILLED: triplet-relationship then NCM-classifier distillation per episode",
      FSB_NEEDS_IMAGES, FSB_NORM_UN, fsb_method_student_run, fsb_method_student_scratch,
-     FSB_STUDENT_REFILLED},
+     FSB_STUDENT_REFILLED, 0},
 };
 static const int n_methods = (int)(sizeof methods / sizeof methods[0]);
 
@@ -63,7 +67,7 @@ void fsb_method_config_default(fsb_method_config *cfg, const fsb_method *m)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->norm = m ? m->default_norm : FSB_NORM_UN;
-    cfg->C = 1.0;
+    cfg->C = m && m->default_C > 0 ? m->default_C : 1.0;
     cfg->eps = 0.01;
     cfg->bias = 1.0;
 }

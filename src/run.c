@@ -48,7 +48,7 @@ void fsb_run_opts_default(fsb_run_opts *o)
     for (int i = 0; i < 3; i++)
         o->methods[i] = methods[i];
     o->norm = -1;
-    o->C = 1.0;
+    o->C = 0; /* each method's default */
     o->image_size = FSB_CACHE_DEFAULT_SIZE;
     o->resize = 92;
     o->crop = 84;
@@ -486,7 +486,7 @@ static int resolve_methods(run_state *r)
             r->cfg[i].extra = &r->student;
         }
         if (o->norm >= 0) r->cfg[i].norm = (fsb_norm)o->norm;
-        r->cfg[i].C = o->C;
+        if (o->C > 0) r->cfg[i].C = o->C;
     }
     return FSB_OK;
 }

@@ -73,7 +73,7 @@ static int feature_key(const char *key, size_t len)
 
 int fsb_tune_feature_point(const char *point, double *C, int *norm, const char *flag)
 {
-    *C = 1.0;
+    *C = 0; /* the method's default */
     *norm = -1;
     for (const char *p = point; *p;) {
         size_t len = strcspn(p, ",");
@@ -374,7 +374,9 @@ int fsb_tune(const fsb_tune_opts *o)
             double C;
             int norm;
             fsb_tune_feature_point(res[m][best].spec, &C, &norm, "grid");
-            snprintf(canon, sizeof canon, "--C %g%s%s", C, norm >= 0 ? " --norm " : "",
+            char cs[40] = "";
+            if (C > 0) snprintf(cs, sizeof cs, "--C %g", C);
+            snprintf(canon, sizeof canon, "%s%s%s", cs, norm >= 0 ? " --norm " : "",
                      norm >= 0 ? fsb_norm_name((fsb_norm)norm) : "");
         } else {
             fsb_student_opts so;

@@ -103,6 +103,8 @@ struct fsb_method {
     fsb_method_run_fn run;         /* see fsb_method_run_fn */
     fsb_method_scratch_fn scratch; /* see fsb_method_scratch_fn */
     int variant;                   /* implementation constant (liblinear solver for svm/logreg) */
+    double default_C;              /* C when the user does not choose one (svm/logreg: chosen
+                                      on val episodes, results/tune/linear/); 0 = 1 */
 };
 
 /* The method named `name`, or NULL (then fsb_error_last() lists the known names). */

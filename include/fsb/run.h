@@ -40,7 +40,7 @@ typedef struct fsb_run_opts {
     int n_methods;                            /* number of methods */
     const char *methods[FSB_RUN_MAX_METHODS]; /* method names (default 1nn,svm,protonet) */
     int norm;            /* feature normalisation of every feature method; -1: each one's default */
-    double C;            /* svm / logreg C (default 1) */
+    double C;            /* svm / logreg C; 0 = each method's default (method.h) */
     int threads;         /* workers (0 = one per core); never changes results */
     int image_size;      /* side of the packed images (default 84) */
     int resize;          /* test transform: shorter side resized to this (default 92) */

@@ -54,7 +54,7 @@ typedef struct fsb_tune_opts {
 int fsb_tune_method_ok(const char *method);
 /* The grid used for `method` when none is given. */
 const char *fsb_tune_default_grid(const char *method);
-/* Parse an svm/logreg grid point "C=x,norm=y" (either may be absent: C 1, norm -1 = the
+/* Parse an svm/logreg grid point "C=x,norm=y" (either may be absent: C 0 and norm -1 = the
  * method's default). FSB_EINVAL naming `flag` and the key otherwise. */
 int fsb_tune_feature_point(const char *point, double *C, int *norm, const char *flag);
 
