@@ -323,6 +323,12 @@ int fsb_report_summarise(const fsb_episode_record *recs, size_t n, fsb_summary_r
         row->shot = a->shot;
         row->episodes = (int64_t)(j - i);
         fsb_stats_mean_ci(acc, j - i, &row->mean, &row->std, &row->ci95);
+        for (size_t k = i; k < j; k++) {
+            row->fit_ms += refs[k].r->fit_ms;
+            row->predict_ms += refs[k].r->predict_ms;
+        }
+        row->fit_ms /= (double)(j - i);
+        row->predict_ms /= (double)(j - i);
         i = j;
     }
     *rows_out = rows;
@@ -724,10 +730,20 @@ int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *titl
 
 /* ---- files -------------------------------------------------------------------------- */
 
-static int write_summary(const char *path, const fsb_summary_row *rows, size_t n)
+/* Open dir/name as an atomic output file. */
+static int open_in(fsb_outfile *f, const char *dir, const char *name)
+{
+    char *path = fsb_path_join(dir, name);
+    if (!path) return fsb_error(FSB_ENOMEM, "%s: out of memory", name);
+    int st = fsb_outfile_open(f, path);
+    free(path);
+    return st;
+}
+
+static int write_summary(const char *dir, const fsb_summary_row *rows, size_t n)
 {
     fsb_outfile f;
-    int st = fsb_outfile_open(&f, path);
+    int st = open_in(&f, dir, "summary.csv");
     if (st) return st;
     fprintf(f.fp, "# accuracy as a fraction; std = population standard deviation (ddof 0) of "
                   "the per-episode accuracies; ci95 = 1.96 * std / sqrt(episodes)\n");
@@ -738,10 +754,27 @@ static int write_summary(const char *path, const fsb_summary_row *rows, size_t n
     return fsb_outfile_commit(&f);
 }
 
-static int write_paired(const char *path, const fsb_paired_row *rows, size_t n)
+static int write_timing(const char *dir, const fsb_summary_row *rows, size_t n)
 {
     fsb_outfile f;
-    int st = fsb_outfile_open(&f, path);
+    int st = open_in(&f, dir, "timing.csv");
+    if (st) return st;
+    fprintf(f.fp, "# mean milliseconds per episode on the machine that ran each episode (fit = "
+                  "training or fitting on the support set, predict = the queries); total_s = "
+                  "the cell's summed fit + predict seconds (work, not wall time: workers run "
+                  "in parallel)\n");
+    fprintf(f.fp, "method,shot,episodes,fit_ms,predict_ms,total_s\n");
+    for (size_t i = 0; i < n; i++)
+        fprintf(f.fp, "%s,%d,%lld,%.3f,%.3f,%.1f\n", rows[i].method, rows[i].shot,
+                (long long)rows[i].episodes, rows[i].fit_ms, rows[i].predict_ms,
+                (rows[i].fit_ms + rows[i].predict_ms) * (double)rows[i].episodes / 1000.0);
+    return fsb_outfile_commit(&f);
+}
+
+static int write_paired(const char *dir, const fsb_paired_row *rows, size_t n)
+{
+    fsb_outfile f;
+    int st = open_in(&f, dir, "paired.csv");
     if (st) return st;
     fprintf(f.fp, "# mean_diff = mean over the episodes both methods have of accuracy(reference) "
                   "- accuracy(method), as a fraction; std = population standard deviation "
@@ -837,7 +870,7 @@ int fsb_report_derive(const char *run_dir, const fsb_episode_record *recs, size_
     fsb_summary_row *sum = NULL;
     fsb_paired_row *pair = NULL;
     size_t n_sum = 0, n_pair = 0;
-    char *md = NULL, *tex = NULL, *path = NULL;
+    char *md = NULL, *tex = NULL;
     int st;
     if (n == 0) return fsb_error(FSB_EINVAL, "%s: no per-episode results to report", run_dir);
     if ((st = fsb_report_summarise(recs, n, &sum, &n_sum))) goto done;
@@ -847,22 +880,13 @@ int fsb_report_derive(const char *run_dir, const fsb_episode_record *recs, size_
     if ((st = fsb_report_table_md(sum, n_sum, opt->title, paper, &md)) ||
         (st = fsb_report_table_tex(sum, n_sum, opt->title, paper, &tex)))
         goto done;
-    if (!(path = fsb_path_join(run_dir, "summary.csv"))) {
-        st = fsb_error(FSB_ENOMEM, "report: out of memory");
-        goto done;
-    }
-    if ((st = write_summary(path, sum, n_sum))) goto done;
-    free(path);
-    if (!(path = fsb_path_join(run_dir, "paired.csv"))) {
-        st = fsb_error(FSB_ENOMEM, "report: out of memory");
-        goto done;
-    }
-    if ((st = write_paired(path, pair, n_pair)) || (st = write_string(run_dir, "table.md", md)) ||
+    if ((st = write_summary(run_dir, sum, n_sum)) || (st = write_timing(run_dir, sum, n_sum)) ||
+        (st = write_paired(run_dir, pair, n_pair)) ||
+        (st = write_string(run_dir, "table.md", md)) ||
         (st = write_string(run_dir, "table.tex", tex)))
         goto done;
     if (!opt->skip_plot) st = draw_plot(run_dir, sum, n_sum, res);
 done:
-    free(path);
     free(md);
     free(tex);
     free(sum);

@@ -52,7 +52,7 @@ int fsb_run_write_results(const char *out, const char *run_id, fsb_episode_recor
     st = write_manifest(out, run_id, manifest_extra, fsb_now() - t0);
     if (!st && log)
         fprintf(log,
-                "wrote %s/{per_episode.csv,summary.csv,paired.csv,table.md,table.tex%s,"
+                "wrote %s/{per_episode.csv,summary.csv,paired.csv,table.md,table.tex,timing.csv%s,"
                 "manifest.txt,episodes.csv} in %.1f s\n",
                 out, res.plotted ? ",accuracy_vs_shots.png" : "", fsb_now() - t0);
     return st;

@@ -295,8 +295,8 @@ START_TEST(table_golden)
 }
 END_TEST
 
-static const char *derived[] = {"summary.csv", "paired.csv", "table.md", "table.tex",
-                                "accuracy_vs_shots.gp"};
+static const char *derived[] = {"summary.csv", "paired.csv", "table.md",
+                                "table.tex",   "timing.csv", "accuracy_vs_shots.gp"};
 
 START_TEST(rebuild_is_byte_identical)
 {
@@ -316,6 +316,13 @@ START_TEST(rebuild_is_byte_identical)
                            "1nn,2,2,0.500000,0.000000,0.000000\n"
                            "zeta,1,1,0.750000,0.000000,0.000000\n");
     free(text);
+    char *timing = tu_path(a, "timing.csv");
+    text = tu_read(timing, NULL);
+    ck_assert_ptr_nonnull(strstr(text, "method,shot,episodes,fit_ms,predict_ms,total_s\n"
+                                       "1nn,1,3,0.250,0.333,0.0\n1nn,2,2,0.125,0.333,0.0\n"
+                                       "zeta,1,1,0.000,0.333,0.0\n"));
+    free(text);
+    free(timing);
     char *paired = tu_path(a, "paired.csv");
     text = tu_read(paired, NULL);
     /* no refilled: reference = first in report order (1nn); zeta shares episode 0:
@@ -383,7 +390,7 @@ START_TEST(plot_with_and_without_gnuplot)
         char *ls = NULL;
         tu_run(&ls, "ls -A '%s'", dir); /* no temporaries left behind */
         ck_assert_str_eq(ls, "accuracy_vs_shots.gp\naccuracy_vs_shots.png\npaired.csv\n"
-                             "per_episode.csv\nsummary.csv\ntable.md\ntable.tex\n");
+                             "per_episode.csv\nsummary.csv\ntable.md\ntable.tex\ntiming.csv\n");
         free(ls);
         unlink(png);
     }

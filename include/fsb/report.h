@@ -3,9 +3,10 @@
  * A run directory holds per_episode.csv (the raw results, one row per method x shot x
  * episode) and files derived from it alone: summary.csv (mean, 95% CI, std per method and
  * shot), paired.csv (per-episode differences against a reference method), table.md and
- * table.tex (ours beside the paper's middle-shot table), accuracy_vs_shots.png (gnuplot).
- * Every file is written atomically; numbers are printed with fixed formats from sums taken
- * in a canonical order, so the same per_episode.csv always gives byte-identical files.
+ * table.tex (ours beside the paper's middle-shot table), timing.csv (per-method cost),
+ * accuracy_vs_shots.png (gnuplot). Every file is written atomically; numbers are printed
+ * with fixed formats from sums taken in a canonical order, so the same per_episode.csv
+ * always gives byte-identical files.
  *
  * Statistics (protocol.md): over the E episodes of one (method, shot), mean = sum(acc)/E,
  * std = sqrt(sum((acc - mean)^2) / E) (population, ddof 0), ci95 = 1.96 * std / sqrt(E).
@@ -38,6 +39,8 @@ typedef struct fsb_summary_row {
     double mean;                      /* mean accuracy (fraction) */
     double ci95;                      /* 1.96 * std / sqrt(E) */
     double std;                       /* population std of the per-episode accuracies */
+    double fit_ms;                    /* mean fit time per episode (timing.csv only) */
+    double predict_ms;                /* mean predict time per episode (timing.csv only) */
 } fsb_summary_row;
 
 /* paired.csv row: differences reference - method over the episodes both have. */
@@ -109,7 +112,9 @@ int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title
 int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *title,
                          const char *paper, char **out);
 
-/* Write summary.csv, paired.csv, table.md, table.tex and (unless opt->skip_plot)
+/* Write summary.csv, paired.csv, table.md, table.tex, timing.csv (mean fit / predict ms
+ * per episode and the summed seconds of every cell: the only derived file that depends on
+ * the machine) and (unless opt->skip_plot)
  * accuracy_vs_shots.png with its gnuplot script accuracy_vs_shots.gp into run_dir from the
  * records. A missing or failing gnuplot never fails the call: res->note says why. opt and
  * res may be NULL. */

@@ -5,8 +5,8 @@
  * teacher hash, episode hash, every result-affecting flag), episodes.csv (the exported
  * episode manifest, replayable with --episodes), journal.log (one crash-safe record per
  * finished (episode, shot, method)), and, once every task is done, per_episode.csv,
- * summary.csv, paired.csv, table.md, table.tex, accuracy_vs_shots.png and manifest.txt
- * (versions, CPU, OpenBLAS core, wall time). Rerunning the same command continues after
+ * summary.csv, paired.csv, table.md, table.tex, timing.csv, accuracy_vs_shots.png and
+ * manifest.txt (versions, CPU, OpenBLAS core, wall time). Rerunning the same command continues after
  * the last finished task; a folder holding another run is refused, never mixed.
  * Results do not depend on the thread count: a task's computation is single-threaded and
  * a pure function of its inputs.

@@ -11,12 +11,14 @@
 
 static void merge_usage(FILE *out)
 {
-    fprintf(out, "usage: bench merge --out DIR SHARD_DIR...\n"
-                 "  checks that the folders are shards 0..n-1 of one run (bench ... --shard i/n,\n"
-                 "  same flags), each complete, then writes DIR: run.id, episodes.csv,\n"
-                 "  journal.log, per_episode.csv, summary.csv, paired.csv, table.md, table.tex,\n"
-                 "  accuracy_vs_shots.png, manifest.txt, identical (timing aside) to a run of\n"
-                 "  one process. Nothing is written when a check fails.\n");
+    fprintf(
+        out,
+        "usage: bench merge --out DIR SHARD_DIR...\n"
+        "  checks that the folders are shards 0..n-1 of one run (bench ... --shard i/n,\n"
+        "  same flags), each complete, then writes DIR: run.id, episodes.csv,\n"
+        "  journal.log, per_episode.csv, summary.csv, paired.csv, table.md, table.tex,\n"
+        "  timing.csv, accuracy_vs_shots.png, manifest.txt, identical (timing aside) to a run of\n"
+        "  one process. Nothing is written when a check fails.\n");
 }
 
 int fsb_cmd_merge(int argc, char **argv)

@@ -21,8 +21,8 @@ static void perf_usage(FILE *out)
             "  'base_mean' (f32 [dim], for cl2n; default: the mean of all features).\n"
             "  --norm sets every method's normalisation (default: each method's own).\n"
             "  --dump writes episodes + predictions (for tools/sklearn_compare.py);\n"
-            "  --report writes DIR/per_episode.csv, summary.csv, paired.csv, table.md/.tex\n"
-            "  and accuracy_vs_shots.png.\n");
+            "  --report writes DIR/per_episode.csv, summary.csv, paired.csv, table.md/.tex,\n"
+            "  timing.csv and accuracy_vs_shots.png.\n");
 }
 
 /* Split "a,b,c" into o->methods (pointers into `text`, which is modified). */

@@ -24,7 +24,7 @@ static void table_usage(FILE *out)
 {
     fprintf(out, "usage: bench table --from RUN [--partial] [--reference METHOD] [--title TEXT]\n"
                  "                   [--no-plot]\n"
-                 "  rebuilds RUN/summary.csv, paired.csv, table.md, table.tex and\n"
+                 "  rebuilds RUN/summary.csv, paired.csv, table.md, table.tex, timing.csv and\n"
                  "  accuracy_vs_shots.png from RUN/per_episode.csv\n"
                  "  --partial: the same reports from the episodes an unfinished (or running)\n"
                  "             run has journaled so far, written to RUN/partial/\n");
