@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 #include <xxhash.h>
 
 static const char COLUMNS[] = "episode,label,class,role,rank,file";
@@ -374,7 +375,7 @@ int fsb_episodes_load(fsb_sweep *sw, const fsb_split *s, const char *path, int *
     unsigned char want[16];
     memset(sw, 0, sizeof *sw);
     if (fingerprint_differs) *fingerprint_differs = 0;
-    if ((st = fsb_read_file(path, (void **)&data, &size))) return st;
+    if ((st = fsb_read_file_gz(path, (void **)&data, &size))) return st;
     line_reader r = {data, data + size, 0};
     if ((st = read_header(&r, path, &h)) || (st = parse_header(&h, path, s, sw, want))) goto done;
     size_t ne = (size_t)sw->n_episodes * (size_t)sw->way;
@@ -532,12 +533,12 @@ done:
 
 int fsb_episodes_manifest_split(const char *path, char *name, size_t n)
 {
-    FILE *fp = fopen(path, "r");
-    if (!fp) return fsb_error(FSB_EIO, "%s: %s", path, strerror(errno));
+    gzFile fp = gzopen(path, "rb"); /* a plain or a gzip-compressed manifest */
+    if (!fp) return fsb_error(FSB_EIO, "%s: %s", path, errno ? strerror(errno) : "out of memory");
     char line[1024];
     long no = 0;
     int st = FSB_ENOTFOUND;
-    while (fgets(line, sizeof line, fp) && line[0] == '#') {
+    while (gzgets(fp, line, sizeof line) && line[0] == '#') {
         no++;
         if (strncmp(line, "# split=", 8) == 0) {
             line[strcspn(line, "\r\n")] = '\0';
@@ -550,7 +551,7 @@ int fsb_episodes_manifest_split(const char *path, char *name, size_t n)
             break;
         }
     }
-    fclose(fp);
+    gzclose(fp);
     if (st == FSB_EFORMAT) return fsb_error(st, "%s:%ld: bad split name", path, no);
     if (st)
         return fsb_error(FSB_EFORMAT,

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 static void outfile_clear(fsb_outfile *f)
 {
@@ -90,6 +91,52 @@ int fsb_write_file(const char *path, const void *data, size_t size)
     return fsb_outfile_commit(&f);
 }
 
+/* Read everything rd() gives into a malloc'd NUL-terminated buffer; rd returns the bytes
+ * read (fewer than asked only at the end) or -1 on an error. */
+static int slurp(void *h, long (*rd)(void *h, char *buf, size_t n), const char *path, void **data,
+                 size_t *size)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    for (;;) {
+        if (!buf) return fsb_error(FSB_ENOMEM, "%s: out of memory", path);
+        long got = rd(h, buf + n, cap - n);
+        if (got < 0) {
+            free(buf);
+            return fsb_error(FSB_EIO, "%s: read failed", path);
+        }
+        n += (size_t)got;
+        if (n < cap) break;
+        cap *= 2;
+        char *nb = realloc(buf, cap + 1);
+        if (!nb) free(buf);
+        buf = nb;
+    }
+    buf[n] = '\0';
+    *data = buf;
+    *size = n;
+    return FSB_OK;
+}
+
+static long read_stdio(void *h, char *buf, size_t n)
+{
+    size_t got = fread(buf, 1, n, h);
+    return got < n && ferror((FILE *)h) ? -1 : (long)got;
+}
+
+static long read_gz(void *h, char *buf, size_t n)
+{
+    size_t total = 0; /* gzread takes an unsigned count: read in chunks */
+    while (total < n) {
+        unsigned chunk = n - total > (1u << 30) ? 1u << 30 : (unsigned)(n - total);
+        int got = gzread(h, buf + total, chunk);
+        if (got < 0) return -1;
+        total += (size_t)got;
+        if ((unsigned)got < chunk) break;
+    }
+    return (long)total;
+}
+
 int fsb_read_file(const char *path, void **data, size_t *size)
 {
     *data = NULL;
@@ -98,30 +145,29 @@ int fsb_read_file(const char *path, void **data, size_t *size)
     if (!fp)
         return fsb_error(errno == ENOENT ? FSB_ENOTFOUND : FSB_EIO, "%s: cannot open: %s", path,
                          strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    for (;;) {
-        if (!buf) {
-            fclose(fp);
-            return fsb_error(FSB_ENOMEM, "%s: out of memory", path);
-        }
-        n += fread(buf + n, 1, cap - n, fp);
-        if (n < cap) break;
-        cap *= 2;
-        char *nb = realloc(buf, cap + 1);
-        if (!nb) free(buf);
-        buf = nb;
-    }
-    int err = ferror(fp);
+    int st = slurp(fp, read_stdio, path, data, size);
     fclose(fp);
-    if (err) {
-        free(buf);
-        return fsb_error(FSB_EIO, "%s: read failed", path);
+    return st;
+}
+
+int fsb_read_file_gz(const char *path, void **data, size_t *size)
+{
+    *data = NULL;
+    *size = 0;
+    gzFile gz = gzopen(path, "rb");
+    if (!gz)
+        return fsb_error(errno == ENOENT ? FSB_ENOTFOUND : FSB_EIO, "%s: cannot open: %s", path,
+                         errno ? strerror(errno) : "out of memory");
+    int st = slurp(gz, read_gz, path, data, size), code = Z_OK;
+    const char *msg = gzerror(gz, &code); /* a truncated stream ends "early" with Z_BUF_ERROR */
+    if (st == FSB_EIO || (st == FSB_OK && code != Z_OK && code != Z_STREAM_END)) {
+        st = fsb_error(FSB_EIO, "%s: corrupt or truncated gzip data: %s", path, msg ? msg : "?");
+        free(*data);
+        *data = NULL;
+        *size = 0;
     }
-    buf[n] = '\0';
-    *data = buf;
-    *size = n;
-    return FSB_OK;
+    gzclose(gz);
+    return st;
 }
 
 int fsb_mkdir_p(const char *path)

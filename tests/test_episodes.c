@@ -397,6 +397,20 @@ START_TEST(manifest_round_trip)
     ck_assert_int_eq(fsb_episodes_load(&back, &s, b, NULL), FSB_OK);
     ck_assert_mem_eq(back.support, sw.support, sizeof(int) * 40 * 5 * 30);
     fsb_sweep_free(&back);
+    /* a gzip-compressed manifest loads to the same episodes and names its split; a truncated
+     * one is refused naming the file */
+    char *gz = tu_path(dir, "a.csv.gz"), *cut = tu_path(dir, "cut.csv.gz"), name[16];
+    ck_assert_int_eq(tu_run(NULL, "gzip -9 -n -c '%s' > '%s'", a, gz), 0);
+    ck_assert_int_eq(fsb_episodes_load(&back, &s, gz, NULL), FSB_OK);
+    ck_assert_mem_eq(back.support, sw.support, sizeof(int) * 40 * 5 * 30);
+    fsb_sweep_free(&back);
+    ck_assert_int_eq(fsb_episodes_manifest_split(gz, name, sizeof name), FSB_OK);
+    ck_assert_str_eq(name, "test");
+    ck_assert_int_eq(tu_run(NULL, "head -c 3000 '%s' > '%s'", gz, cut), 0);
+    ck_assert_int_eq(fsb_episodes_load(&back, &s, cut, NULL), FSB_EIO);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "cut.csv.gz: corrupt or truncated gzip"));
+    free(gz);
+    free(cut);
     /* another fingerprint: still loads by name, and says so */
     s.fingerprint ^= 1;
     ck_assert_int_eq(fsb_episodes_load(&back, &s, a, &differs), FSB_OK);

@@ -30,6 +30,9 @@ int fsb_write_file(const char *path, const void *data, size_t size);
 /* Read a whole file into a malloc'd buffer (NUL-terminated for convenience; *size excludes
  * the NUL). The caller frees *data. */
 int fsb_read_file(const char *path, void **data, size_t *size);
+/* The same for a file that may be gzip-compressed (zlib): a .gz file is decompressed, any
+ * other file read as it is. Truncated or corrupt gzip data is FSB_EIO naming the file. */
+int fsb_read_file_gz(const char *path, void **data, size_t *size);
 
 /* mkdir -p; existing directories are fine. */
 int fsb_mkdir_p(const char *path);
