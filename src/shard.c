@@ -633,8 +633,7 @@ int fsb_shard_partial(const char *run_dir, const fsb_report_options *opt, fsb_pa
     }
     if (st) goto done;
     for (int g = 0; g < t.n_methods * t.n_shots; g++)
-        pr.total +=
-            fsb_shard_active(&d.s) ? fsb_shard_group_size(&d.s, g, t.n_episodes) : t.n_episodes;
+        pr.total += fsb_shard_group_size(&d.s, g, t.n_episodes); /* all of them unsharded */
     size_t n = 0; /* compact the journaled tasks to the front */
     for (size_t i = 0; i < n_tasks; i++)
         if (have[i]) recs[n++] = recs[i];
