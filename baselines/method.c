@@ -17,7 +17,7 @@ enum { SOLVER_L2R_LR = 0, SOLVER_L2R_L2LOSS_SVC = 2 };
 /* Default C, chosen on val-split episodes with `bench tune --methods svm,logreg`
  * (results/tune/linear/chosen.txt). */
 #define SVM_DEFAULT_C 1.0
-#define LOGREG_DEFAULT_C 1.0
+#define LOGREG_DEFAULT_C 10.0
 
 static const fsb_method methods[] = {
     {"1nn", "nearest support example (Euclidean) on frozen features", FSB_NEEDS_FEATURES,

@@ -219,6 +219,7 @@ START_TEST(liblinear_tiny_by_hand)
         int pred[2];
         fsb_method_config_default(&cfg, svm);
         cfg.norm = FSB_NORM_UN;
+        cfg.C = 1;
         cfg.eps = 1e-6;
         ck_assert_int_eq(svm->run(svm, &cfg, &ep, &arena, &rng, pred, NULL), FSB_OK);
         ck_assert_int_eq(pred[0], 0);
@@ -232,6 +233,7 @@ START_TEST(liblinear_tiny_by_hand)
         int pred[4];
         fsb_method_config_default(&cfg, lr);
         cfg.norm = FSB_NORM_UN;
+        cfg.C = 1; /* the hand computation's */
         cfg.eps = 1e-6;
         ck_assert_int_eq(lr->run(lr, &cfg, &ep, &arena, &rng, pred, NULL), FSB_OK);
         ck_assert_int_eq(pred[0], 0);
@@ -309,6 +311,7 @@ START_TEST(liblinear_subspace_by_hand)
         fsb_method_config cfg;
         fsb_method_config_default(&cfg, m);
         cfg.norm = FSB_NORM_UN;
+        cfg.C = 1; /* the hand computation's */
         cfg.eps = 1e-6;
         int pred[4];
         ck_assert_int_eq(m->run(m, &cfg, &ep, &arena, &rng, pred, NULL), FSB_OK);

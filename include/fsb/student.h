@@ -75,7 +75,7 @@ typedef struct fsb_student_opts {
     float tau1;               /* stage-1 temperature [4] */
     float w1;                 /* stage-1 weight [500] */
     float tau2;               /* stage-2 temperature [2] */
-    float lambda;             /* stage-2 KL weight [100] */
+    float lambda;             /* stage-2 KL weight [1, chosen on val; reference code 100] */
     int centres_batch;        /* 0: teacher NCM centres over the whole bank once per episode
                                  (reference HEAD); 1: per batch (June-2020) [0] */
     float momentum;           /* SGD momentum [0.9] */
