@@ -28,7 +28,10 @@ $m1 << EOD
 30 73.7467 0.6117
 EOD
 $m2 << EOD
-1 40.7487 0.8203
+1 40.6356 0.7541
+5 58.0556 0.7582
+10 64.3244 0.7132
+30 69.7400 0.6480
 EOD
 $m3 << EOD
 1 43.0133 0.7944
@@ -36,7 +39,14 @@ $m3 << EOD
 10 66.3222 0.7310
 30 70.9400 0.6701
 EOD
+$m4 << EOD
+1 39.6244 0.7296
+5 58.0867 0.7542
+10 64.4089 0.7025
+30 70.0756 0.6409
+EOD
 plot  $m0 using 1:2:3 with yerrorlines lw 2 pt 7 title "1nn", \
      $m1 using 1:2:3 with yerrorlines lw 2 pt 7 title "svm", \
      $m2 using 1:2:3 with yerrorlines lw 2 pt 7 title "finetune", \
-     $m3 using 1:2:3 with yerrorlines lw 2 pt 7 title "protonet"
+     $m3 using 1:2:3 with yerrorlines lw 2 pt 7 title "protonet", \
+     $m4 using 1:2:3 with yerrorlines lw 2 pt 7 title "refilled"
