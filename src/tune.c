@@ -203,6 +203,15 @@ static void point_dir(char *buf, size_t n, const char *point)
         if (*p == '/') *p = '_';
 }
 
+/* OUT/<method>/<point folder> (malloc'd), NULL when out of memory. */
+static char *point_path(const fsb_tune_opts *o, const char *method, const char *spec)
+{
+    char name[FSB_STUDENT_SPEC_MAX], rel[FSB_STUDENT_SPEC_MAX + 64];
+    point_dir(name, sizeof name, spec);
+    snprintf(rel, sizeof rel, "%s/%s", method, name);
+    return fsb_path_join(o->out, rel);
+}
+
 /* Cost order of a point: SGD steps, then the trained part (head < last < all); for svm and
  * logreg the smaller C (the stronger regularisation) counts as cheaper. */
 static void point_cost(const char *point, const char *method, double *steps, int *adapt_rank)
@@ -257,6 +266,93 @@ static int read_point(const fsb_tune_opts *o, const char *dir, const char *metho
     return st;
 }
 
+/* acc(refilled) - acc(finetune) per shot over the episodes both runs have: the refilled
+ * point's folder and its fine-tune twin's. diff/ci as fractions, n_ep episodes per shot. */
+static int pair_points(const fsb_tune_opts *o, const char *ref_spec, const char *ft_spec,
+                       double *diff, double *ci, int64_t *n_ep)
+{
+    char *dirs[2] = {point_path(o, "refilled", ref_spec), point_path(o, "finetune", ft_spec)};
+    fsb_episode_record *recs[2] = {NULL, NULL}, *all = NULL;
+    fsb_paired_row *rows = NULL;
+    size_t n[2] = {0, 0}, nr = 0;
+    int st = FSB_OK;
+    for (int r = 0; r < 2 && !st; r++) {
+        char *path = dirs[r] ? fsb_path_join(dirs[r], "per_episode.csv") : NULL;
+        st = path ? fsb_report_read_episodes(path, &recs[r], &n[r])
+                  : fsb_error(FSB_ENOMEM, "out of memory");
+        free(path);
+    }
+    if (!st && !(all = malloc(sizeof *all * (n[0] + n[1] + 1))))
+        st = fsb_error(FSB_ENOMEM, "out of memory");
+    if (!st) {
+        memcpy(all, recs[0], sizeof *all * n[0]);
+        memcpy(all + n[0], recs[1], sizeof *all * n[1]);
+        st = fsb_report_paired(all, n[0] + n[1], "refilled", &rows, &nr);
+    }
+    for (int s = 0; s < o->n_shots && !st; s++) {
+        int found = 0;
+        for (size_t i = 0; i < nr && !found; i++)
+            if (rows[i].shot == o->shots[s] && !strcmp(rows[i].method, "finetune")) {
+                diff[s] = rows[i].mean_diff;
+                ci[s] = rows[i].ci95;
+                n_ep[s] = rows[i].episodes;
+                found = 1;
+            }
+        if (!found)
+            st = fsb_error(FSB_EFORMAT, "tune: points '%s' and '%s' share no %d-shot episode",
+                           ref_spec, ft_spec, o->shots[s]);
+    }
+    for (int r = 0; r < 2; r++) {
+        free(dirs[r]);
+        free(recs[r]);
+    }
+    free(all);
+    free(rows);
+    return st;
+}
+
+/* Append the paired REFILLED - fine-tune section to the table (see tune.h). */
+static int paired_section(const fsb_tune_opts *o, point_result *ref, int n_ref, point_result *ft,
+                          int n_ft, char *table, size_t cap, size_t *tl)
+{
+    size_t l = *tl;
+    l += (size_t)snprintf(table + l, cap - l,
+                          "\n## REFILLED − fine-tune, paired\n\nPercentage points over the "
+                          "episodes both share (mean ± 95%% CI of the per-episode "
+                          "differences); the fine-tune twin is the point without the "
+                          "refilled-only keys.\n\n| refilled point | fine-tune point |");
+    for (int s = 0; s < o->n_shots; s++)
+        l += (size_t)snprintf(table + l, cap - l, " %d-shot |", o->shots[s]);
+    l += (size_t)snprintf(table + l, cap - l, "\n|---|---|");
+    for (int s = 0; s < o->n_shots; s++)
+        l += (size_t)snprintf(table + l, cap - l, "---|");
+    l += (size_t)snprintf(table + l, cap - l, "\n");
+    for (int p = 0; p < n_ref && l < cap; p++) {
+        char *twin[1] = {NULL};
+        int nt = 0, st = fsb_tune_expand(ref[p].spec, "finetune", "grid", twin, &nt);
+        if (st) return st; /* a single point, already checked */
+        int q = 0;
+        while (q < n_ft && strcmp(ft[q].spec, twin[0]))
+            q++;
+        free(twin[0]);
+        if (q == n_ft) continue; /* its twin was not run (the grids differ) */
+        double diff[FSB_EPISODES_MAX_SHOTS], ci[FSB_EPISODES_MAX_SHOTS];
+        int64_t n_ep[FSB_EPISODES_MAX_SHOTS];
+        if ((st = pair_points(o, ref[p].spec, ft[q].spec, diff, ci, n_ep))) return st;
+        l += (size_t)snprintf(table + l, cap - l, "| %s | %s |",
+                              *ref[p].spec ? ref[p].spec : "defaults",
+                              *ft[q].spec ? ft[q].spec : "defaults");
+        for (int s = 0; s < o->n_shots; s++) {
+            double v = 100 * diff[s];
+            if (v > -0.005 && v < 0.005) v = 0.0; /* no "-0.00" from rounding noise */
+            l += (size_t)snprintf(table + l, cap - l, " %+.2f ± %.2f |", v, 100 * ci[s]);
+        }
+        l += (size_t)snprintf(table + l, cap - l, "\n");
+    }
+    *tl = l;
+    return FSB_OK;
+}
+
 int fsb_tune(const fsb_tune_opts *o)
 {
     if (!o->data) return fsb_error(FSB_EINVAL, "--data is required");
@@ -281,16 +377,13 @@ int fsb_tune(const fsb_tune_opts *o)
             res[m][p].spec = pts[p];
     }
     char *table = NULL, *chosen = NULL;
-    size_t cap = 1 << 16;
+    size_t cap = 1 << 20; /* > (4 methods + pairs) x 64 points x (spec + 6 shots) */
     if (!st && (!(table = malloc(cap)) || !(chosen = malloc(cap))))
         st = fsb_error(FSB_ENOMEM, "out of memory");
     /* every (method, point) run, resumable like any run */
     for (int m = 0; m < o->n_methods && !st; m++)
         for (int p = 0; p < n_pts[m] && !st; p++) {
-            char name[FSB_STUDENT_SPEC_MAX], rel[FSB_STUDENT_SPEC_MAX + 64];
-            point_dir(name, sizeof name, res[m][p].spec);
-            snprintf(rel, sizeof rel, "%s/%s", o->methods[m], name);
-            char *dir = fsb_path_join(o->out, rel);
+            char *dir = point_path(o, o->methods[m], res[m][p].spec);
             if (!dir) {
                 st = fsb_error(FSB_ENOMEM, "out of memory");
                 break;
@@ -388,6 +481,14 @@ int fsb_tune(const fsb_tune_opts *o)
                                *res[m][best].spec ? res[m][best].spec : "defaults",
                                100 * res[m][best].overall, canon);
     }
+    int mf = -1, mr = -1;
+    for (int m = 0; m < o->n_methods; m++) {
+        if (!strcmp(o->methods[m], "finetune")) mf = m;
+        if (!strcmp(o->methods[m], "refilled")) mr = m;
+    }
+    if (mf >= 0 && mr >= 0 &&
+        (st = paired_section(o, res[mr], n_pts[mr], res[mf], n_pts[mf], table, cap, &tl)))
+        goto done;
     if (tl >= cap || cl >= cap) {
         st = fsb_error(FSB_EINVAL, "tune: table too large");
         goto done;

@@ -7,6 +7,10 @@
  * means are then compared: OUT/val_table.md (point x shot -> mean +- 95% CI, and the mean
  * over shots) and OUT/chosen.txt (per method the point with the best mean over shots; ties
  * go to the cheaper point: fewer SGD steps, then adapt head < last < all, then grid order).
+ * When both finetune and refilled are tuned, val_table.md also pairs every refilled point
+ * with its fine-tune twin (the same point without the refilled-only keys) over the shared
+ * episodes: REFILLED - fine-tune per shot, mean +- 95% CI of the per-episode differences
+ * (the ablation that isolates what the teacher adds).
  * The test split is never opened: a split named "test" is refused.
  */
 #ifndef FSB_TUNE_H

@@ -8,6 +8,8 @@
 #include "e2e.h"
 #include "testutil.h"
 
+#include "fsb/report.h"
+
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +125,40 @@ START_TEST(tune_on_val_only)
     ck_assert_ptr_nonnull(strstr(table, "| 1-shot | 3-shot | mean over shots |"));
     ck_assert_ptr_nonnull(strstr(chosen, "\nfinetune\tstage2_steps="));
     ck_assert_ptr_nonnull(strstr(chosen, "\nrefilled\tstage1_steps=2,"));
+    /* each refilled point is paired with its fine-tune twin over the shared episodes */
+    ck_assert_ptr_nonnull(strstr(table, "## REFILLED − fine-tune, paired"));
+    {
+        fsb_episode_record *rr = NULL, *fr = NULL;
+        size_t nr = 0, nf = 0;
+        char *rp = tu_path(dir, "refilled/stage1_steps=2,stage2_steps=3,bank=2/per_episode.csv");
+        char *fp = tu_path(dir, "finetune/stage2_steps=3,bank=2/per_episode.csv");
+        ck_assert_int_eq(fsb_report_read_episodes(rp, &rr, &nr), 0);
+        ck_assert_int_eq(fsb_report_read_episodes(fp, &fr, &nf), 0);
+        double d[2] = {0, 0};
+        int cnt[2] = {0, 0};
+        for (size_t i = 0; i < nr; i++)
+            for (size_t j = 0; j < nf; j++)
+                if (rr[i].episode == fr[j].episode && rr[i].shot == fr[j].shot) {
+                    int s = rr[i].shot == 1 ? 0 : 1;
+                    d[s] += rr[i].accuracy - fr[j].accuracy;
+                    cnt[s]++;
+                }
+        ck_assert_int_eq(cnt[0], 3);
+        ck_assert_int_eq(cnt[1], 3);
+        char row[256];
+        for (int s = 0; s < 2; s++) { /* as tune prints it: no "-0.00" */
+            d[s] = 100 * d[s] / cnt[s];
+            if (d[s] > -0.005 && d[s] < 0.005) d[s] = 0.0;
+        }
+        snprintf(row, sizeof row,
+                 "| stage1_steps=2,stage2_steps=3,bank=2 | stage2_steps=3,bank=2 | %+.2f ± ", d[0]);
+        ck_assert_msg(strstr(table, row), "no row '%s' in\n%s", row, table);
+        snprintf(row, sizeof row, "| %+.2f ± ", d[1]);
+        ck_assert_ptr_nonnull(strstr(strstr(table, "| stage1_steps=2,stage2_steps=3,bank=2 | "
+                                                   "stage2_steps=3,bank=2 |"),
+                                     row));
+        free(rr), free(fr), free(rp), free(fp);
+    }
     char *run = tu_path(dir, "refilled/stage1_steps=2,stage2_steps=2,bank=2/run.id");
     char *id = tu_read(run, NULL);
     ck_assert_ptr_nonnull(id);
