@@ -267,9 +267,9 @@ static int read_point(const fsb_tune_opts *o, const char *dir, const char *metho
 }
 
 /* acc(refilled) - acc(finetune) per shot over the episodes both runs have: the refilled
- * point's folder and its fine-tune twin's. diff/ci as fractions, n_ep episodes per shot. */
+ * point's folder and its fine-tune twin's; diff and ci as fractions. */
 static int pair_points(const fsb_tune_opts *o, const char *ref_spec, const char *ft_spec,
-                       double *diff, double *ci, int64_t *n_ep)
+                       double *diff, double *ci)
 {
     char *dirs[2] = {point_path(o, "refilled", ref_spec), point_path(o, "finetune", ft_spec)};
     fsb_episode_record *recs[2] = {NULL, NULL}, *all = NULL;
@@ -295,7 +295,6 @@ static int pair_points(const fsb_tune_opts *o, const char *ref_spec, const char 
             if (rows[i].shot == o->shots[s] && !strcmp(rows[i].method, "finetune")) {
                 diff[s] = rows[i].mean_diff;
                 ci[s] = rows[i].ci95;
-                n_ep[s] = rows[i].episodes;
                 found = 1;
             }
         if (!found)
@@ -337,8 +336,7 @@ static int paired_section(const fsb_tune_opts *o, point_result *ref, int n_ref, 
         free(twin[0]);
         if (q == n_ft) continue; /* its twin was not run (the grids differ) */
         double diff[FSB_EPISODES_MAX_SHOTS], ci[FSB_EPISODES_MAX_SHOTS];
-        int64_t n_ep[FSB_EPISODES_MAX_SHOTS];
-        if ((st = pair_points(o, ref[p].spec, ft[q].spec, diff, ci, n_ep))) return st;
+        if ((st = pair_points(o, ref[p].spec, ft[q].spec, diff, ci))) return st;
         l += (size_t)snprintf(table + l, cap - l, "| %s | %s |",
                               *ref[p].spec ? ref[p].spec : "defaults",
                               *ft[q].spec ? ft[q].spec : "defaults");
