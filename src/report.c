@@ -515,8 +515,7 @@ static const fsb_summary_row *find_cell(const fsb_summary_row *rows, size_t n, c
     return NULL;
 }
 
-/* "+1.23" / "-0.40" / "+0.00": the difference rounded to cents, never "-0.00". */
-static void fmt_diff(char *buf, size_t n, double d)
+void fsb_report_fmt_diff(char *buf, size_t n, double d)
 {
     long long c = llround(d * 100.0);
     snprintf(buf, n, "%c%lld.%02lld", c < 0 ? '-' : '+', llabs(c) / 100, llabs(c) % 100);
@@ -579,7 +578,7 @@ int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title
                 fprintf(fp, " %.2f |", paper_acc);
             else
                 fprintf(fp, " – |");
-            if (c && paper_acc >= 0) fmt_diff(d, sizeof d, 100.0 * c->mean - paper_acc);
+            if (c && paper_acc >= 0) fsb_report_fmt_diff(d, sizeof d, 100.0 * c->mean - paper_acc);
             fprintf(fp, " %s%s |", d,
                     c && paper_acc >= 0 && paper_outside(c, paper_acc) ? " †" : "");
         }
@@ -709,7 +708,7 @@ int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *titl
                 fprintf(fp, " & --");
             if (c && paper_acc >= 0) {
                 char d[32];
-                fmt_diff(d, sizeof d, 100.0 * c->mean - paper_acc);
+                fsb_report_fmt_diff(d, sizeof d, 100.0 * c->mean - paper_acc);
                 fprintf(fp, " & $%s%s$", d, paper_outside(c, paper_acc) ? "^\\dagger" : "");
             } else {
                 fprintf(fp, " & --");

@@ -203,15 +203,6 @@ static void point_dir(char *buf, size_t n, const char *point)
         if (*p == '/') *p = '_';
 }
 
-/* OUT/<method>/<point folder> (malloc'd), NULL when out of memory. */
-static char *point_path(const fsb_tune_opts *o, const char *method, const char *spec)
-{
-    char name[FSB_STUDENT_SPEC_MAX], rel[FSB_STUDENT_SPEC_MAX + 64];
-    point_dir(name, sizeof name, spec);
-    snprintf(rel, sizeof rel, "%s/%s", method, name);
-    return fsb_path_join(o->out, rel);
-}
-
 /* Cost order of a point: SGD steps, then the trained part (head < last < all); for svm and
  * logreg the smaller C (the stronger regularisation) counts as cheaper. */
 static void point_cost(const char *point, const char *method, double *steps, int *adapt_rank)
@@ -235,9 +226,11 @@ typedef struct point_result {
     double mean[FSB_EPISODES_MAX_SHOTS]; /* mean accuracy per shot (fraction) */
     double ci[FSB_EPISODES_MAX_SHOTS];   /* its 95% CI */
     double overall;                      /* mean over shots */
+    fsb_episode_record *recs;            /* its per_episode.csv (owned), for the pairing */
+    size_t n_recs;                       /* rows in recs */
 } point_result;
 
-/* Mean and CI per shot of `method` in run folder dir. */
+/* Mean and CI per shot of `method` in run folder dir; keeps the records in pr. */
 static int read_point(const fsb_tune_opts *o, const char *dir, const char *method, point_result *pr)
 {
     char *path = fsb_path_join(dir, "per_episode.csv");
@@ -260,35 +253,25 @@ static int read_point(const fsb_tune_opts *o, const char *dir, const char *metho
             st = fsb_error(FSB_EFORMAT, "%s: no %s %d-shot rows", path, method, o->shots[s]);
         pr->overall += pr->mean[s] / o->n_shots;
     }
-    free(recs);
+    pr->recs = recs;
+    pr->n_recs = n;
     free(rows);
     free(path);
     return st;
 }
 
-/* acc(refilled) - acc(finetune) per shot over the episodes both runs have: the refilled
- * point's folder and its fine-tune twin's; diff and ci as fractions. */
-static int pair_points(const fsb_tune_opts *o, const char *ref_spec, const char *ft_spec,
+/* acc(refilled) - acc(finetune) per shot over the episodes both points have; diff and ci
+ * as fractions. */
+static int pair_points(const fsb_tune_opts *o, const point_result *ref, const point_result *ft,
                        double *diff, double *ci)
 {
-    char *dirs[2] = {point_path(o, "refilled", ref_spec), point_path(o, "finetune", ft_spec)};
-    fsb_episode_record *recs[2] = {NULL, NULL}, *all = NULL;
     fsb_paired_row *rows = NULL;
-    size_t n[2] = {0, 0}, nr = 0;
-    int st = FSB_OK;
-    for (int r = 0; r < 2 && !st; r++) {
-        char *path = dirs[r] ? fsb_path_join(dirs[r], "per_episode.csv") : NULL;
-        st = path ? fsb_report_read_episodes(path, &recs[r], &n[r])
-                  : fsb_error(FSB_ENOMEM, "out of memory");
-        free(path);
-    }
-    if (!st && !(all = malloc(sizeof *all * (n[0] + n[1] + 1))))
-        st = fsb_error(FSB_ENOMEM, "out of memory");
-    if (!st) {
-        memcpy(all, recs[0], sizeof *all * n[0]);
-        memcpy(all + n[0], recs[1], sizeof *all * n[1]);
-        st = fsb_report_paired(all, n[0] + n[1], "refilled", &rows, &nr);
-    }
+    size_t n = ref->n_recs + ft->n_recs, nr = 0;
+    fsb_episode_record *all = malloc(sizeof *all * (n + 1));
+    if (!all) return fsb_error(FSB_ENOMEM, "out of memory");
+    memcpy(all, ref->recs, sizeof *all * ref->n_recs);
+    memcpy(all + ref->n_recs, ft->recs, sizeof *all * ft->n_recs);
+    int st = fsb_report_paired(all, n, "refilled", &rows, &nr);
     for (int s = 0; s < o->n_shots && !st; s++) {
         int found = 0;
         for (size_t i = 0; i < nr && !found; i++)
@@ -299,11 +282,7 @@ static int pair_points(const fsb_tune_opts *o, const char *ref_spec, const char 
             }
         if (!found)
             st = fsb_error(FSB_EFORMAT, "tune: points '%s' and '%s' share no %d-shot episode",
-                           ref_spec, ft_spec, o->shots[s]);
-    }
-    for (int r = 0; r < 2; r++) {
-        free(dirs[r]);
-        free(recs[r]);
+                           ref->spec, ft->spec, o->shots[s]);
     }
     free(all);
     free(rows);
@@ -336,14 +315,14 @@ static int paired_section(const fsb_tune_opts *o, point_result *ref, int n_ref, 
         free(twin[0]);
         if (q == n_ft) continue; /* its twin was not run (the grids differ) */
         double diff[FSB_EPISODES_MAX_SHOTS], ci[FSB_EPISODES_MAX_SHOTS];
-        if ((st = pair_points(o, ref[p].spec, ft[q].spec, diff, ci))) return st;
+        if ((st = pair_points(o, &ref[p], &ft[q], diff, ci))) return st;
         l += (size_t)snprintf(table + l, cap - l, "| %s | %s |",
                               *ref[p].spec ? ref[p].spec : "defaults",
                               *ft[q].spec ? ft[q].spec : "defaults");
         for (int s = 0; s < o->n_shots; s++) {
-            double v = 100 * diff[s];
-            if (v > -0.005 && v < 0.005) v = 0.0; /* no "-0.00" from rounding noise */
-            l += (size_t)snprintf(table + l, cap - l, " %+.2f ± %.2f |", v, 100 * ci[s]);
+            char d[24];
+            fsb_report_fmt_diff(d, sizeof d, 100 * diff[s]);
+            l += (size_t)snprintf(table + l, cap - l, " %s ± %.2f |", d, 100 * ci[s]);
         }
         l += (size_t)snprintf(table + l, cap - l, "\n");
     }
@@ -381,7 +360,10 @@ int fsb_tune(const fsb_tune_opts *o)
     /* every (method, point) run, resumable like any run */
     for (int m = 0; m < o->n_methods && !st; m++)
         for (int p = 0; p < n_pts[m] && !st; p++) {
-            char *dir = point_path(o, o->methods[m], res[m][p].spec);
+            char name[FSB_STUDENT_SPEC_MAX], rel[FSB_STUDENT_SPEC_MAX + 64];
+            point_dir(name, sizeof name, res[m][p].spec);
+            snprintf(rel, sizeof rel, "%s/%s", o->methods[m], name);
+            char *dir = fsb_path_join(o->out, rel);
             if (!dir) {
                 st = fsb_error(FSB_ENOMEM, "out of memory");
                 break;
@@ -500,8 +482,10 @@ int fsb_tune(const fsb_tune_opts *o)
     free(cp);
 done:
     for (int m = 0; m < FSB_TUNE_MAX_METHODS; m++)
-        for (int p = 0; p < n_pts[m]; p++)
+        for (int p = 0; p < n_pts[m]; p++) {
             free(res[m][p].spec);
+            free(res[m][p].recs);
+        }
     free(table);
     free(chosen);
     return st;

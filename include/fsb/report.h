@@ -99,6 +99,10 @@ const char *fsb_report_reference(const fsb_episode_record *recs, size_t n, const
 int fsb_report_paired(const fsb_episode_record *recs, size_t n, const char *reference,
                       fsb_paired_row **rows, size_t *n_rows);
 
+/* A difference in percentage points as "+1.23" / "-0.40" / "+0.00": rounded to hundredths,
+ * never "-0.00" (buf of n bytes; 24 always suffice). */
+void fsb_report_fmt_diff(char *buf, size_t n, double points);
+
 /* The paper's middle-shot number (percent) for our method name at `shot`, or a negative
  * value when the paper has none. */
 double fsb_report_paper_value(const char *method, int shot);
