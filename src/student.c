@@ -50,6 +50,7 @@ void fsb_student_opts_default(fsb_student_opts *o)
     o->nesterov = 1;
     o->weight_decay = 5e-4f;
     o->sched = FSB_SCHED_CONST;
+    o->head_init = FSB_HEAD_UNIFORM;
 }
 
 typedef enum { K_INT, K_FLOAT, K_ENUM } key_type;
@@ -69,6 +70,7 @@ static const char *const k1_names[] = {"views", "skip"};
 static const char *const adapt_names[] = {"all", "last", "head"};
 static const char *const miner_names[] = {"semihard", "facenet"};
 static const char *const sched_names[] = {"const", "cosine"};
+static const char *const head_init_names[] = {"uniform", "zero"};
 
 #define OFF(f) offsetof(fsb_student_opts, f)
 static const spec_key keys[] = {
@@ -95,6 +97,7 @@ static const spec_key keys[] = {
     {"nesterov", K_INT, OFF(nesterov), 0, 1, 0, NULL, 0},
     {"weight_decay", K_FLOAT, OFF(weight_decay), 0, 1, 0, NULL, 0},
     {"sched", K_ENUM, OFF(sched), 0, 0, 0, sched_names, 2},
+    {"head_init", K_ENUM, OFF(head_init), 0, 0, 0, head_init_names, 2},
 };
 #undef OFF
 static const int n_keys = (int)(sizeof keys / sizeof keys[0]);
@@ -608,8 +611,10 @@ int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_st
     s.bank_views = A;
     s.bank_ms = (fsb_now() - t0) * 1e3;
     long np;
-    fsb_model_params(S, &np);
+    float *params = fsb_model_params(S, &np);
     long off = fsb_model_trainable_offset(S), head = np - ((long)way * c->D + way);
+    if (opts->head_init == FSB_HEAD_ZERO)
+        memset(params + head, 0, sizeof(float) * (size_t)(np - head));
     int D = c->D;
 
     /* stage 1: triplet relationship matching on the embedding (backbone parameters only) */

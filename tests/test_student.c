@@ -186,7 +186,8 @@ START_TEST(opts_parse_and_string)
     ck_assert_int_eq(fsb_student_opts_check(&o, "x"), 0);
     ck_assert_int_eq(fsb_student_opts_parse(&o,
                                             "stage1_steps=7,lr2=0.125,adapt=all,"
-                                            "miner=facenet,k1=skip,sched=cosine,batch=40",
+                                            "miner=facenet,k1=skip,sched=cosine,batch=40,"
+                                            "head_init=zero",
                                             "--student"),
                      0);
     ck_assert_int_eq(o.stage1_steps, 7);
@@ -196,11 +197,13 @@ START_TEST(opts_parse_and_string)
     ck_assert_int_eq(o.k1, FSB_K1_SKIP);
     ck_assert_int_eq(o.sched, FSB_SCHED_COSINE);
     ck_assert_int_eq(o.batch, 40);
+    ck_assert_int_eq(o.head_init, FSB_HEAD_ZERO);
     char buf[FSB_STUDENT_SPEC_MAX], buf2[FSB_STUDENT_SPEC_MAX];
     fsb_student_opts_string(&o, buf, sizeof buf);
     ck_assert_ptr_nonnull(strstr(buf, "stage1_steps=7,"));
     ck_assert_ptr_nonnull(strstr(buf, "adapt=all"));
     ck_assert_ptr_nonnull(strstr(buf, "lr2=0.125"));
+    ck_assert_ptr_nonnull(strstr(buf, "head_init=zero"));
     /* the canonical string parses back to the same options */
     fsb_student_opts_default(&p);
     ck_assert_int_eq(fsb_student_opts_parse(&p, buf, "x"), 0);
@@ -226,6 +229,7 @@ START_TEST(opts_bad_specs_name_the_key)
         {"stage2_steps=-1", "stage2_steps"},
         {"adapt=some", "adapt"},
         {"miner=hard", "miner"},
+        {"head_init=ones", "head_init"},
         {"tau1=0", "tau1"},
         {"views=1", "views"},
         {"bank=0", "bank"},
@@ -509,6 +513,107 @@ START_TEST(frozen_prefix_precompute_is_exact)
 }
 END_TEST
 
+/* Largest distance of a head row from the span of the support embeddings, relative to the
+ * row's norm (Gram-Schmidt in double over the n embedding rows of e [n][d]). */
+static double off_span(const float *e, int n, int d, const float *row)
+{
+    double *q = calloc((size_t)n * d, sizeof(double)), r[256];
+    ck_assert(q && d <= 256);
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        double *v = q + (size_t)m * d, nn = 0;
+        for (int j = 0; j < d; j++)
+            v[j] = e[(size_t)i * d + j];
+        for (int k = 0; k < m; k++) {
+            double dot = 0;
+            for (int j = 0; j < d; j++)
+                dot += v[j] * q[(size_t)k * d + j];
+            for (int j = 0; j < d; j++)
+                v[j] -= dot * q[(size_t)k * d + j];
+        }
+        for (int j = 0; j < d; j++)
+            nn += v[j] * v[j];
+        if (nn < 1e-12) continue;
+        for (int j = 0; j < d; j++)
+            v[j] /= sqrt(nn);
+        m++;
+    }
+    double n0 = 0, n1 = 0;
+    for (int j = 0; j < d; j++)
+        r[j] = row[j], n0 += r[j] * r[j];
+    for (int k = 0; k < m; k++) {
+        double dot = 0;
+        for (int j = 0; j < d; j++)
+            dot += r[j] * q[(size_t)k * d + j];
+        for (int j = 0; j < d; j++)
+            r[j] -= dot * q[(size_t)k * d + j];
+    }
+    for (int j = 0; j < d; j++)
+        n1 += r[j] * r[j];
+    free(q);
+    ck_assert(n0 > 0);
+    return sqrt(n1 / n0);
+}
+
+/* head_init=zero: the head starts at zero, and with a frozen backbone and the clean support
+ * (augment=0) every step moves its rows within the span of the support embeddings, so the
+ * trained rows have no component outside it; the uniform init leaves one. */
+START_TEST(zero_head_stays_in_support_span)
+{
+    episode e;
+    make_episode(&e, 2); /* 8 support embeddings in 16 dimensions */
+    int n_s = WAY * e.shot, side = tf.crop;
+    fsb_model *t = NULL;
+    ck_assert_int_eq(fsb_model_create_from_file(&t, teacher_path, 0, n_s, NULL), 0);
+    int D = fsb_model_embed_dim(t);
+    float *img = malloc(sizeof(float) * (size_t)n_s * 3 * side * side);
+    float *emb = malloc(sizeof(float) * (size_t)n_s * D);
+    ck_assert(img && emb);
+    for (int i = 0; i < n_s; i++)
+        ck_assert_int_eq(fsb_transform_test(img + (size_t)i * 3 * side * side,
+                                            fsb_cache_image(&cache, e.sup[i]), cache.size,
+                                            cache.size, &tf, "support"),
+                         0);
+    ck_assert_int_eq(fsb_model_embed(t, img, n_s, emb), 0);
+    for (int init = FSB_HEAD_UNIFORM; init <= FSB_HEAD_ZERO; init++)
+        for (int m = 0; m < 2; m++) {
+            fsb_student_opts o;
+            small_opts(&o);
+            ck_assert_int_eq(fsb_student_opts_parse(&o, "adapt=head,augment=0", "test"), 0);
+            o.head_init = (fsb_student_head_init)init;
+            fsb_student_ctx *c = make_ctx(&o, 2);
+            int pred[WAY * QUERY];
+            /* no step: the head is exactly zero, every query ties and goes to class 0 */
+            o.stage2_steps = 0;
+            ck_assert_int_eq(run_episode(c, &o, (fsb_student_method)m, &e, 6, pred, NULL), 0);
+            fsb_model *s = (fsb_model *)fsb_student_ctx_student(c);
+            long np;
+            const float *p = fsb_model_params(s, &np), *w = p + np - (WAY * D + WAY);
+            double sum = 0;
+            for (long j = 0; j < WAY * D + WAY; j++)
+                sum += fabs(w[j]);
+            ck_assert(init == FSB_HEAD_ZERO ? sum == 0 : sum > 0);
+            for (int q = 0; init == FSB_HEAD_ZERO && q < WAY * QUERY; q++)
+                ck_assert_int_eq(pred[q], 0);
+            o.stage2_steps = 12;
+            ck_assert_int_eq(run_episode(c, &o, (fsb_student_method)m, &e, 6, pred, NULL), 0);
+            p = fsb_model_params(s, &np);
+            w = p + np - (WAY * D + WAY);
+            for (int k = 0; k < WAY; k++) {
+                double off = off_span(emb, n_s, D, w + (size_t)k * D);
+                if (init == FSB_HEAD_ZERO)
+                    ck_assert_msg(off < 1e-4, "method %d row %d: %g off the span", m, k, off);
+                else
+                    ck_assert_msg(off > 0.05, "method %d row %d: %g off the span", m, k, off);
+            }
+            fsb_student_ctx_destroy(c);
+        }
+    free(img);
+    free(emb);
+    fsb_model_destroy(t);
+}
+END_TEST
+
 /* The method-table rows: found by name, need images, run through the view; errors for a
  * missing context and bad episodes. */
 START_TEST(method_table_adapter)
@@ -584,6 +689,7 @@ static Suite *student_suite(void)
     tcase_add_test(tc, option_variants_run);
     tcase_add_test(tc, bank_cap);
     tcase_add_test(tc, frozen_prefix_precompute_is_exact);
+    tcase_add_test(tc, zero_head_stays_in_support_span);
     tcase_add_test(tc, method_table_adapter);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);

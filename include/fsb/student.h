@@ -46,6 +46,14 @@ typedef enum fsb_student_k1 {
     FSB_K1_SKIP = 1   /* no stage 1 at K = 1 */
 } fsb_student_k1;
 
+/* How the fresh head starts (both methods: it is part of the student). */
+typedef enum fsb_student_head_init {
+    FSB_HEAD_UNIFORM = 0, /* nn.Linear's init from the episode rng */
+    FSB_HEAD_ZERO = 1     /* all zero: every step then moves the head only within the span of
+                             the support embeddings, so nothing of the init is left in the
+                             directions the support never saw (the rng is drawn all the same) */
+} fsb_student_head_init;
+
 /* Learning rate within a stage. */
 typedef enum fsb_student_sched {
     FSB_SCHED_CONST = 0, /* lr for every step */
@@ -70,18 +78,19 @@ typedef struct fsb_student_opts {
     fsb_adapt adapt;   /* (ctx) trained part: all | last | head [last] */
     int prefix;        /* (ctx) 1: precompute frozen-prefix activations once per episode;
                           0: run the whole network every step (same results; tests) [1] */
-    fsb_refilled_miner miner; /* stage-1 triplets: semihard | facenet [semihard] */
-    float margin;             /* semi-hard window (0, margin) [0.2] */
-    float tau1;               /* stage-1 temperature [4] */
-    float w1;                 /* stage-1 weight [500] */
-    float tau2;               /* stage-2 temperature [2] */
-    float lambda;             /* stage-2 KL weight [1, chosen on val; reference code 100] */
-    int centres_batch;        /* 0: teacher NCM centres over the whole bank once per episode
-                                 (reference HEAD); 1: per batch (June-2020) [0] */
-    float momentum;           /* SGD momentum [0.9] */
-    int nesterov;             /* Nesterov momentum [1] */
-    float weight_decay;       /* L2 weight decay on every trained tensor [5e-4] */
-    fsb_student_sched sched;  /* lr schedule within a stage: const | cosine [const] */
+    fsb_refilled_miner miner;        /* stage-1 triplets: semihard | facenet [semihard] */
+    float margin;                    /* semi-hard window (0, margin) [0.2] */
+    float tau1;                      /* stage-1 temperature [4] */
+    float w1;                        /* stage-1 weight [500] */
+    float tau2;                      /* stage-2 temperature [2] */
+    float lambda;                    /* stage-2 KL weight [1, chosen on val; reference code 100] */
+    int centres_batch;               /* 0: teacher NCM centres over the whole bank once per episode
+                                        (reference HEAD); 1: per batch (June-2020) [0] */
+    float momentum;                  /* SGD momentum [0.9] */
+    int nesterov;                    /* Nesterov momentum [1] */
+    float weight_decay;              /* L2 weight decay on every trained tensor [5e-4] */
+    fsb_student_sched sched;         /* lr schedule within a stage: const | cosine [const] */
+    fsb_student_head_init head_init; /* the fresh head: uniform | zero [uniform] */
 } fsb_student_opts;
 
 /* Longest canonical spec string (fsb_student_opts_string), NUL included. */
