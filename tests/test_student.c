@@ -176,7 +176,13 @@ static void small_opts(fsb_student_opts *o)
 {
     fsb_student_opts_default(o);
     ck_assert_int_eq(
-        fsb_student_opts_parse(o, "stage1_steps=6,stage2_steps=12,lr1=0.01,lr2=0.05", "test"), 0);
+        fsb_student_opts_parse(o,
+                               "stage1_steps=6,stage2_steps=12,lr1=0.01,lr2=0.05,"
+                               /* the paths the chosen defaults skip: a trained block, a bank
+                                  of augmented views, stage 1 at K = 1, a random head */
+                               "adapt=last,augment=1,head_init=uniform",
+                               "test"),
+        0);
 }
 
 START_TEST(opts_parse_and_string)

@@ -3,9 +3,9 @@
  * distillation, then the student's head predicts the queries).
  *
  * The student starts as a copy of the teacher's backbone plus a fresh way-way linear head
- * (nn.Linear init from the episode rng) and is trained on the support set with SGD (Nesterov
- * momentum, weight decay); blocks frozen by `adapt` stay in eval mode and equal the
- * teacher's. Everything an episode needs lives in a per-worker fsb_student_ctx created once
+ * (zero, or nn.Linear's init from the episode rng: `head_init`) and is trained on the support set
+ * with SGD (Nesterov momentum, weight decay); blocks frozen by `adapt` stay in eval mode and equal
+ * the teacher's. Everything an episode needs lives in a per-worker fsb_student_ctx created once
  * (teacher replica, student, buffers): an episode allocates nothing. Single-threaded (the
  * runner parallelises over episodes), so results never depend on the thread count: the same
  * inputs and rng state give the same predictions bit for bit.
@@ -69,13 +69,13 @@ typedef struct fsb_student_opts {
     int stage2_steps;  /* REFILLED stage-2 steps; finetune's steps too [30] */
     float lr2;         /* stage-2 / finetune learning rate [0.01] */
     int batch;         /* (ctx) rows per step cap; 0 = the whole support set [0] */
-    int augment;       /* (ctx) 1: train augmentation for the bank; 0: test transform [1] */
+    int augment;       /* (ctx) 1: train augmentation for the bank; 0: test transform [0] */
     int bank;          /* (ctx) views per support image drawn per episode (1 if !augment) [4] */
     int bank_max;      /* (ctx) cap on bank rows per episode: views per image = min(bank,
                           max(1, bank_max / support images)); 0 = no cap [0] */
     int views;         /* (ctx) V >= 2 views per image in stage-1 batches at K = 1 [2] */
     fsb_student_k1 k1; /* K = 1 policy: views | skip [views] */
-    fsb_adapt adapt;   /* (ctx) trained part: all | last | head [last] */
+    fsb_adapt adapt;   /* (ctx) trained part: all | last | head [head] */
     int prefix;        /* (ctx) 1: precompute frozen-prefix activations once per episode;
                           0: run the whole network every step (same results; tests) [1] */
     fsb_refilled_miner miner;        /* stage-1 triplets: semihard | facenet [semihard] */
@@ -90,7 +90,7 @@ typedef struct fsb_student_opts {
     int nesterov;                    /* Nesterov momentum [1] */
     float weight_decay;              /* L2 weight decay on every trained tensor [5e-4] */
     fsb_student_sched sched;         /* lr schedule within a stage: const | cosine [const] */
-    fsb_student_head_init head_init; /* the fresh head: uniform | zero [uniform] */
+    fsb_student_head_init head_init; /* the fresh head: uniform | zero [zero] */
 } fsb_student_opts;
 
 /* Longest canonical spec string (fsb_student_opts_string), NUL included. */
