@@ -519,8 +519,8 @@ START_TEST(frozen_prefix_precompute_is_exact)
 }
 END_TEST
 
-/* Largest distance of a head row from the span of the support embeddings, relative to the
- * row's norm (Gram-Schmidt in double over the n embedding rows of e [n][d]). */
+/* Distance of one head row from the span of the support embeddings, relative to the row's
+ * norm (Gram-Schmidt in double over the n embedding rows of e [n][d]). */
 static double off_span(const float *e, int n, int d, const float *row)
 {
     double *q = calloc((size_t)n * d, sizeof(double)), r[256];
