@@ -25,10 +25,14 @@ int fsb_method_student_run(const fsb_method *m, const fsb_method_config *cfg,
     if (!ep->ctx || !cfg->extra)
         return fsb_error(FSB_EINVAL, "%s: episode %lld: no student context or options", m->name,
                          (long long)ep->episode);
+    fsb_student_ctx *ctx = ep->ctx;
+    int feats = ep->support_feat && ep->query_feat &&
+                ep->dim == fsb_model_embed_dim(fsb_student_ctx_teacher(ctx));
     fsb_student_stats s;
-    st = fsb_student_episode((fsb_student_ctx *)ep->ctx, (const fsb_student_opts *)cfg->extra,
-                             (fsb_student_method)m->variant, ep->support_img, ep->support_labels,
-                             ep->way, ep->shot, ep->query_img, ep->n_query, rng, pred, &s);
+    st = fsb_student_episode(
+        ctx, (const fsb_student_opts *)cfg->extra, (fsb_student_method)m->variant, ep->support_img,
+        ep->support_labels, ep->way, ep->shot, ep->query_img, ep->n_query,
+        feats ? ep->support_feat : NULL, feats ? ep->query_feat : NULL, rng, pred, &s);
     if (st) return fsb_error_wrap(st, "%s: episode %lld", m->name, (long long)ep->episode);
     if (stats) {
         stats->fit_ms = s.fit_ms;

@@ -467,11 +467,23 @@ const fsb_model *fsb_student_ctx_student(const fsb_student_ctx *ctx)
  * with rng (aug_key, row) (the test transform when A == 1). Stores the stage-s0 input of
  * every row and, when with_emb, the teacher's eval-mode embedding of the same pixels. */
 static int build_bank(fsb_student_ctx *c, const int *support_img, const int *labels, int n_s, int A,
-                      uint64_t aug_key, int with_emb)
+                      uint64_t aug_key, int with_emb, const float *support_feat)
 {
     const fsb_cache *ca = c->cache;
     int nb = n_s * A, sz = ca->size, st = FSB_OK;
     size_t img_bytes = (size_t)sz * sz * 3;
+    if (support_feat && A == 1 && c->s0 == FSB_MODEL_BLOCKS) {
+        /* the bank holds embeddings of the test transform: the given ones */
+        for (int i = 0; i < n_s; i++) {
+            memcpy(c->bank + (size_t)i * c->act, support_feat + (size_t)i * c->D,
+                   sizeof(float) * (size_t)c->D);
+            if (with_emb)
+                memcpy(c->bank_emb + (size_t)i * c->D, support_feat + (size_t)i * c->D,
+                       sizeof(float) * (size_t)c->D);
+            c->bank_lab[i] = labels[i];
+        }
+        return FSB_OK;
+    }
     for (int r0 = 0; r0 < nb && !st; r0 += IMG_CHUNK) {
         int n = nb - r0 < IMG_CHUNK ? nb - r0 : IMG_CHUNK;
         float *dst = c->s0 == 0 ? c->bank + (size_t)r0 * c->act : c->img;
@@ -568,8 +580,8 @@ static float step_lr(const fsb_student_opts *o, float lr, int step, int steps)
 
 int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_student_method method,
                         const int *support_img, const int *support_labels, int way, int shot,
-                        const int *query_img, int n_query, fsb_rng *rng, int *pred,
-                        fsb_student_stats *stats)
+                        const int *query_img, int n_query, const float *support_feat,
+                        const float *query_feat, fsb_rng *rng, int *pred, fsb_student_stats *stats)
 {
     fsb_student_stats s;
     memset(&s, 0, sizeof s);
@@ -608,7 +620,8 @@ int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_st
             c->cls[k * shot + j] = t;
         }
     int A = bank_views(opts, n_s), refilled = method == FSB_STUDENT_REFILLED;
-    if ((st = build_bank(c, support_img, support_labels, n_s, A, aug_key, refilled))) return st;
+    if ((st = build_bank(c, support_img, support_labels, n_s, A, aug_key, refilled, support_feat)))
+        return st;
     s.bank_views = A;
     s.bank_ms = (fsb_now() - t0) * 1e3;
     long np;
@@ -701,20 +714,28 @@ int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_st
     double t1 = fsb_now();
     s.fit_ms = (t1 - t0) * 1e3;
 
-    /* predict: test transform, eval forward, argmax (ties to the lowest class) */
+    /* predict: test transform, eval forward, argmax (ties to the lowest class); with a frozen
+     * backbone and the queries' embeddings given, only the head runs */
     const fsb_cache *ca = c->cache;
     int chunk = c->max_batch < IMG_CHUNK ? c->max_batch : IMG_CHUNK;
+    int head_only = query_feat && c->s0 == FSB_MODEL_BLOCKS;
     for (int q0 = 0; q0 < n_query; q0 += chunk) {
         int n = n_query - q0 < chunk ? n_query - q0 : chunk;
-        for (int b = 0; b < n; b++)
-            if (query_img[q0 + b] < 0 || query_img[q0 + b] >= ca->split.n_images)
-                return fsb_error(FSB_EINVAL, "student: query image %d out of range",
-                                 query_img[q0 + b]);
-        if ((st = fsb_transform_test_batch(c->img, ca->px, ca->size, ca->size, query_img + q0, n,
-                                           &c->tf, NULL)))
-            return st;
         const float *logits;
-        if ((st = fsb_model_forward(S, c->img, n, 0, NULL, NULL, &logits))) return st;
+        if (head_only) {
+            st = fsb_model_forward_from(S, FSB_MODEL_BLOCKS, query_feat + (size_t)q0 * D, n, 0,
+                                        NULL, NULL, &logits);
+            if (st) return st;
+        } else {
+            for (int b = 0; b < n; b++)
+                if (query_img[q0 + b] < 0 || query_img[q0 + b] >= ca->split.n_images)
+                    return fsb_error(FSB_EINVAL, "student: query image %d out of range",
+                                     query_img[q0 + b]);
+            if ((st = fsb_transform_test_batch(c->img, ca->px, ca->size, ca->size, query_img + q0,
+                                               n, &c->tf, NULL)))
+                return st;
+            if ((st = fsb_model_forward(S, c->img, n, 0, NULL, NULL, &logits))) return st;
+        }
         for (int b = 0; b < n; b++) {
             const float *l = logits + (size_t)b * way;
             int best = 0;

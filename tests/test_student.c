@@ -132,8 +132,8 @@ static int run_episode(fsb_student_ctx *c, const fsb_student_opts *o, fsb_studen
 {
     fsb_rng r;
     fsb_rng_init(&r, seed, 3);
-    int st = fsb_student_episode(c, o, m, e->sup, e->lab, WAY, e->shot, e->qry, WAY * QUERY, &r,
-                                 pred, s);
+    int st = fsb_student_episode(c, o, m, e->sup, e->lab, WAY, e->shot, e->qry, WAY * QUERY, NULL,
+                                 NULL, &r, pred, s);
     if (st) fprintf(stderr, "%s\n", fsb_error_last());
     return st;
 }
@@ -519,6 +519,27 @@ START_TEST(frozen_prefix_precompute_is_exact)
 }
 END_TEST
 
+/* The teacher's eval-mode embeddings [n][D] of images idx[n] under the test transform, all
+ * in one batch (the runner embeds the split in other batches: an embedding does not depend on
+ * its batch). malloc'd; *dim = D. */
+static float *embed_images(const int *idx, int n, int *dim)
+{
+    int side = tf.crop;
+    fsb_model *t = NULL;
+    ck_assert_int_eq(fsb_model_create_from_file(&t, teacher_path, 0, n, NULL), 0);
+    int D = fsb_model_embed_dim(t);
+    float *img = malloc(sizeof(float) * (size_t)n * 3 * side * side);
+    float *emb = malloc(sizeof(float) * (size_t)n * D);
+    ck_assert(img && emb);
+    ck_assert_int_eq(
+        fsb_transform_test_batch(img, cache.px, cache.size, cache.size, idx, n, &tf, NULL), 0);
+    ck_assert_int_eq(fsb_model_embed(t, img, n, emb), 0);
+    free(img);
+    fsb_model_destroy(t);
+    *dim = D;
+    return emb;
+}
+
 /* Distance of one head row from the span of the support embeddings, relative to the row's
  * norm (Gram-Schmidt in double over the n embedding rows of e [n][d]). */
 static double off_span(const float *e, int n, int d, const float *row)
@@ -568,19 +589,8 @@ START_TEST(zero_head_stays_in_support_span)
 {
     episode e;
     make_episode(&e, 2); /* 8 support embeddings in 16 dimensions */
-    int n_s = WAY * e.shot, side = tf.crop;
-    fsb_model *t = NULL;
-    ck_assert_int_eq(fsb_model_create_from_file(&t, teacher_path, 0, n_s, NULL), 0);
-    int D = fsb_model_embed_dim(t);
-    float *img = malloc(sizeof(float) * (size_t)n_s * 3 * side * side);
-    float *emb = malloc(sizeof(float) * (size_t)n_s * D);
-    ck_assert(img && emb);
-    for (int i = 0; i < n_s; i++)
-        ck_assert_int_eq(fsb_transform_test(img + (size_t)i * 3 * side * side,
-                                            fsb_cache_image(&cache, e.sup[i]), cache.size,
-                                            cache.size, &tf, "support"),
-                         0);
-    ck_assert_int_eq(fsb_model_embed(t, img, n_s, emb), 0);
+    int n_s = WAY * e.shot, D;
+    float *emb = embed_images(e.sup, n_s, &D);
     for (int init = FSB_HEAD_UNIFORM; init <= FSB_HEAD_ZERO; init++)
         for (int m = 0; m < 2; m++) {
             fsb_student_opts o;
@@ -614,9 +624,78 @@ START_TEST(zero_head_stays_in_support_span)
             }
             fsb_student_ctx_destroy(c);
         }
-    free(img);
     free(emb);
-    fsb_model_destroy(t);
+}
+END_TEST
+
+/* Given features (the runner's cached embeddings) change nothing: with a frozen backbone the
+ * bank (one clean view) and the query forward are skipped, and the predictions, the trained
+ * head and the losses are the same bits as from the images; other settings ignore them. */
+START_TEST(given_features_same_bits)
+{
+    static const char *const specs[] = {"adapt=head,augment=0,head_init=zero",
+                                        "adapt=head,augment=0,head_init=uniform",
+                                        "adapt=head,augment=1", "adapt=last,augment=0"};
+    episode e;
+    make_episode(&e, 3);
+    int n_s = WAY * e.shot, D, D2;
+    float *sf = embed_images(e.sup, n_s, &D), *qf = embed_images(e.qry, WAY * QUERY, &D2);
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
+        for (int m = 0; m < 2; m++) {
+            fsb_student_opts o;
+            small_opts(&o);
+            ck_assert_int_eq(fsb_student_opts_parse(&o, specs[i], "test"), 0);
+            fsb_student_ctx *c = make_ctx(&o, 3);
+            int p0[WAY * QUERY], p1[WAY * QUERY];
+            fsb_student_stats s0, s1;
+            fsb_rng r;
+            fsb_rng_init(&r, 21, 0);
+            ck_assert_int_eq(fsb_student_episode(c, &o, (fsb_student_method)m, e.sup, e.lab, WAY, 3,
+                                                 e.qry, WAY * QUERY, NULL, NULL, &r, p0, &s0),
+                             0);
+            size_t n;
+            float *w0 = snapshot(fsb_student_ctx_student(c), &n);
+            fsb_rng_init(&r, 21, 0);
+            ck_assert_int_eq(fsb_student_episode(c, &o, (fsb_student_method)m, e.sup, e.lab, WAY, 3,
+                                                 e.qry, WAY * QUERY, sf, qf, &r, p1, &s1),
+                             0);
+            float *w1 = snapshot(fsb_student_ctx_student(c), &n);
+            ck_assert_msg(memcmp(p0, p1, sizeof p0) == 0, "%s method %d", specs[i], m);
+            ck_assert_msg(memcmp(w0, w1, n * sizeof(float)) == 0, "%s method %d", specs[i], m);
+            ck_assert(s0.loss_first == s1.loss_first && s0.loss_last == s1.loss_last);
+            ck_assert(n_correct(p1, &e) >= 0);
+            free(w0);
+            free(w1);
+            fsb_student_ctx_destroy(c);
+        }
+    /* the features are used: with them a frozen-backbone student never reads the images
+     * (out-of-range indices pass), without them the same indices are refused */
+    fsb_student_opts o;
+    small_opts(&o);
+    ck_assert_int_eq(fsb_student_opts_parse(&o, "adapt=head,augment=0,head_init=zero", "test"), 0);
+    fsb_student_ctx *c = make_ctx(&o, 3);
+    int bad_s[WAY * 3], bad_q[WAY * QUERY], p0[WAY * QUERY], p1[WAY * QUERY];
+    for (int q = 0; q < WAY * 3; q++)
+        bad_s[q] = -1;
+    for (int q = 0; q < WAY * QUERY; q++)
+        bad_q[q] = cache.split.n_images;
+    fsb_rng r;
+    fsb_rng_init(&r, 21, 0);
+    ck_assert_int_eq(fsb_student_episode(c, &o, FSB_STUDENT_REFILLED, e.sup, e.lab, WAY, 3, e.qry,
+                                         WAY * QUERY, sf, qf, &r, p0, NULL),
+                     0);
+    fsb_rng_init(&r, 21, 0);
+    ck_assert_int_eq(fsb_student_episode(c, &o, FSB_STUDENT_REFILLED, bad_s, e.lab, WAY, 3, bad_q,
+                                         WAY * QUERY, sf, qf, &r, p1, NULL),
+                     0);
+    ck_assert(memcmp(p0, p1, sizeof p0) == 0);
+    fsb_rng_init(&r, 21, 0);
+    ck_assert_int_eq(fsb_student_episode(c, &o, FSB_STUDENT_REFILLED, e.sup, e.lab, WAY, 3, bad_q,
+                                         WAY * QUERY, NULL, NULL, &r, p1, NULL),
+                     FSB_EINVAL);
+    fsb_student_ctx_destroy(c);
+    free(sf);
+    free(qf);
 }
 END_TEST
 
@@ -656,7 +735,8 @@ START_TEST(method_table_adapter)
         fsb_rng_init(&r, 77, 0);
         fsb_student_stats s;
         ck_assert_int_eq(fsb_student_episode(c, &o, (fsb_student_method)m->variant, e.sup, e.lab,
-                                             WAY, 2, e.qry, WAY * QUERY, &r, direct, &s),
+                                             WAY, 2, e.qry, WAY * QUERY, NULL, NULL, &r, direct,
+                                             &s),
                          0);
         ck_assert(memcmp(pred, direct, sizeof pred) == 0);
         v.ctx = NULL;
@@ -696,6 +776,7 @@ static Suite *student_suite(void)
     tcase_add_test(tc, bank_cap);
     tcase_add_test(tc, frozen_prefix_precompute_is_exact);
     tcase_add_test(tc, zero_head_stays_in_support_span);
+    tcase_add_test(tc, given_features_same_bits);
     tcase_add_test(tc, method_table_adapter);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);

@@ -155,18 +155,26 @@ typedef struct fsb_student_stats {
  * of the student's head, ties to the lowest class). support_img [way*shot] and query_img
  * [n_query] index ctx's cache; support_labels [way*shot] in [0, way), `shot` per class.
  * `opts` must agree with the ctx's (ctx) fields. rng is the episode's generator (head init,
- * augmentation key, batch rotation, dropout). stats may be NULL. Returns FSB_OK, FSB_EINVAL
- * (shapes, options, a non-finite loss naming the stage and step), image errors. */
+ * augmentation key, batch rotation, dropout). stats may be NULL.
+ * support_feat [way*shot][D] and query_feat [n_query][D] (each may be NULL) are the teacher's
+ * eval-mode embeddings of the same images under the ctx's test transform (the runner's
+ * cached features). With a frozen backbone (adapt=head, prefix=1) they replace the forward
+ * passes they equal: the bank when it is one test-transform view per image, and the query
+ * forward, so only the head runs. The results are the same bits as without them (tested),
+ * provided they are what they claim to be. Returns FSB_OK, FSB_EINVAL (shapes, options, a
+ * non-finite loss naming the stage and step), image errors. */
 int fsb_student_episode(fsb_student_ctx *ctx, const fsb_student_opts *opts,
                         fsb_student_method method, const int *support_img,
                         const int *support_labels, int way, int shot, const int *query_img,
-                        int n_query, fsb_rng *rng, int *pred, fsb_student_stats *stats);
+                        int n_query, const float *support_feat, const float *query_feat,
+                        fsb_rng *rng, int *pred, fsb_student_stats *stats);
 
 /* ---- method-table entries (baselines/student_methods.c) -------------------------------------- */
 
 /* finetune (m->variant = FSB_STUDENT_FINETUNE) and refilled (FSB_STUDENT_REFILLED): ep->ctx is
- * the worker's fsb_student_ctx*, cfg->extra a const fsb_student_opts*. fit_ms = training
- * (bank included), predict_ms = query prediction. The scratch arena is not used (the ctx
+ * the worker's fsb_student_ctx*, cfg->extra a const fsb_student_opts*; the view's features,
+ * when their dimension is the teacher's, are passed on as support_feat / query_feat. fit_ms =
+ * training (bank included), predict_ms = query prediction. The scratch arena is not used (the ctx
  * owns its buffers): the scratch function returns 0. */
 int fsb_method_student_run(const fsb_method *m, const fsb_method_config *cfg,
                            const fsb_episode_view *ep, fsb_arena *scratch, fsb_rng *rng, int *pred,

@@ -59,8 +59,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", fsb_error_last());
         return 1;
     }
-    if (cache.packed)
-        fprintf(stderr, "note: the cache was (re)packed\n");
+    if (cache.packed) fprintf(stderr, "note: the cache was (re)packed\n");
     fsb_model_opts mo;
     fsb_model_opts_default(&mo, FSB_ARCH_CONV4);
     fsb_rng r;
@@ -119,7 +118,8 @@ int main(int argc, char **argv)
                         pick[j] = tmp;
                     }
                     for (int k = 0; k < way; k++) {
-                        int cnt = cache.split.class_count[pick[k]], st0 = cache.split.class_start[pick[k]];
+                        int cnt = cache.split.class_count[pick[k]],
+                            st0 = cache.split.class_start[pick[k]];
                         int img[1000];
                         for (int i = 0; i < cnt; i++)
                             img[i] = st0 + i;
@@ -138,8 +138,8 @@ int main(int argc, char **argv)
                     }
                     fsb_student_stats s;
                     double c0 = cpu_now();
-                    if (fsb_student_episode(c, &o, m, sup, lab, way, K, qry, way * query, &er,
-                                            pred, &s)) {
+                    if (fsb_student_episode(c, &o, m, sup, lab, way, K, qry, way * query, NULL,
+                                            NULL, &er, pred, &s)) {
                         fprintf(stderr, "%s\n", fsb_error_last());
                         return 1;
                     }
@@ -151,10 +151,11 @@ int main(int argc, char **argv)
                 }
                 qsort(ms, (size_t)episodes, sizeof *ms, cmp_double);
                 qsort(cpu, (size_t)episodes, sizeof *cpu, cmp_double);
-                printf("adapt=%s K=%d %s: wall median %.0f ms (min %.0f, max %.0f), CPU median "
-                       "%.0f ms; mean bank %.0f, fit %.0f (bank incl.), predict %.0f; %d episodes\n",
-                       ad, K, mn, ms[episodes / 2], ms[0], ms[episodes - 1], cpu[episodes / 2],
-                       bank / episodes, fit / episodes, prd / episodes, episodes);
+                printf(
+                    "adapt=%s K=%d %s: wall median %.0f ms (min %.0f, max %.0f), CPU median "
+                    "%.0f ms; mean bank %.0f, fit %.0f (bank incl.), predict %.0f; %d episodes\n",
+                    ad, K, mn, ms[episodes / 2], ms[0], ms[episodes - 1], cpu[episodes / 2],
+                    bank / episodes, fit / episodes, prd / episodes, episodes);
                 fflush(stdout);
             }
         }
