@@ -66,8 +66,8 @@ typedef enum fsb_student_sched {
 typedef struct fsb_student_opts {
     int stage1_steps;  /* REFILLED stage-1 SGD steps [20] */
     float lr1;         /* stage-1 learning rate [0.01] */
-    int stage2_steps;  /* REFILLED stage-2 steps; finetune's steps too [30] */
-    float lr2;         /* stage-2 / finetune learning rate [0.01] */
+    int stage2_steps;  /* REFILLED stage-2 steps; finetune's steps too [100] */
+    float lr2;         /* stage-2 / finetune learning rate [0.003] */
     int batch;         /* (ctx) rows per step cap; 0 = the whole support set [0] */
     int augment;       /* (ctx) 1: train augmentation for the bank; 0: test transform [0] */
     int bank;          /* (ctx) views per support image drawn per episode (1 if !augment) [4] */
@@ -78,18 +78,18 @@ typedef struct fsb_student_opts {
     fsb_adapt adapt;   /* (ctx) trained part: all | last | head [head] */
     int prefix;        /* (ctx) 1: precompute frozen-prefix activations once per episode;
                           0: run the whole network every step (same results; tests) [1] */
-    fsb_refilled_miner miner;        /* stage-1 triplets: semihard | facenet [semihard] */
-    float margin;                    /* semi-hard window (0, margin) [0.2] */
-    float tau1;                      /* stage-1 temperature [4] */
-    float w1;                        /* stage-1 weight [500] */
-    float tau2;                      /* stage-2 temperature [2] */
-    float lambda;                    /* stage-2 KL weight [1, chosen on val; reference code 100] */
-    int centres_batch;               /* 0: teacher NCM centres over the whole bank once per episode
-                                        (reference HEAD); 1: per batch (June-2020) [0] */
-    float momentum;                  /* SGD momentum [0.9] */
-    int nesterov;                    /* Nesterov momentum [1] */
-    float weight_decay;              /* L2 weight decay on every trained tensor [5e-4] */
-    fsb_student_sched sched;         /* lr schedule within a stage: const | cosine [const] */
+    fsb_refilled_miner miner; /* stage-1 triplets: semihard | facenet [semihard] */
+    float margin;             /* semi-hard window (0, margin) [0.2] */
+    float tau1;               /* stage-1 temperature [4] */
+    float w1;                 /* stage-1 weight [500] */
+    float tau2;               /* stage-2 temperature [2] */
+    float lambda;             /* stage-2 KL weight [0.3, chosen on val; reference code 100] */
+    int centres_batch;        /* 0: teacher NCM centres over the whole bank once per episode
+                                 (reference HEAD); 1: per batch (June-2020) [0] */
+    float momentum;           /* SGD momentum [0.9] */
+    int nesterov;             /* Nesterov momentum [1] */
+    float weight_decay;       /* L2 weight decay on every trained tensor [5e-4] */
+    fsb_student_sched sched;  /* lr schedule within a stage: const | cosine [const] */
     fsb_student_head_init head_init; /* the fresh head: uniform | zero [zero] */
 } fsb_student_opts;
 
