@@ -30,9 +30,14 @@ void fsb_student_opts_default(fsb_student_opts *o)
     o->stage2_steps = 100; /* stage 2 and fine-tune: chosen on val (students/grid_600/) */
     o->lr2 = 0.003f;
     o->batch = 0;
-    o->augment = 0; /* chosen on val (results/tune/students/zero/) */
-    o->bank = 4;
+    /* a bank of the clean support plus 7 mildly augmented views per image (crop 0.5-1, flip,
+     * no colour jitter): chosen on val (results/tune/students/mild_aug/) */
+    o->augment = 1;
+    o->bank = 8;
     o->bank_max = 0;
+    o->crop_lo = 0.5f;
+    o->jitter = 0.0f;
+    o->clean_view = 1;
     o->views = 2;
     o->k1 = FSB_K1_VIEWS;
     o->adapt = FSB_ADAPT_HEAD; /* chosen on val, like augment and head_init */
@@ -83,6 +88,9 @@ static const spec_key keys[] = {
     {"augment", K_INT, OFF(augment), 0, 1, 0, NULL, 0},
     {"bank", K_INT, OFF(bank), 1, 256, 0, NULL, 0},
     {"bank_max", K_INT, OFF(bank_max), 0, 1000000, 0, NULL, 0},
+    {"crop_lo", K_FLOAT, OFF(crop_lo), 0, 1, 1, NULL, 0},
+    {"jitter", K_FLOAT, OFF(jitter), 0, 0.999, 0, NULL, 0},
+    {"clean_view", K_INT, OFF(clean_view), 0, 1, 0, NULL, 0},
     {"views", K_INT, OFF(views), 2, 256, 0, NULL, 0},
     {"k1", K_ENUM, OFF(k1), 0, 0, 0, k1_names, 2},
     {"adapt", K_ENUM, OFF(adapt), 0, 0, 0, adapt_names, 3},
@@ -260,6 +268,7 @@ struct fsb_student_ctx {
     long img_sz;            /* floats per image, 3*C*C */
     int max_batch;          /* student batch capacity (largest step) */
     int bank_cap;           /* bank rows capacity: max_way*max_shot*bank */
+    int bank_rows;          /* rows of the last bank with teacher embeddings */
     float *bank;            /* [bank_cap][act] stage-s0 inputs of every view */
     float *bank_emb;        /* [bank_cap][D] teacher embeddings of every view */
     int *bank_lab;          /* [bank_cap] class of every view */
@@ -461,16 +470,28 @@ const fsb_model *fsb_student_ctx_student(const fsb_student_ctx *ctx)
     return ctx->student;
 }
 
+const float *fsb_student_ctx_bank(const fsb_student_ctx *ctx, int *rows)
+{
+    *rows = ctx->bank_rows;
+    return ctx->bank_emb;
+}
+
 /* ---- one episode -------------------------------------------------------------------------- */
 
 /* Fill the bank: view v of support position i is row i*A+v, pixels from the train transform
- * with rng (aug_key, row) (the test transform when A == 1). Stores the stage-s0 input of
- * every row and, when with_emb, the teacher's eval-mode embedding of the same pixels. */
-static int build_bank(fsb_student_ctx *c, const int *support_img, const int *labels, int n_s, int A,
-                      uint64_t aug_key, int with_emb, const float *support_feat)
+ * (crop_lo, jitter) with rng (aug_key, row); the test transform when A == 1, and for v == 0
+ * with clean_view. Stores the stage-s0 input of every row and, when with_emb, the teacher's
+ * eval-mode embedding of the same pixels. */
+static int build_bank(fsb_student_ctx *c, const fsb_student_opts *o, const int *support_img,
+                      const int *labels, int n_s, int A, uint64_t aug_key, int with_emb,
+                      const float *support_feat)
 {
     const fsb_cache *ca = c->cache;
     int nb = n_s * A, sz = ca->size, st = FSB_OK;
+    fsb_transform tf = c->tf;
+    tf.scale_lo = o->crop_lo;
+    tf.brightness = tf.contrast = tf.saturation = o->jitter;
+    if (with_emb) c->bank_rows = nb;
     size_t img_bytes = (size_t)sz * sz * 3;
     if (support_feat && A == 1 && c->s0 == FSB_MODEL_BLOCKS) {
         /* the bank holds embeddings of the test transform: the given ones */
@@ -494,11 +515,10 @@ static int build_bank(fsb_student_ctx *c, const int *support_img, const int *lab
             const uint8_t *px = ca->px + (size_t)idx * img_bytes;
             char name[48];
             snprintf(name, sizeof name, "image %d", idx);
-            if (A > 1) {
+            if (A > 1 && !(o->clean_view && r % A == 0)) {
                 fsb_rng vr;
                 fsb_rng_init(&vr, aug_key, (uint64_t)r);
-                st =
-                    fsb_transform_train(dst + (size_t)b * c->img_sz, px, sz, sz, &c->tf, &vr, name);
+                st = fsb_transform_train(dst + (size_t)b * c->img_sz, px, sz, sz, &tf, &vr, name);
             } else {
                 st = fsb_transform_test(dst + (size_t)b * c->img_sz, px, sz, sz, &c->tf, name);
             }
@@ -620,7 +640,8 @@ int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_st
             c->cls[k * shot + j] = t;
         }
     int A = bank_views(opts, n_s), refilled = method == FSB_STUDENT_REFILLED;
-    if ((st = build_bank(c, support_img, support_labels, n_s, A, aug_key, refilled, support_feat)))
+    if ((st = build_bank(c, opts, support_img, support_labels, n_s, A, aug_key, refilled,
+                         support_feat)))
         return st;
     s.bank_views = A;
     s.bank_ms = (fsb_now() - t0) * 1e3;

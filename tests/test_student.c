@@ -175,14 +175,15 @@ static int n_correct(const int *pred, const episode *e)
 static void small_opts(fsb_student_opts *o)
 {
     fsb_student_opts_default(o);
-    ck_assert_int_eq(
-        fsb_student_opts_parse(o,
-                               "stage1_steps=6,stage2_steps=12,lr1=0.01,lr2=0.05,"
-                               /* the paths the chosen defaults skip: a trained block, a bank
-                                  of augmented views, stage 1 at K = 1, a random head */
-                               "adapt=last,augment=1,head_init=uniform",
-                               "test"),
-        0);
+    ck_assert_int_eq(fsb_student_opts_parse(o,
+                                            "stage1_steps=6,stage2_steps=12,lr1=0.01,lr2=0.05,"
+                                            /* the paths the chosen defaults skip: a trained block,
+                                               a bank of 4 strongly augmented views and no clean
+                                               one, stage 1 at K = 1, a random head */
+                                            "adapt=last,head_init=uniform,bank=4,clean_view=0,"
+                                            "crop_lo=0.08,jitter=0.4",
+                                            "test"),
+                     0);
 }
 
 START_TEST(opts_parse_and_string)
@@ -239,6 +240,10 @@ START_TEST(opts_bad_specs_name_the_key)
         {"tau1=0", "tau1"},
         {"views=1", "views"},
         {"bank=0", "bank"},
+        {"crop_lo=0", "crop_lo"},
+        {"crop_lo=1.5", "crop_lo"},
+        {"jitter=1", "jitter"},
+        {"clean_view=2", "clean_view"},
         {"lr2=nan", "lr2"},
         {"momentum=0,nesterov=1", "nesterov"},
         {"lr1=0.1,,lr2=1", "empty"},
@@ -707,6 +712,60 @@ START_TEST(given_features_same_bits)
 }
 END_TEST
 
+/* The bank of A = 3 views per image under the same episode rng: with clean_view, view 0 is
+ * the test transform (the teacher's embedding of it, bit for bit) and views 1-2 are not;
+ * without, no view is; jitter and crop_lo reach the augmented views and only them. */
+static float *bank_of(const char *spec, const episode *e, int *rows)
+{
+    fsb_student_opts o;
+    small_opts(&o);
+    ck_assert_int_eq(
+        fsb_student_opts_parse(&o, "adapt=head,bank=3,stage1_steps=0,stage2_steps=0", "test"), 0);
+    ck_assert_int_eq(fsb_student_opts_parse(&o, spec, "test"), 0);
+    fsb_student_ctx *c = make_ctx(&o, e->shot);
+    int pred[WAY * QUERY];
+    ck_assert_int_eq(run_episode(c, &o, FSB_STUDENT_REFILLED, e, 5, pred, NULL), 0);
+    const float *b = fsb_student_ctx_bank(c, rows);
+    int D = fsb_model_embed_dim(fsb_student_ctx_teacher(c));
+    float *copy = malloc(sizeof(float) * (size_t)*rows * D);
+    memcpy(copy, b, sizeof(float) * (size_t)*rows * D);
+    fsb_student_ctx_destroy(c);
+    return copy;
+}
+
+START_TEST(bank_views_clean_and_augmented)
+{
+    episode e;
+    make_episode(&e, 2);
+    int n_s = WAY * e.shot, D, rows;
+    float *clean = embed_images(e.sup, n_s, &D);
+    const char *specs[4] = {
+        "clean_view=1,crop_lo=0.3,jitter=0", "clean_view=0,crop_lo=0.3,jitter=0",
+        "clean_view=1,crop_lo=0.3,jitter=0.4", "clean_view=1,crop_lo=0.9,jitter=0"};
+    float *b[4];
+    for (int k = 0; k < 4; k++) {
+        b[k] = bank_of(specs[k], &e, &rows);
+        ck_assert_int_eq(rows, n_s * 3);
+    }
+    size_t row = sizeof(float) * (size_t)D;
+    for (int i = 0; i < n_s; i++) {
+        const float *want = clean + (size_t)i * D;
+        for (int v = 0; v < 3; v++) {
+            size_t r = (size_t)(i * 3 + v) * D;
+            /* view 0 is clean with clean_view only; augmented views are never clean */
+            ck_assert_int_eq(memcmp(b[0] + r, want, row) == 0, v == 0);
+            ck_assert(memcmp(b[1] + r, want, row) != 0);
+            /* jitter and crop_lo change the augmented views, not the clean one */
+            ck_assert_int_eq(memcmp(b[2] + r, b[0] + r, row) == 0, v == 0);
+            ck_assert_int_eq(memcmp(b[3] + r, b[0] + r, row) == 0, v == 0);
+        }
+    }
+    for (int k = 0; k < 4; k++)
+        free(b[k]);
+    free(clean);
+}
+END_TEST
+
 /* The method-table rows: found by name, need images, run through the view; errors for a
  * missing context and bad episodes. */
 START_TEST(method_table_adapter)
@@ -782,6 +841,7 @@ static Suite *student_suite(void)
     tcase_add_test(tc, one_shot_views);
     tcase_add_test(tc, option_variants_run);
     tcase_add_test(tc, bank_cap);
+    tcase_add_test(tc, bank_views_clean_and_augmented);
     tcase_add_test(tc, frozen_prefix_precompute_is_exact);
     tcase_add_test(tc, zero_head_stays_in_support_span);
     tcase_add_test(tc, given_features_same_bits);

@@ -10,12 +10,13 @@
  * runner parallelises over episodes), so results never depend on the thread count: the same
  * inputs and rng state give the same predictions bit for bit.
  *
- * Support data: a BANK of `bank` views per support image is drawn once per episode (train
- * augmentation, view v of support position i from fsb_rng stream i*views+v under a key drawn
- * from the episode rng; `bank_max` caps the rows; a bank of one view per image - augment=0,
- * bank=1 or the cap - is the test transform). For every bank row the teacher's embedding
- * (eval mode, the SAME augmented pixels the student sees) and, with a frozen prefix (adapt
- * last/head, prefix=1), the prefix activations are computed once per episode; steps then
+ * Support data: a BANK of `bank` views per support image is drawn once per episode (the train
+ * transform with the crop scale `crop_lo`..1 and colour jitter `jitter`; view v of support
+ * position i from fsb_rng stream i*A+v under a key drawn from the episode rng; with
+ * clean_view, view 0 is the test transform; `bank_max` caps the rows; a bank of one view per
+ * image - augment=0, bank=1 or the cap - is the test transform). For every bank row the teacher's
+ * embedding (eval mode, the SAME augmented pixels the student sees) and, with a frozen prefix
+ * (adapt last/head, prefix=1), the prefix activations are computed once per episode; steps then
  * cycle through the bank. Batches: per step and class,
  * `per_class` support images in a per-episode random rotation (all K when batch = 0), one
  * view each; stage 1 at K = 1 takes `views` distinct views per image instead (positives =
@@ -69,10 +70,16 @@ typedef struct fsb_student_opts {
     int stage2_steps;  /* REFILLED stage-2 steps; finetune's steps too [100] */
     float lr2;         /* stage-2 / finetune learning rate [0.003] */
     int batch;         /* (ctx) rows per step cap; 0 = the whole support set [0] */
-    int augment;       /* (ctx) 1: train augmentation for the bank; 0: test transform [0] */
-    int bank;          /* (ctx) views per support image drawn per episode (1 if !augment) [4] */
+    int augment;       /* (ctx) 1: train augmentation for the bank; 0: test transform [1] */
+    int bank;          /* (ctx) views per support image drawn per episode (1 if !augment) [8] */
     int bank_max;      /* (ctx) cap on bank rows per episode: views per image = min(bank,
                           max(1, bank_max / support images)); 0 = no cap [0] */
+    float crop_lo;     /* augmented views: smallest area fraction of the random resized crop
+                          (the pre-training transform's is 0.08) [0.5] */
+    float jitter;      /* augmented views: brightness, contrast and saturation strength
+                          (pre-training: 0.4) [0] */
+    int clean_view;    /* with a bank of A > 1 views: 1 = view 0 of every image is the test
+                          transform and views 1..A-1 are augmented; 0 = all A augmented [1] */
     int views;         /* (ctx) V >= 2 views per image in stage-1 batches at K = 1 [2] */
     fsb_student_k1 k1; /* K = 1 policy: views | skip [views] */
     fsb_adapt adapt;   /* (ctx) trained part: all | last | head [head] */
@@ -119,8 +126,9 @@ typedef struct fsb_student_ctx fsb_student_ctx;
  * buffer for episodes of up to max_way classes, max_shot support and max_query queries per
  * class under `opts` (the (ctx) fields). `cache` (borrowed, must outlive the ctx) holds the
  * images the episodes index; `tf` (copied) gives the crop, the normalisation and the
- * augmentation; its crop must be the teacher's input size or in_hw-compatible. Errors:
- * FSB_EINVAL (options), the checkpoint's errors, FSB_ENOMEM. */
+ * augmentation (each episode's crop_lo and jitter replace its crop scale and jitter); its
+ * crop must be the teacher's input size or in_hw-compatible. Errors: FSB_EINVAL (options),
+ * the checkpoint's errors, FSB_ENOMEM. */
 int fsb_student_ctx_create(fsb_student_ctx **out, const char *teacher_path, const fsb_cache *cache,
                            const fsb_transform *tf, int max_way, int max_shot, int max_query,
                            const fsb_student_opts *opts);
@@ -130,6 +138,9 @@ void fsb_student_ctx_destroy(fsb_student_ctx *ctx);
 const fsb_model *fsb_student_ctx_teacher(const fsb_student_ctx *ctx);
 /* The student after the last episode (tests inspect its weights). */
 const fsb_model *fsb_student_ctx_student(const fsb_student_ctx *ctx);
+/* The teacher's embeddings of the last REFILLED episode's bank ([*rows][embed dim], row
+ * i*A+v = view v of support position i; tests check which views are clean). */
+const float *fsb_student_ctx_bank(const fsb_student_ctx *ctx, int *rows);
 
 /* ---- one episode -------------------------------------------------------------------------- */
 
