@@ -712,9 +712,8 @@ START_TEST(given_features_same_bits)
 }
 END_TEST
 
-/* The bank of A = 3 views per image under the same episode rng: with clean_view, view 0 is
- * the test transform (the teacher's embedding of it, bit for bit) and views 1-2 are not;
- * without, no view is; jitter and crop_lo reach the augmented views and only them. */
+/* The teacher's bank embeddings (malloc'd, *rows rows) of a 0-step REFILLED episode with a
+ * frozen backbone and 3 views per image, under `spec` and a fixed episode rng. */
 static float *bank_of(const char *spec, const episode *e, int *rows)
 {
     fsb_student_opts o;
@@ -733,6 +732,9 @@ static float *bank_of(const char *spec, const episode *e, int *rows)
     return copy;
 }
 
+/* The bank of A = 3 views per image under the same episode rng: with clean_view, view 0 is
+ * the test transform (the teacher's embedding of it, bit for bit) and views 1-2 are not;
+ * without, no view is; jitter and crop_lo reach the augmented views and only them. */
 START_TEST(bank_views_clean_and_augmented)
 {
     episode e;
