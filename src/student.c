@@ -478,56 +478,65 @@ const float *fsb_student_ctx_bank(const fsb_student_ctx *ctx, int *rows)
 
 /* ---- one episode -------------------------------------------------------------------------- */
 
+/* Whether bank row r (of A views per image) is a clean view: the test transform. */
+static int clean_row(const fsb_student_opts *o, int A, int r)
+{
+    return A == 1 || (o->clean_view && r % A == 0);
+}
+
 /* Fill the bank: view v of support position i is row i*A+v, pixels from the train transform
- * (crop_lo, jitter) with rng (aug_key, row); the test transform when A == 1, and for v == 0
- * with clean_view. Stores the stage-s0 input of every row and, when with_emb, the teacher's
- * eval-mode embedding of the same pixels. */
+ * (crop_lo, jitter) with rng (aug_key, row); CLEAN rows - every row when A == 1, v == 0 with
+ * clean_view - take the test transform. Stores the stage-s0 input of every row and, when
+ * with_emb, the teacher's eval-mode embedding of the same pixels. With a frozen backbone and
+ * support_feat given, clean rows are those embeddings (the same bits) and only the augmented
+ * rows of a chunk go through the teacher, compacted to the chunk's front, then spread out. */
 static int build_bank(fsb_student_ctx *c, const fsb_student_opts *o, const int *support_img,
                       const int *labels, int n_s, int A, uint64_t aug_key, int with_emb,
                       const float *support_feat)
 {
     const fsb_cache *ca = c->cache;
     int nb = n_s * A, sz = ca->size, st = FSB_OK;
+    int given = support_feat && c->s0 == FSB_MODEL_BLOCKS;
     fsb_transform tf = c->tf;
     tf.scale_lo = o->crop_lo;
     tf.brightness = tf.contrast = tf.saturation = o->jitter;
     if (with_emb) c->bank_rows = nb;
-    size_t img_bytes = (size_t)sz * sz * 3;
-    if (support_feat && A == 1 && c->s0 == FSB_MODEL_BLOCKS) {
-        /* the bank holds embeddings of the test transform: the given ones */
-        for (int i = 0; i < n_s; i++) {
-            memcpy(c->bank + (size_t)i * c->act, support_feat + (size_t)i * c->D,
-                   sizeof(float) * (size_t)c->D);
-            if (with_emb)
-                memcpy(c->bank_emb + (size_t)i * c->D, support_feat + (size_t)i * c->D,
-                       sizeof(float) * (size_t)c->D);
-            c->bank_lab[i] = labels[i];
-        }
-        return FSB_OK;
-    }
+    size_t img_bytes = (size_t)sz * sz * 3, row = sizeof(float) * (size_t)c->act;
     for (int r0 = 0; r0 < nb && !st; r0 += IMG_CHUNK) {
-        int n = nb - r0 < IMG_CHUNK ? nb - r0 : IMG_CHUNK;
+        int n = nb - r0 < IMG_CHUNK ? nb - r0 : IMG_CHUNK, m = 0; /* m: rows to compute */
         float *dst = c->s0 == 0 ? c->bank + (size_t)r0 * c->act : c->img;
         for (int b = 0; b < n && !st; b++) {
             int r = r0 + b, i = r / A, idx = support_img[i];
+            int clean = clean_row(o, A, r);
+            c->bank_lab[r] = labels[i];
+            if (clean && given) continue;
             if (idx < 0 || idx >= ca->split.n_images)
                 return fsb_error(FSB_EINVAL, "student: support image %d out of range", idx);
             const uint8_t *px = ca->px + (size_t)idx * img_bytes;
             char name[48];
             snprintf(name, sizeof name, "image %d", idx);
-            if (A > 1 && !(o->clean_view && r % A == 0)) {
+            float *out = dst + (size_t)m++ * c->img_sz;
+            if (clean) {
+                st = fsb_transform_test(out, px, sz, sz, &c->tf, name);
+            } else {
                 fsb_rng vr;
                 fsb_rng_init(&vr, aug_key, (uint64_t)r);
-                st = fsb_transform_train(dst + (size_t)b * c->img_sz, px, sz, sz, &tf, &vr, name);
-            } else {
-                st = fsb_transform_test(dst + (size_t)b * c->img_sz, px, sz, sz, &c->tf, name);
+                st = fsb_transform_train(out, px, sz, sz, &tf, &vr, name);
             }
-            c->bank_lab[r] = labels[i];
         }
         if (st) break;
         float *acts = c->bank + (size_t)r0 * c->act;
-        if (c->s0 > 0) st = fsb_model_forward_to(c->teacher, dst, n, c->s0, acts);
-        if (!st && with_emb) {
+        if (c->s0 > 0 && m > 0) st = fsb_model_forward_to(c->teacher, dst, m, c->s0, acts);
+        if (st) break;
+        if (given) /* from the back: no computed row is overwritten before it moves */
+            for (int b = n - 1; b >= 0; b--) {
+                int r = r0 + b;
+                if (clean_row(o, A, r))
+                    memcpy(acts + (size_t)b * c->act, support_feat + (size_t)(r / A) * c->D, row);
+                else
+                    memmove(acts + (size_t)b * c->act, acts + (size_t)--m * c->act, row);
+            }
+        if (with_emb) {
             if (c->s0 == FSB_MODEL_BLOCKS) {
                 memcpy(c->bank_emb + (size_t)r0 * c->D, acts, sizeof(float) * n * (size_t)c->D);
             } else {

@@ -642,13 +642,13 @@ START_TEST(zero_head_stays_in_support_span)
 END_TEST
 
 /* Given features (the runner's cached embeddings) change nothing: with a frozen backbone the
- * bank (one clean view) and the query forward are skipped, and the predictions, the trained
+ * bank's clean views and the query forward are skipped, and the predictions, the trained
  * head and the losses are the same bits as from the images; other settings ignore them. */
 START_TEST(given_features_same_bits)
 {
-    static const char *const specs[] = {"adapt=head,augment=0,head_init=zero",
-                                        "adapt=head,augment=0,head_init=uniform",
-                                        "adapt=head,augment=1", "adapt=last,augment=0"};
+    static const char *const specs[] = {
+        "adapt=head,augment=0,head_init=zero", "adapt=head,augment=0,head_init=uniform",
+        "adapt=head,augment=1", "adapt=head,augment=1,clean_view=1,bank=3", "adapt=last,augment=0"};
     episode e;
     make_episode(&e, 3);
     int n_s = WAY * e.shot, D, D2;

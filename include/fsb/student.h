@@ -170,8 +170,8 @@ typedef struct fsb_student_stats {
  * support_feat [way*shot][D] and query_feat [n_query][D] (each may be NULL) are the teacher's
  * eval-mode embeddings of the same images under the ctx's test transform (the runner's
  * cached features). With a frozen backbone (adapt=head, prefix=1) they replace the forward
- * passes they equal: the bank when it is one test-transform view per image, and the query
- * forward, so only the head runs. The results are the same bits as without them (tested),
+ * passes they equal: the bank's clean (test-transform) views, and the query forward, so
+ * only the head runs. The results are the same bits as without them (tested),
  * provided they are what they claim to be. Returns FSB_OK, FSB_EINVAL (shapes, options, a
  * non-finite loss naming the stage and step), image errors. */
 int fsb_student_episode(fsb_student_ctx *ctx, const fsb_student_opts *opts,
