@@ -49,8 +49,8 @@ typedef struct fsb_tune_opts {
     FILE *log;        /* notes, the table and the choice (stdout) or NULL */
 } fsb_tune_opts;
 
-/* The default grid: learning rates and stage-2 steps around the code defaults. */
-#define FSB_TUNE_DEFAULT_GRID "lr1=0.01,lr2=0.01|0.05,stage2_steps=20|50"
+/* The default grid: step size and λ around the code defaults (lr2 0.003, λ 0.3). */
+#define FSB_TUNE_DEFAULT_GRID "lr2=0.001|0.003|0.01,lambda=0.1|0.3|1"
 /* svm and logreg read only C and norm from a grid point; their default grid: */
 #define FSB_TUNE_DEFAULT_FEATURE_GRID "C=0.01|0.1|1|10"
 
