@@ -13,6 +13,7 @@
 #include "fsb/threads.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,7 +191,8 @@ static int parse_item(fsb_student_opts *o, const char *item, size_t len, const c
     }
     char *end = NULL;
     double v = strtod(val, &end);
-    if (!*val || *end || !isfinite(v) || (k->type == K_INT && v != floor(v)))
+    if (!*val || isspace((unsigned char)*val) || *end || !isfinite(v) ||
+        (k->type == K_INT && v != floor(v)))
         return fsb_error(FSB_EINVAL, "%s: %s='%s' is not %s", flag, k->name, val,
                          k->type == K_INT ? "a whole number" : "a number");
     if (v < k->lo || v > k->hi || (k->lo_open && v <= k->lo))
@@ -205,12 +207,26 @@ static int parse_item(fsb_student_opts *o, const char *item, size_t len, const c
     return FSB_OK;
 }
 
+int fsb_student_item_check(const char *item, size_t len, const char *flag)
+{
+    fsb_student_opts t;
+    fsb_student_opts_default(&t);
+    return parse_item(&t, item, len, flag);
+}
+
 int fsb_student_opts_parse(fsb_student_opts *o, const char *spec, const char *flag)
 {
     fsb_student_opts t = *o;
     for (const char *p = spec; p && *p;) {
         size_t len = strcspn(p, ",");
-        if (len == 0) return fsb_error(FSB_EINVAL, "%s: empty item in '%s'", flag, spec);
+        if (len == 0 || (p[len] == ',' && p[len + 1] == '\0'))
+            return fsb_error(FSB_EINVAL, "%s: empty item in '%s'", flag, spec);
+        /* a key given twice is a mistake, not "the last one wins" */
+        size_t klen = strcspn(p, ",=");
+        for (const char *q = spec; q < p; q += strcspn(q, ",") + 1)
+            if (strcspn(q, ",=") == klen && !strncmp(q, p, klen))
+                return fsb_error(FSB_EINVAL, "%s: '%.*s' is given twice in '%s'", flag, (int)klen,
+                                 p, spec);
         int st = parse_item(&t, p, len, flag);
         if (st) return st;
         p += len;
@@ -267,7 +283,7 @@ struct fsb_student_ctx {
     long act;               /* floats per bank row (size of stage s0) */
     long img_sz;            /* floats per image, 3*C*C */
     int max_batch;          /* student batch capacity (largest step) */
-    int bank_cap;           /* bank rows capacity: max_way*max_shot*bank */
+    int bank_cap;           /* bank rows capacity: the most of any way x shot it accepts */
     int bank_rows;          /* rows of the last bank with teacher embeddings */
     float *bank;            /* [bank_cap][act] stage-s0 inputs of every view */
     float *bank_emb;        /* [bank_cap][D] teacher embeddings of every view */
@@ -367,11 +383,14 @@ int fsb_student_ctx_create(fsb_student_ctx **out, const char *teacher_path, cons
     if ((st = fsb_model_create_from_file(&c->teacher, teacher_path, tf->crop, IMG_CHUNK, NULL)))
         goto done;
     c->D = fsb_model_embed_dim(c->teacher);
+    /* Every buffer is sized for the worst episode shape the context accepts: any way up to
+     * max_way and any shot up to max_shot (under bank_max the rows do not grow with the way). */
     c->max_batch = 1;
-    for (int k = 1; k <= max_shot; k++) {
-        int r = max_rows(opts, max_way, k);
-        c->max_batch = r > c->max_batch ? r : c->max_batch;
-    }
+    for (int wy = 1; wy <= max_way; wy++)
+        for (int k = 1; k <= max_shot; k++) {
+            int r = max_rows(opts, wy, k);
+            c->max_batch = r > c->max_batch ? r : c->max_batch;
+        }
     if (c->max_batch < IMG_CHUNK && c->max_batch < max_way * max_query)
         c->max_batch = IMG_CHUNK < max_way * max_query ? IMG_CHUNK : max_way * max_query;
     fsb_rng init;
@@ -386,10 +405,11 @@ int fsb_student_ctx_create(fsb_student_ctx **out, const char *teacher_path, cons
     c->act = (long)ch * h * w;
     c->img_sz = 3L * tf->crop * tf->crop;
     c->bank_cap = 1;
-    for (int k = 1; k <= max_shot; k++) {
-        int rows = max_way * k * bank_views(opts, max_way * k);
-        c->bank_cap = rows > c->bank_cap ? rows : c->bank_cap;
-    }
+    for (int wy = 1; wy <= max_way; wy++)
+        for (int k = 1; k <= max_shot; k++) {
+            int rows = wy * k * bank_views(opts, wy * k);
+            c->bank_cap = rows > c->bank_cap ? rows : c->bank_cap;
+        }
     size_t B = (size_t)c->max_batch, D = (size_t)c->D, W = (size_t)max_way;
     c->bank = malloc(sizeof(float) * (size_t)c->bank_cap * (size_t)c->act);
     c->bank_emb = malloc(sizeof(float) * (size_t)c->bank_cap * D);
@@ -416,18 +436,19 @@ int fsb_student_ctx_create(fsb_student_ctx **out, const char *teacher_path, cons
     }
     /* loss scratch: the worst stage-1 batch (balanced labels, either miner) and stage 2 */
     size_t scratch = fsb_refilled_stage2_scratch_bytes(c->max_batch, c->D, max_way);
-    for (int k = 1; k <= max_shot; k++) {
-        int vs = stage1_views(opts, max_way, k);
-        if (!vs) continue;
-        int pc = per_class(opts, max_way, k, vs, k > 1 ? 2 : 1), n = max_way * pc * vs;
-        for (int i = 0; i < n; i++)
-            tmp_lab[i] = i / (pc * vs);
-        for (int mi = 0; mi < 2; mi++) {
-            size_t b = fsb_refilled_stage1_scratch_bytes(tmp_lab, NULL, n, c->D, c->D,
-                                                         (fsb_refilled_miner)mi);
-            scratch = b > scratch ? b : scratch;
+    for (int wy = 1; wy <= max_way; wy++)
+        for (int k = 1; k <= max_shot; k++) {
+            int vs = stage1_views(opts, wy, k);
+            if (!vs) continue;
+            int pc = per_class(opts, wy, k, vs, k > 1 ? 2 : 1), n = wy * pc * vs;
+            for (int i = 0; i < n; i++)
+                tmp_lab[i] = i / (pc * vs);
+            for (int mi = 0; mi < 2; mi++) {
+                size_t b = fsb_refilled_stage1_scratch_bytes(tmp_lab, NULL, n, c->D, c->D,
+                                                             (fsb_refilled_miner)mi);
+                scratch = b > scratch ? b : scratch;
+            }
         }
-    }
     if ((st = fsb_arena_init(&c->arena, scratch + (1 << 16)))) goto done;
     *out = c;
     c = NULL;
@@ -584,8 +605,8 @@ static void gather(fsb_student_ctx *c, int n, int with_emb)
 }
 
 /* An optimiser over student parameters [from, to). */
-static int sgd_over(fsb_sgd *opt, fsb_param_group *g, fsb_student_ctx *c, long from, long to,
-                    float lr)
+static int sgd_over(fsb_sgd *opt, fsb_param_group *g, fsb_student_ctx *c, const fsb_student_opts *o,
+                    long from, long to, float lr)
 {
     long np;
     float *p = fsb_model_params(c->student, &np), *gr = fsb_model_grads(c->student, &np);
@@ -596,8 +617,8 @@ static int sgd_over(fsb_sgd *opt, fsb_param_group *g, fsb_student_ctx *c, long f
     g->momentum = c->momentum;
     g->count = (size_t)(to - from);
     g->lr_mult = 1.0f;
-    g->weight_decay = c->opts.weight_decay;
-    return fsb_sgd_init(opt, g, 1, lr, c->opts.momentum, 0.0f, c->opts.nesterov);
+    g->weight_decay = o->weight_decay;
+    return fsb_sgd_init(opt, g, 1, lr, o->momentum, 0.0f, o->nesterov);
 }
 
 static float step_lr(const fsb_student_opts *o, float lr, int step, int steps)
@@ -668,7 +689,7 @@ int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_st
         fsb_refilled_stage1_opts o1 = {opts->tau1, opts->w1, opts->margin, opts->miner};
         fsb_sgd opt;
         fsb_param_group g;
-        if ((st = sgd_over(&opt, &g, c, off, head, opts->lr1))) return st;
+        if ((st = sgd_over(&opt, &g, c, opts, off, head, opts->lr1))) return st;
         int pc = per_class(opts, way, shot, vs1, shot > 1 ? 2 : 1);
         double trip = 0;
         for (int step = 0; step < opts->stage1_steps; step++) {
@@ -711,7 +732,7 @@ int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_st
         fsb_refilled_stage2_opts o2 = {opts->tau2, opts->lambda, 0};
         fsb_sgd opt;
         fsb_param_group g;
-        if ((st = sgd_over(&opt, &g, c, off, np, opts->lr2))) return st;
+        if ((st = sgd_over(&opt, &g, c, opts, off, np, opts->lr2))) return st;
         int pc = per_class(opts, way, shot, 1, 1);
         for (int step = 0; step < opts->stage2_steps; step++) {
             int n = make_batch(c, way, shot, A, pc, 1, step);

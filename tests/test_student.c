@@ -247,6 +247,8 @@ START_TEST(opts_bad_specs_name_the_key)
         {"lr2=nan", "lr2"},
         {"momentum=0,nesterov=1", "nesterov"},
         {"lr1=0.1,,lr2=1", "empty"},
+        {"bank=8,", "empty"},
+        {"bank=8,lr1=0.1,bank=2", "bank' is given twice"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         fsb_student_opts o, before;
@@ -475,6 +477,66 @@ START_TEST(bank_cap)
         ck_assert(s.bank_ms > 0 && s.bank_ms <= s.fit_ms);
     }
     fsb_student_ctx_destroy(c);
+}
+END_TEST
+
+/* A context accepts any way up to its own, and under bank_max a smaller way can need more
+ * rows: 7 rows for 4 classes is one view each (no stage 1 at K = 1), for 3 classes two views
+ * (6 rows, stage 1 runs). The buffers must hold the larger shape (ASan checks the bounds). */
+START_TEST(smaller_way_than_ctx)
+{
+    fsb_student_opts o;
+    small_opts(&o);
+    o.bank_max = 7;
+    fsb_student_ctx *c = make_ctx(&o, 1);
+    int sup[3], lab[3], qry[3 * QUERY], pred[3 * QUERY];
+    for (int k = 0; k < 3; k++) {
+        sup[k] = cache.split.class_start[k];
+        lab[k] = k;
+        for (int q = 0; q < QUERY; q++)
+            qry[k * QUERY + q] = cache.split.class_start[k] + PER_CLASS - 1 - q;
+    }
+    for (int m = 0; m < 2; m++) {
+        fsb_rng r;
+        fsb_rng_init(&r, 5, 3);
+        fsb_student_stats s;
+        int st = fsb_student_episode(c, &o, (fsb_student_method)m, sup, lab, 3, 1, qry, 3 * QUERY,
+                                     NULL, NULL, &r, pred, &s);
+        if (st) fprintf(stderr, "%s\n", fsb_error_last());
+        ck_assert_int_eq(st, 0);
+        ck_assert_int_eq(s.bank_views, 2);
+        ck_assert_int_eq(s.stage1_ran, m == FSB_STUDENT_REFILLED);
+        for (int i = 0; i < 3 * QUERY; i++)
+            ck_assert(pred[i] >= 0 && pred[i] < 3);
+    }
+    fsb_student_ctx_destroy(c);
+}
+END_TEST
+
+/* The optimiser's momentum, Nesterov flag and weight decay are the episode's options, not the
+ * ones the context was created with: the same as a context created with them, and not the
+ * same as the context's own. */
+START_TEST(episode_sgd_options_win)
+{
+    fsb_student_opts o, sgd;
+    small_opts(&o);
+    sgd = o;
+    ck_assert_int_eq(fsb_student_opts_parse(&sgd, "weight_decay=0.5,momentum=0,nesterov=0", "t"),
+                     0);
+    episode e;
+    make_episode(&e, 2);
+    int p1[WAY * QUERY], p2[WAY * QUERY];
+    fsb_student_stats base, mixed, own;
+    fsb_student_ctx *c = make_ctx(&o, 2);
+    ck_assert_int_eq(run_episode(c, &o, FSB_STUDENT_REFILLED, &e, 4, p1, &base), 0);
+    ck_assert_int_eq(run_episode(c, &sgd, FSB_STUDENT_REFILLED, &e, 4, p1, &mixed), 0);
+    fsb_student_ctx_destroy(c);
+    c = make_ctx(&sgd, 2);
+    ck_assert_int_eq(run_episode(c, &sgd, FSB_STUDENT_REFILLED, &e, 4, p2, &own), 0);
+    fsb_student_ctx_destroy(c);
+    ck_assert(mixed.loss_last == own.loss_last && mixed.stage1_loss_last == own.stage1_loss_last);
+    ck_assert(memcmp(p1, p2, sizeof p1) == 0);
+    ck_assert(mixed.loss_last != base.loss_last);
 }
 END_TEST
 
@@ -843,6 +905,8 @@ static Suite *student_suite(void)
     tcase_add_test(tc, one_shot_views);
     tcase_add_test(tc, option_variants_run);
     tcase_add_test(tc, bank_cap);
+    tcase_add_test(tc, smaller_way_than_ctx);
+    tcase_add_test(tc, episode_sgd_options_win);
     tcase_add_test(tc, bank_views_clean_and_augmented);
     tcase_add_test(tc, frozen_prefix_precompute_is_exact);
     tcase_add_test(tc, zero_head_stays_in_support_span);

@@ -20,7 +20,8 @@
  * cycle through the bank. Batches: per step and class,
  * `per_class` support images in a per-episode random rotation (all K when batch = 0), one
  * view each; stage 1 at K = 1 takes `views` distinct views per image instead (positives =
- * views of the same image; k1=skip skips stage 1 at K = 1).
+ * views of the same image), at most the bank's views per image; with fewer than 2 (augment=0,
+ * bank=1 or the bank_max cap) or k1=skip, stage 1 does not run at K = 1.
  */
 #ifndef FSB_STUDENT_H
 #define FSB_STUDENT_H
@@ -80,7 +81,8 @@ typedef struct fsb_student_opts {
                           (pre-training: 0.4) [0] */
     int clean_view;    /* with a bank of A > 1 views: 1 = view 0 of every image is the test
                           transform and views 1..A-1 are augmented; 0 = all A augmented [1] */
-    int views;         /* (ctx) V >= 2 views per image in stage-1 batches at K = 1 [2] */
+    int views;         /* (ctx) V >= 2 views per image in stage-1 batches at K = 1, capped by
+                          the bank's views per image (stage 1 skipped below 2) [2] */
     fsb_student_k1 k1; /* K = 1 policy: views | skip [views] */
     fsb_adapt adapt;   /* (ctx) trained part: all | last | head [head] */
     int prefix;        /* (ctx) 1: precompute frozen-prefix activations once per episode;
@@ -112,6 +114,10 @@ int fsb_student_opts_check(const fsb_student_opts *o, const char *flag);
  * (FSB_EINVAL) name `flag` and the key: unknown key, missing '=', bad value, out of range.
  * On error *o is unchanged. */
 int fsb_student_opts_parse(fsb_student_opts *o, const char *spec, const char *flag);
+/* Check one "key=value" item (the first len bytes of item) alone: a known key and a value of
+ * its type and range; cross-key rules are left to fsb_student_opts_parse. FSB_EINVAL naming
+ * `flag` and the key. */
+int fsb_student_item_check(const char *item, size_t len, const char *flag);
 /* The canonical "key=value,..." of every field in a fixed order (floats: the shortest %g
  * that reads back as the same float), for run identity and reports; buf of
  * FSB_STUDENT_SPEC_MAX bytes. Parsing it gives the same opts. */
@@ -151,7 +157,7 @@ typedef struct fsb_student_stats {
     int bank_views;           /* views per support image in this episode's bank */
     double predict_ms;        /* query transform + forward + argmax, ms */
     int stage1_ran;           /* 1 when stage 1 was attempted (refilled, trainable backbone,
-                                 K > 1 or k1=views) */
+                                 K > 1, or k1=views with >= 2 bank views per image) */
     int stage1_steps;         /* stage-1 SGD steps taken */
     int stage1_empty;         /* stage-1 batches without a triplet (no step taken) */
     double stage1_triplets;   /* mean mined triplets per stage-1 batch */
@@ -165,7 +171,9 @@ typedef struct fsb_student_stats {
 /* Train a student on one episode and predict its queries: pred[n_query] in [0, way) (argmax
  * of the student's head, ties to the lowest class). support_img [way*shot] and query_img
  * [n_query] index ctx's cache; support_labels [way*shot] in [0, way), `shot` per class.
- * `opts` must agree with the ctx's (ctx) fields. rng is the episode's generator (head init,
+ * `opts` must agree with the ctx's (ctx) fields; every other field (steps, rates, SGD,
+ * losses, augmentation strength) is taken from `opts`. way and shot may be any values up to
+ * the ctx's. rng is the episode's generator (head init,
  * augmentation key, batch rotation, dropout). stats may be NULL.
  * support_feat [way*shot][D] and query_feat [n_query][D] (each may be NULL) are the teacher's
  * eval-mode embeddings of the same images under the ctx's test transform (the runner's
