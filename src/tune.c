@@ -1,7 +1,8 @@
 /* tune.c - `bench tune`: a grid of student options, each point an ordinary fsb_run on the
  * val split, compared by mean accuracy over shots (see include/fsb/tune.h).
  *
- * Invariant: the test split is never opened (split "test" is refused before anything runs;
+ * Invariant: the test split is never opened (a split named "test", or anything but a plain
+ * name that could be a path to it, is refused before anything runs;
  * fsb_run opens only the split it is given, plus "train" for CL2N, which the student methods
  * do not use).
  */
@@ -12,8 +13,10 @@
 #include "fsb/run.h"
 #include "fsb/status.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void fsb_tune_opts_default(fsb_tune_opts *o)
 {
@@ -53,6 +56,21 @@ static int refilled_only(const char *key, size_t len)
 static int feature_method(const char *method)
 {
     return !strcmp(method, "svm") || !strcmp(method, "logreg");
+}
+
+int fsb_tune_split_check(const char *split, const char *flag)
+{
+    if (!split || !*split) return fsb_error(FSB_EINVAL, "%s: give a split name (val)", flag);
+    if (!strcasecmp(split, "test"))
+        return fsb_error(FSB_EINVAL, "%s: tuning never reads the test split (use val)", flag);
+    /* a plain name: "./test", "split/test" or "test/" would reach the test split's files */
+    for (const char *p = split; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-')
+            return fsb_error(FSB_EINVAL,
+                             "%s: '%s' is not a plain split name (letters, digits, "
+                             "'_' and '-')",
+                             flag, split);
+    return FSB_OK;
 }
 
 int fsb_tune_method_ok(const char *method)
@@ -122,9 +140,37 @@ int fsb_tune_expand(const char *grid, const char *method, const char *flag, char
         if (n_items == MAX_ITEMS)
             return fsb_error(FSB_EINVAL, "%s: more than %d keys", flag, MAX_ITEMS);
         size_t kl = (size_t)(eq - p);
+        for (const char *q = grid; q < p; q += strcspn(q, ",") + 1)
+            if (strcspn(q, ",=") == kl && !strncmp(q, p, kl))
+                return fsb_error(FSB_EINVAL,
+                                 "%s: %.*s is given twice (list its values as "
+                                 "%.*s=a|b)",
+                                 flag, (int)kl, p, (int)kl, p);
         int keep = feature ? feature_key(p, kl)
                            : !feature_key(p, kl) && !(finetune && refilled_only(p, kl));
-        if (keep) {
+        if (!keep) {
+            /* dropped for this method, but still checked: a typo must not vanish silently */
+            for (const char *v = eq + 1; v <= p + len;) {
+                size_t vl = strcspn(v, "|,");
+                if (vl > (size_t)(p + len - v)) vl = (size_t)(p + len - v);
+                char item[128];
+                if (!vl || kl + 1 + vl >= sizeof item)
+                    return fsb_error(FSB_EINVAL, "%s: %.*s has an empty or too long value", flag,
+                                     (int)kl, p);
+                snprintf(item, sizeof item, "%.*s=%.*s", (int)kl, p, (int)vl, v);
+                double C;
+                int norm, st = feature_key(p, kl)
+                                   ? fsb_tune_feature_point(item, &C, &norm, flag)
+                                   : fsb_student_item_check(item, strlen(item), flag);
+                if (st && feature) {
+                    char why[1024];
+                    snprintf(why, sizeof why, "%s", fsb_error_last());
+                    return fsb_error(st, "%s (svm and logreg read C and norm)", why);
+                }
+                if (st) return st;
+                v += vl + 1;
+            }
+        } else {
             key[n_items] = p;
             key_len[n_items] = kl;
             n_alt[n_items] = 0;
@@ -150,8 +196,11 @@ int fsb_tune_expand(const char *grid, const char *method, const char *flag, char
         if ((total *= n_alt[i]) > FSB_TUNE_MAX_POINTS)
             return fsb_error(FSB_EINVAL, "%s: more than %d grid points", flag, FSB_TUNE_MAX_POINTS);
     int st = FSB_OK;
+    /* each point's canonical settings: points that spell the same settings differently
+     * (0.01 and 0.010) are one point */
+    char *canon[FSB_TUNE_MAX_POINTS];
     for (long g = 0; g < total && !st; g++) {
-        char buf[FSB_STUDENT_SPEC_MAX] = "";
+        char buf[FSB_STUDENT_SPEC_MAX] = "", key_buf[FSB_STUDENT_SPEC_MAX];
         long rest = g;
         size_t used = 0;
         /* mixed radix, the last key fastest */
@@ -164,29 +213,37 @@ int fsb_tune_expand(const char *grid, const char *method, const char *flag, char
             used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%.*s=%.*s", i ? "," : "",
                                      (int)key_len[i], key[i], (int)alt_len[i][pick[i]],
                                      alt[i][pick[i]]);
-        if (used >= sizeof buf) {
-            st = fsb_error(FSB_EINVAL, "%s: grid point too long", flag);
+        if (used >= sizeof buf || used > FSB_TUNE_POINT_NAME_MAX) {
+            st = fsb_error(FSB_EINVAL,
+                           "%s: the point '%.60s...' is longer than %d characters (it names a "
+                           "folder); give only the keys that vary",
+                           flag, buf, FSB_TUNE_POINT_NAME_MAX);
             break;
         }
         if (feature) {
             double C;
             int norm;
             if ((st = fsb_tune_feature_point(buf, &C, &norm, flag))) break;
+            snprintf(key_buf, sizeof key_buf, "C=%.17g,norm=%d", C, norm);
         } else {
             fsb_student_opts so;
             fsb_student_opts_default(&so);
             if ((st = fsb_student_opts_parse(&so, buf, flag))) break;
+            fsb_student_opts_string(&so, key_buf, sizeof key_buf);
         }
         int dup = 0;
         for (int j = 0; j < *n_points && !dup; j++)
-            dup = !strcmp(points[j], buf);
+            dup = !strcmp(canon[j], key_buf);
         if (dup) continue;
-        if (!(points[*n_points] = strdup(buf))) {
+        if (!(points[*n_points] = strdup(buf)) || !(canon[*n_points] = strdup(key_buf))) {
+            free(points[*n_points]);
             st = fsb_error(FSB_ENOMEM, "out of memory");
             break;
         }
         (*n_points)++;
     }
+    for (int j = 0; j < *n_points; j++)
+        free(canon[j]);
     if (st) {
         for (int j = 0; j < *n_points; j++)
             free(points[j]);
@@ -334,17 +391,21 @@ int fsb_tune(const fsb_tune_opts *o)
 {
     if (!o->data) return fsb_error(FSB_EINVAL, "--data is required");
     if (!o->teacher) return fsb_error(FSB_EINVAL, "--teacher is required");
-    if (!o->split || !strcmp(o->split, "test"))
-        return fsb_error(FSB_EINVAL, "--split: tuning never reads the test split (use val)");
+    int st = fsb_tune_split_check(o->split, "--split");
+    if (st) return st;
     if (o->n_methods < 1 || o->n_methods > FSB_TUNE_MAX_METHODS)
         return fsb_error(FSB_EINVAL, "--methods: give 1 to %d of finetune, refilled, svm, logreg",
                          FSB_TUNE_MAX_METHODS);
-    for (int m = 0; m < o->n_methods; m++)
+    for (int m = 0; m < o->n_methods; m++) {
         if (!fsb_tune_method_ok(o->methods[m]))
             return fsb_error(FSB_EINVAL, "--methods: '%s' is not finetune, refilled, svm or logreg",
                              o->methods[m]);
+        for (int j = 0; j < m; j++)
+            if (!strcmp(o->methods[j], o->methods[m]))
+                return fsb_error(FSB_EINVAL, "--methods: '%s' is given twice", o->methods[m]);
+    }
     point_result res[FSB_TUNE_MAX_METHODS][FSB_TUNE_MAX_POINTS];
-    int n_pts[FSB_TUNE_MAX_METHODS] = {0}, st = FSB_OK;
+    int n_pts[FSB_TUNE_MAX_METHODS] = {0};
     memset(res, 0, sizeof res);
     char *pts[FSB_TUNE_MAX_POINTS];
     for (int m = 0; m < o->n_methods && !st; m++) {

@@ -11,7 +11,8 @@
  * with its fine-tune twin (the same point without the refilled-only keys) over the shared
  * episodes: REFILLED - fine-tune per shot, mean +- 95% CI of the per-episode differences
  * (the ablation that isolates what the teacher adds).
- * The test split is never opened: a split named "test" is refused.
+ * The test split is never opened: a split named "test", or anything but a plain name, is
+ * refused (fsb_tune_split_check).
  */
 #ifndef FSB_TUNE_H
 #define FSB_TUNE_H
@@ -29,7 +30,7 @@ typedef struct fsb_tune_opts {
     const char *teacher;   /* teacher checkpoint (required) */
     const char *out;       /* results folder (default "results/tune") */
     const char *cache_dir; /* packed images and features; NULL: next to the data */
-    const char *split;     /* evaluated split (default "val"; "test" is refused) */
+    const char *split;     /* evaluated split (default "val"; "test" and paths are refused) */
     const char *grid;      /* grid spec (fsb_tune_expand); NULL: FSB_TUNE_DEFAULT_GRID */
     int n_methods;         /* 1 to FSB_TUNE_MAX_METHODS */
     const char *methods[FSB_TUNE_MAX_METHODS]; /* of finetune, refilled, svm, logreg (default
@@ -54,6 +55,13 @@ typedef struct fsb_tune_opts {
 /* svm and logreg read only C and norm from a grid point; their default grid: */
 #define FSB_TUNE_DEFAULT_FEATURE_GRID "C=0.01|0.1|1|10"
 
+/* Longest grid point (it names its run folder). */
+#define FSB_TUNE_POINT_NAME_MAX 200
+
+/* FSB_OK when `split` may be tuned on: a plain name (letters, digits, '_', '-') other than
+ * "test" in any case, so that no spelling reaches the test split's files. FSB_EINVAL naming
+ * `flag` otherwise. */
+int fsb_tune_split_check(const char *split, const char *flag);
 /* 1 when tune can choose settings for `method`. */
 int fsb_tune_method_ok(const char *method);
 /* The grid used for `method` when none is given. */
@@ -69,9 +77,11 @@ void fsb_tune_opts_default(fsb_tune_opts *o);
  * finetune, keys that only REFILLED reads (stage1_steps, lr1, views, k1, miner, margin, tau1,
  * w1, tau2, lambda, centres_batch) are dropped and duplicate points merged; svm and logreg
  * keep only C and norm, the students drop those two. Every point is
- * checked (fsb_student_opts_parse on the defaults). points[i] receives a malloc'd
- * "key=value,..." string (caller frees each); at most FSB_TUNE_MAX_POINTS. FSB_EINVAL naming
- * `flag` and the key on errors. */
+ * checked (fsb_student_opts_parse on the defaults), and so is every dropped value (alone); a
+ * key given twice is refused; points that spell the same settings differently (0.01 and
+ * 0.010) are merged; a point longer than FSB_TUNE_POINT_NAME_MAX is refused. points[i] receives a
+ * malloc'd "key=value,..." string (caller frees each); at most FSB_TUNE_MAX_POINTS. FSB_EINVAL
+ * naming `flag` and the key on errors. */
 int fsb_tune_expand(const char *grid, const char *method, const char *flag, char **points,
                     int *n_points);
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static tu_e2e e2e;        /* dataset, outputs and teacher (e2e.h) */
 static char *root;        /* the generated dataset */
@@ -299,7 +300,7 @@ START_TEST(tune_chooses_svm_C_on_val)
     char *out = NULL, *dir = tu_path(work, "tune");
     int rc = tu_run(&out,
                     "'%s' tune --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' "
-                    "--methods svm,logreg --grid 'C=0.1|10,lr2=0.5' --way 3 --shots 1,3 "
+                    "--methods svm,logreg --grid 'C=0.1|10|1e1,lr2=0.5' --way 3 --shots 1,3 "
                     "--query 3 --episodes 6" IMG,
                     tu_bench(), root, work, teacher, dir);
     ck_assert_msg(rc == 0, "%s", out);
@@ -313,6 +314,7 @@ START_TEST(tune_chooses_svm_C_on_val)
     char *table_path = tu_path(dir, "val_table.md"), *table = tu_read(table_path, NULL);
     ck_assert_ptr_nonnull(strstr(table, "| svm | C=0.1 |"));
     ck_assert_ptr_nonnull(strstr(table, "| svm | C=10 |"));
+    ck_assert_ptr_null(strstr(table, "C=1e1")); /* the same C as 10: one point */
     free(table);
     /* the runs really used those C values */
     char *id_path = tu_path(dir, "svm/C=10/run.id"), *id = tu_read(id_path, NULL);
@@ -329,6 +331,35 @@ START_TEST(tune_chooses_svm_C_on_val)
                      2);
     ck_assert_ptr_nonnull(strstr(out, "knn"));
     free(out);
+    /* every bad flag is refused before anything runs, naming what is wrong */
+    static const struct {
+        const char *args, *want;
+    } bad[] = {
+        {"--split ./test", "plain split name"}, /* a path to the test split */
+        {"--split split/test", "plain split name"},
+        {"--split ''", "give a split name"},
+        {"--split TEST", "test split"},
+        {"--methods svm --grid 'c=0.1|1'", "'c'"},            /* dropped for svm, still checked */
+        {"--methods finetune --grid 'lambda=abc'", "lambda"}, /* refilled-only key */
+        {"--methods svm --grid 'C=1,lr2=abc'", "lr2"},
+        {"--methods svm,svm", "given twice"},
+        {"--grid 'lr2=0.1,lr2=0.2'", "given twice"},
+        {"--grid 'lr2= 0.1'", "lr2"},
+        {"--methods refilled --grid 'stage1_steps=20,lr1=0.01,stage2_steps=100,lr2=0.003,"
+         "batch=0,augment=1,bank=8,bank_max=0,crop_lo=0.5,jitter=0,clean_view=1,views=2,"
+         "k1=views,adapt=head,prefix=1,miner=semihard,margin=0.2,tau1=4,w1=500,tau2=2'",
+         "longer than"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *bad_out = tu_path(work, "tune_bad");
+        ck_assert_int_eq(tu_run(&out, "'%s' tune --data '%s' --teacher '%s' --out '%s' %s",
+                                tu_bench(), root, teacher, bad_out, bad[i].args),
+                         2);
+        ck_assert_msg(strstr(out, bad[i].want), "%s -> %s", bad[i].args, out);
+        ck_assert_int_ne(access(bad_out, F_OK), 0); /* nothing was written */
+        free(out);
+        free(bad_out);
+    }
     free(chosen_path);
     free(table_path);
     free(id_path);
