@@ -22,23 +22,36 @@ static int replay(const char *path, FILE *fp, fsb_journal_fn fn, void *ctx, long
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
-    int lineno = 0, st = FSB_OK;
+    int lineno = 0, st = FSB_OK, damaged = 0;
     *good = 0;
     while ((len = getline(&line, &cap, fp)) > 0) {
         lineno++;
-        if (line[len - 1] != '\n') break; /* torn final write */
-        line[--len] = '\0';
-        char *tab = strrchr(line, '\t');
-        if (!tab || strlen(tab + 1) != 8) break;
-        char *end;
-        unsigned long want = strtoul(tab + 1, &end, 16);
-        if (*end != '\0' || want != line_crc(line, (size_t)(tab - line))) break;
+        int intact = line[len - 1] == '\n';
+        char *tab = NULL;
+        if (intact) {
+            line[--len] = '\0';
+            tab = strrchr(line, '\t');
+            char *end = NULL;
+            unsigned long want = tab && strlen(tab + 1) == 8 ? strtoul(tab + 1, &end, 16) : 0;
+            intact = end && *end == '\0' && want == line_crc(line, (size_t)(tab - line));
+        }
+        if (!intact) {
+            /* a crash can only tear the last write; damage with records after it is not a
+             * torn tail, and dropping those records would silently throw work away */
+            damaged = getline(&line, &cap, fp) > 0;
+            break;
+        }
         *tab = '\0';
         if (fn && (st = fn(ctx, line, lineno)) != FSB_OK) break;
         *good += len + 1;
     }
     free(line);
     if (st) return fsb_error_wrap(st, "%s: line %d", path, lineno);
+    if (damaged)
+        return fsb_error(FSB_EFORMAT,
+                         "%s: line %d is damaged (bad checksum) and more records follow it; "
+                         "the journal is corrupt, not torn: move it aside to recompute",
+                         path, lineno);
     return FSB_OK;
 }
 

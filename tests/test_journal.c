@@ -98,6 +98,37 @@ START_TEST(torn_and_corrupt_tails_are_cut)
 }
 END_TEST
 
+/* Damage with intact records after it is not a torn tail: an error naming the line, and the
+ * file is left as it was (nothing after it is thrown away). */
+START_TEST(damage_before_records_is_an_error)
+{
+    char *dir = tu_tmpdir();
+    char *path = tu_path(dir, "j.log");
+    fsb_journal j;
+    ck_assert_int_eq(fsb_journal_open(&j, path, NULL, NULL), FSB_OK);
+    ck_assert_int_eq(fsb_journal_append(&j, "a"), FSB_OK);
+    ck_assert_int_eq(fsb_journal_append(&j, "b"), FSB_OK);
+    ck_assert_int_eq(fsb_journal_append(&j, "c"), FSB_OK);
+    fsb_journal_close(&j);
+    size_t n, n2;
+    char *text = tu_read(path, &n);
+    text[11] ^= 1; /* the payload byte of line 2, "b\t<crc>\n" after "a\t<crc>\n" */
+    tu_write_str(dir, "j.log", text);
+    collect c = {0};
+    ck_assert_int_eq(fsb_journal_open(&j, path, collect_fn, &c), FSB_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "j.log: line 2 is damaged"));
+    char *after = tu_read(path, &n2);
+    ck_assert_uint_eq(n2, n);
+    ck_assert(memcmp(after, text, n) == 0);
+    ck_assert_int_eq(fsb_journal_replay(path, NULL, NULL), FSB_EFORMAT);
+    free(after);
+    free(text);
+    free(path);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("journal");
@@ -105,6 +136,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, append_and_replay);
     tcase_add_test(tc, torn_and_corrupt_tails_are_cut);
+    tcase_add_test(tc, damage_before_records_is_an_error);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -2,8 +2,10 @@
  *
  * Long jobs (benchmark runs, pre-training) record each finished unit as one line
  * "<payload>\t<crc32 hex>\n", flushed and fsync'd before the next unit starts. On
- * reopening, every intact line is handed back and a torn or corrupt tail (a kill -9
- * mid-write) is cut off, so rerunning the same command continues where it stopped.
+ * reopening, every intact line is handed back and a torn or corrupt last line (a kill -9
+ * mid-write) is cut off, so rerunning the same command continues where it stopped. A
+ * damaged line with intact lines after it cannot come from a kill: that is an error
+ * (FSB_EFORMAT naming the line) and the file is left alone.
  * Final outputs are still written atomically elsewhere; the journal is the only file
  * that is appended to.
  */
