@@ -17,6 +17,7 @@
 #include "fsb/model.h"
 #include "fsb/progress.h"
 #include "fsb/report.h"
+#include "fsb/shard.h"
 #include "fsb/status.h"
 #include "fsb/student.h"
 #include "fsb/tensorfile.h"
@@ -388,27 +389,15 @@ static void workers_free(run_state *r)
 static int replay_record(void *ctx, const char *payload, int line)
 {
     run_state *r = ctx;
-    long long ep;
-    int shot, nc, nq;
-    double fit, pred;
-    char name[FSB_METHOD_NAME_MAX];
-    if (sscanf(payload, "%lld,%d,%47[^,],%d,%d,%lf,%lf", &ep, &shot, name, &nc, &nq, &fit, &pred) !=
-        7)
-        return fsb_error(FSB_EFORMAT, "malformed record '%s'", payload);
-    int m = method_slot(r, name), s = shot_slot(r, shot);
-    if (m < 0 || s < 0 || ep < 0 || ep >= r->sweep.n_episodes || nq <= 0 || nc < 0 || nc > nq)
+    fsb_episode_record rec;
+    int st = fsb_shard_parse_record(payload, &rec);
+    if (st) return st;
+    int m = method_slot(r, rec.method), s = shot_slot(r, rec.shot);
+    if (m < 0 || s < 0 || rec.episode >= r->sweep.n_episodes ||
+        rec.n_query != r->sweep.way * r->sweep.query)
         return fsb_error(FSB_EFORMAT, "record '%s' does not belong to this run", payload);
-    size_t ti = task_index(r, m, s, (int)ep);
-    fsb_episode_record *rec = &r->recs[ti];
-    memset(rec, 0, sizeof *rec);
-    rec->episode = ep;
-    rec->shot = shot;
-    snprintf(rec->method, sizeof rec->method, "%s", name);
-    rec->n_correct = nc;
-    rec->n_query = nq;
-    rec->accuracy = (double)nc / nq;
-    rec->fit_ms = fit;
-    rec->predict_ms = pred;
+    size_t ti = task_index(r, m, s, (int)rec.episode);
+    r->recs[ti] = rec;
     r->done[ti] = 1;
     return FSB_OK;
 }

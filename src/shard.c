@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,7 +157,8 @@ int fsb_shard_parse_record(const char *payload, fsb_episode_record *rec)
     char name[FSB_METHOD_NAME_MAX];
     if (sscanf(payload, "%lld,%d,%47[^,],%d,%d,%lf,%lf%n", &ep, &shot, name, &nc, &nq, &fit, &pred,
                &used) != 7 ||
-        payload[used] != '\0' || ep < 0 || shot < 1 || nq <= 0 || nc < 0 || nc > nq)
+        payload[used] != '\0' || ep < 0 || shot < 1 || nq <= 0 || nc < 0 || nc > nq ||
+        !(fit >= 0 && fit < HUGE_VAL) || !(pred >= 0 && pred < HUGE_VAL))
         return fsb_error(FSB_EFORMAT, "malformed record '%s'", payload);
     memset(rec, 0, sizeof *rec);
     rec->episode = ep;

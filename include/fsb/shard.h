@@ -70,7 +70,7 @@ int fsb_shard_finish(const char *out, const fsb_shard *s, fsb_episode_record *re
                      unsigned char *done, size_t n, int *write_final);
 
 /* A run.c journal record "episode,shot,method,n_correct,n_query,fit_ms,predict_ms" parsed
- * into *rec (accuracy recomputed). FSB_EFORMAT on anything else. */
+ * into *rec (accuracy recomputed; times finite and >= 0). FSB_EFORMAT on anything else. */
 int fsb_shard_parse_record(const char *payload, fsb_episode_record *rec);
 
 /* Options of `bench merge`. */

@@ -5,6 +5,7 @@
  * `bench table --from` rebuilding the derived files. */
 #include "fixtures.h"
 #include "e2e.h"
+#include "fsb/journal.h"
 #include "testutil.h"
 
 #include <check.h>
@@ -289,6 +290,30 @@ START_TEST(run_refuses_bad_inputs)
         free(out);
         tu_rmrf(o2);
         free(o2);
+    }
+    /* journal records with a valid checksum that cannot be this run's: refused, naming the
+     * journal line (the run has 3-way, 4-query episodes: 12 queries) */
+    static const char *const bad_recs[] = {"0,1,1nn,3,9,1.0,1.0", "0,1,1nn,3,12,-5,1.0",
+                                           "0,1,1nn,3,12,1.0,1.0junk"};
+    for (size_t i = 0; i < sizeof bad_recs / sizeof bad_recs[0]; i++) {
+        char *rj = tu_path(work, "rjournal"), *jp = tu_path(rj, "journal.log");
+        run_bench(rj, "--threads 1 --debug-kill-after-tasks 12", -1);
+        fsb_journal j;
+        ck_assert_int_eq(fsb_journal_open(&j, jp, NULL, NULL), 0);
+        ck_assert_int_eq(fsb_journal_append(&j, bad_recs[i]), 0);
+        fsb_journal_close(&j);
+        rc = tu_run(&out,
+                    "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
+                    "--shots 1,3 --query 4 --episodes 12 --methods 1nn,svm,protonet,logreg" IMG
+                    " --threads 1",
+                    tu_bench(), root, work, teacher, rj);
+        ck_assert_msg(rc == 1, "%s: rc %d: %s", bad_recs[i], rc, out);
+        ck_assert_msg(strstr(out, "journal.log: line") && strstr(out, bad_recs[i]), "%s: %s",
+                      bad_recs[i], out);
+        free(out);
+        tu_rmrf(rj);
+        free(rj);
+        free(jp);
     }
     free(file);
     free(r);
