@@ -89,6 +89,8 @@ typedef struct run_state {
     int dim;                /* embedding dimension */
     fsb_tensorfile mean_tf; /* holds the train split's features when CL2N is used */
     float *base_mean;       /* [dim] mean train-split feature, or NULL */
+    uint64_t base_fp;       /* the train split's fingerprint, when base_fp_set (CL2N) */
+    int base_fp_set;
     const fsb_method *methods[FSB_RUN_MAX_METHODS]; /* resolved methods */
     fsb_method_config cfg[FSB_RUN_MAX_METHODS];     /* their configurations */
     unsigned char *done;                            /* [method][shot][episode] 1 when recorded */
@@ -135,7 +137,8 @@ static int file_hash(const char *path, uint64_t *h)
     return FSB_OK;
 }
 
-/* Everything that decides the results, one key=value per line. */
+/* Everything that decides the results, one key=value per line (base_fingerprint only when a
+ * method reads the train split's mean, so that other runs keep their identity). */
 static char *make_run_id(const run_state *r)
 {
     const fsb_run_opts *o = r->o;
@@ -159,6 +162,9 @@ static char *make_run_id(const run_state *r)
              fsb_arch_name(fsb_model_options(r->teacher)->arch), r->ep_hash, r->sweep.n_episodes,
              r->sweep.way, r->sweep.query, shots, r->sweep.seed, methods, o->image_size, o->resize,
              o->crop);
+    if (r->base_fp_set) /* CL2N: the base mean comes from the train split */
+        snprintf(id + strlen(id), 4096 - strlen(id), "base_fingerprint=%016" PRIx64 "\n",
+                 r->base_fp);
     if (r->has_images) { /* training methods: their options decide their results */
         char spec[FSB_STUDENT_SPEC_MAX];
         fsb_student_opts_string(&r->student, spec, sizeof spec);
@@ -180,16 +186,17 @@ static int claim_run_dir(const run_state *r)
     st = fsb_read_file(path, &old, &n);
     if (st == FSB_OK) {
         if (strcmp(old, r->run_id) != 0) {
-            /* name the first line that differs */
+            /* name the first line that differs, on both sides (either may have run out) */
             const char *a = old, *b = r->run_id;
             while (*a && *a == *b)
                 a++, b++;
             while (a > (const char *)old && a[-1] != '\n')
-                a--;
-            int len = (int)strcspn(a, "\n");
+                a--, b--;
+            int la = (int)strcspn(a, "\n"), lb = (int)strcspn(b, "\n");
             st = fsb_error(FSB_EMISMATCH,
-                           "%s holds a different run (its %.*s); use another --out folder", out,
-                           len, a);
+                           "%s holds a different run (its %.*s%s, this run's %.*s%s); use "
+                           "another --out folder",
+                           out, la, a, la ? "" : "nothing more", lb, b, lb ? "" : "nothing more");
         }
     } else if (st == FSB_ENOTFOUND) {
         char *ls = fsb_path_join(out, "per_episode.csv"), *jl = fsb_path_join(out, "journal.log");
@@ -577,6 +584,16 @@ int fsb_run(const fsb_run_opts *given)
         goto done;
     }
     if ((st = load_episodes(&r))) goto done;
+    if (needs_base_mean(&r)) { /* the train split's listing is part of the run's identity */
+        fsb_split base;
+        if ((st = fsb_split_open(&base, o->data, "train"))) {
+            st = fsb_error_wrap(st, "--data (the train split, for CL2N's base mean)");
+            goto done;
+        }
+        r.base_fp = base.fingerprint;
+        r.base_fp_set = 1;
+        fsb_split_free(&base);
+    }
     if (!(r.run_id = make_run_id(&r))) {
         st = fsb_error(FSB_ENOMEM, "out of memory");
         goto done;

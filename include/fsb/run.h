@@ -1,7 +1,8 @@
 /* run.h - the main job: every method on the same nested episodes of one split, with
  * resumable progress and the reports of report.h.
  *
- * A run folder holds run.id (what makes the results what they are: dataset fingerprint,
+ * A run folder holds run.id (what makes the results what they are: dataset fingerprint, the
+ * train split's when CL2N reads its mean,
  * teacher hash, episode hash, every result-affecting flag), episodes.csv (the exported
  * episode manifest, replayable with --episodes), journal.log (one crash-safe record per
  * finished (episode, shot, method)), and, once every task is done, per_episode.csv,

@@ -291,6 +291,33 @@ START_TEST(run_refuses_bad_inputs)
         tu_rmrf(o2);
         free(o2);
     }
+    /* 1nn's CL2N reads the train split's mean: a resume on data whose train split differs
+     * (one class fewer) is another run, though the evaluated split is the same */
+    char *r6 = tu_path(work, "rbase"), *root2 = tu_path(work, "data2");
+    tu_run(NULL,
+           "cp -r '%s' '%s' && grep -v n00000001 '%s/split/train.csv' > '%s/t' && "
+           "mv '%s/t' '%s/split/train.csv'",
+           root, root2, root, root2, root2, root2);
+    run_bench(r6, "--threads 1 --debug-kill-after-tasks 12", -1);
+    rc = tu_run(&out,
+                "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
+                "--shots 1,3 --query 4 --episodes 12 --methods 1nn,svm,protonet,logreg" IMG,
+                tu_bench(), root2, work, teacher, r6);
+    ck_assert_msg(rc == 1 && strstr(out, "holds a different run (its base_fingerprint="), "%s",
+                  out);
+    free(out);
+    /* a run that only adds a line (a shard) names it */
+    rc = tu_run(&out,
+                "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
+                "--shots 1,3 --query 4 --episodes 12 --methods 1nn,svm,protonet,logreg" IMG
+                " --shard 0/2",
+                tu_bench(), root, work, teacher, r6);
+    ck_assert_msg(rc == 1 && strstr(out, "its nothing more, this run's shard=0/2"), "%s", out);
+    free(out);
+    tu_rmrf(r6);
+    tu_rmrf(root2);
+    free(r6);
+    free(root2);
     /* journal records with a valid checksum that cannot be this run's: refused, naming the
      * journal line (the run has 3-way, 4-query episodes: 12 queries) */
     static const char *const bad_recs[] = {"0,1,1nn,3,9,1.0,1.0", "0,1,1nn,3,12,-5,1.0",
