@@ -76,6 +76,16 @@ static int decode_jpeg(fsb_image *img, const unsigned char *data, size_t size, c
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, data, (unsigned long)size);
     jpeg_read_header(&cinfo, TRUE);
+    /* the declared size, before the decoder allocates for it (a progressive JPEG sets up
+     * whole-image buffers in jpeg_start_decompress); and a cap on what it may allocate */
+    if (cinfo.image_width == 0 || cinfo.image_height == 0 ||
+        (int64_t)cinfo.image_width * cinfo.image_height > FSB_IMAGE_MAX_PIXELS) {
+        int dw = (int)cinfo.image_width, dh = (int)cinfo.image_height;
+        jpeg_destroy_decompress(&cinfo);
+        return fsb_error(FSB_EFORMAT, "%s: JPEG of %dx%d pixels is empty or too large", name, dw,
+                         dh);
+    }
+    cinfo.mem->max_memory_to_use = 16L * FSB_IMAGE_MAX_PIXELS;
     int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
     int inverted = cmyk && cinfo.saw_Adobe_marker;
     cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;

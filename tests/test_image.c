@@ -353,6 +353,12 @@ START_TEST(corrupt_inputs_fail_naming_the_file)
     /* a JPEG signature followed by garbage */
     tu_write(dir, "garbage.jpg", "\xff\xd8\xff\xe0garbagegarbage", 18);
     load_fails("garbage.jpg", FSB_EFORMAT, "JPEG");
+    /* a progressive JPEG claiming 65500x65500: refused from its header, before the decoder
+     * allocates for it (it would map ~13 GB) */
+    char *huge = tu_path(dir, "huge.jpg");
+    fx_jpeg_progressive_claiming(huge, 65500, 65500);
+    free(huge);
+    load_fails("huge.jpg", FSB_EFORMAT, "65500x65500 pixels is empty or too large");
     /* in-memory decoding names the given name */
     ck_assert_int_eq(fsb_image_decode(&img, "abc", 3, "mem:thing"), FSB_EFORMAT);
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "mem:thing"));

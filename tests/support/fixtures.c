@@ -141,6 +141,43 @@ void fx_jpeg(const char *path, int w, int h, const uint8_t *px, int grey, int qu
     if (fclose(fp)) die("fclose", path);
 }
 
+void fx_jpeg_progressive_claiming(const char *path, int w, int h)
+{
+    uint8_t px[16 * 16 * 3];
+    fx_pattern(px, 16, 16, 7);
+    unsigned char *buf = NULL;
+    unsigned long n = 0;
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr err;
+    c.err = jpeg_std_error(&err);
+    jpeg_create_compress(&c);
+    jpeg_mem_dest(&c, &buf, &n);
+    c.image_width = 16;
+    c.image_height = 16;
+    c.input_components = 3;
+    c.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&c);
+    jpeg_simple_progression(&c);
+    jpeg_start_compress(&c, TRUE);
+    while (c.next_scanline < c.image_height) {
+        JSAMPROW r = (JSAMPROW)(px + (size_t)c.next_scanline * 16 * 3);
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    /* SOF2: FF C2, length (2), precision (1), height (2), width (2) */
+    unsigned long i = 2;
+    while (i + 8 < n && !(buf[i] == 0xFF && buf[i + 1] == 0xC2))
+        i++;
+    if (i + 8 >= n) die("no SOF2 marker in", path);
+    buf[i + 5] = (unsigned char)(h >> 8), buf[i + 6] = (unsigned char)h;
+    buf[i + 7] = (unsigned char)(w >> 8), buf[i + 8] = (unsigned char)w;
+    FILE *fp = open_out(path);
+    if (fwrite(buf, 1, n, fp) != n) die("fwrite", path);
+    free(buf);
+    if (fclose(fp)) die("fclose", path);
+}
+
 void fx_pattern(uint8_t *px, int w, int h, uint32_t seed)
 {
     uint32_t a = seed * 2654435761u;

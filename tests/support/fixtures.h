@@ -23,6 +23,9 @@ void fx_png(const char *path, int w, int h, int color_type, int depth, const uin
 /* Write an 8-bit RGB (or grey when grey=1: `px` then holds h*w bytes) baseline JPEG at the
  * given quality with libjpeg defaults (4:2:0 for colour). Parent folders created. */
 void fx_jpeg(const char *path, int w, int h, const uint8_t *px, int grey, int quality);
+/* A small progressive JPEG whose frame header (SOF2) claims w x h pixels: a decoder that
+ * trusts it before checking sets up buffers for the whole claimed image. */
+void fx_jpeg_progressive_claiming(const char *path, int w, int h);
 
 /* Fill h*w*3 bytes with a smooth deterministic RGB pattern depending on `seed` (JPEG
  * round trips of it stay close, which some tests rely on). */
