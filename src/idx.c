@@ -58,11 +58,11 @@ static int read_idx(const char *path, int ndim, uint32_t *dims, uint8_t **data)
             st = fsb_error(FSB_EFORMAT, "%s: implausible dimension %u", path, dims[i]);
             goto done;
         }
+        if (total > ((size_t)1 << 32) / dims[i]) { /* checked before the product can wrap */
+            st = fsb_error(FSB_EFORMAT, "%s: implausible size", path);
+            goto done;
+        }
         total *= dims[i];
-    }
-    if (total > ((size_t)1 << 32)) {
-        st = fsb_error(FSB_EFORMAT, "%s: implausible size", path);
-        goto done;
     }
     *data = malloc(total);
     if (!*data) {

@@ -94,6 +94,13 @@ START_TEST(rejects_bad_files)
     /* labels given where images are expected: wrong magic */
     ck_assert_int_eq(fsb_idx_read(&idx, b, b), FSB_EFORMAT);
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "magic"));
+    /* 2^24 x 2^24 x 2^16 bytes wraps a 64-bit product to 0: refused, not malloc(0) */
+    uint32_t wrap[3] = {1u << 24, 1u << 24, 1u << 16};
+    write_idx(dir, "wrap-images", 3, wrap, px, 0);
+    char *w = tu_path(dir, "wrap-images");
+    ck_assert_int_eq(fsb_idx_read(&idx, w, b), FSB_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "wrap-images: implausible size"));
+    free(w);
     char *missing = tu_path(dir, "nope.gz");
     ck_assert_int_eq(fsb_idx_read(&idx, missing, b), FSB_ENOTFOUND);
     free(a), free(b), free(c), free(d), free(missing);
