@@ -147,11 +147,19 @@ int fsb_model_create_from_file(fsb_model **out, const char *path, int in_hw, int
     fsb_model_opts o;
     fsb_model_opts_default(&o, a);
     const char *w = fsb_tensorfile_meta(&tf, "widths");
-    if (w &&
-        sscanf(w, "%d,%d,%d,%d", &o.widths[0], &o.widths[1], &o.widths[2], &o.widths[3]) != 4) {
+    int used = 0;
+    if (w && (sscanf(w, "%d,%d,%d,%d%n", &o.widths[0], &o.widths[1], &o.widths[2], &o.widths[3],
+                     &used) != 4 ||
+              w[used] != '\0')) {
         st = fsb_error(FSB_EFORMAT, "%s: bad widths '%s'", path, w);
         goto done;
     }
+    for (int i = 0; i < 4; i++)
+        if (o.widths[i] < 1 || o.widths[i] > FSB_MODEL_MAX_WIDTH) {
+            st = fsb_error(FSB_EFORMAT, "%s: widths '%s' out of range [1, %d]", path, w,
+                           FSB_MODEL_MAX_WIDTH);
+            goto done;
+        }
     long long v = 0;
     if (fsb_tensorfile_meta(&tf, "in_hw") &&
         (st = fsb_tensorfile_meta_int(&tf, path, "in_hw", &v)) != 0)
@@ -161,7 +169,14 @@ int fsb_model_create_from_file(fsb_model **out, const char *path, int in_hw, int
     o.flatten = fl && !strcmp(fl, "1");
     long long nc = 0;
     if ((st = fsb_tensorfile_meta_int(&tf, path, "n_class", &nc)) != 0) goto done;
-    if ((st = fsb_model_create(&m, &o, (int)nc, max_batch, pool, NULL)) != 0) goto done;
+    if (nc < 0 || nc > FSB_MODEL_MAX_CLASSES || (v != 0 && (v < 1 || v > 4096))) {
+        st = fsb_error(FSB_EFORMAT, "%s: n_class %lld or in_hw %lld out of range", path, nc, v);
+        goto done;
+    }
+    if ((st = fsb_model_create(&m, &o, (int)nc, max_batch, pool, NULL)) != 0) {
+        st = fsb_error_wrap(st, "%s", path);
+        goto done;
+    }
     if ((st = load_tf(m, &tf, path)) != 0) goto done;
     *out = m;
     m = NULL;

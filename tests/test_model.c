@@ -488,6 +488,24 @@ START_TEST(checkpoint_roundtrip_and_mismatch)
     ck_assert_int_eq(fsb_model_load(h5, bad), FSB_EMISMATCH);
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "encoder.layer1.0.conv1.weight"));
     ck_assert_int_ne(fsb_model_load(h5, "/nonexistent/x.fsbt"), FSB_OK);
+    /* metadata that would size the model is checked before anything is allocated for it */
+    static const char *const meta_bad[][3] = {
+        {"widths", "3,4,5,6junk", "bad widths"}, {"widths", "3,4,5,100000", "out of range"},
+        {"widths", "3,4,0,6", "out of range"},   {"n_class", "99999999999", "out of range"},
+        {"n_class", "-5", "out of range"},
+    };
+    for (size_t i = 0; i < sizeof meta_bad / sizeof meta_bad[0]; i++) {
+        fsb_tensorfile_init(&tf);
+        ck_assert_int_eq(fsb_tensorfile_load(&tf, path), FSB_OK);
+        ck_assert_int_eq(fsb_tensorfile_set_meta(&tf, meta_bad[i][0], meta_bad[i][1]), FSB_OK);
+        ck_assert_int_eq(fsb_tensorfile_save(&tf, bad), FSB_OK);
+        fsb_tensorfile_free(&tf);
+        fsb_model *m = NULL;
+        ck_assert_int_eq(fsb_model_create_from_file(&m, bad, 0, n, NULL), FSB_EFORMAT);
+        ck_assert_msg(strstr(fsb_error_last(), bad) && strstr(fsb_error_last(), meta_bad[i][2]),
+                      "%s=%s: %s", meta_bad[i][0], meta_bad[i][1], fsb_error_last());
+        ck_assert_ptr_null(m);
+    }
     fsb_model_destroy(c4);
     fsb_model_destroy(h5);
     fsb_model_destroy(a);

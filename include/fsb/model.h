@@ -61,6 +61,10 @@ const char *fsb_arch_name(fsb_arch arch);
 
 typedef struct fsb_model fsb_model;
 
+/* Checkpoints claiming more are refused before anything is allocated for them. */
+#define FSB_MODEL_MAX_WIDTH 2048      /* channels of a block */
+#define FSB_MODEL_MAX_CLASSES 1000000 /* head classes */
+
 /* Create a model for batches of up to max_batch images with an n_class-way head (0 = no
  * head). Parameters are initialised from init_rng (see the top comment; NULL: conv and head
  * weights are zero, for a model that is loaded next); pool (borrowed, may be NULL =
