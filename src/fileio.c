@@ -100,10 +100,12 @@ static int slurp(void *h, long (*rd)(void *h, char *buf, size_t n), const char *
     char *buf = malloc(cap + 1);
     for (;;) {
         if (!buf) return fsb_error(FSB_ENOMEM, "%s: out of memory", path);
+        errno = 0;
         long got = rd(h, buf + n, cap - n);
         if (got < 0) {
+            int e = errno;
             free(buf);
-            return fsb_error(FSB_EIO, "%s: read failed", path);
+            return fsb_error(FSB_EIO, "%s: read failed: %s", path, e ? strerror(e) : "I/O error");
         }
         n += (size_t)got;
         if (n < cap) break;
@@ -145,6 +147,11 @@ int fsb_read_file(const char *path, void **data, size_t *size)
     if (!fp)
         return fsb_error(errno == ENOENT ? FSB_ENOTFOUND : FSB_EIO, "%s: cannot open: %s", path,
                          strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(fp); /* a directory, FIFO or device (/dev/zero would never end) */
+        return fsb_error(FSB_EIO, "%s: not a regular file", path);
+    }
     int st = slurp(fp, read_stdio, path, data, size);
     fclose(fp);
     return st;

@@ -143,7 +143,11 @@ START_TEST(atomic_files)
     ck_assert(fsb_is_file(path));
     void *data;
     size_t size;
-    ck_assert_int_eq(fsb_read_file(bad, &data, &size) != FSB_OK, 1);
+    /* reading a directory or a device is refused by name, not attempted */
+    ck_assert_int_eq(fsb_read_file(bad, &data, &size), FSB_EIO);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "not a regular file"));
+    ck_assert_int_eq(fsb_read_file("/dev/zero", &data, &size), FSB_EIO);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "/dev/zero: not a regular file"));
     free(bad);
     free(path);
     tu_rmrf(dir);
