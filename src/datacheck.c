@@ -105,16 +105,6 @@ static int add_item(split_info *s, const char *path, const char *cls, size_t cls
     return FSB_OK;
 }
 
-static int field_ok(const char *p, size_t n, int is_file)
-{
-    if (n == 0) return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c < 0x20 || c == 0x7f || (is_file && c == '/')) return 0;
-    }
-    return 1;
-}
-
 static int has_image_ext(const char *p, size_t n)
 {
     const char *ext[3] = {".jpg", ".jpeg", ".png"};
@@ -172,8 +162,8 @@ static int read_csv(split_info *s, const char *csv, int split)
         if (is_row && len > 0) {
             char *comma = memchr(p, ',', len);
             size_t nf = comma ? (size_t)(comma - p) : len, nlab = comma ? len - nf - 1 : 0;
-            if (!comma || memchr(comma + 1, ',', nlab) || !field_ok(p, nf, 1) ||
-                !field_ok(comma + 1, nlab, 0) || nf > 4000) {
+            if (!comma || memchr(comma + 1, ',', nlab) || !fsb_split_field_ok(p, nf, 1) ||
+                !fsb_split_field_ok(comma + 1, nlab, 0) || nf > 4000) {
                 if ((st = add_prob(s, line,
                                    "%s:%d: malformed row '%.*s' (expected '<filename>,<label>')",
                                    csv, line, (int)(len > 80 ? 80 : len), p)))

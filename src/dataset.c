@@ -113,9 +113,7 @@ static int check_duplicates(const recs *r, const char *source)
     return FSB_OK;
 }
 
-/* A field may not be empty nor hold control characters (tabs and newlines would break
- * the fingerprint's line format) nor, for filenames, path separators. */
-static int field_ok(const char *s, size_t n, int is_file)
+int fsb_split_field_ok(const char *s, size_t n, int is_file)
 {
     if (n == 0) return 0;
     for (size_t i = 0; i < n; i++) {
@@ -158,8 +156,8 @@ static int read_ravi(recs *r, const char *csv)
             char *comma = memchr(p, ',', len);
             size_t nf = comma ? (size_t)(comma - p) : len;
             size_t nl_ = comma ? len - nf - 1 : 0;
-            if (!comma || memchr(comma + 1, ',', nl_) || !field_ok(p, nf, 1) ||
-                !field_ok(comma + 1, nl_, 0)) {
+            if (!comma || memchr(comma + 1, ',', nl_) || !fsb_split_field_ok(p, nf, 1) ||
+                !fsb_split_field_ok(comma + 1, nl_, 0)) {
                 st = fsb_error(FSB_EFORMAT,
                                "%s:%d: malformed row '%.*s' (expected '<filename>,<label>')", csv,
                                line, (int)(len > 80 ? 80 : len), p);
@@ -267,7 +265,8 @@ static int walk_folders(recs *r, const char *root, const char *split_rel, const 
                                dir, names[i]);
                 goto done;
             }
-            if (!field_ok(rel, strlen(rel), 0) || !field_ok(names[i], strlen(names[i]), 1)) {
+            if (!fsb_split_field_ok(rel, strlen(rel), 0) ||
+                !fsb_split_field_ok(names[i], strlen(names[i]), 1)) {
                 st = fsb_error(FSB_EFORMAT, "%s/%s: control characters in the name", dir, names[i]);
                 goto done;
             }

@@ -13,6 +13,7 @@
 #ifndef FSB_DATASET_H
 #define FSB_DATASET_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Fingerprints of the canonical Ravi & Larochelle MiniImageNet split CSVs (the published
@@ -50,6 +51,10 @@ typedef struct fsb_split {
  * directly holds .jpg, .jpeg or .png files (any case) is a class; an image directly in the split
  * folder, or a split with no image at all, is an error. On error `s` is left zeroed. */
 int fsb_split_open(fsb_split *s, const char *root, const char *name);
+/* 1 when n bytes at s may be a split CSV field: not empty, no control characters (they would
+ * break the fingerprint's line format) and, for a filename (is_file), no '/' and not "." or
+ * "..". `bench data check` and the loader use the same rule. */
+int fsb_split_field_ok(const char *s, size_t n, int is_file);
 void fsb_split_free(fsb_split *s);
 
 /* 1 when split `name` has a CSV (either place) or a folder under `root`, else 0; nothing is
