@@ -501,6 +501,14 @@ static int load_episodes(run_state *r)
     if (o->manifest) {
         int differs = 0;
         if ((st = fsb_episodes_load(&r->sweep, &r->cache.split, o->manifest, &differs))) return st;
+        if (r->sweep.way < 2 || r->sweep.query < 1)
+            return fsb_error(FSB_EINVAL,
+                             "%s: way %d and query %d: a run needs way >= 2 and "
+                             "query >= 1",
+                             o->manifest, r->sweep.way, r->sweep.query);
+        if (strcmp(r->sweep.split, o->split) != 0)
+            return fsb_error(FSB_EINVAL, "%s: its episodes are of split '%s', but --split is '%s'",
+                             o->manifest, r->sweep.split, o->split);
         /* way, query and shots not given: the manifest's */
         fsb_run_opts *w = &r->opts;
         if (w->n_shots == 0) {

@@ -96,6 +96,7 @@ int fsb_cmd_run(int argc, char **argv)
     char default_out[256];
     int size_set = 0; /* --image-size/--resize/--crop given (the demo's defaults are 28) */
     int way_set = 0, query_set = 0, shots_set = 0; /* else a replayed manifest's */
+    int seed_set = 0;
     const fsb_cli_flag flags[] = {
         FSB_FLAG("data", FSB_FLAG_STR, &o.data),
         FSB_FLAG("teacher", FSB_FLAG_STR, &teacher_flag),
@@ -107,7 +108,7 @@ int fsb_cmd_run(int argc, char **argv)
         FSB_FLAG("shots", FSB_FLAG_INTLIST, o.shots, .lo = FSB_EPISODES_MAX_SHOTS, .hi = 100000,
                  .count = &o.n_shots, .given = &shots_set),
         FSB_FLAG("episodes", FSB_FLAG_FN, &o, .fn = parse_episodes),
-        FSB_FLAG("seed", FSB_FLAG_U64, &o.seed, .lo = 0, .hi = 9.2e18),
+        FSB_FLAG("seed", FSB_FLAG_U64, &o.seed, .lo = 0, .hi = 9.2e18, .given = &seed_set),
         FSB_FLAG("methods", FSB_FLAG_STR, &methods_text),
         FSB_FLAG("norm", FSB_FLAG_FN, &o.norm, .fn = fsb_cli_norm),
         FSB_FLAG("C", FSB_FLAG_DOUBLE, &o.C, .lo = 1e-8, .hi = 1e8),
@@ -137,6 +138,10 @@ int fsb_cmd_run(int argc, char **argv)
                         &o.n_methods);
     if (st) return st;
     if (o.manifest) { /* replaying: what was not given comes from the manifest */
+        if (seed_set)
+            return fsb_error(FSB_EINVAL,
+                             "--seed: the episodes come from %s, which fixes them; drop --seed",
+                             o.manifest);
         if (!way_set) o.way = 0;
         if (!query_set) o.query = 0;
         if (!shots_set) o.n_shots = 0;
@@ -158,15 +163,14 @@ int fsb_cmd_run(int argc, char **argv)
         if (!size_set) o.image_size = o.resize = o.crop = 28;
         if (!o.out) o.out = "runs/demo-fashion-mnist";
     }
-    if (!o.teacher)
-        return fsb_cli_dist_end("run", fsb_error(FSB_EINVAL, "no teacher: pass --teacher CKPT "
-                                                             "or set FSB_TEACHER"));
-    if (!o.out) {
+    if (!o.out && o.manifest)
+        snprintf(default_out, sizeof default_out, "runs/%s-replay", o.split);
+    else if (!o.out)
         snprintf(default_out, sizeof default_out, "runs/%s-%dway-seed%llu", o.split, o.way,
                  (unsigned long long)o.seed);
-        o.out = default_out;
-    }
-    st = fsb_run(&o);
+    if (!o.out) o.out = default_out;
+    st = o.teacher ? fsb_run(&o)
+                   : fsb_error(FSB_EINVAL, "no teacher: pass --teacher CKPT or set FSB_TEACHER");
     fsb_demo_free(&demo);
     return fsb_cli_dist_end("run", st); /* mpirun: a failing rank ends the job */
 }

@@ -291,6 +291,34 @@ START_TEST(run_refuses_bad_inputs)
         tu_rmrf(o2);
         free(o2);
     }
+    /* a replayed manifest fixes the seed, its split and a usable shape */
+    char *man = tu_path(r, "episodes.csv"), *m_way1 = tu_path(work, "way1.csv"),
+         *m_val = tu_path(work, "val.csv");
+    tu_run(NULL, "'%s' episodes --data '%s' --way 1 --shots 1 --query 2 --episodes 2 --export '%s'",
+           tu_bench(), root, m_way1);
+    tu_run(NULL, "sed 's/^# split=test$/# split=val/' '%s' > '%s'", man, m_val);
+    struct {
+        const char *manifest, *extra, *msg;
+        int rc;
+    } replays[] = {
+        {man, "--seed 7", "drop --seed", 2},
+        {m_way1, "", "a run needs way >= 2", 2},
+        {m_val, "", "of split 'val', but --split is 'test'", 2},
+    };
+    for (size_t i = 0; i < sizeof replays / sizeof replays[0]; i++) {
+        char *o2 = tu_path(work, "rreplay");
+        rc =
+            tu_run(&out,
+                   "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --methods 1nn" IMG
+                   " --episodes '%s' %s",
+                   tu_bench(), root, work, teacher, o2, replays[i].manifest, replays[i].extra);
+        ck_assert_msg(rc == replays[i].rc && strstr(out, replays[i].msg), "%s %s: rc %d: %s",
+                      replays[i].manifest, replays[i].extra, rc, out);
+        free(out);
+        tu_rmrf(o2);
+        free(o2);
+    }
+    free(man), free(m_way1), free(m_val);
     /* 1nn's CL2N reads the train split's mean: a resume on data whose train split differs
      * (one class fewer) is another run, though the evaluated split is the same */
     char *r6 = tu_path(work, "rbase"), *root2 = tu_path(work, "data2");
