@@ -873,6 +873,21 @@ int fsb_report_derive(const char *run_dir, const fsb_episode_record *recs, size_
     int st;
     if (n == 0) return fsb_error(FSB_EINVAL, "%s: no per-episode results to report", run_dir);
     if ((st = fsb_report_summarise(recs, n, &sum, &n_sum))) goto done;
+    if (opt->reference) { /* a method that is not in the run is a typo, not a fallback */
+        int found = 0;
+        for (size_t i = 0; i < n_sum && !found; i++)
+            found = !strcmp(sum[i].method, opt->reference);
+        if (!found) {
+            char have[1024] = "";
+            for (size_t i = 0; i < n_sum; i++)
+                if (i == 0 || strcmp(sum[i].method, sum[i - 1].method) != 0) /* grouped */
+                    snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s",
+                             *have ? ", " : "", sum[i].method);
+            st = fsb_error(FSB_EINVAL, "--reference: %s has no method '%s' (it has %s)", run_dir,
+                           opt->reference, have);
+            goto done;
+        }
+    }
     const char *ref = fsb_report_reference(recs, n, opt->reference);
     if ((st = fsb_report_paired(recs, n, ref, &pair, &n_pair))) goto done;
     const char *paper = opt->no_paper ? NULL : opt->backbone ? opt->backbone : "";

@@ -231,6 +231,11 @@ START_TEST(run_is_independent_of_threads_and_interruptions)
     ck_assert_int_eq(tu_run(&out, "'%s' table --from '%s'", tu_bench(), r1), 0);
     free(out);
     ck_assert(tu_same_file(t1, t1c));
+    /* a --reference that is not in the run is refused, naming what is */
+    ck_assert_int_eq(tu_run(&out, "'%s' table --from '%s' --reference nosuch", tu_bench(), r1), 2);
+    ck_assert_msg(strstr(out, "no method 'nosuch' (it has 1nn, svm, protonet, logreg)"), "%s", out);
+    free(out);
+    ck_assert(tu_same_file(t1, t1c));
     /* generated data is not MiniImageNet: no paper columns */
     char *md = tu_read(t1, NULL);
     ck_assert_ptr_null(strstr(md, "| paper |"));
