@@ -108,6 +108,28 @@ static int parse_value(const fsb_cli_flag *f, const char *flag, const char *text
     return st;
 }
 
+int fsb_cli_exact_names(int argc, char **argv, const struct option *longopts, const char *cmd)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || a[1] != '-') continue;
+        if (!a[2]) break; /* "--": the end of the flags */
+        size_t n = strcspn(a + 2, "=");
+        const struct option *exact = NULL, *prefix = NULL;
+        for (const struct option *o = longopts; o->name; o++) {
+            if (strlen(o->name) == n && !strncmp(o->name, a + 2, n)) exact = o;
+            if (!prefix && strlen(o->name) > n && !strncmp(o->name, a + 2, n)) prefix = o;
+        }
+        if (!exact && prefix)
+            return fsb_error(FSB_EINVAL,
+                             "unknown flag '--%.*s': write it out (--%s?) (bench %s "
+                             "--help)",
+                             (int)n, a + 2, prefix->name, cmd);
+        if (exact && exact->has_arg == required_argument && !a[2 + n]) i++; /* its value */
+    }
+    return FSB_OK;
+}
+
 int fsb_cli_parse(int argc, char **argv, const fsb_cli_flag *flags, int n_flags, const char *cmd,
                   int *help)
 {
@@ -121,7 +143,8 @@ int fsb_cli_parse(int argc, char **argv, const fsb_cli_flag *flags, int n_flags,
     *help = 0;
     optind = 1;
     opterr = 0;
-    int c;
+    int c, st = fsb_cli_exact_names(argc, argv, longopts, cmd);
+    if (st) return st;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         if (c < 256 || c >= 256 + n_flags)
             return fsb_error(FSB_EINVAL, "unknown or incomplete flag '%s' (bench %s --help)",
@@ -134,7 +157,7 @@ int fsb_cli_parse(int argc, char **argv, const fsb_cli_flag *flags, int n_flags,
             *help = 1;
             return FSB_OK;
         }
-        int st = parse_value(f, flag, optarg);
+        st = parse_value(f, flag, optarg);
         if (st) return st;
     }
     if (optind < argc) return fsb_error(FSB_EINVAL, "unexpected argument '%s'", argv[optind]);

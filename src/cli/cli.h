@@ -22,6 +22,13 @@ int fsb_cli_double(const char *flag, const char *text, double lo, double hi, dou
  * and without duplicates; returned sorted ascending. */
 int fsb_cli_int_list(const char *flag, const char *text, long hi, int *vals, int max_n, int *n);
 
+struct option;
+/* getopt_long accepts any unique prefix of a flag (--de for --debug-kill-after-tasks); bench
+ * does not: FSB_EINVAL naming the typed flag and the one it abbreviates, if any flag argument
+ * in argv is not spelled out. Flag values (the argument after a flag that takes one) are
+ * skipped. Call before the getopt_long loop. */
+int fsb_cli_exact_names(int argc, char **argv, const struct option *longopts, const char *cmd);
+
 /* How a flag's value is parsed by fsb_cli_parse. */
 typedef enum fsb_flag_kind {
     FSB_FLAG_STR,     /* const char *: the text itself */

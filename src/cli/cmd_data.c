@@ -79,6 +79,7 @@ static int parse(int argc, char **argv, data_opts *o, int pack, int *help)
     int ch, st;
     long v = 0;
     int li = -1;
+    if ((st = fsb_cli_exact_names(argc, argv, longs, "data"))) return st;
     while ((ch = getopt_long(argc, argv, ":", longs, &li)) != -1) {
         char flag[64];
         if (ch > 0 && ch < O_HELP + 1 && li >= 0)

@@ -57,6 +57,7 @@ static int parse_opts(int argc, char **argv, episodes_opts *o)
     memcpy(o->shots, (int[]){1, 5, 10, 30}, sizeof(int) * 4);
     optind = 1;
     opterr = 0;
+    if ((st = fsb_cli_exact_names(argc, argv, longopts, "episodes"))) return st;
     while (!st && (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
         case 'd':

@@ -27,7 +27,8 @@ int fsb_cmd_merge(int argc, char **argv)
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     fsb_merge_opts o = {.log = stdout};
-    int c;
+    int c, xst = fsb_cli_exact_names(argc, argv, longopts, "merge");
+    if (xst) return xst;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {

@@ -69,6 +69,7 @@ int fsb_cmd_perf(int argc, char **argv)
     long v = 0;
     optind = 1;
     opterr = 0;
+    if ((st = fsb_cli_exact_names(argc, argv, longopts, "perf"))) return st;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
         case 'a':

@@ -67,6 +67,7 @@ int fsb_cmd_perf_methods(int argc, char **argv)
     int c, st = FSB_OK;
     long v = 0;
     double d = 0;
+    st = fsb_cli_exact_names(argc, argv, longopts, "perf-methods");
     while (st == FSB_OK && (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':

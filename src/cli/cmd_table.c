@@ -42,7 +42,8 @@ int fsb_cmd_table(int argc, char **argv)
     table_opts o = {NULL, NULL, NULL, 0, 0};
     optind = 1;
     opterr = 0;
-    int c;
+    int c, xst = fsb_cli_exact_names(argc, argv, longopts, "table");
+    if (xst) return xst;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':

@@ -231,6 +231,9 @@ START_TEST(run_is_independent_of_threads_and_interruptions)
     ck_assert_int_eq(tu_run(&out, "'%s' table --from '%s'", tu_bench(), r1), 0);
     free(out);
     ck_assert(tu_same_file(t1, t1c));
+    ck_assert_int_eq(tu_run(&out, "'%s' table --from '%s' --ref 1nn", tu_bench(), r1), 2);
+    ck_assert_msg(strstr(out, "(--reference?)"), "%s", out);
+    free(out);
     /* a --reference that is not in the run is refused, naming what is */
     ck_assert_int_eq(tu_run(&out, "'%s' table --from '%s' --reference nosuch", tu_bench(), r1), 2);
     ck_assert_msg(strstr(out, "no method 'nosuch' (it has 1nn, svm, protonet, logreg)"), "%s", out);
@@ -283,6 +286,8 @@ START_TEST(run_refuses_bad_inputs)
         {"--shots 9 --query 4", 2, "--shots"},
         {"--arch res12", 1, "--arch"},
         {"--frobnicate", 2, "--frobnicate"},
+        {"--meth 1nn", 2, "unknown flag '--meth': write it out (--methods?)"}, /* no prefixes */
+        {"--de 1", 2, "(--debug-kill-after-tasks?)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *o2 = tu_path(work, "rcase");
