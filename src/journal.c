@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -60,6 +61,18 @@ int fsb_journal_open(fsb_journal *j, const char *path, fsb_journal_fn fn, void *
     memset(j, 0, sizeof *j);
     FILE *fp = fopen(path, "a+");
     if (!fp) return fsb_error(FSB_EIO, "%s: cannot open: %s", path, strerror(errno));
+    /* one writer at a time: a second process on the same folder would redo every task and
+     * could cut off the first one's half-written tail; the lock goes with the file */
+    if (flock(fileno(fp), LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        fclose(fp);
+        if (e == EWOULDBLOCK)
+            return fsb_error(FSB_EMISMATCH,
+                             "%s: in use by another bench process; wait for it to finish, or "
+                             "use another --out folder",
+                             path);
+        return fsb_error(FSB_EIO, "%s: cannot lock: %s", path, strerror(e));
+    }
     rewind(fp);
     long good;
     int st = replay(path, fp, fn, ctx, &good);

@@ -98,6 +98,24 @@ START_TEST(torn_and_corrupt_tails_are_cut)
 }
 END_TEST
 
+/* One writer at a time: a second open fails naming the file until the first is closed. */
+START_TEST(one_writer_at_a_time)
+{
+    char *dir = tu_tmpdir();
+    char *path = tu_path(dir, "j.log");
+    fsb_journal a, b;
+    ck_assert_int_eq(fsb_journal_open(&a, path, NULL, NULL), FSB_OK);
+    ck_assert_int_eq(fsb_journal_open(&b, path, NULL, NULL), FSB_EMISMATCH);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "j.log: in use by another bench process"));
+    fsb_journal_close(&a);
+    ck_assert_int_eq(fsb_journal_open(&b, path, NULL, NULL), FSB_OK);
+    fsb_journal_close(&b);
+    free(path);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 /* Damage with intact records after it is not a torn tail: an error naming the line, and the
  * file is left as it was (nothing after it is thrown away). */
 START_TEST(damage_before_records_is_an_error)
@@ -137,6 +155,7 @@ int main(void)
     tcase_add_test(tc, append_and_replay);
     tcase_add_test(tc, torn_and_corrupt_tails_are_cut);
     tcase_add_test(tc, damage_before_records_is_an_error);
+    tcase_add_test(tc, one_writer_at_a_time);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -24,7 +24,9 @@ typedef struct fsb_journal {
 typedef int (*fsb_journal_fn)(void *ctx, const char *payload, int line);
 
 /* Open (creating if needed) the journal at path, replaying intact records through fn
- * (may be NULL) and truncating a damaged tail. */
+ * (may be NULL) and truncating a damaged tail. The open journal holds an exclusive lock
+ * (flock): a second open of the same file, by any process, fails with FSB_EMISMATCH until
+ * it is closed. */
 int fsb_journal_open(fsb_journal *j, const char *path, fsb_journal_fn fn, void *ctx);
 /* Replay the intact records of the journal at path through fn without opening it for
  * writing (a damaged tail is ignored, not cut off): for readers of another process's
