@@ -504,6 +504,12 @@ long fsb_model_trainable_offset(const fsb_model *m)
     return m->first_trainable >= FSB_MODEL_BLOCKS ? m->head_off : m->block_off[m->first_trainable];
 }
 
+void fsb_model_resume_warmup(fsb_model *m)
+{
+    for (int i = 0; i < m->nunits; i++)
+        m->u[i].step = (long)m->nbt[m->u[i].nbt];
+}
+
 void fsb_model_set_adapt(fsb_model *m, fsb_adapt adapt)
 {
     m->first_trainable = adapt == FSB_ADAPT_ALL    ? 0

@@ -243,6 +243,7 @@ static int load_state(trainer *t, int *resumed)
             st = fsb_error(FSB_EFORMAT, "%s: epochs_done %lld out of range", t->state_path, done);
     }
     if (!st) st = fsb_model_from_tensorfile(t->model, &tf, t->state_path);
+    if (!st) fsb_model_resume_warmup(t->model); /* DropBlock continues, not restarts */
     if (!st) st = fsb_sgd_state_load(&t->sgd, &tf, t->state_path, "optim");
     if (!st) {
         t->epochs_done = (int)done;

@@ -336,6 +336,55 @@ START_TEST(direct_conv_matches_im2col)
 }
 END_TEST
 
+/* A resumed training state continues DropBlock's warm-up: after fsb_model_resume_warmup a
+ * model whose batch norms have seen 40,000 batches drops blocks at the full rate, while the
+ * same weights merely loaded start the warm-up at rate 0 (no block dropped). */
+START_TEST(resume_continues_dropblock_warmup)
+{
+    int hw = 48, n = 2; /* block 3's 6x6 map fits a 5x5 block */
+    fsb_model_opts o;
+    fsb_model_opts_default(&o, FSB_ARCH_RES12);
+    for (int i = 0; i < 4; i++)
+        o.widths[i] = 3 + i;
+    o.in_hw = hw;
+    o.drop_rate = 0; /* DropBlock only */
+    fsb_rng init;
+    fsb_rng_init(&init, 5, 1);
+    fsb_model *a, *b, *c;
+    ck_assert_int_eq(fsb_model_create(&a, &o, 3, n, NULL, &init), FSB_OK);
+    ck_assert_int_eq(fsb_model_create(&b, &o, 3, n, NULL, NULL), FSB_OK);
+    ck_assert_int_eq(fsb_model_create(&c, &o, 3, n, NULL, NULL), FSB_OK);
+    fsb_tensorfile tf;
+    fsb_tensorfile_init(&tf);
+    ck_assert_int_eq(fsb_model_to_tensorfile(a, &tf, 0, NULL, NULL), FSB_OK);
+    for (int i = 0; i < fsb_model_n_tensors(a); i++) {
+        fsb_model_tensor t;
+        fsb_model_tensor_at(a, i, &t);
+        if (t.kind == FSB_T_NUM_BATCHES) *(int64_t *)fsb_tensorfile_get(&tf, t.name)->data = 40000;
+    }
+    ck_assert_int_eq(fsb_model_from_tensorfile(b, &tf, "state"), FSB_OK);
+    ck_assert_int_eq(fsb_model_from_tensorfile(c, &tf, "state"), FSB_OK);
+    fsb_tensorfile_free(&tf);
+    fsb_model_resume_warmup(b);
+    float *x = rnd((long)n * 3 * hw * hw, 1, 6);
+    const float *e;
+    int D = fsb_model_embed_dim(b);
+    float eb[64], ec[64];
+    fsb_rng r;
+    fsb_rng_init(&r, 3, 0);
+    ck_assert_int_eq(fsb_model_forward(b, x, n, 1, &r, &e, NULL), FSB_OK);
+    memcpy(eb, e, sizeof(float) * (size_t)(n * D));
+    fsb_rng_init(&r, 3, 0);
+    ck_assert_int_eq(fsb_model_forward(c, x, n, 1, &r, &e, NULL), FSB_OK);
+    memcpy(ec, e, sizeof(float) * (size_t)(n * D));
+    ck_assert(memcmp(eb, ec, sizeof(float) * (size_t)(n * D)) != 0);
+    free(x);
+    fsb_model_destroy(a);
+    fsb_model_destroy(b);
+    fsb_model_destroy(c);
+}
+END_TEST
+
 START_TEST(dropout_changes_train_not_eval)
 {
     int hw = 16, n = 2;
@@ -652,6 +701,7 @@ int main(void)
     tcase_add_test(tc, bits_independent_of_threads);
     tcase_add_test(tc, direct_conv_matches_im2col);
     tcase_add_test(tc, dropout_changes_train_not_eval);
+    tcase_add_test(tc, resume_continues_dropblock_warmup);
     tcase_add_test(tc, freeze_copy_forward_from_reset_head);
     tcase_add_test(tc, checkpoint_roundtrip_and_mismatch);
     tcase_add_test(tc, torch_parity_conv4);

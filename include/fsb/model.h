@@ -174,6 +174,11 @@ int fsb_model_save(const fsb_model *m, const char *path, int n_extra, const char
 int fsb_model_to_tensorfile(const fsb_model *m, fsb_tensorfile *tf, int n_extra,
                             const char *const *extra_keys, const char *const *extra_vals);
 int fsb_model_from_tensorfile(fsb_model *m, const fsb_tensorfile *tf, const char *what);
+/* Continue DropBlock's warm-up where the loaded training state left it: each unit's warm-up
+ * step is set to its batch norm's num_batches_tracked (the two advance together in
+ * train-mode forwards). For resuming a training run; loading weights alone (fsb_model_load,
+ * pretrain --init, a student's copy of its teacher) starts the warm-up afresh. */
+void fsb_model_resume_warmup(fsb_model *m);
 /* Load weights into an existing model: arch, widths and every tensor's shape must match,
  * else FSB_EMISMATCH naming the file and the tensor or key. */
 int fsb_model_load(fsb_model *m, const char *path);
