@@ -114,27 +114,31 @@ static char *suffixed(const char *path, const char *suffix)
 static int make_identity(trainer *t)
 {
     const fsb_pretrain_opts *o = t->o;
-    t->identity = malloc(1024);
-    if (!t->identity) return fsb_error(FSB_ENOMEM, "out of memory");
-    snprintf(t->identity, 1024,
-             "fsb-pretrain/1 arch=%s epochs=%d batch=%d lr=%.17g schedule=%s momentum=%.17g "
-             "wd=%.17g seed=%" PRIu64 " val_every=%d val_episodes=%d val_way=%d val_query=%d "
-             "val_seed=%" PRIu64 " val_norm=%s image_size=%d resize=%d crop=%d "
-             "max_per_class=%d train=%016" PRIx64 " val=%016" PRIx64,
-             fsb_arch_name(o->arch), o->epochs, o->batch, o->lr,
-             o->schedule ? o->schedule : "cosine", o->momentum, o->weight_decay, o->seed,
-             o->val_every, o->val_episodes, o->val_way, o->val_query, o->val_seed,
-             fsb_norm_name((fsb_norm)o->val_norm), o->image_size, o->resize, o->crop,
-             o->max_per_class, t->train.source_fp, t->val.source_fp);
+    size_t size = 0;
+    FILE *f = open_memstream(&t->identity, &size); /* grows: a long --schedule fits */
+    if (!f) return fsb_error(FSB_ENOMEM, "out of memory");
+    fprintf(f,
+            "fsb-pretrain/1 arch=%s epochs=%d batch=%d lr=%.17g schedule=%s momentum=%.17g "
+            "wd=%.17g seed=%" PRIu64 " val_every=%d val_episodes=%d val_way=%d val_query=%d "
+            "val_seed=%" PRIu64 " val_norm=%s image_size=%d resize=%d crop=%d "
+            "max_per_class=%d train=%016" PRIx64 " val=%016" PRIx64,
+            fsb_arch_name(o->arch), o->epochs, o->batch, o->lr,
+            o->schedule ? o->schedule : "cosine", o->momentum, o->weight_decay, o->seed,
+            o->val_every, o->val_episodes, o->val_way, o->val_query, o->val_seed,
+            fsb_norm_name((fsb_norm)o->val_norm), o->image_size, o->resize, o->crop,
+            o->max_per_class, t->train.source_fp, t->val.source_fp);
     /* appended only when used, so ce runs from scratch keep their identity (and states) */
-    size_t len = strlen(t->identity);
-    if (o->init)
-        len += (size_t)snprintf(t->identity + len, 1024 - len, " init=%016" PRIx64, t->init_hash);
+    if (o->init) fprintf(f, " init=%016" PRIx64, t->init_hash);
     if (o->objective == FSB_PRETRAIN_PROTONET)
-        snprintf(t->identity + len, 1024 - len,
-                 " objective=protonet train_way=%d train_shot=%d train_query=%d episodes=%d "
-                 "temperature=%.17g",
-                 o->train_way, o->train_shot, o->train_query, o->train_episodes, o->temperature);
+        fprintf(f,
+                " objective=protonet train_way=%d train_shot=%d train_query=%d episodes=%d "
+                "temperature=%.17g",
+                o->train_way, o->train_shot, o->train_query, o->train_episodes, o->temperature);
+    if (ferror(f) | fclose(f)) {
+        free(t->identity);
+        t->identity = NULL;
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    }
     return FSB_OK;
 }
 
@@ -637,6 +641,9 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
     if ((st = setup(&t, &eff)) || (st = fsb_pretrain_dist_identity(&t.identity)) ||
         (writer && (st = fsb_dist_barrier())) || (st = load_state(&t, &resumed)))
         goto done;
+    /* a kill between the state's rename and the log's would leave the CSV and plot behind
+     * the state: bring them level with it (the same bytes when they already are) */
+    if (resumed && writer && (st = write_log_and_plot(&t))) goto done;
     if (o->log) {
         char how[4200] = ""; /* empty for ce from scratch: its line is unchanged */
         if (o->objective == FSB_PRETRAIN_PROTONET)
