@@ -190,6 +190,7 @@ typedef struct task_set {
     int n_methods;                                          /* methods */
     char methods[FSB_RUN_MAX_METHODS][FSB_METHOD_NAME_MAX]; /* their names, run order */
     uint64_t split_fp;                                      /* data_fingerprint */
+    int n_query;                                            /* way x query of every record */
 } task_set;
 
 /* Value of line "key=..." of id (pointer into id, *len its length), or NULL. */
@@ -219,6 +220,11 @@ static int parse_task_set(const char *dir, const char *id, task_set *t)
         return fsb_error(FSB_EFORMAT, "%s/run.id: no valid episodes= line", dir);
     if (!(v = id_value(id, "data_fingerprint", &len)) || sscanf(v, "%" SCNx64, &t->split_fp) != 1)
         return fsb_error(FSB_EFORMAT, "%s/run.id: no valid data_fingerprint= line", dir);
+    int way = 0, query = 0;
+    if (!(v = id_value(id, "way", &len)) || sscanf(v, "%d", &way) != 1 || way < 1 ||
+        !(v = id_value(id, "query", &len)) || sscanf(v, "%d", &query) != 1 || query < 1)
+        return fsb_error(FSB_EFORMAT, "%s/run.id: no valid way= and query= lines", dir);
+    t->n_query = way * query;
     if (!(v = id_value(id, "shots", &len)) || len >= (int)sizeof buf)
         return fsb_error(FSB_EFORMAT, "%s/run.id: no valid shots= line", dir);
     memcpy(buf, v, (size_t)len);
@@ -352,7 +358,7 @@ static int merge_record(void *vctx, const char *payload, int line)
         if (!strcmp(t->methods[i], rec.method)) m = i;
     for (int i = 0; i < t->n_shots; i++)
         if (t->shots[i] == rec.shot) s = i;
-    if (m < 0 || s < 0 || rec.episode >= t->n_episodes)
+    if (m < 0 || s < 0 || rec.episode >= t->n_episodes || rec.n_query != t->n_query)
         return fsb_error(FSB_EFORMAT, "record '%s' does not belong to this run", payload);
     int g = m * t->n_shots + s;
     int owner = fsb_shard_owner(g, (long)rec.episode, c->d->s.count);
@@ -360,6 +366,11 @@ static int merge_record(void *vctx, const char *payload, int line)
         return fsb_error(FSB_EMISMATCH, "record '%s' is a task of shard %d/%d, not of %d/%d",
                          payload, owner, c->d->s.count, c->d->s.index, c->d->s.count);
     size_t ti = ((size_t)g) * (size_t)t->n_episodes + (size_t)rec.episode;
+    if (c->have[ti] && c->recs[ti].n_correct != rec.n_correct)
+        return fsb_error(FSB_EFORMAT,
+                         "record '%s' contradicts an earlier record of that task "
+                         "(%d correct)",
+                         payload, c->recs[ti].n_correct);
     if (!c->have[ti]) c->d->journaled++;
     c->have[ti] = 1;
     c->recs[ti] = rec;

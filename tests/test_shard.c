@@ -299,6 +299,22 @@ START_TEST(merge_refusals_write_nothing)
     char *three = write_shard(dir, "three", 1, 3, 0, -1, 0);
     char *plain = tu_path(dir, "plain");
     tu_write_str(plain, "run.id", run_id(0));
+    /* shard 1/2 whose journal holds one of its tasks twice, with different results */
+    char *twice = write_shard(dir, "twice", 1, 2, 0, -1, 0);
+    {
+        char *jp = tu_path(twice, "journal.log"), *text = tu_read(jp, NULL);
+        int e, shot, nc, nq;
+        char name[32];
+        ck_assert_int_eq(sscanf(text, "%d,%d,%31[^,],%d,%d", &e, &shot, name, &nc, &nq), 5);
+        char payload[128];
+        snprintf(payload, sizeof payload, "%d,%d,%s,%d,%d,1.000,1.000", e, shot, name,
+                 nc == nq ? nc - 1 : nc + 1, nq);
+        fsb_journal j;
+        ck_assert_int_eq(fsb_journal_open(&j, jp, NULL, NULL), FSB_OK);
+        ck_assert_int_eq(fsb_journal_append(&j, payload), FSB_OK);
+        fsb_journal_close(&j);
+        free(text), free(jp);
+    }
     char *out = tu_path(dir, "out");
     struct {
         const char *a, *b, *c; /* folders */
@@ -313,6 +329,7 @@ START_TEST(merge_refusals_write_nothing)
         {s0, mixed, NULL, FSB_EMISMATCH, "is a task of shard 0/2, not of 1/2"},
         {s0, three, NULL, FSB_EMISMATCH, "different splits"},
         {s0, plain, NULL, FSB_EINVAL, "plain is not a shard"},
+        {s0, twice, NULL, FSB_EFORMAT, "contradicts an earlier record of that task"},
         {s0, out, NULL, FSB_ENOTFOUND, "out is not a run folder"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -328,7 +345,7 @@ START_TEST(merge_refusals_write_nothing)
     ck_assert(!exists(out, "per_episode.csv"));
     tu_rmrf(dir);
     free(dir), free(s0), free(s1), free(seed), free(part), free(mixed), free(three), free(plain);
-    free(out);
+    free(out), free(twice);
 }
 END_TEST
 
