@@ -81,6 +81,7 @@ int fsb_pool_create(fsb_pool **out, int n_threads)
     if (n_threads > 1) {
         p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
         if (!p->threads) {
+            p->n = 1; /* no helper to join */
             fsb_pool_destroy(p);
             return fsb_error(FSB_ENOMEM, "thread pool: out of memory");
         }
