@@ -583,6 +583,9 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
     t->tf.resize = o->resize;
     t->tf.crop = o->crop;
     if ((st = fsb_transform_check(&t->tf))) return fsb_error_wrap(st, "--resize/--crop");
+    if (o->image_size < o->crop)
+        return fsb_error(FSB_EINVAL, "--image-size: %d is smaller than --crop %d", o->image_size,
+                         o->crop);
     char spec[64];
     snprintf(spec, sizeof spec, "cosine:%d", o->epochs);
     if ((st = fsb_lr_schedule_parse(&t->sched, o->schedule ? o->schedule : spec, o->lr)))

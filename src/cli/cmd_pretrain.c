@@ -71,6 +71,7 @@ int fsb_cmd_pretrain(int argc, char **argv)
     fsb_pretrain_opts_default(&o);
     o.progress = stderr;
     o.log = stdout;
+    int episodic_set = 0, batch_set = 0; /* flags of one objective only */
     const fsb_cli_flag flags[] = {
         FSB_FLAG("data", FSB_FLAG_STR, &o.data),
         FSB_FLAG("out", FSB_FLAG_STR, &o.out),
@@ -78,13 +79,18 @@ int fsb_cmd_pretrain(int argc, char **argv)
         FSB_FLAG("arch", FSB_FLAG_FN, &o.arch, .fn = parse_arch, .given = &o.arch_set),
         FSB_FLAG("objective", FSB_FLAG_FN, &o.objective, .fn = parse_objective),
         FSB_FLAG("init", FSB_FLAG_STR, &o.init),
-        FSB_FLAG("train-way", FSB_FLAG_INT, &o.train_way, .lo = 2, .hi = 10000),
-        FSB_FLAG("train-shot", FSB_FLAG_INT, &o.train_shot, .lo = 1, .hi = 10000),
-        FSB_FLAG("train-query", FSB_FLAG_INT, &o.train_query, .lo = 1, .hi = 10000),
-        FSB_FLAG("episodes-per-epoch", FSB_FLAG_INT, &o.train_episodes, .lo = 1, .hi = 10000000),
-        FSB_FLAG("temperature", FSB_FLAG_DOUBLE, &o.temperature, .lo = 1e-6, .hi = 1e6),
+        FSB_FLAG("train-way", FSB_FLAG_INT, &o.train_way, .lo = 2, .hi = 10000,
+                 .given = &episodic_set),
+        FSB_FLAG("train-shot", FSB_FLAG_INT, &o.train_shot, .lo = 1, .hi = 10000,
+                 .given = &episodic_set),
+        FSB_FLAG("train-query", FSB_FLAG_INT, &o.train_query, .lo = 1, .hi = 10000,
+                 .given = &episodic_set),
+        FSB_FLAG("episodes-per-epoch", FSB_FLAG_INT, &o.train_episodes, .lo = 1, .hi = 10000000,
+                 .given = &episodic_set),
+        FSB_FLAG("temperature", FSB_FLAG_DOUBLE, &o.temperature, .lo = 1e-6, .hi = 1e6,
+                 .given = &episodic_set),
         FSB_FLAG("epochs", FSB_FLAG_INT, &o.epochs, .lo = 1, .hi = 100000),
-        FSB_FLAG("batch", FSB_FLAG_INT, &o.batch, .lo = 2, .hi = 4096),
+        FSB_FLAG("batch", FSB_FLAG_INT, &o.batch, .lo = 2, .hi = 4096, .given = &batch_set),
         FSB_FLAG("lr", FSB_FLAG_DOUBLE, &o.lr, .lo = 0, .hi = 100),
         FSB_FLAG("schedule", FSB_FLAG_STR, &o.schedule),
         FSB_FLAG("momentum", FSB_FLAG_DOUBLE, &o.momentum, .lo = 1e-6, .hi = 0.999),
@@ -113,6 +119,15 @@ int fsb_cmd_pretrain(int argc, char **argv)
         return FSB_OK;
     }
     if (st) return st;
+    int proto = o.objective == FSB_PRETRAIN_PROTONET;
+    if (!proto && episodic_set)
+        return fsb_error(FSB_EINVAL, "--train-way, --train-shot, --train-query, "
+                                     "--episodes-per-epoch and --temperature apply to "
+                                     "--objective protonet only");
+    if (proto && batch_set)
+        return fsb_error(FSB_EINVAL, "--batch applies to --objective ce only (a protonet batch "
+                                     "is one episode: --train-way x (--train-shot + "
+                                     "--train-query))");
     /* mpirun: data-parallel over the ranks (pretrain_dist.h); rank 0 alone talks */
     if ((st = fsb_cli_dist_start(&argc, &argv, &o.progress, &o.log, &o.threads)))
         return fsb_cli_dist_end("pretrain", st);
