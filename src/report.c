@@ -937,6 +937,11 @@ void fsb_report_options_from_id(fsb_report_options *o, const char *run_id, char 
 {
     const char *fp = strstr(run_id, "\ndata_fingerprint=");
     if (fp) o->no_paper = !fsb_report_paper_applies(strtoull(fp + 18, NULL, 16));
+    /* the paper's numbers are 5-way with 15 queries per class: another protocol is not
+     * comparable, cell for cell */
+    const char *way = strstr(run_id, "\nway="), *query = strstr(run_id, "\nquery=");
+    if ((way && strtol(way + 5, NULL, 10) != 5) || (query && strtol(query + 7, NULL, 10) != 15))
+        o->no_paper = 1;
     const char *arch = strstr(run_id, "\nteacher_arch=");
     if (arch && sscanf(arch + 14, "%15[a-z0-9]", backbone) == 1) o->backbone = backbone;
 }

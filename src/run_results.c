@@ -44,8 +44,8 @@ int fsb_run_write_results(const char *out, const char *run_id, fsb_episode_recor
     memset(&res, 0, sizeof res);
     fsb_report_options ropt = {.no_paper = !fsb_report_paper_applies(split_fingerprint)};
     char backbone[16]; /* plain "refilled" compares with the paper's row for the backbone */
-    fsb_report_options_from_id(&ropt, run_id, backbone);
-    ropt.no_paper = !fsb_report_paper_applies(split_fingerprint);
+    fsb_report_options_from_id(&ropt, run_id, backbone); /* and the protocol: way, query */
+    if (!fsb_report_paper_applies(split_fingerprint)) ropt.no_paper = 1;
     int st = fsb_report_write(out, recs, n, &ropt, &res);
     if (st) return st;
     if (res.note[0] && log) fprintf(log, "note: %s\n", res.note);

@@ -283,6 +283,22 @@ START_TEST(table_golden)
     free(md);
     ck_assert(fsb_report_paper_applies(0x120c10c9ea03f538ull));
     ck_assert(!fsb_report_paper_applies(0x3cfb3ee002e3d937ull));
+    /* from a run.id: the canonical split and the paper's 5-way 15-query protocol only */
+    static const struct {
+        const char *id;
+        int no_paper;
+    } ids[] = {
+        {"format=x\ndata_fingerprint=120c10c9ea03f538\nway=5\nquery=15\n", 0},
+        {"format=x\ndata_fingerprint=120c10c9ea03f538\nway=10\nquery=15\n", 1},
+        {"format=x\ndata_fingerprint=120c10c9ea03f538\nway=5\nquery=5\n", 1},
+        {"format=x\ndata_fingerprint=3cfb3ee002e3d937\nway=5\nquery=15\n", 1},
+    };
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        fsb_report_options ro = {0};
+        char bb[16];
+        fsb_report_options_from_id(&ro, ids[i].id, bb);
+        ck_assert_msg(ro.no_paper == ids[i].no_paper, "case %zu", i);
+    }
     free(s);
     /* the paper table mapping */
     ck_assert_double_eq(fsb_report_paper_value("svm", 10), 74.24);

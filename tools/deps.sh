@@ -1,7 +1,7 @@
 # deps.sh - sourced by tools/test.sh and tools/bench.sh: installs the Debian 12 packages
 # fsbench builds and runs with, only those missing, as root or through sudo.
 FSB_DEPS=(build-essential cmake pkg-config libopenblas-dev libpng-dev libjpeg62-turbo-dev
-          liblinear-dev check zlib1g-dev libxxhash-dev gnuplot-nox dataset-fashion-mnist
+          liblinear-dev check zlib1g-dev libxxhash-dev xxhash gnuplot-nox dataset-fashion-mnist
           libopenmpi-dev openmpi-bin)
 
 fsb_install_deps() {
@@ -15,6 +15,7 @@ fsb_install_deps() {
     [ "$(id -u)" -ne 0 ] && sudo=(sudo)
     echo "installing Debian packages: ${missing[*]}" >&2
     "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >&2
+    # through sudo as an argument: sudo's env_reset would drop it from the environment
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" >&2
 }

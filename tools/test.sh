@@ -22,8 +22,10 @@ if [ "${FSB_SKIP_ASAN:-0}" != 1 ]; then
 fi
 
 if [ "${FSB_SKIP_MPI:-0}" != 1 ]; then
-    # only what the shard/MPI suites need; mpirun as root is allowed by the tests themselves
+    # only the suites with mpirun cases (they skip them in the other builds); mpirun as root
+    # is allowed by the tests themselves
     cmake -S . -B build-mpi -DFSB_WERROR=ON -DFSB_MPI=ON -DCMAKE_BUILD_TYPE=Release
-    cmake --build build-mpi -j"$jobs" --target bench test_shard test_sharded_run
-    ctest --test-dir build-mpi --output-on-failure -R 'shard|mpi'
+    cmake --build build-mpi -j"$jobs" --target bench test_shard test_sharded_run \
+        test_pretrain_protonet
+    ctest --test-dir build-mpi --output-on-failure -R 'shard|mpi|pretrain_protonet'
 fi

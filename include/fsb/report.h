@@ -60,9 +60,9 @@ typedef struct fsb_report_options {
                               the first method in report order */
     const char *title;     /* first line of table.md / caption of table.tex; NULL = default */
     int skip_plot;         /* 1: do not run gnuplot */
-    int no_paper;          /* 1: tables without the paper's columns (not MiniImageNet test) */
-    const char *backbone;  /* "conv4" / "res12": the paper row plain "refilled" compares
-                              with (NULL: none) */
+    int no_paper; /* 1: no paper columns (not the MiniImageNet test split, or not 5-way 15-query) */
+    const char *backbone; /* "conv4" / "res12": the paper row plain "refilled" compares
+                             with (NULL: none) */
 } fsb_report_options;
 
 /* What writing the reports did, for the caller to show. */
@@ -133,7 +133,8 @@ int fsb_report_paper_applies(uint64_t split_fingerprint);
 /* Sort records into report order: method (fsb_report_method_cmp), shot, episode. */
 void fsb_report_sort(fsb_episode_record *recs, size_t n);
 /* Set o->no_paper and o->backbone from a run.id text: the paper's columns only for the
- * canonical MiniImageNet test split (data_fingerprint=), plain "refilled" compared with the
+ * canonical MiniImageNet test split (data_fingerprint=) and the paper's protocol (way=5,
+ * query=15), plain "refilled" compared with the
  * row of teacher_arch= (copied into backbone[16], which must outlive o's use). Lines that are
  * absent leave o unchanged. */
 void fsb_report_options_from_id(fsb_report_options *o, const char *run_id, char backbone[16]);
