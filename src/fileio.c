@@ -4,6 +4,7 @@
 #include "fsb/status.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,21 @@ int fsb_outfile_open(fsb_outfile *f, const char *path)
     return FSB_OK;
 }
 
+/* fsync the folder holding path, so that a rename into it is durable (best effort: a
+ * file system that cannot sync folders still has the data, synced before the rename). */
+static void sync_parent(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir) return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
 int fsb_outfile_commit(fsb_outfile *f)
 {
     int st = FSB_OK;
@@ -65,6 +81,8 @@ int fsb_outfile_commit(fsb_outfile *f)
         e = errno;
         unlink(f->tmp_path);
         st = fsb_error(FSB_EIO, "%s: cannot rename into place: %s", f->path, strerror(e));
+    } else {
+        sync_parent(f->path); /* the rename itself survives a power loss */
     }
     outfile_clear(f);
     return st;

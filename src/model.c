@@ -297,6 +297,11 @@ int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, i
     for (int i = 0; i < 4; i++)
         if (opts->widths[i] < 1)
             return fsb_error(FSB_EINVAL, "model: bad width %d", opts->widths[i]);
+    if (!(opts->drop_rate >= 0 && opts->drop_rate < 1) ||
+        !(opts->dropblock_rate >= 0 && opts->dropblock_rate < 1))
+        return fsb_error(FSB_EINVAL,
+                         "model: dropout rate %g and DropBlock rate %g must be in [0, 1)",
+                         opts->drop_rate, opts->dropblock_rate);
     if (opts->arch == FSB_ARCH_RES12 && opts->dropblock_rate > 0 && opts->dropblock_size < 1)
         return fsb_error(FSB_EINVAL, "model: bad DropBlock size %d", opts->dropblock_size);
     fsb_model *m = calloc(1, sizeof *m);

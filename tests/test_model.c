@@ -348,6 +348,16 @@ START_TEST(resume_continues_dropblock_warmup)
         o.widths[i] = 3 + i;
     o.in_hw = hw;
     o.drop_rate = 0; /* DropBlock only */
+    /* rates outside [0, 1) are refused (1.5 zeroed block 1, >= 1 silently disabled DropBlock) */
+    fsb_model *bad = NULL;
+    fsb_model_opts wrong = o;
+    wrong.drop_rate = 1.5f;
+    ck_assert_int_eq(fsb_model_create(&bad, &wrong, 3, n, NULL, NULL), FSB_EINVAL);
+    wrong = o;
+    wrong.dropblock_rate = 1.0f;
+    ck_assert_int_eq(fsb_model_create(&bad, &wrong, 3, n, NULL, NULL), FSB_EINVAL);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "must be in [0, 1)"));
+    ck_assert_ptr_null(bad);
     fsb_rng init;
     fsb_rng_init(&init, 5, 1);
     fsb_model *a, *b, *c;

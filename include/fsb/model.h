@@ -15,8 +15,8 @@
  * for the same seed and grad_splits whatever the thread count.
  *
  * Blocks: ConvNet-4 has 4 blocks conv3x3(bias)-BN-ReLU-maxpool2; ResNet-12 4 residual blocks
- * (FEAT/MetaOptNet, see docs/protocol.md). Stage s (0..4) names the input of block s; stage 4
- * is the embedding. Frozen blocks (fsb_model_set_adapt) always run in eval mode (running BN
+ * (FEAT/MetaOptNet, see ../shared/docs/protocol.md). Stage s (0..4) names the input of block s;
+ * stage 4 is the embedding. Frozen blocks (fsb_model_set_adapt) always run in eval mode (running BN
  * statistics, no dropout) so their outputs can be computed once (fsb_model_forward_to) and
  * steps run only through the trainable part (fsb_model_forward_from).
  *
@@ -48,7 +48,9 @@ typedef struct fsb_model_opts {
     int in_hw;            /* input height = width (default 84) */
     int flatten;          /* conv4 only: embedding = flattened last map (1600-d at 84) */
     float drop_rate;      /* res12: dropout in blocks 1-2 (default 0.1; 0 disables) */
-    float dropblock_rate; /* res12: DropBlock rate in blocks 3-4 (default 0.1; 0 disables) */
+    float dropblock_rate; /* res12: DropBlock rate in blocks 3-4 (default 0.1; 0 disables);
+                             its warm-up counts train-mode forwards only (FEAT's counts
+                             every forward, eval included, so it ramps up sooner) */
     int dropblock_size;   /* res12: DropBlock block size (default 5) */
     int grad_splits;      /* fixed batch chunks for weight-gradient partials (default 4) */
 } fsb_model_opts;

@@ -3,6 +3,9 @@
  * A generator is a pure function of (key, counter): the same key and stream give the
  * same sequence on every machine, thread and build, and any position can be reached
  * without replaying earlier draws. No global state: every consumer owns an fsb_rng.
+ * The integer and uniform draws are exact integer arithmetic; fsb_rng_normal goes through
+ * libm's log and cos, which glibc may implement differently per CPU, so its last bits
+ * (ResNet-12's initial weights) are only as portable as libm.
  */
 #ifndef FSB_RNG_H
 #define FSB_RNG_H
