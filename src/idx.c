@@ -188,8 +188,15 @@ int fsb_demo_make(const char *src_dir, const char *out_root, int per_class)
             snprintf(a, sizeof a, "%.*s", (int)(slash - out_root), out_root);
             st = fsb_mkdir_p(a);
         }
-        if (st == FSB_OK && rename(tmp, out_root) != 0)
-            st = fsb_error(FSB_EIO, "%s: cannot rename into place: %s", out_root, strerror(errno));
+        if (st == FSB_OK && rename(tmp, out_root) != 0) {
+            int e = errno;
+            snprintf(a, sizeof a, "%.4100s/.complete", out_root);
+            if ((e == ENOTEMPTY || e == EEXIST) && fsb_is_file(a))
+                fsb_remove_tree(tmp); /* another process finished the same folder first */
+            else
+                st = fsb_error(FSB_EIO, "%s: cannot rename into place: %s", out_root,
+                               strerror(e));
+        }
     }
     if (st) fsb_remove_tree(tmp); /* best effort: the error that matters is st */
     fsb_idx_free(&train);

@@ -76,7 +76,10 @@ def run_torch(args):
         cmd += ["--batch", str(args.batch)]
     if args.iters:
         cmd += ["--iters", str(args.iters)]
-    res = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit("perf_torch: the PyTorch worker failed (is python3-torch installed?):\n" +
+                 res.stderr.strip())
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -86,7 +89,11 @@ def run_bench(args):
         cmd += ["--batch", str(args.batch)]
     if args.iters:
         cmd += ["--iters", str(args.iters)]
-    res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    if not os.access(args.bench, os.X_OK):
+        sys.exit(f"perf_torch: --bench {args.bench} is not an executable (build fsbench first)")
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"perf_torch: {args.bench} perf failed:\n" + res.stderr.strip())
     return json.loads(res.stdout)
 
 

@@ -44,6 +44,11 @@ static void select_blas_kernels(char **argv)
 static int report(const char *name, int st)
 {
     if (st != 0) fprintf(stderr, "bench %s: %s\n", name, fsb_error_last());
+    /* a report printed to a full disk or a closed pipe is not a success */
+    if ((fflush(stdout) != 0 || ferror(stdout)) && st == 0) {
+        fprintf(stderr, "bench %s: cannot write the standard output\n", name);
+        return 1;
+    }
     return fsb_status_exit_code(st);
 }
 
@@ -70,7 +75,7 @@ int main(int argc, char **argv)
     const char *name = argv[1];
     if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
         usage(stdout);
-        return 0;
+        return report("--help", 0);
     }
     if (!strcmp(name, "--version"))
         name = "version";

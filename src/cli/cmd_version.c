@@ -1,6 +1,7 @@
 /* cmd_version.c - `bench version`: what a bug report or a run manifest needs to know. */
 #include "cli.h"
 #include "fsb/blas.h"
+#include "fsb/status.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,15 @@ static void cpu_model(char *buf, size_t n)
 
 int fsb_cmd_version(int argc, char **argv)
 {
+    if (argc > 1) {
+        if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+            printf("usage: bench version   (also bench --version): fsbench's version, the CPU "
+                   "and the OpenBLAS build and kernels in use\n");
+            return 0;
+        }
+        return fsb_error(FSB_EINVAL, "unexpected argument '%s' (bench version takes none)",
+                         argv[1]);
+    }
     char cpu[256];
     cpu_model(cpu, sizeof cpu);
     const char *env = getenv("OPENBLAS_CORETYPE");

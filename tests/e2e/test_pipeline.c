@@ -319,6 +319,13 @@ START_TEST(run_refuses_bad_inputs)
         tu_rmrf(o2);
         free(o2);
     }
+    /* bench version takes no argument; output that cannot be written is a failure */
+    ck_assert_int_eq(tu_run(&out, "'%s' version extra", tu_bench()), 2);
+    ck_assert_ptr_nonnull(strstr(out, "unexpected argument 'extra'"));
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "'%s' version > /dev/full", tu_bench()), 1);
+    ck_assert_ptr_nonnull(strstr(out, "cannot write the standard output"));
+    free(out);
     /* a replayed manifest fixes the seed, its split and a usable shape */
     char *man = tu_path(r, "episodes.csv"), *m_way1 = tu_path(work, "way1.csv"),
          *m_val = tu_path(work, "val.csv");
