@@ -194,8 +194,7 @@ int fsb_demo_make(const char *src_dir, const char *out_root, int per_class)
             if ((e == ENOTEMPTY || e == EEXIST) && fsb_is_file(a))
                 fsb_remove_tree(tmp); /* another process finished the same folder first */
             else
-                st = fsb_error(FSB_EIO, "%s: cannot rename into place: %s", out_root,
-                               strerror(e));
+                st = fsb_error(FSB_EIO, "%s: cannot rename into place: %s", out_root, strerror(e));
         }
     }
     if (st) fsb_remove_tree(tmp); /* best effort: the error that matters is st */

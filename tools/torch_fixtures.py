@@ -2,7 +2,7 @@
 """torch_fixtures.py - regenerate the committed PyTorch parity fixtures in tests/fixtures/.
 
 Needs Debian's /usr/bin/python3 (torch 1.13, numpy); CI never runs this. Deterministic: fixed
-seeds, CPU, single thread. Writes (see /work/wt/FIXTURES.md for the contract):
+seeds, CPU, single thread. Writes (tests/fixtures/README.md describes each file):
   torch_conv4.fsbt  ConvNet-4 (widths 64), 84x84, N=4, 5-way: state_dict, input/target, per
                     mode (eval, train) embedding/logits/loss/grads, BN stats after the train
                     forward, and params after 2 SGD steps (lr .1, momentum .9, nesterov, wd 5e-4)

@@ -1,7 +1,7 @@
 """torch_models.py - the PyTorch reference modules fsbench mirrors (tools only, never the product).
 
 ConvNet-4 and ResNet-12 exactly as FEAT (Ye et al.) defines them, with FEAT's state_dict
-names under an `encoder.` prefix plus an optional `fc` head (see /work/wt/FIXTURES.md and
+names under an `encoder.` prefix plus an optional `fc` head (see tests/fixtures/README.md and
 docs/formats.md):
   ConvNet4(widths=(64,)*4): encoder.<b>.{0: Conv2d 3x3 pad 1 + bias, 1: BatchNorm2d}, ReLU,
       MaxPool2d(2); embedding = global max pool of the last map.

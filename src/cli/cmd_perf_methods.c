@@ -144,9 +144,9 @@ int fsb_cmd_perf_methods(int argc, char **argv)
                    100 * cl->accuracy, 100 * cl->ci95);
         }
     }
-    printf("wall time: %.3f s for %d episodes x %d shots x %d methods (%.1f episodes/s)\n",
+    printf("wall time: %.3f s for %d episodes x %d shots x %d methods (%.1f method-episodes/s)\n",
            r.wall_s, o.episodes, o.n_shots, o.n_methods,
-           (double)o.episodes * o.n_shots / (r.wall_s > 0 ? r.wall_s : 1e-9));
+           (double)o.episodes * o.n_shots * o.n_methods / (r.wall_s > 0 ? r.wall_s : 1e-9));
     if (o.dump) printf("dump: %s\n", o.dump);
     return FSB_OK;
 }

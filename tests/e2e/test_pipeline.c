@@ -140,13 +140,13 @@ START_TEST(pretrain_bad_inputs)
     ck_assert_ptr_nonnull(strstr(out, "train"));
     free(out);
     /* flags of the other objective, and an image smaller than its crop: refused at once */
-    ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --train-way 3 --out '%s/y.fsbt'", tu_bench(),
-                            common, work),
-                     2);
+    ck_assert_int_eq(
+        tu_run(&out, "'%s' pretrain %s --train-way 3 --out '%s/y.fsbt'", tu_bench(), common, work),
+        2);
     ck_assert_ptr_nonnull(strstr(out, "apply to --objective protonet only"));
     free(out);
-    ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --image-size 16 --out '%s/y.fsbt'",
-                            tu_bench(), common, work),
+    ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --image-size 16 --out '%s/y.fsbt'", tu_bench(),
+                            common, work),
                      2);
     ck_assert_ptr_nonnull(strstr(out, "--image-size: 16 is smaller than --crop"));
     free(out);
