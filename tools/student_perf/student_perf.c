@@ -52,6 +52,10 @@ int main(int argc, char **argv)
     int way = 5, query = 15, max_shot = 0;
     for (int i = 0; i < n_shots; i++)
         max_shot = shots[i] > max_shot ? shots[i] : max_shot;
+    if (episodes < 1 || n_shots < 1 || shots[0] < 1) {
+        fprintf(stderr, "EPISODES and SHOTS must be positive\n");
+        return 2;
+    }
 
     fsb_cache cache;
     fsb_cache_opts co = {.dir = cdir, .size = 84};
@@ -71,11 +75,20 @@ int main(int argc, char **argv)
         return 1;
     }
     fsb_model_destroy(t);
+    int min_count = cache.split.n_images;
+    for (int c = 0; c < cache.split.n_classes; c++)
+        min_count = cache.split.class_count[c] < min_count ? cache.split.class_count[c] : min_count;
+    if (cache.split.n_classes < way || min_count < max_shot + query) {
+        fprintf(stderr, "%s: needs %d classes of at least %d images\n", split, way,
+                max_shot + query);
+        return 2;
+    }
     fsb_transform tf;
     fsb_transform_defaults(&tf, FSB_PIXNORM_CONVNET);
     int *sup = malloc(sizeof(int) * way * max_shot), *lab = malloc(sizeof(int) * way * max_shot);
     int *qry = malloc(sizeof(int) * way * query), *pred = malloc(sizeof(int) * way * query);
-    int *pick = malloc(sizeof(int) * 1000);
+    int *pick = malloc(sizeof(int) * (size_t)cache.split.n_classes);
+    int *img = malloc(sizeof(int) * (size_t)cache.split.n_images);
     double *ms = malloc(sizeof(double) * (size_t)episodes);
     double *cpu = malloc(sizeof(double) * (size_t)episodes);
     for (char *ad = strtok(adapts, ","); ad; ad = strtok(NULL, ",")) {
@@ -120,7 +133,6 @@ int main(int argc, char **argv)
                     for (int k = 0; k < way; k++) {
                         int cnt = cache.split.class_count[pick[k]],
                             st0 = cache.split.class_start[pick[k]];
-                        int img[1000];
                         for (int i = 0; i < cnt; i++)
                             img[i] = st0 + i;
                         for (int i = 0; i < K + query; i++) {
