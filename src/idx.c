@@ -190,8 +190,7 @@ int fsb_demo_make(const char *src_dir, const char *out_root, int per_class)
         }
         if (st == FSB_OK && rename(tmp, out_root) != 0) {
             int e = errno;
-            snprintf(a, sizeof a, "%.4100s/.complete", out_root);
-            if ((e == ENOTEMPTY || e == EEXIST) && fsb_is_file(a))
+            if ((e == ENOTEMPTY || e == EEXIST) && fsb_is_file(marker))
                 fsb_remove_tree(tmp); /* another process finished the same folder first */
             else
                 st = fsb_error(FSB_EIO, "%s: cannot rename into place: %s", out_root, strerror(e));

@@ -89,8 +89,7 @@ typedef struct run_state {
     int dim;                /* embedding dimension */
     fsb_tensorfile mean_tf; /* holds the train split's features when CL2N is used */
     float *base_mean;       /* [dim] mean train-split feature, or NULL */
-    uint64_t base_fp;       /* the train split's fingerprint, when base_fp_set (CL2N) */
-    int base_fp_set;
+    uint64_t base_fp;       /* the train split's fingerprint, when CL2N needs its mean */
     const fsb_method *methods[FSB_RUN_MAX_METHODS]; /* resolved methods */
     fsb_method_config cfg[FSB_RUN_MAX_METHODS];     /* their configurations */
     unsigned char *done;                            /* [method][shot][episode] 1 when recorded */
@@ -137,6 +136,13 @@ static int file_hash(const char *path, uint64_t *h)
     return FSB_OK;
 }
 
+static int needs_base_mean(const run_state *r)
+{
+    for (int i = 0; i < r->o->n_methods; i++)
+        if (r->cfg[i].norm == FSB_NORM_CL2N) return 1;
+    return 0;
+}
+
 /* Everything that decides the results, one key=value per line (base_fingerprint only when a
  * method reads the train split's mean, so that other runs keep their identity). */
 static char *make_run_id(const run_state *r)
@@ -162,7 +168,7 @@ static char *make_run_id(const run_state *r)
              fsb_arch_name(fsb_model_options(r->teacher)->arch), r->ep_hash, r->sweep.n_episodes,
              r->sweep.way, r->sweep.query, shots, r->sweep.seed, methods, o->image_size, o->resize,
              o->crop);
-    if (r->base_fp_set) /* CL2N: the base mean comes from the train split */
+    if (needs_base_mean(r)) /* CL2N: the base mean comes from the train split */
         snprintf(id + strlen(id), 4096 - strlen(id), "base_fingerprint=%016" PRIx64 "\n",
                  r->base_fp);
     if (r->has_images) { /* training methods: their options decide their results */
@@ -487,13 +493,6 @@ static int resolve_methods(run_state *r)
     return FSB_OK;
 }
 
-static int needs_base_mean(const run_state *r)
-{
-    for (int i = 0; i < r->o->n_methods; i++)
-        if (r->cfg[i].norm == FSB_NORM_CL2N) return 1;
-    return 0;
-}
-
 static int load_episodes(run_state *r)
 {
     const fsb_run_opts *o = r->o;
@@ -599,7 +598,6 @@ int fsb_run(const fsb_run_opts *given)
             goto done;
         }
         r.base_fp = base.fingerprint;
-        r.base_fp_set = 1;
         fsb_split_free(&base);
     }
     if (!(r.run_id = make_run_id(&r))) {
@@ -667,8 +665,7 @@ int fsb_run(const fsb_run_opts *given)
     char extra[8192];
     snprintf(extra, sizeof extra, "data=%s\nteacher=%s\nthreads=%d\n", o->data, o->teacher,
              fsb_pool_size(r.pool));
-    st = fsb_run_write_results(o->out, r.run_id, r.recs, n_tasks, r.cache.split.fingerprint, extra,
-                               t0, o->log);
+    st = fsb_run_write_results(o->out, r.run_id, r.recs, n_tasks, extra, t0, o->log);
 done:
     workers_free(&r);
     fsb_journal_close(&r.journal);

@@ -36,16 +36,16 @@ static int write_manifest(const char *out, const char *run_id, const char *extra
 }
 
 int fsb_run_write_results(const char *out, const char *run_id, fsb_episode_record *recs, size_t n,
-                          uint64_t split_fingerprint, const char *manifest_extra, double t0,
-                          FILE *log)
+                          const char *manifest_extra, double t0, FILE *log)
 {
     fsb_report_sort(recs, n);
     fsb_report_result res;
     memset(&res, 0, sizeof res);
-    fsb_report_options ropt = {.no_paper = !fsb_report_paper_applies(split_fingerprint)};
-    char backbone[16]; /* plain "refilled" compares with the paper's row for the backbone */
-    fsb_report_options_from_id(&ropt, run_id, backbone); /* and the protocol: way, query */
-    if (!fsb_report_paper_applies(split_fingerprint)) ropt.no_paper = 1;
+    /* the paper's columns and the backbone's REFILLED row follow from the run's identity:
+     * its data_fingerprint, way, query and teacher_arch lines */
+    fsb_report_options ropt = {.no_paper = 1};
+    char backbone[16];
+    fsb_report_options_from_id(&ropt, run_id, backbone);
     int st = fsb_report_write(out, recs, n, &ropt, &res);
     if (st) return st;
     if (res.note[0] && log) fprintf(log, "note: %s\n", res.note);

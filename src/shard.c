@@ -189,7 +189,6 @@ typedef struct task_set {
     int shots[64];                                          /* their values, run order */
     int n_methods;                                          /* methods */
     char methods[FSB_RUN_MAX_METHODS][FSB_METHOD_NAME_MAX]; /* their names, run order */
-    uint64_t split_fp;                                      /* data_fingerprint */
     int n_query;                                            /* way x query of every record */
 } task_set;
 
@@ -218,7 +217,8 @@ static int parse_task_set(const char *dir, const char *id, task_set *t)
     if (!(v = id_value(id, "episodes", &len)) || sscanf(v, "%ld", &t->n_episodes) != 1 ||
         t->n_episodes < 1)
         return fsb_error(FSB_EFORMAT, "%s/run.id: no valid episodes= line", dir);
-    if (!(v = id_value(id, "data_fingerprint", &len)) || sscanf(v, "%" SCNx64, &t->split_fp) != 1)
+    uint64_t fp; /* checked here; the reports read it from the run.id itself */
+    if (!(v = id_value(id, "data_fingerprint", &len)) || sscanf(v, "%" SCNx64, &fp) != 1)
         return fsb_error(FSB_EFORMAT, "%s/run.id: no valid data_fingerprint= line", dir);
     int way = 0, query = 0;
     if (!(v = id_value(id, "way", &len)) || sscanf(v, "%d", &way) != 1 || way < 1 ||
@@ -549,8 +549,7 @@ int fsb_shard_merge(const fsb_merge_opts *o)
     if (!st && o->log)
         fprintf(o->log, "merge: %d shards of %zu tasks into %s\n", n, n_tasks, o->out);
     if (!st)
-        st = fsb_run_write_results(o->out, d[0].base, recs, n_tasks, t.split_fp, manifest_extra, t0,
-                                   o->log);
+        st = fsb_run_write_results(o->out, d[0].base, recs, n_tasks, manifest_extra, t0, o->log);
 done:
     for (int i = 0; d && i < o->n_dirs; i++)
         free(d[i].base);

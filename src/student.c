@@ -385,11 +385,12 @@ int fsb_student_ctx_create(fsb_student_ctx **out, const char *teacher_path, cons
     c->D = fsb_model_embed_dim(c->teacher);
     /* Every buffer is sized for the worst episode shape the context accepts: any way up to
      * max_way and any shot up to max_shot (under bank_max the rows do not grow with the way). */
-    c->max_batch = 1;
+    c->max_batch = c->bank_cap = 1;
     for (int wy = 1; wy <= max_way; wy++)
         for (int k = 1; k <= max_shot; k++) {
-            int r = max_rows(opts, wy, k);
+            int r = max_rows(opts, wy, k), rows = wy * k * bank_views(opts, wy * k);
             c->max_batch = r > c->max_batch ? r : c->max_batch;
+            c->bank_cap = rows > c->bank_cap ? rows : c->bank_cap;
         }
     if (c->max_batch < IMG_CHUNK && c->max_batch < max_way * max_query)
         c->max_batch = IMG_CHUNK < max_way * max_query ? IMG_CHUNK : max_way * max_query;
@@ -404,12 +405,6 @@ int fsb_student_ctx_create(fsb_student_ctx **out, const char *teacher_path, cons
     fsb_model_stage_shape(c->student, c->s0, &ch, &h, &w);
     c->act = (long)ch * h * w;
     c->img_sz = 3L * tf->crop * tf->crop;
-    c->bank_cap = 1;
-    for (int wy = 1; wy <= max_way; wy++)
-        for (int k = 1; k <= max_shot; k++) {
-            int rows = wy * k * bank_views(opts, wy * k);
-            c->bank_cap = rows > c->bank_cap ? rows : c->bank_cap;
-        }
     size_t B = (size_t)c->max_batch, D = (size_t)c->D, W = (size_t)max_way;
     c->bank = malloc(sizeof(float) * (size_t)c->bank_cap * (size_t)c->act);
     c->bank_emb = malloc(sizeof(float) * (size_t)c->bank_cap * D);

@@ -148,15 +148,25 @@ int fsb_tune_expand(const char *grid, const char *method, const char *flag, char
                                  flag, (int)kl, p, (int)kl, p);
         int keep = feature ? feature_key(p, kl)
                            : !feature_key(p, kl) && !(finetune && refilled_only(p, kl));
-        if (!keep) {
-            /* dropped for this method, but still checked: a typo must not vanish silently */
-            for (const char *v = eq + 1; v <= p + len;) {
-                size_t vl = strcspn(v, "|,");
-                if (vl > (size_t)(p + len - v)) vl = (size_t)(p + len - v);
+        /* every value is checked; a key this method drops is checked alone (a typo must not
+         * vanish silently), a key it keeps becomes a grid axis */
+        key[n_items] = p;
+        key_len[n_items] = kl;
+        n_alt[n_items] = 0;
+        for (const char *v = eq + 1; v <= p + len;) {
+            size_t vl = strcspn(v, "|,");
+            if (vl > (size_t)(p + len - v)) vl = (size_t)(p + len - v);
+            if (!vl) return fsb_error(FSB_EINVAL, "%s: %.*s has an empty value", flag, (int)kl, p);
+            if (keep) {
+                if (n_alt[n_items] == MAX_ALTS)
+                    return fsb_error(FSB_EINVAL, "%s: %.*s has more than %d values", flag, (int)kl,
+                                     p, MAX_ALTS);
+                alt[n_items][n_alt[n_items]] = v;
+                alt_len[n_items][n_alt[n_items]++] = vl;
+            } else {
                 char item[128];
-                if (!vl || kl + 1 + vl >= sizeof item)
-                    return fsb_error(FSB_EINVAL, "%s: %.*s has an empty or too long value", flag,
-                                     (int)kl, p);
+                if (kl + 1 + vl >= sizeof item)
+                    return fsb_error(FSB_EINVAL, "%s: %.*s has a too long value", flag, (int)kl, p);
                 snprintf(item, sizeof item, "%.*s=%.*s", (int)kl, p, (int)vl, v);
                 double C;
                 int norm, st = feature_key(p, kl)
@@ -168,26 +178,10 @@ int fsb_tune_expand(const char *grid, const char *method, const char *flag, char
                     return fsb_error(st, "%s (svm and logreg read C and norm)", why);
                 }
                 if (st) return st;
-                v += vl + 1;
             }
-        } else {
-            key[n_items] = p;
-            key_len[n_items] = kl;
-            n_alt[n_items] = 0;
-            for (const char *v = eq + 1; v <= p + len;) {
-                size_t vl = strcspn(v, "|,");
-                if (vl > (size_t)(p + len - v)) vl = (size_t)(p + len - v);
-                if (!vl)
-                    return fsb_error(FSB_EINVAL, "%s: %.*s has an empty value", flag, (int)kl, p);
-                if (n_alt[n_items] == MAX_ALTS)
-                    return fsb_error(FSB_EINVAL, "%s: %.*s has more than %d values", flag, (int)kl,
-                                     p, MAX_ALTS);
-                alt[n_items][n_alt[n_items]] = v;
-                alt_len[n_items][n_alt[n_items]++] = vl;
-                v += vl + 1;
-            }
-            n_items++;
+            v += vl + 1;
         }
+        n_items += keep;
         p += len;
         if (*p == ',') p++;
     }

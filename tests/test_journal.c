@@ -21,6 +21,18 @@ static int collect_fn(void *ctx, const char *payload, int line)
     return FSB_OK;
 }
 
+/* dir/j.log holding the records (NULL-terminated list), closed; malloc'd path. */
+static char *journal_of(const char *dir, const char *const *payloads)
+{
+    char *path = tu_path(dir, "j.log");
+    fsb_journal j;
+    ck_assert_int_eq(fsb_journal_open(&j, path, NULL, NULL), FSB_OK);
+    for (; *payloads; payloads++)
+        ck_assert_int_eq(fsb_journal_append(&j, *payloads), FSB_OK);
+    fsb_journal_close(&j);
+    return path;
+}
+
 START_TEST(append_and_replay)
 {
     char *dir = tu_tmpdir();
@@ -53,13 +65,9 @@ END_TEST
 START_TEST(torn_and_corrupt_tails_are_cut)
 {
     char *dir = tu_tmpdir();
-    char *path = tu_path(dir, "j.log");
+    char *path = journal_of(dir, (const char *const[]){"a", "b", NULL});
     fsb_journal j;
     collect c = {0};
-    ck_assert_int_eq(fsb_journal_open(&j, path, NULL, NULL), FSB_OK);
-    ck_assert_int_eq(fsb_journal_append(&j, "a"), FSB_OK);
-    ck_assert_int_eq(fsb_journal_append(&j, "b"), FSB_OK);
-    fsb_journal_close(&j);
     size_t good;
     free(tu_read(path, &good));
     /* a kill -9 in the middle of a write leaves a partial line */
@@ -121,13 +129,8 @@ END_TEST
 START_TEST(damage_before_records_is_an_error)
 {
     char *dir = tu_tmpdir();
-    char *path = tu_path(dir, "j.log");
+    char *path = journal_of(dir, (const char *const[]){"a", "b", "c", NULL});
     fsb_journal j;
-    ck_assert_int_eq(fsb_journal_open(&j, path, NULL, NULL), FSB_OK);
-    ck_assert_int_eq(fsb_journal_append(&j, "a"), FSB_OK);
-    ck_assert_int_eq(fsb_journal_append(&j, "b"), FSB_OK);
-    ck_assert_int_eq(fsb_journal_append(&j, "c"), FSB_OK);
-    fsb_journal_close(&j);
     size_t n, n2;
     char *text = tu_read(path, &n);
     text[11] ^= 1; /* the payload byte of line 2, "b\t<crc>\n" after "a\t<crc>\n" */

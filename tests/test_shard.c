@@ -254,7 +254,7 @@ START_TEST(merge_writes_what_the_runner_writes)
             for (int e = NE - 1; e >= 0; e--)
                 recs[n++] = record(m, s, e);
     tu_write_str(direct, "x", "");
-    ck_assert_int_eq(fsb_run_write_results(direct, run_id(0), recs, (size_t)n, 0xab, "", 0, NULL),
+    ck_assert_int_eq(fsb_run_write_results(direct, run_id(0), recs, (size_t)n, "", 0, NULL),
                      FSB_OK);
     for (const char *f = "per_episode.csv\0summary.csv\0paired.csv\0table.md\0table.tex\0"; *f;
          f += strlen(f) + 1) {

@@ -7,10 +7,10 @@
  * episode manifest, replayable with --episodes), journal.log (one crash-safe record per
  * finished (episode, shot, method)), and, once every task is done, per_episode.csv,
  * summary.csv, paired.csv, table.md, table.tex, timing.csv, accuracy_vs_shots.png and
- * manifest.txt (versions, CPU, OpenBLAS core, wall time). Rerunning the same command continues after
- * the last finished task; a folder holding another run is refused, never mixed.
- * Results do not depend on the thread count: a task's computation is single-threaded and
- * a pure function of its inputs.
+ * manifest.txt (versions, CPU, OpenBLAS core, wall time). Rerunning the same command continues
+ * after the last finished task; a folder holding another run is refused, never mixed. Results do
+ * not depend on the thread count: a task's computation is single-threaded and a pure function of
+ * its inputs.
  */
 #ifndef FSB_RUN_H
 #define FSB_RUN_H
@@ -66,13 +66,12 @@ void fsb_versions(char *buf, size_t n);
 
 /* The final files of run folder `out` from the records of every task (sorted here, in
  * place, so the files never depend on the order tasks finished in): per_episode.csv and the
- * derived reports (report.h; the paper's columns only when split_fingerprint is the
- * canonical MiniImageNet test split), then manifest.txt = run_id, manifest_extra
+ * derived reports (report.h; the paper's columns as fsb_report_options_from_id decides
+ * from run_id), then manifest.txt = run_id, manifest_extra
  * ("key=value\n" lines or ""), versions, CPU core, finish time and the wall seconds since
  * t0 (fsb_now()). One line saying what was written goes to log (may be NULL). Used by
  * fsb_run and by `bench merge`. */
 int fsb_run_write_results(const char *out, const char *run_id, fsb_episode_record *recs, size_t n,
-                          uint64_t split_fingerprint, const char *manifest_extra, double t0,
-                          FILE *log);
+                          const char *manifest_extra, double t0, FILE *log);
 
 #endif
