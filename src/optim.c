@@ -1,6 +1,7 @@
-/* optim.c - torch.optim.SGD in float32, learning-rate schedules and resumable optimiser
- * state (see include/fsb/optim.h). The update order and rounding follow PyTorch's
- * single-tensor SGD so that fixtures from tools/torch_fixtures.py match to ~1 ulp.
+/* optim.c - torch.optim.SGD, Adam and AdamW in float32, learning-rate schedules and
+ * resumable optimiser state (see include/fsb/optim.h). The update order and rounding follow
+ * PyTorch's single-tensor implementations so that fixtures from tools/torch_fixtures.py
+ * match to ~1 ulp.
  */
 #include "fsb/optim.h"
 #include "fsb/status.h"
@@ -14,8 +15,77 @@
 
 #define FSB_PI 3.14159265358979323846
 
-int fsb_sgd_init(fsb_sgd *opt, fsb_param_group *groups, int n_groups, float lr, float momentum,
-                 float dampening, int nesterov)
+const char *fsb_opt_kind_name(fsb_opt_kind kind)
+{
+    switch (kind) {
+    case FSB_OPT_SGD:
+        return "sgd";
+    case FSB_OPT_ADAM:
+        return "adam";
+    case FSB_OPT_ADAMW:
+        return "adamw";
+    }
+    return "?";
+}
+
+int fsb_opt_kind_parse(const char *name)
+{
+    for (int k = FSB_OPT_SGD; k <= FSB_OPT_ADAMW; k++)
+        if (strcmp(name, fsb_opt_kind_name((fsb_opt_kind)k)) == 0) return k;
+    return -1;
+}
+
+/* Checks shared by every kind; `need_second` and `need_first` say which buffers a group with
+ * elements must have. */
+static int check_groups(const char *who, const fsb_param_group *groups, int n_groups,
+                        int need_first, int need_second)
+{
+    if (n_groups < 0 || (n_groups > 0 && !groups))
+        return fsb_error(FSB_EINVAL, "%s: bad parameter groups", who);
+    for (int g = 0; g < n_groups; g++) {
+        const fsb_param_group *pg = &groups[g];
+        if (!(pg->lr_mult >= 0) || !(pg->weight_decay >= 0))
+            return fsb_error(FSB_EINVAL,
+                             "%s: group %d: lr multiplier %g and weight decay %g must be >= 0",
+                             who, g, pg->lr_mult, pg->weight_decay);
+        if (pg->count && (!pg->params || (need_first && !pg->momentum) ||
+                          (need_second && !pg->second)))
+            return fsb_error(FSB_EINVAL, "%s: group %d: missing params or %s buffer", who, g,
+                             need_second ? "moment" : "momentum");
+    }
+    return FSB_OK;
+}
+
+static void attach(fsb_optim *opt, fsb_param_group *groups, int n_groups, float lr)
+{
+    for (int g = 0; g < n_groups; g++)
+        groups[g].has_buf = 0, groups[g].steps = 0;
+    opt->lr = lr;
+    opt->groups = groups;
+    opt->n_groups = n_groups;
+}
+
+int fsb_adam_init(fsb_optim *opt, fsb_param_group *groups, int n_groups, float lr,
+                  double beta1, double beta2, double eps, int decoupled)
+{
+    const char *who = decoupled ? "adamw" : "adam";
+    memset(opt, 0, sizeof *opt);
+    if (!(lr >= 0)) return fsb_error(FSB_EINVAL, "%s: learning rate %g must be >= 0", who, lr);
+    if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
+        return fsb_error(FSB_EINVAL, "%s: betas (%g, %g) must be in [0, 1)", who, beta1, beta2);
+    if (!(eps >= 0)) return fsb_error(FSB_EINVAL, "%s: eps %g must be >= 0", who, eps);
+    int st = check_groups(who, groups, n_groups, 1, 1);
+    if (st) return st;
+    opt->kind = decoupled ? FSB_OPT_ADAMW : FSB_OPT_ADAM;
+    opt->beta1 = beta1;
+    opt->beta2 = beta2;
+    opt->eps = eps;
+    attach(opt, groups, n_groups, lr);
+    return FSB_OK;
+}
+
+int fsb_sgd_init(fsb_optim *opt, fsb_param_group *groups, int n_groups, float lr,
+                 float momentum, float dampening, int nesterov)
 {
     memset(opt, 0, sizeof *opt);
     if (!(lr >= 0)) return fsb_error(FSB_EINVAL, "sgd: learning rate %g must be >= 0", lr);
@@ -23,30 +93,18 @@ int fsb_sgd_init(fsb_sgd *opt, fsb_param_group *groups, int n_groups, float lr, 
     if (nesterov && (momentum <= 0 || dampening != 0))
         return fsb_error(FSB_EINVAL, "sgd: nesterov momentum requires momentum > 0 and zero "
                                      "dampening");
-    if (n_groups < 0 || (n_groups > 0 && !groups))
-        return fsb_error(FSB_EINVAL, "sgd: bad parameter groups");
-    for (int g = 0; g < n_groups; g++) {
-        const fsb_param_group *pg = &groups[g];
-        if (!(pg->lr_mult >= 0) || !(pg->weight_decay >= 0))
-            return fsb_error(FSB_EINVAL,
-                             "sgd: group %d: lr multiplier %g and weight decay %g must be >= 0", g,
-                             pg->lr_mult, pg->weight_decay);
-        if (pg->count && (!pg->params || (momentum != 0 && !pg->momentum)))
-            return fsb_error(FSB_EINVAL, "sgd: group %d: missing params or momentum buffer", g);
-    }
-    for (int g = 0; g < n_groups; g++)
-        groups[g].has_buf = 0;
-    opt->lr = lr;
+    int st = check_groups("sgd", groups, n_groups, momentum != 0, 0);
+    if (st) return st;
+    opt->kind = FSB_OPT_SGD;
     opt->momentum = momentum;
     opt->dampening = dampening;
     opt->nesterov = nesterov;
-    opt->groups = groups;
-    opt->n_groups = n_groups;
+    attach(opt, groups, n_groups, lr);
     return FSB_OK;
 }
 
 /* One group, torch.optim.SGD._single_tensor_sgd per element. */
-static void step_group(const fsb_sgd *opt, fsb_param_group *pg)
+static void step_group_sgd(const fsb_optim *opt, fsb_param_group *pg)
 {
     const float lr = opt->lr * pg->lr_mult, wd = pg->weight_decay, mom = opt->momentum;
     const float damp1 = 1.0f - opt->dampening;
@@ -66,10 +124,50 @@ static void step_group(const fsb_sgd *opt, fsb_param_group *pg)
     if (mom != 0) pg->has_buf = 1;
 }
 
-void fsb_sgd_step(fsb_sgd *opt)
+/* One group, torch.optim.Adam/AdamW._single_tensor_adam(w) per element (amsgrad off). The
+ * double scalars are rounded to float once, as torch rounds a Python float scalar. */
+static void step_group_adam(const fsb_optim *opt, fsb_param_group *pg)
 {
-    for (int g = 0; g < opt->n_groups; g++)
-        if (!opt->groups[g].frozen) step_group(opt, &opt->groups[g]);
+    const double lr = (double)opt->lr * pg->lr_mult, b1 = opt->beta1, b2 = opt->beta2;
+    const int64_t t = ++pg->steps;
+    const double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
+    const float fb1 = (float)b1, fb2 = (float)b2, a1 = (float)(1.0 - b1), a2 = (float)(1.0 - b2);
+    const float bc2_sqrt = (float)sqrt(bc2), eps = (float)opt->eps;
+    const float neg_step = (float)(-(lr / bc1));
+    const float wd = pg->weight_decay, decay = (float)(1.0 - lr * pg->weight_decay);
+    const int decoupled = opt->kind == FSB_OPT_ADAMW;
+    float *p = pg->params, *m = pg->momentum, *v = pg->second;
+    const float *grad = pg->grads;
+    assert(grad || pg->count == 0);
+    if (!pg->has_buf) {
+        memset(m, 0, pg->count * sizeof *m);
+        memset(v, 0, pg->count * sizeof *v);
+    }
+    for (size_t i = 0; i < pg->count; i++) {
+        float g = grad[i];
+        if (decoupled) {
+            if (wd != 0) p[i] = p[i] * decay;
+        } else if (wd != 0) {
+            g = g + wd * p[i];
+        }
+        m[i] = m[i] * fb1 + a1 * g;
+        v[i] = v[i] * fb2 + a2 * g * g;
+        float denom = sqrtf(v[i]) / bc2_sqrt + eps;
+        p[i] = p[i] + neg_step * (m[i] / denom);
+    }
+    pg->has_buf = 1;
+}
+
+void fsb_optim_step(fsb_optim *opt)
+{
+    for (int g = 0; g < opt->n_groups; g++) {
+        fsb_param_group *pg = &opt->groups[g];
+        if (pg->frozen) continue;
+        if (opt->kind == FSB_OPT_SGD)
+            step_group_sgd(opt, pg);
+        else
+            step_group_adam(opt, pg);
+    }
     opt->step++;
 }
 
@@ -83,7 +181,20 @@ static void state_name(char *buf, size_t size, const char *prefix, int g, const 
         snprintf(buf, size, "%s.group%d.%s", prefix, g, what);
 }
 
-int fsb_sgd_state_save(const fsb_sgd *opt, fsb_tensorfile *tf, const char *prefix)
+/* The per-group buffers of a kind: their state names and where they live. */
+static int group_buffers(const fsb_optim *opt, fsb_param_group *pg, const char *names[2],
+                         float *bufs[2])
+{
+    if (opt->kind == FSB_OPT_SGD) {
+        names[0] = "momentum_buffer", bufs[0] = pg->momentum;
+        return 1;
+    }
+    names[0] = "exp_avg", bufs[0] = pg->momentum;
+    names[1] = "exp_avg_sq", bufs[1] = pg->second;
+    return 2;
+}
+
+int fsb_optim_state_save(const fsb_optim *opt, fsb_tensorfile *tf, const char *prefix)
 {
     char name[512];
     int64_t v = opt->step;
@@ -93,25 +204,33 @@ int fsb_sgd_state_save(const fsb_sgd *opt, fsb_tensorfile *tf, const char *prefi
     state_name(name, sizeof name, prefix, -1, "n_groups");
     if (!st) st = fsb_tensorfile_add(tf, name, FSB_I64, 0, NULL, &v);
     for (int g = 0; g < opt->n_groups && !st; g++) {
-        const fsb_param_group *pg = &opt->groups[g];
+        fsb_param_group *pg = &opt->groups[g];
         v = pg->has_buf;
         state_name(name, sizeof name, prefix, g, "has_buf");
         st = fsb_tensorfile_add(tf, name, FSB_I64, 0, NULL, &v);
-        if (!st && pg->has_buf) {
+        if (st || !pg->has_buf) continue;
+        const char *names[2];
+        float *bufs[2];
+        int nb = group_buffers(opt, pg, names, bufs);
+        for (int b = 0; b < nb && !st; b++) {
             int64_t dims[1] = {(int64_t)pg->count};
-            state_name(name, sizeof name, prefix, g, "momentum_buffer");
-            st = fsb_tensorfile_add(tf, name, FSB_F32, 1, dims, pg->momentum);
+            state_name(name, sizeof name, prefix, g, names[b]);
+            st = fsb_tensorfile_add(tf, name, FSB_F32, 1, dims, bufs[b]);
+        }
+        if (!st && opt->kind != FSB_OPT_SGD) {
+            state_name(name, sizeof name, prefix, g, "steps");
+            st = fsb_tensorfile_add(tf, name, FSB_I64, 0, NULL, &pg->steps);
         }
     }
     if (st) return fsb_error_wrap(st, "saving optimiser state '%s'", prefix);
     return FSB_OK;
 }
 
-int fsb_sgd_state_load(fsb_sgd *opt, const fsb_tensorfile *tf, const char *what, const char *prefix)
+int fsb_optim_state_load(fsb_optim *opt, const fsb_tensorfile *tf, const char *what,
+                         const char *prefix)
 {
     char name[512];
-    const int64_t *step, *n, *has;
-    const float *buf;
+    const int64_t *step, *n, *has, *steps = NULL;
     state_name(name, sizeof name, prefix, -1, "step");
     int st = fsb_tensorfile_get_i64(tf, what, name, 1, &step);
     state_name(name, sizeof name, prefix, -1, "n_groups");
@@ -129,19 +248,34 @@ int fsb_sgd_state_load(fsb_sgd *opt, const fsb_tensorfile *tf, const char *what,
             state_name(name, sizeof name, prefix, g, "has_buf");
             st = fsb_tensorfile_get_i64(tf, what, name, 1, &has);
             if (st) return st;
-            if (*has) {
-                state_name(name, sizeof name, prefix, g, "momentum_buffer");
-                st = fsb_tensorfile_get_f32(tf, what, name, pg->count, &buf);
-                if (st) return fsb_error_wrap(st, "optimiser group %d", g);
-                if (!pg->momentum && pg->count)
+            const char *names[2];
+            float *bufs[2];
+            const float *saved[2] = {0};
+            int nb = group_buffers(opt, pg, names, bufs);
+            for (int b = 0; *has && b < nb; b++) {
+                state_name(name, sizeof name, prefix, g, names[b]);
+                st = fsb_tensorfile_get_f32(tf, what, name, pg->count, &saved[b]);
+                if (st) return fsb_error_wrap(st, "%s optimiser group %d",
+                                              fsb_opt_kind_name(opt->kind), g);
+                if (!bufs[b] && pg->count)
                     return fsb_error(FSB_EMISMATCH,
-                                     "%s: optimiser state '%s' has a momentum buffer for group "
-                                     "%d but the optimiser has none",
-                                     what, prefix, g);
+                                     "%s: optimiser state '%s' has a %s for group %d but the "
+                                     "optimiser has none",
+                                     what, prefix, names[b], g);
+            }
+            if (*has && opt->kind != FSB_OPT_SGD) {
+                state_name(name, sizeof name, prefix, g, "steps");
+                st = fsb_tensorfile_get_i64(tf, what, name, 1, &steps);
+                if (st) return st;
+                if (*steps < 1)
+                    return fsb_error(FSB_EFORMAT, "%s: %s = %lld must be >= 1", what, name,
+                                     (long long)*steps);
             }
             if (pass == 1) {
                 pg->has_buf = *has != 0;
-                if (*has && pg->count) memcpy(pg->momentum, buf, pg->count * sizeof *buf);
+                pg->steps = *has && steps ? *steps : 0;
+                for (int b = 0; *has && b < nb && pg->count; b++)
+                    memcpy(bufs[b], saved[b], pg->count * sizeof(float));
             }
         }
     }

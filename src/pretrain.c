@@ -55,8 +55,13 @@ void fsb_pretrain_opts_default(fsb_pretrain_opts *o)
     o->train_query = 15;
     o->train_episodes = 100;
     o->temperature = 1;
+    o->optimizer = FSB_OPT_SGD;
     o->momentum = 0.9;
     o->weight_decay = 5e-4;
+    o->augment = 1;
+    o->val_shots[0] = 1;
+    o->val_shots[1] = 5;
+    o->n_val_shots = 2;
     o->val_every = 1;
     o->val_episodes = 500;
     o->val_way = 5;
@@ -73,8 +78,7 @@ typedef struct log_row {
     double lr;      /* learning rate of the epoch */
     double loss;    /* mean training loss */
     double acc;     /* training accuracy (augmented batches) */
-    double val1;    /* val 1-shot accuracy (NaN-free: -1 when not validated) */
-    double val5;    /* val 5-shot accuracy (-1 when not validated) */
+    double val[FSB_PRETRAIN_MAX_VAL_SHOTS]; /* val accuracy per val shot (-1: not validated) */
     double seconds; /* wall seconds of the epoch incl. validation */
 } log_row;
 
@@ -84,11 +88,12 @@ typedef struct trainer {
     fsb_cache train, val;                             /* packed splits */
     int *subset;                                      /* [n_sub] train images used */
     int n_sub;                                        /* their count */
-    fsb_sweep val_sweep;                              /* fixed val episodes (shots 1 and 5) */
+    fsb_sweep val_sweep;                              /* fixed val episodes (the val shots) */
     fsb_model *model;                                 /* the network being trained */
     fsb_param_group group;                            /* all parameters */
-    float *momentum;                                  /* its momentum buffer */
-    fsb_sgd sgd;                                      /* optimiser */
+    float *momentum;                                  /* its momentum buffer (Adam: exp_avg) */
+    float *second;                                    /* Adam: exp_avg_sq */
+    fsb_optim sgd;                                    /* optimiser */
     fsb_lr_schedule sched;                            /* learning-rate schedule */
     fsb_transform tf;                                 /* augmentation and val transform */
     char *identity;                                   /* settings that must match to resume */
@@ -101,6 +106,7 @@ typedef struct trainer {
     fsb_split ep_split; /* protonet: the train split as the episode sampler sees it
                            (shallow copy, class_count capped by max_per_class) */
     int *ep_count;      /* protonet: [n_classes] its class counts (owned) */
+    long init_subnormal; /* subnormal parameters at the start (treated as zero: threads.h) */
 } trainer;
 
 static char *suffixed(const char *path, const char *suffix)
@@ -129,6 +135,14 @@ static int make_identity(trainer *t)
             o->max_per_class, t->train.source_fp, t->val.source_fp);
     /* appended only when used, so ce runs from scratch keep their identity (and states) */
     if (o->init) fprintf(f, " init=%016" PRIx64, t->init_hash);
+    if (o->optimizer != FSB_OPT_SGD)
+        fprintf(f, " optimizer=%s", fsb_opt_kind_name((fsb_opt_kind)o->optimizer));
+    if (!o->augment) fprintf(f, " augment=0");
+    if (!(o->n_val_shots == 2 && o->val_shots[0] == 1 && o->val_shots[1] == 5)) {
+        fprintf(f, " val_shots=");
+        for (int i = 0; i < o->n_val_shots; i++)
+            fprintf(f, "%s%d", i ? "," : "", o->val_shots[i]);
+    }
     if (o->objective == FSB_PRETRAIN_PROTONET)
         fprintf(f,
                 " objective=protonet train_way=%d train_shot=%d train_query=%d episodes=%d "
@@ -144,21 +158,27 @@ static int make_identity(trainer *t)
 
 /* ---- log -------------------------------------------------------------------------------- */
 
-static void format_row(char *buf, size_t n, const log_row *r)
+static void format_row(char *buf, size_t n, const log_row *r, int n_val)
 {
-    snprintf(buf, n, "%d,%.6g,%.6f,%.6f,%.6f,%.6f,%.1f", r->epoch, r->lr, r->loss, r->acc, r->val1,
-             r->val5, r->seconds);
+    int len = snprintf(buf, n, "%d,%.6g,%.6f,%.6f", r->epoch, r->lr, r->loss, r->acc);
+    for (int k = 0; k < n_val; k++)
+        len += snprintf(buf + len, n - (size_t)len, ",%.6f", r->val[k]);
+    snprintf(buf + len, n - (size_t)len, ",%.1f", r->seconds);
 }
 
 static char *log_text(const trainer *t)
 {
-    size_t cap = 128 + (size_t)t->epochs_done * 128, len = 0;
+    const fsb_pretrain_opts *o = t->o;
+    size_t cap = 256 + (size_t)(t->epochs_done + 1) * 256, len = 0;
     char *s = malloc(cap);
     if (!s) return NULL;
-    len += (size_t)snprintf(s, cap, "epoch,lr,loss,train_acc,val_1shot,val_5shot,seconds\n");
+    len += (size_t)snprintf(s, cap, "epoch,lr,loss,train_acc");
+    for (int k = 0; k < o->n_val_shots; k++)
+        len += (size_t)snprintf(s + len, cap - len, ",val_%dshot", o->val_shots[k]);
+    len += (size_t)snprintf(s + len, cap - len, ",seconds\n");
     for (int i = 0; i < t->epochs_done; i++) {
-        char line[160];
-        format_row(line, sizeof line, &t->rows[i]);
+        char line[256];
+        format_row(line, sizeof line, &t->rows[i], o->n_val_shots);
         len += (size_t)snprintf(s + len, cap - len, "%s\n", line);
     }
     return s;
@@ -167,11 +187,18 @@ static char *log_text(const trainer *t)
 static int parse_log(trainer *t, const char *text, const char *what)
 {
     const char *p = strchr(text, '\n');
+    int n_val = t->o->n_val_shots;
     for (int i = 0; i < t->epochs_done; i++) {
         log_row *r = &t->rows[i];
-        if (!p || sscanf(p + 1, "%d,%lf,%lf,%lf,%lf,%lf,%lf", &r->epoch, &r->lr, &r->loss, &r->acc,
-                         &r->val1, &r->val5, &r->seconds) != 7)
-            return fsb_error(FSB_EFORMAT, "%s: log row %d is malformed", what, i + 1);
+        int used = 0, ok = p && sscanf(p + 1, "%d,%lf,%lf,%lf%n", &r->epoch, &r->lr, &r->loss,
+                                       &r->acc, &used) == 4;
+        const char *q = ok ? p + 1 + used : NULL;
+        for (int k = 0; ok && k <= n_val; k++) {
+            double *dst = k < n_val ? &r->val[k] : &r->seconds;
+            ok = sscanf(q, ",%lf%n", dst, &used) == 1;
+            q += ok ? used : 0;
+        }
+        if (!ok) return fsb_error(FSB_EFORMAT, "%s: log row %d is malformed", what, i + 1);
         p = strchr(p + 1, '\n');
     }
     return FSB_OK;
@@ -184,16 +211,20 @@ static int write_log_and_plot(trainer *t)
     int st = fsb_write_file(t->csv_path, text, strlen(text));
     free(text);
     if (st) return st;
-    char script[2048], note[512];
-    snprintf(script, sizeof script,
-             "set datafile separator ','\nset key bottom right\nset xlabel 'epoch'\n"
-             "set ylabel 'accuracy'\nset y2label 'loss'\nset y2tics\nset ytics nomirror\n"
-             "set title 'fsbench pre-training (%s)'\n"
-             "plot '%s' skip 1 using 1:4 with lines title 'train acc', "
-             "'' skip 1 using 1:($5 >= 0 ? $5 : 1/0) with linespoints title 'val 1-shot', "
-             "'' skip 1 using 1:($6 >= 0 ? $6 : 1/0) with linespoints title 'val 5-shot', "
-             "'' skip 1 using 1:3 axes x1y2 with lines title 'loss'\n",
-             fsb_arch_name(t->o->arch), t->csv_path);
+    char script[4096], note[512];
+    int len = snprintf(script, sizeof script,
+                       "set datafile separator ','\nset key bottom right\nset xlabel 'epoch'\n"
+                       "set ylabel 'accuracy'\nset y2label 'loss'\nset y2tics\n"
+                       "set ytics nomirror\nset title 'fsbench pre-training (%s)'\n"
+                       "plot '%s' skip 1 using 1:4 with lines title 'train acc', ",
+                       fsb_arch_name(t->o->arch), t->csv_path);
+    for (int k = 0; k < t->o->n_val_shots; k++)
+        len += snprintf(script + len, sizeof script - (size_t)len,
+                        "'' skip 1 using 1:($%d >= 0 ? $%d : 1/0) with linespoints title "
+                        "'val %d-shot', ",
+                        5 + k, 5 + k, t->o->val_shots[k]);
+    snprintf(script + len, sizeof script - (size_t)len,
+             "'' skip 1 using 1:3 axes x1y2 with lines title 'loss'\n");
     int plotted = 0;
     st = fsb_plot(t->gp_path, script, t->png_path, &plotted, note, sizeof note);
     if (!st && !plotted && t->o->log && t->epochs_done == 1) fprintf(t->o->log, "note: %s\n", note);
@@ -215,7 +246,7 @@ static int save_state(trainer *t)
     const char *vals[] = {t->identity, done, best, best_epoch, log ? log : ""};
     int st = log ? fsb_model_to_tensorfile(t->model, &tf, 5, keys, vals)
                  : fsb_error(FSB_ENOMEM, "out of memory");
-    if (!st) st = fsb_sgd_state_save(&t->sgd, &tf, "optim");
+    if (!st) st = fsb_optim_state_save(&t->sgd, &tf, "optim");
     if (!st) st = fsb_tensorfile_save(&tf, t->state_path);
     fsb_tensorfile_free(&tf);
     free(log);
@@ -248,7 +279,7 @@ static int load_state(trainer *t, int *resumed)
     }
     if (!st) st = fsb_model_from_tensorfile(t->model, &tf, t->state_path);
     if (!st) fsb_model_resume_warmup(t->model); /* DropBlock continues, not restarts */
-    if (!st) st = fsb_sgd_state_load(&t->sgd, &tf, t->state_path, "optim");
+    if (!st) st = fsb_optim_state_load(&t->sgd, &tf, t->state_path, "optim");
     if (!st) {
         t->epochs_done = (int)done;
         t->best = strtod(best, NULL);
@@ -299,8 +330,9 @@ static int prototype_accuracy(trainer *t, const float *feats, int dim, int shot,
     return st;
 }
 
-/* Embed the val images the sweep uses (support up to 5-shot and queries), eval mode. */
-static int validate(trainer *t, double *val1, double *val5)
+/* Embed the val images the sweep uses (support up to the largest val shot and queries), eval
+ * mode, and score every val shot into val[]. */
+static int validate(trainer *t, double *val)
 {
     int n = t->val.split.n_images, dim = fsb_model_embed_dim(t->model);
     float *feats = calloc((size_t)n * dim, sizeof(float));
@@ -313,7 +345,7 @@ static int validate(trainer *t, double *val1, double *val5)
         fsb_episode ep;
         fsb_sweep_episode(sw, e, &ep);
         for (int c = 0; c < ep.way; c++) {
-            for (int j = 0; j < 5; j++)
+            for (int j = 0; j < ep.max_shot; j++)
                 used[ep.support[c * ep.max_shot + j]] = 1;
             for (int j = 0; j < ep.query; j++)
                 used[ep.queries[c * ep.query + j]] = 1;
@@ -331,8 +363,8 @@ static int validate(trainer *t, double *val1, double *val5)
         for (int b = 0; !st && b < nb; b++)
             memcpy(feats + (size_t)list[i + b] * dim, out + (size_t)b * dim, sizeof(float) * dim);
     }
-    if (!st) st = prototype_accuracy(t, feats, dim, 1, val1);
-    if (!st) st = prototype_accuracy(t, feats, dim, 5, val5);
+    for (int k = 0; !st && k < t->o->n_val_shots; k++)
+        st = prototype_accuracy(t, feats, dim, t->o->val_shots[k], &val[k]);
     free(out);
     free(feats);
     free(batch);
@@ -342,6 +374,18 @@ static int validate(trainer *t, double *val1, double *val5)
 }
 
 /* ---- training ---------------------------------------------------------------------------- */
+
+/* The n training images idx[] into images: the train transform (item b from stream
+ * stream0 + b of aug_key), or the test transform when augmentation is off. */
+static int train_images(trainer *t, float *images, const int *idx, int n, uint64_t aug_key,
+                        uint64_t stream0)
+{
+    if (!t->o->augment)
+        return fsb_transform_test_batch(images, t->train.px, t->train.size, t->train.size, idx,
+                                        n, &t->tf, t->pool);
+    return fsb_transform_train_batch(images, t->train.px, t->train.size, t->train.size, idx, n,
+                                     &t->tf, aug_key, stream0, t->pool);
+}
 
 static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row)
 {
@@ -375,8 +419,7 @@ static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row
     int st = FSB_OK;
     for (int s = 0; s < steps && !st; s++) {
         const int *idx = order + (size_t)s * B + first;
-        st = fsb_transform_train_batch(images, t->train.px, t->train.size, t->train.size, idx, nb,
-                                       &t->tf, aug_key, (uint64_t)s * B + first, t->pool);
+        st = train_images(t, images, idx, nb, aug_key, (uint64_t)s * B + first);
         if (st) break;
         for (int b = 0; b < nb; b++)
             labels[b] = t->train.split.labels[idx[b]];
@@ -394,7 +437,7 @@ static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row
                 if (l[k] > l[arg]) arg = k;
             correct += arg == labels[b];
         }
-        fsb_sgd_step(&t->sgd);
+        fsb_optim_step(&t->sgd);
         fsb_progress_update(&bar, (int64_t)(s + 1) * B);
         if (o->kill_after_steps > 0 && ++*steps_this_process >= o->kill_after_steps)
             raise(SIGKILL); /* fault injection: die mid-epoch like kill -9 */
@@ -444,8 +487,7 @@ static int train_epoch_protonet(trainer *t, int e, long *steps_this_process, log
         fsb_episode_sample(&ep, &t->ep_split, &p, (uint64_t)s, scratch);
         fsb_episode_support_k(&ep, shot, idx, NULL);
         fsb_episode_queries(&ep, idx + ns, NULL);
-        st = fsb_transform_train_batch(images, t->train.px, t->train.size, t->train.size, idx, n,
-                                       &t->tf, aug_key, (uint64_t)s * n, t->pool);
+        st = train_images(t, images, idx, n, aug_key, (uint64_t)s * n);
         if (st) break;
         fsb_rng drop;
         fsb_rng_init(&drop, fsb_mix64(o->seed ^ TAG_DROP), (uint64_t)e * steps + s);
@@ -456,7 +498,7 @@ static int train_epoch_protonet(trainer *t, int e, long *steps_this_process, log
         loss_sum += fsb_protoloss(emb, way, shot, q, dim, o->temperature, demb, &ok, work);
         correct += ok;
         fsb_model_backward(t->model, NULL, demb, NULL);
-        fsb_sgd_step(&t->sgd);
+        fsb_optim_step(&t->sgd);
         fsb_progress_update(&bar, s + 1);
         if (o->kill_after_steps > 0 && ++*steps_this_process >= o->kill_after_steps)
             raise(SIGKILL); /* fault injection: die mid-epoch like kill -9 */
@@ -555,12 +597,21 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
     if (t->val.split.n_classes < o->val_way)
         return fsb_error(FSB_EINVAL, "--val-way: the val split has %d classes, fewer than %d",
                          t->val.split.n_classes, o->val_way);
-    int shots[2] = {1, 5};
-    fsb_episode_params p = {o->val_seed, o->val_way, 5, o->val_query};
+    int max_shot = 0;
+    if (o->n_val_shots < 1 || o->n_val_shots > FSB_PRETRAIN_MAX_VAL_SHOTS)
+        return fsb_error(FSB_EINVAL, "--val-shots: between 1 and %d shots",
+                         FSB_PRETRAIN_MAX_VAL_SHOTS);
+    for (int k = 0; k < o->n_val_shots; k++) {
+        if (o->val_shots[k] < 1 || (k && o->val_shots[k] <= o->val_shots[k - 1]))
+            return fsb_error(FSB_EINVAL, "--val-shots: shots must be positive and increasing");
+        max_shot = o->val_shots[k];
+    }
+    fsb_episode_params p = {o->val_seed, o->val_way, max_shot, o->val_query};
     if ((st = fsb_episode_check(&t->val.split, &p)) ||
-        (st = fsb_sweep_generate(&t->val_sweep, &t->val.split, o->val_seed, o->val_way, shots, 2,
-                                 o->val_query, o->val_episodes, t->pool)))
-        return fsb_error_wrap(st, "val episodes");
+        (st = fsb_sweep_generate(&t->val_sweep, &t->val.split, o->val_seed, o->val_way,
+                                 o->val_shots, o->n_val_shots, o->val_query, o->val_episodes,
+                                 t->pool)))
+        return fsb_error_wrap(st, "--val-shots/--val-way/--val-query: val episodes");
     /* the train subset: the first max_per_class images of each class, canonical order */
     t->subset = malloc(sizeof(int) * (size_t)t->train.split.n_images);
     if (!t->subset) return fsb_error(FSB_ENOMEM, "out of memory");
@@ -592,16 +643,22 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
         return fsb_error_wrap(st, "--schedule");
     long n;
     float *params = fsb_model_params(t->model, &n);
+    int adam = o->optimizer != FSB_OPT_SGD;
     t->momentum = calloc((size_t)n, sizeof(float));
-    if (!t->momentum) return fsb_error(FSB_ENOMEM, "out of memory");
+    t->second = adam ? calloc((size_t)n, sizeof(float)) : NULL;
+    if (!t->momentum || (adam && !t->second)) return fsb_error(FSB_ENOMEM, "out of memory");
     t->group = (fsb_param_group){.params = params,
                                  .grads = fsb_model_grads(t->model, &n),
                                  .momentum = t->momentum,
+                                 .second = t->second,
                                  .count = (size_t)n,
                                  .lr_mult = 1,
                                  .weight_decay = (float)o->weight_decay};
-    if ((st = fsb_sgd_init(&t->sgd, &t->group, 1, (float)o->lr, (float)o->momentum, 0, 1)))
-        return st;
+    st = adam ? fsb_adam_init(&t->sgd, &t->group, 1, (float)o->lr, 0.9, 0.999, 1e-8,
+                              o->optimizer == FSB_OPT_ADAMW)
+              : fsb_sgd_init(&t->sgd, &t->group, 1, (float)o->lr, (float)o->momentum, 0, 1);
+    if (st) return fsb_error_wrap(st, "--optimizer");
+    t->init_subnormal = fsb_count_subnormal(params, n);
     t->rows = calloc((size_t)o->epochs, sizeof *t->rows);
     t->state_path = suffixed(o->out, ".state");
     t->csv_path = suffixed(o->out, ".csv");
@@ -659,6 +716,11 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
                 fsb_arch_name(o->arch), how, t.n_sub, t.train.split.n_classes, o->data,
                 o->val_episodes, resumed ? "resuming" : "starting");
         if (resumed) fprintf(o->log, "resumed after epoch %d of %d\n", t.epochs_done, o->epochs);
+        if (t.init_subnormal)
+            fprintf(o->log,
+                    "note: %ld of the starting parameters are subnormal floats; they count as "
+                    "zero (threads.h)\n",
+                    t.init_subnormal);
         fflush(o->log);
     }
     long steps_here = 0;
@@ -667,26 +729,36 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
         log_row *row = &t.rows[e];
         memset(row, 0, sizeof *row);
         row->epoch = e + 1;
-        row->val1 = row->val5 = -1;
+        for (int k = 0; k < FSB_PRETRAIN_MAX_VAL_SHOTS; k++)
+            row->val[k] = -1;
         if ((st = o->objective == FSB_PRETRAIN_PROTONET
                       ? train_epoch_protonet(&t, e, &steps_here, row)
                       : train_epoch(&t, e, &steps_here, row)) ||
             (st = fsb_pretrain_dist_average_bn(t.model)))
             break;
         if ((e + 1) % o->val_every == 0 || e + 1 == o->epochs) {
-            if ((st = validate(&t, &row->val1, &row->val5))) break;
-            double score = 0.5 * (row->val1 + row->val5);
+            if ((st = validate(&t, row->val))) break;
+            double score = 0;
+            for (int k = 0; k < o->n_val_shots; k++)
+                score += row->val[k];
+            score /= o->n_val_shots;
             if (score > t.best) {
-                char s1[32], s5[32], ep[32];
-                snprintf(s1, sizeof s1, "%.6f", row->val1);
-                snprintf(s5, sizeof s5, "%.6f", row->val5);
+                enum { NV = FSB_PRETRAIN_MAX_VAL_SHOTS };
+                char names[NV][32], vtext[NV][32], ep[32];
+                const char *keys[NV + 2], *vals[NV + 2];
+                int nk = 0;
+                for (int k = 0; k < o->n_val_shots; k++, nk++) {
+                    snprintf(names[k], sizeof names[k], "val_%dshot", o->val_shots[k]);
+                    snprintf(vtext[k], sizeof vtext[k], "%.6f", row->val[k]);
+                    keys[nk] = names[k], vals[nk] = vtext[k];
+                }
                 snprintf(ep, sizeof ep, "%d", e + 1);
-                const char *keys[] = {"val_1shot", "val_5shot", "epoch", "trained_on"};
-                const char *vals[] = {s1, s5, ep,
-                                      o->objective == FSB_PRETRAIN_PROTONET
-                                          ? "train split (base classes), protonet episodes"
-                                          : "train split (base classes)"};
-                if (writer && (st = fsb_model_save(t.model, o->out, 4, keys, vals))) break;
+                keys[nk] = "epoch", vals[nk++] = ep;
+                keys[nk] = "trained_on";
+                vals[nk++] = o->objective == FSB_PRETRAIN_PROTONET
+                                 ? "train split (base classes), protonet episodes"
+                                 : "train split (base classes)";
+                if (writer && (st = fsb_model_save(t.model, o->out, nk, keys, vals))) break;
                 t.best = score;
                 t.best_epoch = e + 1;
             }
@@ -697,9 +769,12 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
         if (o->log) {
             fprintf(o->log, "epoch %d/%d lr %.4g loss %.4f acc %.4f", e + 1, o->epochs, row->lr,
                     row->loss, row->acc);
-            if (row->val1 >= 0)
-                fprintf(o->log, " val 1-shot %.4f 5-shot %.4f%s", row->val1, row->val5,
-                        t.best_epoch == e + 1 ? " (best)" : "");
+            if (row->val[0] >= 0) {
+                for (int k = 0; k < o->n_val_shots; k++)
+                    fprintf(o->log, "%s%d-shot %.4f", k ? " " : " val ", o->val_shots[k],
+                            row->val[k]);
+                fprintf(o->log, "%s", t.best_epoch == e + 1 ? " (best)" : "");
+            }
             fprintf(o->log, " %.1f s\n", row->seconds);
             fflush(o->log);
         }
@@ -710,6 +785,7 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
 done:
     fsb_model_destroy(t.model);
     free(t.momentum);
+    free(t.second);
     free(t.subset);
     free(t.ep_count);
     free(t.rows);

@@ -600,7 +600,7 @@ static void gather(fsb_student_ctx *c, int n, int with_emb)
 }
 
 /* An optimiser over student parameters [from, to). */
-static int sgd_over(fsb_sgd *opt, fsb_param_group *g, fsb_student_ctx *c, const fsb_student_opts *o,
+static int sgd_over(fsb_optim *opt, fsb_param_group *g, fsb_student_ctx *c, const fsb_student_opts *o,
                     long from, long to, float lr)
 {
     long np;
@@ -682,7 +682,7 @@ int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_st
     if (refilled && opts->stage1_steps > 0 && off < head && vs1 > 0) {
         s.stage1_ran = 1;
         fsb_refilled_stage1_opts o1 = {opts->tau1, opts->w1, opts->margin, opts->miner};
-        fsb_sgd opt;
+        fsb_optim opt;
         fsb_param_group g;
         if ((st = sgd_over(&opt, &g, c, opts, off, head, opts->lr1))) return st;
         int pc = per_class(opts, way, shot, vs1, shot > 1 ? 2 : 1);
@@ -709,7 +709,7 @@ int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_st
             fsb_model_zero_grad(S);
             fsb_model_backward(S, NULL, c->demb, NULL);
             opt.lr = step_lr(opts, opts->lr1, step, opts->stage1_steps);
-            fsb_sgd_step(&opt);
+            fsb_optim_step(&opt);
             s.stage1_steps++;
         }
         s.stage1_triplets = trip / opts->stage1_steps;
@@ -725,7 +725,7 @@ int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_st
             centres = c->centres;
         }
         fsb_refilled_stage2_opts o2 = {opts->tau2, opts->lambda, 0};
-        fsb_sgd opt;
+        fsb_optim opt;
         fsb_param_group g;
         if ((st = sgd_over(&opt, &g, c, opts, off, np, opts->lr2))) return st;
         int pc = per_class(opts, way, shot, 1, 1);
@@ -753,7 +753,7 @@ int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_st
             fsb_model_zero_grad(S);
             fsb_model_backward(S, c->dlog, NULL, NULL);
             opt.lr = step_lr(opts, opts->lr2, step, opts->stage2_steps);
-            fsb_sgd_step(&opt);
+            fsb_optim_step(&opt);
             s.stage2_steps++;
         }
     }

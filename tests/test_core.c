@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 
 START_TEST(status_messages)
@@ -79,6 +80,45 @@ START_TEST(pool_runs_every_task_once)
     fsb_pool_run(NULL, 10, square, &c);
     ck_assert_int_eq(c.out[9], 81);
     fsb_pool_destroy(NULL);
+}
+END_TEST
+
+/* Each task records whether arithmetic on subnormals is flushed in the thread that ran it:
+ * a product that underflows into the subnormal range (FTZ) and a subnormal operand (DAZ). */
+typedef struct {
+    int flushed[256];
+    int worker[256];
+} flush_ctx;
+
+static void probe_flush(void *ctx, int i, int worker)
+{
+    flush_ctx *c = ctx;
+    volatile float tiny = 1e-30f, sub = 1e-40f, one = 1.0f;
+    float under = tiny * 1e-10f; /* 1e-40: subnormal unless flushed to zero */
+    float daz = sub * one;       /* 1e-40 unless the operand counts as zero */
+    c->flushed[i] = under == 0.0f && daz == 0.0f;
+    c->worker[i] = worker;
+    struct timespec ts = {0, 200000}; /* give every worker a chance to take tasks */
+    nanosleep(&ts, NULL);
+}
+
+START_TEST(pool_threads_flush_subnormals)
+{
+    fsb_pool *pool;
+    ck_assert_int_eq(fsb_pool_create(&pool, 3), FSB_OK);
+    flush_ctx c;
+    memset(&c, 0, sizeof c);
+    fsb_pool_run(pool, 256, probe_flush, &c);
+    int helpers = 0;
+    for (int i = 0; i < 256; i++) {
+        ck_assert_msg(c.flushed[i], "task %d on worker %d computed with subnormals", i,
+                      c.worker[i]);
+        helpers += c.worker[i] != 0;
+    }
+    ck_assert_int_gt(helpers, 0); /* the helper threads were checked, not only the caller */
+    fsb_pool_destroy(pool);
+    float x[5] = {1e-40f, -1e-39f, 0, 1e-30f, -3}; /* constants: not flushed */
+    ck_assert_int_eq(fsb_count_subnormal(x, 5), 2);
 }
 END_TEST
 
@@ -180,6 +220,7 @@ int main(void)
     tcase_add_test(tc, status_messages);
     tcase_add_test(tc, arena_alignment_reset_and_exhaustion);
     tcase_add_test(tc, pool_runs_every_task_once);
+    tcase_add_test(tc, pool_threads_flush_subnormals);
     tcase_add_test(tc, progress_format);
     tcase_add_test(tc, atomic_files);
     tcase_add_test(tc, blas_core_rule);

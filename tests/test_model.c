@@ -688,6 +688,46 @@ static void parity(const char *file)
     fsb_tensorfile_free(&tf);
 }
 
+/* A checkpoint full of subnormal weights (FEAT's published ConvNet has thousands: dead filters
+ * decayed by weight decay) embeds exactly like the same checkpoint with those weights zero,
+ * because every pool thread flushes subnormals (threads.h). */
+START_TEST(subnormal_weights_count_as_zero)
+{
+    char *dir = tu_tmpdir();
+    char *path = tu_path(dir, "sub.fsbt");
+    int hw = 20, n = 3;
+    fsb_pool *pool;
+    ck_assert_int_eq(fsb_pool_create(&pool, 2), FSB_OK);
+    fsb_model *a = tiny(FSB_ARCH_CONV4, hw, 0, n, pool, 41, 0);
+    long np;
+    float *p = fsb_model_params(a, &np);
+    for (long i = 0; i < np; i += 3) { /* by the bits: arithmetic here would flush them */
+        uint32_t u = (i % 2 ? 0u : 0x80000000u) | ((uint32_t)(1000 + 97 * i) % 0x7fffffu + 1);
+        memcpy(&p[i], &u, sizeof u);
+    }
+    ck_assert_int_eq(fsb_count_subnormal(p, np), (np + 2) / 3);
+    ck_assert_int_eq(fsb_model_save(a, path, 0, NULL, NULL), FSB_OK);
+    fsb_model *b;
+    ck_assert_int_eq(fsb_model_create_from_file(&b, path, hw, n, pool), FSB_OK);
+    float *q = fsb_model_params(b, &np);
+    ck_assert_int_eq(fsb_count_subnormal(q, np), (np + 2) / 3); /* loaded as stored */
+    for (long i = 0; i < np; i += 3)
+        p[i] = 0;
+    float *x = rnd((long)n * 3 * hw * hw, 1, 42);
+    int D = fsb_model_embed_dim(a);
+    float *ea = malloc(sizeof(float) * (size_t)(n * D)), *eb = malloc(sizeof(float) * (size_t)(n * D));
+    ck_assert_int_eq(fsb_model_embed(a, x, n, ea), FSB_OK);
+    ck_assert_int_eq(fsb_model_embed(b, x, n, eb), FSB_OK);
+    ck_assert_int_eq(memcmp(ea, eb, sizeof(float) * (size_t)(n * D)), 0);
+    free(ea), free(eb), free(x);
+    fsb_model_destroy(a);
+    fsb_model_destroy(b);
+    fsb_pool_destroy(pool);
+    tu_rmrf(dir);
+    free(path), free(dir);
+}
+END_TEST
+
 START_TEST(torch_parity_conv4)
 {
     parity("torch_conv4.fsbt");
@@ -714,6 +754,7 @@ int main(void)
     tcase_add_test(tc, resume_continues_dropblock_warmup);
     tcase_add_test(tc, freeze_copy_forward_from_reset_head);
     tcase_add_test(tc, checkpoint_roundtrip_and_mismatch);
+    tcase_add_test(tc, subnormal_weights_count_as_zero);
     tcase_add_test(tc, torch_parity_conv4);
     tcase_add_test(tc, torch_parity_res12);
     suite_add_tcase(s, tc);

@@ -9,6 +9,8 @@ seeds, CPU, single thread. Writes (tests/fixtures/README.md describes each file)
   torch_res12.fsbt  ResNet-12 widths 8,16,24,32, 40x40, N=2, 5-way, the same content
   torch_sgd.fsbt    plain torch.optim.SGD cases (groups, lr multipliers, frozen group) over 3
                     steps, and torch lr-scheduler curves
+  torch_adam.fsbt   torch.optim.Adam and AdamW cases (groups, lr multipliers, weight decay,
+                    a frozen group, a group frozen for one step) over 25 steps
   torch_roundtrip_conv4.fsbt  a tiny random ConvNet-4 saved FEAT-style (.pth) by torch,
                     imported with tools/import_torch.py, plus a test input and its embedding
 Precision: the model fixtures are computed in float64 by torch from float32-representable
@@ -17,7 +19,7 @@ the SGD fixture is computed in float32, like fsbench's optimiser.
 Eval mode runs first, on the stored (initial) state_dict, whose BN affine parameters and
 running statistics are randomised (seeded) so that eval BN is not the identity.
 
-Usage: /usr/bin/python3 tools/torch_fixtures.py [--out tests/fixtures]
+Usage: /usr/bin/python3 tools/torch_fixtures.py [--out tests/fixtures] [--only NAME ...]
 """
 import argparse
 import copy
@@ -119,6 +121,15 @@ SGD_CASES = [
     ("plain", 0.2, 0.0, 0.0, 0, [(5, 1.0, 1e-2, 0), (3, 0.5, 0.0, 1)]),
 ]
 
+ADAM_STEPS = 25
+ADAM_CASES = [
+    # name, torch class, lr, betas, eps, groups [(count, lr_mult, weight_decay, frozen)];
+    # frozen 2: the group has no grad at step 3 only (its own step count falls behind)
+    ("adam", "Adam", 1e-3, (0.9, 0.999), 1e-8, [(9, 1.0, 0.0, 0), (4, 10.0, 0.0, 2)]),
+    ("adam_wd", "Adam", 0.01, (0.8, 0.99), 1e-6, [(6, 1.0, 5e-4, 0), (3, 1.0, 0.0, 1)]),
+    ("adamw", "AdamW", 2e-3, (0.9, 0.999), 1e-8, [(7, 1.0, 0.05, 0), (5, 0.5, 0.0, 0)]),
+]
+
 SCHEDULES = [
     # name, fsbench spec, base lr, epochs, torch scheduler factory
     ("step", "step:3:0.5", 0.1, 10,
@@ -181,6 +192,39 @@ def sgd_fixture(seed):
     return meta, out
 
 
+def adam_fixture(seed):
+    gen = torch.Generator().manual_seed(seed)
+    meta = {"torch_version": torch.__version__, "seed": str(seed), "steps": str(ADAM_STEPS),
+            "precision": "float32 (torch.optim.Adam/AdamW, single-tensor path, on float32)",
+            "cases": ",".join(c[0] for c in ADAM_CASES)}
+    out = {}
+    for name, cls, lr, betas, eps, groups in ADAM_CASES:
+        meta.update({f"{name}.kind": cls.lower(), f"{name}.lr": repr(lr),
+                     f"{name}.beta1": repr(betas[0]), f"{name}.beta2": repr(betas[1]),
+                     f"{name}.eps": repr(eps), f"{name}.n_groups": str(len(groups))})
+        params, pgroups = [], []
+        for g, (count, mult, wd, frozen) in enumerate(groups):
+            meta.update({f"{name}.group{g}.lr_mult": repr(mult),
+                         f"{name}.group{g}.weight_decay": repr(wd),
+                         f"{name}.group{g}.frozen": str(frozen)})
+            p = torch.nn.Parameter(torch.randn(count, generator=gen))
+            params.append(p)
+            pgroups.append({"params": [p], "lr": lr * mult, "weight_decay": wd})
+            out[f"{name}.group{g}.param0"] = f32(p)
+        opt = getattr(torch.optim, cls)(pgroups, lr=lr, betas=betas, eps=eps, foreach=False)
+        for s in range(ADAM_STEPS):
+            for g, p in enumerate(params):
+                # gradients of mixed scale, some tiny, so eps and the bias correction matter
+                grad = torch.randn(p.shape, generator=gen) * (10.0 ** (-(s % 5)))
+                out[f"{name}.group{g}.grad{s}"] = f32(grad)
+                frozen = groups[g][3] == 1 or (groups[g][3] == 2 and s == 3)
+                p.grad = None if frozen else grad
+            opt.step()
+            for g, p in enumerate(params):
+                out[f"{name}.group{g}.param{s + 1}"] = f32(p)
+    return meta, out
+
+
 # ---- import round trip ------------------------------------------------------------------
 
 def roundtrip_fixture(seed, tmpdir):
@@ -226,6 +270,7 @@ def check_roundtrip(path, model, x):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.path.normpath(os.path.join(HERE, "..", "tests", "fixtures")))
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="regenerate only these files")
     a = ap.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)  # SequentialLR's epoch notice
     torch.set_num_threads(1)
@@ -235,7 +280,10 @@ def main():
         ("torch_conv4.fsbt", lambda: parity("conv4", (64, 64, 64, 64), 5, 84, 4, 1)),
         ("torch_res12.fsbt", lambda: parity("res12", (8, 16, 24, 32), 5, 40, 2, 2)),
         ("torch_sgd.fsbt", lambda: sgd_fixture(3)),
+        ("torch_adam.fsbt", lambda: adam_fixture(5)),
     ]
+    if a.only:
+        jobs = [j for j in jobs if j[0] in a.only]
     for name, make in jobs:
         meta, tensors = make()
         path = os.path.join(a.out, name)
@@ -243,6 +291,8 @@ def main():
         m2, t2 = fsbt.read(path)
         assert m2 == meta and list(t2) == list(tensors)
         print(f"{path}: {len(tensors)} tensors, {os.path.getsize(path)} bytes")
+    if a.only and "torch_roundtrip_conv4.fsbt" not in a.only:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         meta, tensors, model, x = roundtrip_fixture(4, tmp)
     path = os.path.join(a.out, "torch_roundtrip_conv4.fsbt")

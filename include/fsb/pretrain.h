@@ -1,7 +1,9 @@
-/* pretrain.h - teacher pre-training on the base (train-split) classes, SGD with Nesterov
- * momentum and the standard augmentation, validated every k epochs by 5-way 1-shot and 5-shot
- * nearest-prototype accuracy on fixed val-split episodes (the test split is never read), best
- * checkpoint kept by the mean of the two. Two objectives:
+/* pretrain.h - teacher pre-training on the base (train-split) classes, validated every k
+ * epochs by 5-way nearest-prototype accuracy at the val shots (1 and 5 by default;
+ * --val-shots) on fixed val-split episodes (the test split is never read), best checkpoint
+ * kept by the mean over the val shots. Optimiser: SGD with Nesterov momentum (default) or
+ * Adam / AdamW (optim.h). Training images get the train transform (random resized crop, flip,
+ * colour jitter) or, with augment off, the val transform. Two objectives:
  *   ce        cross-entropy over all train classes in batches of `batch` images (a linear head);
  *   protonet  episodic meta-training (Snell et al. 2017, as FEAT fine-tunes its ProtoNet
  *             baseline): each step is one train_way-way train_shot-shot episode with
@@ -11,22 +13,27 @@
  *             queries), back-propagated through support and query embeddings. The model has no
  *             head (n_class 0); the checkpoint is a head-less model `bench` takes as --teacher.
  * Protonet defaults: FEAT's episode shape (5-way 1-shot, 15 queries, 100 episodes per epoch)
- * with Snell's temperature 1 and lr 0.001 (not tuned here); FEAT's own recipes fine-tune a
- * pre-trained backbone with temperature 64, lr 1e-4 (ConvNet, step 20 x 0.5) or 2e-4
- * (ResNet-12, step 40 x 0.5) for 200 epochs: --temperature 64 --lr 0.0001
- * --schedule step:20:0.5 --epochs 200.
+ * with Snell's temperature 1 and lr 0.001 (not tuned here). FEAT's ConvNet recipe
+ * (docs/protocol.md) fine-tunes the pre-trained backbone with Adam, no weight decay, no
+ * augmentation, temperature 64 (1-shot episodes) or 32 (5-shot), lr 1e-4 halved every 20
+ * epochs, 200 epochs: --optimizer adam --weight-decay 0 --augment off --temperature 64
+ * --lr 0.0001 --schedule step:20:0.5 --epochs 200 (its ResNet-12 recipe: SGD, lr 2e-4,
+ * step 40 x 0.5).
  * Either starts from `init` (a checkpoint: its backbone weights and BN statistics, its
  * architecture; a ce run gets a fresh head) or from a fresh initialisation.
  *
  * Files, for --out PATH: PATH (the best checkpoint: a model file `bench` takes as --teacher),
  * PATH.state (everything needed to resume: model, optimiser, epoch, best score, the log),
- * PATH.csv (per-epoch log: epoch, lr, loss, train_acc, val_1shot, val_5shot, seconds),
+ * PATH.csv (per-epoch log: epoch, lr, loss, train_acc, val_<k>shot for each validated shot k,
+ * seconds),
  * PATH.png (gnuplot curves; skipped with a note when gnuplot is absent). Each is written
  * atomically after every epoch. Rerunning the same command after a kill resumes from the
  * last state; the final checkpoint is bit-identical to an uninterrupted run's, because every
  * random draw of epoch e is a pure function of (seed, e, position) and the state holds all
  * else. The state records the run's settings (and the init checkpoint's XXH3-64) and refuses
  * to resume a different run. Data-parallel runs under mpirun (pretrain_dist.h) are ce only.
+ * The settings added since the first format (optimizer, augment, val shots) enter the
+ * identity only when they differ from the defaults, so earlier states still resume.
  */
 #ifndef FSB_PRETRAIN_H
 #define FSB_PRETRAIN_H
@@ -35,6 +42,9 @@
 
 #include <stdint.h>
 #include <stdio.h>
+
+/* Most shots --val-shots may list. */
+#define FSB_PRETRAIN_MAX_VAL_SHOTS 8
 
 /* Training objective (see the top). */
 typedef enum { FSB_PRETRAIN_CE = 0, FSB_PRETRAIN_PROTONET = 1 } fsb_pretrain_objective;
@@ -51,8 +61,13 @@ typedef struct fsb_pretrain_opts {
     int batch;             /* ce: images per step (128); the last partial batch is dropped */
     double lr;             /* base learning rate; < 0 (default): 0.1 for ce, 0.001 for protonet */
     const char *schedule;  /* optim.h schedule spec; NULL: cosine over `epochs` */
+    int optimizer;         /* fsb_opt_kind: SGD with Nesterov momentum (FSB_OPT_SGD), or Adam /
+                              AdamW with torch's betas (0.9, 0.999) and eps 1e-8 (FEAT's
+                              ConvNet recipes use Adam without weight decay) */
     double momentum;       /* SGD momentum (0.9), Nesterov */
-    double weight_decay;   /* (5e-4), on every parameter like FEAT */
+    double weight_decay;   /* (5e-4), on every parameter like FEAT's SGD runs */
+    int augment;           /* 1: the train transform (random resized crop, flip, jitter);
+                              0: training images get the test transform (FEAT's default) */
     uint64_t seed;         /* initialisation, order and augmentation (0) */
     int threads;           /* workers (0: one per core); results depend on it only through
                               nothing: the engine's reductions use fixed chunks */
@@ -63,6 +78,9 @@ typedef struct fsb_pretrain_opts {
     double temperature;    /* protonet: logits = -squared distance / temperature (1) */
     int val_every;         /* validate every k epochs and at the last (1) */
     int val_episodes;      /* fixed val episodes per shot (500) */
+    int val_shots[FSB_PRETRAIN_MAX_VAL_SHOTS]; /* shots validated; the checkpoint kept is the
+                                                  best mean over them ({1, 5}) */
+    int n_val_shots;                           /* (2) */
     int val_way;           /* (5) */
     int val_query;         /* (15) */
     uint64_t val_seed;     /* seed of the val episodes (0) */

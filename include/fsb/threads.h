@@ -24,6 +24,19 @@ int fsb_pool_size(const fsb_pool *pool);
  * the caller. Not re-entrant: a task must not call fsb_pool_run on the same pool. */
 void fsb_pool_run(fsb_pool *pool, int n_tasks, fsb_task_fn fn, void *ctx);
 
+/* Make the calling thread treat subnormal floats as zero, in and out (x86: MXCSR FTZ and DAZ;
+ * AArch64: FPCR.FZ; elsewhere a no-op that returns 0). Subnormal weights (dead filters decayed
+ * by weight decay, as in FEAT's published ConvNet) otherwise slow every multiply that meets
+ * them by up to two orders of magnitude. fsb_pool_create calls it in the creating thread and
+ * in every worker (threads also inherit it from their creator), so all engine arithmetic
+ * runs flushed, and `bench` sets it at start; the bits of a result change only
+ * where an operand or an intermediate is subnormal (|x| < 2^-126), which the networks trained
+ * here never produce. Returns 1 when flushing is in effect. */
+int fsb_fpu_flush_subnormals(void);
+
+/* Number of elements of x[0..n) that are subnormal (non-zero, |x| < FLT_MIN). */
+long fsb_count_subnormal(const float *x, long n);
+
 /* Number of online cores (at least 1). */
 int fsb_ncores(void);
 

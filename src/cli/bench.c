@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "fsb/blas.h"
 #include "fsb/status.h"
+#include "fsb/threads.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     select_blas_kernels(argv);
+    fsb_fpu_flush_subnormals(); /* pools set it in their workers too (threads.h) */
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -3,6 +3,7 @@
  * checkpoint), resumable by rerunning the same command. */
 #include "cli.h"
 #include "fsb/method.h"
+#include "fsb/optim.h"
 #include "fsb/pretrain.h"
 #include "fsb/status.h"
 
@@ -30,12 +31,17 @@ static void pretrain_usage(FILE *out)
             "  --lr X               base learning rate (ce 0.1, protonet 0.001)\n"
             "  --schedule SPEC      cosine:T[:min] | step:k:gamma | multistep:a,b:gamma |\n"
             "                       constant, optionally +warmup=W[:f] (cosine over --epochs)\n"
-            "  --momentum X         Nesterov momentum (0.9)\n"
-            "  --weight-decay X     (5e-4)\n"
+            "  --optimizer sgd|adam|adamw  SGD with Nesterov momentum, or Adam / AdamW with\n"
+            "                       torch's betas (0.9, 0.999), eps 1e-8 (sgd; FEAT's ConvNet\n"
+            "                       recipes: adam --weight-decay 0)\n"
+            "  --momentum X         sgd: Nesterov momentum (0.9)\n"
+            "  --weight-decay X     (5e-4; adamw: decoupled)\n"
+            "  --augment on|off     off: training images get the val transform (on)\n"
             "  --seed N             (0)\n"
             "  --threads N          workers, 0 = one per core (0)\n"
             "  --val-every K        validate every K epochs (1)\n"
             "  --val-episodes N     fixed val episodes per shot (500)\n"
+            "  --val-shots LIST     val shots; the best mean over them is kept (1,5)\n"
             "  --val-way N          (5)   --val-query N (15)   --val-seed N (0)\n"
             "  --val-norm un|l2n    prototype classifier features (l2n)\n"
             "  --max-per-class N    train images per class, 0 = all (0)\n"
@@ -52,6 +58,25 @@ static int parse_arch(void *dst, const char *flag, const char *text)
 {
     int st = fsb_arch_parse(text, dst);
     return st ? fsb_error_wrap(st, "%s", flag) : FSB_OK;
+}
+
+static int parse_optimizer(void *dst, const char *flag, const char *text)
+{
+    int k = fsb_opt_kind_parse(text);
+    if (k < 0) return fsb_error(FSB_EINVAL, "%s: '%s' is not sgd, adam or adamw", flag, text);
+    *(int *)dst = k;
+    return FSB_OK;
+}
+
+static int parse_on_off(void *dst, const char *flag, const char *text)
+{
+    if (strcmp(text, "on") == 0)
+        *(int *)dst = 1;
+    else if (strcmp(text, "off") == 0)
+        *(int *)dst = 0;
+    else
+        return fsb_error(FSB_EINVAL, "%s: '%s' is not on or off", flag, text);
+    return FSB_OK;
 }
 
 static int parse_objective(void *dst, const char *flag, const char *text)
@@ -71,7 +96,7 @@ int fsb_cmd_pretrain(int argc, char **argv)
     fsb_pretrain_opts_default(&o);
     o.progress = stderr;
     o.log = stdout;
-    int episodic_set = 0, batch_set = 0; /* flags of one objective only */
+    int episodic_set = 0, batch_set = 0, momentum_set = 0; /* flags of one setting only */
     const fsb_cli_flag flags[] = {
         FSB_FLAG("data", FSB_FLAG_STR, &o.data),
         FSB_FLAG("out", FSB_FLAG_STR, &o.out),
@@ -93,12 +118,17 @@ int fsb_cmd_pretrain(int argc, char **argv)
         FSB_FLAG("batch", FSB_FLAG_INT, &o.batch, .lo = 2, .hi = 4096, .given = &batch_set),
         FSB_FLAG("lr", FSB_FLAG_DOUBLE, &o.lr, .lo = 0, .hi = 100),
         FSB_FLAG("schedule", FSB_FLAG_STR, &o.schedule),
-        FSB_FLAG("momentum", FSB_FLAG_DOUBLE, &o.momentum, .lo = 1e-6, .hi = 0.999),
+        FSB_FLAG("optimizer", FSB_FLAG_FN, &o.optimizer, .fn = parse_optimizer),
+        FSB_FLAG("augment", FSB_FLAG_FN, &o.augment, .fn = parse_on_off),
+        FSB_FLAG("momentum", FSB_FLAG_DOUBLE, &o.momentum, .lo = 1e-6, .hi = 0.999,
+                 .given = &momentum_set),
         FSB_FLAG("weight-decay", FSB_FLAG_DOUBLE, &o.weight_decay, .lo = 0, .hi = 1),
         FSB_FLAG("seed", FSB_FLAG_U64, &o.seed, .lo = 0, .hi = 9.2e18),
         FSB_FLAG("threads", FSB_FLAG_INT, &o.threads, .lo = 0, .hi = 1024),
         FSB_FLAG("val-every", FSB_FLAG_INT, &o.val_every, .lo = 1, .hi = 100000),
         FSB_FLAG("val-episodes", FSB_FLAG_INT, &o.val_episodes, .lo = 1, .hi = 1000000),
+        FSB_FLAG("val-shots", FSB_FLAG_INTLIST, o.val_shots, .lo = FSB_PRETRAIN_MAX_VAL_SHOTS,
+                 .hi = 100000, .count = &o.n_val_shots),
         FSB_FLAG("val-way", FSB_FLAG_INT, &o.val_way, .lo = 2, .hi = 1000),
         FSB_FLAG("val-query", FSB_FLAG_INT, &o.val_query, .lo = 1, .hi = 10000),
         FSB_FLAG("val-seed", FSB_FLAG_U64, &o.val_seed, .lo = 0, .hi = 9.2e18),
@@ -124,6 +154,8 @@ int fsb_cmd_pretrain(int argc, char **argv)
         return fsb_error(FSB_EINVAL, "--train-way, --train-shot, --train-query, "
                                      "--episodes-per-epoch and --temperature apply to "
                                      "--objective protonet only");
+    if (o.optimizer != FSB_OPT_SGD && momentum_set)
+        return fsb_error(FSB_EINVAL, "--momentum applies to --optimizer sgd only");
     if (proto && batch_set)
         return fsb_error(FSB_EINVAL, "--batch applies to --objective ce only (a protonet batch "
                                      "is one episode: --train-way x (--train-shot + "

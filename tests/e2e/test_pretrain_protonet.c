@@ -2,7 +2,9 @@
  * Ravi dataset: a cross-entropy teacher is pre-trained first, then fine-tuned with ProtoNet
  * episodes from it (--init): kill -9 mid-epoch + resume gives the same checkpoint bytes, the
  * state belongs to its init checkpoint, bad --init files, a contradicting --arch and bad
- * flags are refused naming them, and the head-less result runs as `bench --teacher`. */
+ * flags are refused naming them, and the head-less result runs as `bench --teacher`. FEAT's
+ * ConvNet recipe (--optimizer adam, --augment off) with --val-shots resumes bit-identically,
+ * logs and keeps one column per val shot, and is another run than the SGD one. */
 #include "fixtures.h"
 #include "e2e.h"
 #include "testutil.h"
@@ -145,6 +147,55 @@ START_TEST(protonet_resume_is_bit_identical)
 }
 END_TEST
 
+START_TEST(adam_val_shots_resume_is_bit_identical)
+{
+    char *p1 = tu_path(work, "adam1/p.fsbt"), *p2 = tu_path(work, "adam2/p.fsbt");
+    const char *feat = "--optimizer adam --weight-decay 0 --augment off --val-shots 1,2,5 "
+                       "--schedule step:2:0.5";
+    char *out = NULL;
+    int rc = tu_run(&out, "'%s' pretrain %s %s --init '%s' --out '%s'", tu_bench(), common, feat,
+                    teacher, p1);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "val 1-shot "));
+    ck_assert_ptr_nonnull(strstr(out, " 5-shot "));
+    free(out);
+    rc = tu_run(&out, "'%s' pretrain %s %s --init '%s' --out '%s' --debug-kill-after-steps 6",
+                tu_bench(), common, feat, teacher, p2);
+    ck_assert_int_ne(rc, 0);
+    free(out);
+    rc = tu_run(&out, "'%s' pretrain %s %s --init '%s' --out '%s'", tu_bench(), common, feat,
+                teacher, p2);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "resumed after epoch 1 of 3"));
+    free(out);
+    ck_assert(tu_same_file(p1, p2));
+    char c1[4200], s1[4200], s2[4200];
+    snprintf(c1, sizeof c1, "%s.csv", p1);
+    snprintf(s1, sizeof s1, "%s.state", p1);
+    snprintf(s2, sizeof s2, "%s.state", p2);
+    char *l1 = strip_last_column(c1);
+    ck_assert_ptr_nonnull(strstr(l1, "epoch,lr,loss,train_acc,val_1shot,val_2shot,val_5shot\n1,"));
+    free(l1);
+    /* the Adam moments are in the state, and the checkpoint names every val shot */
+    ck_assert_int_eq(tu_run(NULL, "grep -aq 'optim.group0.exp_avg_sq' '%s'", s1), 0);
+    ck_assert_int_eq(tu_run(NULL, "grep -aq 'val_2shot' '%s'", p1), 0);
+    /* SGD, augmentation on, or other val shots on the same files are another run */
+    const char *other[] = {"--optimizer sgd --weight-decay 0 --augment off --val-shots 1,2,5",
+                           "--optimizer adam --weight-decay 0 --val-shots 1,2,5",
+                           "--optimizer adam --weight-decay 0 --augment off --val-shots 1,5",
+                           "--optimizer adamw --weight-decay 0 --augment off --val-shots 1,2,5"};
+    for (size_t i = 0; i < sizeof other / sizeof *other; i++) {
+        rc = tu_run(&out, "'%s' pretrain %s %s --schedule step:2:0.5 --init '%s' --out '%s'",
+                    tu_bench(), common, other[i], teacher, p2);
+        ck_assert_msg(rc != 0 && strstr(out, "belongs to another pre-training run"), "%s: %s",
+                      other[i], out);
+        free(out);
+    }
+    ck_assert(tu_same_file(s1, s2)); /* refused runs leave the files alone */
+    free(p1), free(p2);
+}
+END_TEST
+
 START_TEST(protonet_from_scratch_and_ce_from_init)
 {
     /* no --init: a fresh head-less model; one epoch */
@@ -203,6 +254,11 @@ START_TEST(protonet_bad_inputs)
         {"--episodes-per-epoch 0", "--episodes-per-epoch"},
         {"--temperature 0", "--temperature"},
         {"--temperature x", "--temperature"},
+        {"--optimizer rmsprop", "--optimizer"},
+        {"--optimizer adam --momentum 0.5", "--momentum"},
+        {"--augment maybe", "--augment"},
+        {"--val-shots 0", "--val-shots"},
+        {"--val-shots 1,20", "--val-shots"}, /* 12 val images per class < 20 + 3 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         rc = tu_run(&out, "'%s' pretrain %s --init '%s' --out '%s' %s", tu_bench(), common, teacher,
@@ -240,6 +296,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_unchecked_fixture(tc, setup_data, teardown_data);
     tcase_add_test(tc, protonet_resume_is_bit_identical);
+    tcase_add_test(tc, adam_val_shots_resume_is_bit_identical);
     tcase_add_test(tc, protonet_from_scratch_and_ce_from_init);
     tcase_add_test(tc, protonet_bad_inputs);
     tcase_add_test(tc, protonet_refused_under_mpirun);
