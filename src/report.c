@@ -933,45 +933,6 @@ void fsb_report_sort(fsb_episode_record *recs, size_t n)
     if (n > 1) qsort(recs, n, sizeof *recs, cmp_record);
 }
 
-void fsb_report_options_from_id(fsb_report_options *o, const char *run_id, char backbone[16])
-{
-    const char *fp = strstr(run_id, "\ndata_fingerprint=");
-    if (fp) o->no_paper = !fsb_report_paper_applies(strtoull(fp + 18, NULL, 16));
-    /* the paper's numbers are 5-way with 15 queries per class: another protocol is not
-     * comparable, cell for cell */
-    const char *way = strstr(run_id, "\nway="), *query = strstr(run_id, "\nquery=");
-    if ((way && strtol(way + 5, NULL, 10) != 5) || (query && strtol(query + 7, NULL, 10) != 15))
-        o->no_paper = 1;
-    const char *arch = strstr(run_id, "\nteacher_arch=");
-    if (arch && sscanf(arch + 14, "%15[a-z0-9]", backbone) == 1) o->backbone = backbone;
-}
-
-int fsb_report_rebuild(const char *run_dir, const fsb_report_options *opt, fsb_report_result *res)
-{
-    if (!fsb_is_dir(run_dir)) return fsb_error(FSB_ENOTFOUND, "%s: no such run folder", run_dir);
-    char *path = fsb_path_join(run_dir, "per_episode.csv");
-    if (!path) return fsb_error(FSB_ENOMEM, "report: out of memory");
-    fsb_episode_record *recs = NULL;
-    size_t n = 0;
-    int st = fsb_is_file(path) ? fsb_report_read_episodes(path, &recs, &n)
-                               : fsb_error(FSB_ENOTFOUND, "%s: not found", path);
-    fsb_report_options o2 = {0};
-    char backbone[16];
-    if (opt) o2 = *opt;
-    char *id_path = fsb_path_join(run_dir, "run.id");
-    void *id = NULL;
-    size_t id_n;
-    if (st == FSB_OK && id_path && fsb_is_file(id_path) &&
-        fsb_read_file(id_path, &id, &id_n) == FSB_OK)
-        fsb_report_options_from_id(&o2, id, backbone);
-    free(id);
-    free(id_path);
-    if (st == FSB_OK) st = fsb_report_derive(run_dir, recs, n, &o2, res);
-    free(recs);
-    free(path);
-    return st;
-}
-
 int fsb_report_paper_applies(uint64_t split_fingerprint)
 {
     return split_fingerprint == FSB_MINIIMAGENET_FP_TEST;

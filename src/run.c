@@ -17,6 +17,7 @@
 #include "fsb/model.h"
 #include "fsb/progress.h"
 #include "fsb/report.h"
+#include "fsb/runfolder.h"
 #include "fsb/shard.h"
 #include "fsb/status.h"
 #include "fsb/student.h"
@@ -143,84 +144,42 @@ static int needs_base_mean(const run_state *r)
     return 0;
 }
 
-/* Everything that decides the results, one key=value per line (base_fingerprint only when a
- * method reads the train split's mean, so that other runs keep their identity). */
-static char *make_run_id(const run_state *r)
+/* Everything that decides the results (runfolder.h): base_fingerprint only when a method
+ * reads the train split's mean, student only when a method trains per episode, so that
+ * other runs keep their identity. */
+static int make_run_id(const run_state *r, char **text)
 {
     const fsb_run_opts *o = r->o;
-    char shots[256] = "", methods[512] = "";
-    for (int i = 0; i < o->n_shots; i++)
-        snprintf(shots + strlen(shots), sizeof shots - strlen(shots), "%s%d", i ? "," : "",
-                 o->shots[i]);
+    fsb_run_ident id;
+    memset(&id, 0, sizeof id);
+    snprintf(id.split, sizeof id.split, "%s", r->sweep.split);
+    id.data_fp = r->cache.split.fingerprint;
+    id.teacher_xxh3 = r->teacher_hash;
+    snprintf(id.teacher_arch, sizeof id.teacher_arch, "%s",
+             fsb_arch_name(fsb_model_options(r->teacher)->arch));
+    snprintf(id.episodes_hash, sizeof id.episodes_hash, "%s", r->ep_hash);
+    id.episodes = r->sweep.n_episodes;
+    id.way = r->sweep.way;
+    id.query = r->sweep.query;
+    id.n_shots = o->n_shots;
+    memcpy(id.shots, o->shots, sizeof(int) * (size_t)o->n_shots);
+    id.seed = r->sweep.seed;
+    id.n_methods = o->n_methods;
     for (int i = 0; i < o->n_methods; i++) {
-        const fsb_method_config *c = &r->cfg[i];
-        snprintf(methods + strlen(methods), sizeof methods - strlen(methods), "%s%s(norm=%s,C=%g)",
-                 i ? "," : "", r->methods[i]->name, fsb_norm_name(c->norm), c->C);
+        fsb_run_method_id *m = &id.methods[i];
+        snprintf(m->name, sizeof m->name, "%s", r->methods[i]->name);
+        snprintf(m->norm, sizeof m->norm, "%s", fsb_norm_name(r->cfg[i].norm));
+        m->C = r->cfg[i].C;
     }
-    char *id = malloc(4096);
-    if (!id) return NULL;
-    snprintf(id, 4096,
-             "format=fsbench-run/1\nsplit=%s\ndata_fingerprint=%016" PRIx64 "\n"
-             "teacher_xxh3=%016" PRIx64 "\nteacher_arch=%s\nepisodes_hash=%s\nepisodes=%d\n"
-             "way=%d\nquery=%d\nshots=%s\nseed=%" PRIu64 "\nmethods=%s\nimage_size=%d\n"
-             "resize=%d\ncrop=%d\n",
-             r->sweep.split, r->cache.split.fingerprint, r->teacher_hash,
-             fsb_arch_name(fsb_model_options(r->teacher)->arch), r->ep_hash, r->sweep.n_episodes,
-             r->sweep.way, r->sweep.query, shots, r->sweep.seed, methods, o->image_size, o->resize,
-             o->crop);
-    if (needs_base_mean(r)) /* CL2N: the base mean comes from the train split */
-        snprintf(id + strlen(id), 4096 - strlen(id), "base_fingerprint=%016" PRIx64 "\n",
-                 r->base_fp);
-    if (r->has_images) { /* training methods: their options decide their results */
-        char spec[FSB_STUDENT_SPEC_MAX];
-        fsb_student_opts_string(&r->student, spec, sizeof spec);
-        snprintf(id + strlen(id), 4096 - strlen(id), "student=%s\n", spec);
-    }
-    return id;
-}
-
-/* Create the run folder or check that it holds this same run. */
-static int claim_run_dir(const run_state *r)
-{
-    const char *out = r->o->out;
-    int st = fsb_mkdir_p(out);
-    if (st) return fsb_error_wrap(st, "--out");
-    char *path = fsb_path_join(out, "run.id");
-    if (!path) return fsb_error(FSB_ENOMEM, "out of memory");
-    void *old = NULL;
-    size_t n;
-    st = fsb_read_file(path, &old, &n);
-    if (st == FSB_OK) {
-        if (strcmp(old, r->run_id) != 0) {
-            /* name the first line that differs, on both sides (either may have run out) */
-            const char *a = old, *b = r->run_id;
-            while (*a && *a == *b)
-                a++, b++;
-            while (a > (const char *)old && a[-1] != '\n')
-                a--, b--;
-            int la = (int)strcspn(a, "\n"), lb = (int)strcspn(b, "\n");
-            st = fsb_error(FSB_EMISMATCH,
-                           "%s holds a different run (its %.*s%s, this run's %.*s%s); use "
-                           "another --out folder",
-                           out, la, a, la ? "" : "nothing more", lb, b, lb ? "" : "nothing more");
-        }
-    } else if (st == FSB_ENOTFOUND) {
-        char *ls = fsb_path_join(out, "per_episode.csv"), *jl = fsb_path_join(out, "journal.log");
-        if (!ls || !jl)
-            st = fsb_error(FSB_ENOMEM, "out of memory");
-        else if (fsb_is_file(ls) || fsb_is_file(jl))
-            st = fsb_error(FSB_EMISMATCH,
-                           "%s holds results without a run.id; use another --out "
-                           "folder",
-                           out);
-        else
-            st = fsb_write_file(path, r->run_id, strlen(r->run_id));
-        free(ls);
-        free(jl);
-    }
-    free(old);
-    free(path);
-    return st;
+    id.image_size = o->image_size;
+    id.resize = o->resize;
+    id.crop = o->crop;
+    id.has_base_fp = needs_base_mean(r); /* CL2N: the base mean comes from the train split */
+    id.base_fp = r->base_fp;
+    if (r->has_images) /* training methods: their options decide their results */
+        fsb_student_opts_string(&r->student, id.student, sizeof id.student);
+    id.shard = o->shard; /* --shard i/n: the shard= line (not for mpirun's shared folder) */
+    return fsb_run_ident_format(&id, text);
 }
 
 /* ---- features ---------------------------------------------------------------------------- */
@@ -403,7 +362,7 @@ static int replay_record(void *ctx, const char *payload, int line)
 {
     run_state *r = ctx;
     fsb_episode_record rec;
-    int st = fsb_shard_parse_record(payload, &rec);
+    int st = fsb_run_record_parse(payload, &rec);
     if (st) return st;
     int m = method_slot(r, rec.method), s = shot_slot(r, rec.shot);
     if (m < 0 || s < 0 || rec.episode >= r->sweep.n_episodes ||
@@ -449,10 +408,15 @@ static int run_group(run_state *r, int m, int s)
                                todo[i + t], outs[t].msg);
                 break;
             }
+            fsb_episode_record rec = {.episode = todo[i + t],
+                                      .shot = shot,
+                                      .n_correct = outs[t].n_correct,
+                                      .n_query = r->sweep.way * r->sweep.query,
+                                      .fit_ms = outs[t].t.fit_ms,
+                                      .predict_ms = outs[t].t.predict_ms};
+            snprintf(rec.method, sizeof rec.method, "%s", r->methods[m]->name);
             char payload[256];
-            snprintf(payload, sizeof payload, "%d,%d,%s,%d,%d,%.3f,%.3f", todo[i + t], shot,
-                     r->methods[m]->name, outs[t].n_correct, r->sweep.way * r->sweep.query,
-                     outs[t].t.fit_ms, outs[t].t.predict_ms);
+            fsb_run_record_format(&rec, payload, sizeof payload);
             st = fsb_journal_write(&r->journal, payload);
             if (!st) st = replay_record(r, payload, 0);
         }
@@ -600,13 +564,9 @@ int fsb_run(const fsb_run_opts *given)
         r.base_fp = base.fingerprint;
         fsb_split_free(&base);
     }
-    if (!(r.run_id = make_run_id(&r))) {
-        st = fsb_error(FSB_ENOMEM, "out of memory");
+    if ((st = make_run_id(&r, &r.run_id)) || (st = fsb_runfolder_claim(o->out, r.run_id, "--out")) ||
+        (st = export_episodes(&r)))
         goto done;
-    }
-    if ((st = fsb_shard_id_append(&r.run_id, &o->shard))) /* --shard i/n: shard= line */
-        goto done;
-    if ((st = claim_run_dir(&r)) || (st = export_episodes(&r))) goto done;
     if (o->log)
         fprintf(o->log, "run: %d episodes (hash %s) x shots", r.sweep.n_episodes, r.ep_hash);
     for (int s = 0; o->log && s < o->n_shots; s++)
@@ -665,7 +625,7 @@ int fsb_run(const fsb_run_opts *given)
     char extra[8192];
     snprintf(extra, sizeof extra, "data=%s\nteacher=%s\nthreads=%d\n", o->data, o->teacher,
              fsb_pool_size(r.pool));
-    st = fsb_run_write_results(o->out, r.run_id, r.recs, n_tasks, extra, t0, o->log);
+    st = fsb_runfolder_write_results(o->out, r.run_id, r.recs, n_tasks, extra, t0, o->log);
 done:
     workers_free(&r);
     fsb_journal_close(&r.journal);

@@ -1,12 +1,13 @@
 /* version.c - versions of fsbench and of the libraries it was built and runs with, for
  * `bench version` and run manifests. */
 #include "fsb/blas.h"
-#include "fsb/run.h"
+#include "fsb/version.h"
+
+#include <stdio.h> /* before jpeglib.h, which uses FILE */
 
 #include <jpeglib.h>
 #include <linear.h>
 #include <png.h>
-#include <stdio.h>
 #include <xxhash.h>
 #include <zlib.h>
 

@@ -4,6 +4,7 @@
  */
 #include "fsb/fileio.h"
 #include "fsb/report.h"
+#include "fsb/runfolder.h"
 #include "fsb/status.h"
 #include "testutil.h"
 
@@ -283,22 +284,6 @@ START_TEST(table_golden)
     free(md);
     ck_assert(fsb_report_paper_applies(0x120c10c9ea03f538ull));
     ck_assert(!fsb_report_paper_applies(0x3cfb3ee002e3d937ull));
-    /* from a run.id: the canonical split and the paper's 5-way 15-query protocol only */
-    static const struct {
-        const char *id;
-        int no_paper;
-    } ids[] = {
-        {"format=x\ndata_fingerprint=120c10c9ea03f538\nway=5\nquery=15\n", 0},
-        {"format=x\ndata_fingerprint=120c10c9ea03f538\nway=10\nquery=15\n", 1},
-        {"format=x\ndata_fingerprint=120c10c9ea03f538\nway=5\nquery=5\n", 1},
-        {"format=x\ndata_fingerprint=3cfb3ee002e3d937\nway=5\nquery=15\n", 1},
-    };
-    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
-        fsb_report_options ro = {0};
-        char bb[16];
-        fsb_report_options_from_id(&ro, ids[i].id, bb);
-        ck_assert_msg(ro.no_paper == ids[i].no_paper, "case %zu", i);
-    }
     free(s);
     /* the paper table mapping */
     ck_assert_double_eq(fsb_report_paper_value("svm", 10), 74.24);
@@ -353,7 +338,7 @@ START_TEST(rebuild_is_byte_identical)
     char *csv = tu_path(b, "per_episode.csv");
     ck_assert_int_eq(fsb_report_write_episodes(csv, shuffled, n), FSB_OK);
     fsb_report_result res2;
-    ck_assert_int_eq(fsb_report_rebuild(b, &opt, &res2), FSB_OK);
+    ck_assert_int_eq(fsb_runfolder_rebuild(b, &opt, &res2), FSB_OK);
     ck_assert_int_eq(res2.plotted, res.plotted);
     for (size_t i = 0; i < sizeof derived / sizeof derived[0]; i++) {
         char *pa = tu_path(a, derived[i]), *pb = tu_path(b, derived[i]);
@@ -363,18 +348,18 @@ START_TEST(rebuild_is_byte_identical)
     }
     /* rebuilding in place changes nothing */
     char *before = tu_read(summary, NULL);
-    ck_assert_int_eq(fsb_report_rebuild(a, &opt, NULL), FSB_OK);
+    ck_assert_int_eq(fsb_runfolder_rebuild(a, &opt, NULL), FSB_OK);
     char *after = tu_read(summary, NULL);
     ck_assert_str_eq(before, after);
     free(before);
     free(after);
     /* errors: no folder, no CSV, no records */
-    ck_assert_int_eq(fsb_report_rebuild("/nonexistent/run", NULL, NULL), FSB_ENOTFOUND);
+    ck_assert_int_eq(fsb_runfolder_rebuild("/nonexistent/run", NULL, NULL), FSB_ENOTFOUND);
     char *empty = tu_tmpdir();
-    ck_assert_int_eq(fsb_report_rebuild(empty, NULL, NULL), FSB_ENOTFOUND);
+    ck_assert_int_eq(fsb_runfolder_rebuild(empty, NULL, NULL), FSB_ENOTFOUND);
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "per_episode.csv"));
     tu_write_str(empty, "per_episode.csv", HDR);
-    ck_assert_int_eq(fsb_report_rebuild(empty, NULL, NULL), FSB_EINVAL);
+    ck_assert_int_eq(fsb_runfolder_rebuild(empty, NULL, NULL), FSB_EINVAL);
     tu_rmrf(empty);
     free(empty);
     free(csv);

@@ -1,6 +1,7 @@
 /* test_shard.c - splitting a run: the task assignment (every task in exactly one shard,
  * every (method, shot) group balanced to +-1 on every shard, hand-checked owners), --shard
- * parsing, the shard line of run.id, journal names and refused layouts, journal records,
+ * parsing, journal names and refused layouts (the shard line of run.id and journal records
+ * are test_runfolder.c's),
  * and `bench merge` on shard folders written here: the merged files equal the runner's
  * writer on the same records; missing, duplicate, foreign, incomplete or mixed-up shards are
  * refused with a message naming the folder, and nothing is written; partial reports of
@@ -9,7 +10,8 @@
 #include "fsb/fileio.h"
 #include "fsb/journal.h"
 #include "fsb/report.h"
-#include "fsb/run.h"
+#include "fsb/merge.h"
+#include "fsb/runfolder.h"
 #include "fsb/shard.h"
 #include "fsb/status.h"
 #include "testutil.h"
@@ -98,25 +100,6 @@ START_TEST(parse_and_identity)
         ck_assert_int_eq(fsb_shard_parse("--shard", bad[i], &s), FSB_EINVAL);
         ck_assert_ptr_nonnull(strstr(fsb_error_last(), "--shard"));
     }
-    char *id = strdup("format=x\nseed=0\n");
-    fsb_shard a = {1, 3, 0}, shared = {1, 3, 1}, none = {0, 0, 0};
-    ck_assert_int_eq(fsb_shard_id_append(&id, &none), FSB_OK);
-    ck_assert_int_eq(fsb_shard_id_append(&id, &shared), FSB_OK);
-    ck_assert_str_eq(id, "format=x\nseed=0\n");
-    ck_assert_int_eq(fsb_shard_id_append(&id, &a), FSB_OK);
-    ck_assert_str_eq(id, "format=x\nseed=0\nshard=1/3\n");
-    free(id);
-    fsb_episode_record r;
-    ck_assert_int_eq(fsb_shard_parse_record("12,5,svm,60,75,1.250,0.500", &r), FSB_OK);
-    ck_assert_int_eq(r.episode, 12);
-    ck_assert_int_eq(r.shot, 5);
-    ck_assert_str_eq(r.method, "svm");
-    ck_assert_int_eq(r.n_correct, 60);
-    ck_assert_double_eq_tol(r.accuracy, 0.8, 1e-12);
-    ck_assert_double_eq_tol(r.fit_ms, 1.25, 1e-12);
-    ck_assert_int_eq(fsb_shard_parse_record("12,5,svm,76,75,1,1", &r), FSB_EFORMAT);
-    ck_assert_int_eq(fsb_shard_parse_record("12,5,svm,6,75,1", &r), FSB_EFORMAT);
-    ck_assert_int_eq(fsb_shard_parse_record("12,5,svm,6,75,1,1,9", &r), FSB_EFORMAT);
 }
 END_TEST
 
@@ -165,8 +148,10 @@ static const char *run_id(int seed)
     static char id[512];
     snprintf(id, sizeof id,
              "format=fsbench-run/1\nsplit=test\ndata_fingerprint=00000000000000ab\n"
-             "teacher_xxh3=0000000000000001\nepisodes_hash=abc\nepisodes=%d\nway=5\nquery=15\n"
-             "shots=1,5\nseed=%d\nmethods=1nn(norm=cl2n,C=1),svm(norm=l2n,C=1)\n",
+             "teacher_xxh3=0000000000000001\nteacher_arch=conv4\nepisodes_hash=abc\n"
+             "episodes=%d\nway=5\nquery=15\nshots=1,5\nseed=%d\n"
+             "methods=1nn(norm=cl2n,C=1),svm(norm=l2n,C=1)\nimage_size=84\nresize=92\n"
+             "crop=84\nbase_fingerprint=00000000000000cd\n",
              NE, seed);
     return id;
 }
@@ -228,7 +213,7 @@ static int merge(const char *out, const char *a, const char *b, const char *c)
 {
     const char *dirs[3] = {a, b, c};
     fsb_merge_opts o = {.out = out, .dirs = dirs, .n_dirs = c ? 3 : b ? 2 : 1};
-    return fsb_shard_merge(&o);
+    return fsb_merge(&o);
 }
 
 static int exists(const char *dir, const char *name)
@@ -254,7 +239,7 @@ START_TEST(merge_writes_what_the_runner_writes)
             for (int e = NE - 1; e >= 0; e--)
                 recs[n++] = record(m, s, e);
     tu_write_str(direct, "x", "");
-    ck_assert_int_eq(fsb_run_write_results(direct, run_id(0), recs, (size_t)n, "", 0, NULL),
+    ck_assert_int_eq(fsb_runfolder_write_results(direct, run_id(0), recs, (size_t)n, "", 0, NULL),
                      FSB_OK);
     for (const char *f = "per_episode.csv\0summary.csv\0paired.csv\0table.md\0table.tex\0"; *f;
          f += strlen(f) + 1) {
@@ -324,7 +309,7 @@ START_TEST(merge_refusals_write_nothing)
         {s0, NULL, NULL, FSB_ENOTFOUND, "shard 1/2 is missing"},
         {s0, s0, NULL, FSB_EMISMATCH, "s0 are both shard 0/2"},
         {s0, s1, s1, FSB_EMISMATCH, "both shard 1/2"},
-        {s0, seed, NULL, FSB_EMISMATCH, "'seed=9' vs 'seed=0'"},
+        {s0, seed, NULL, FSB_EMISMATCH, "its seed=9, this run's seed=0"},
         {s0, part, NULL, FSB_EINVAL, "part is incomplete: 9 of its 10 tasks"},
         {s0, mixed, NULL, FSB_EMISMATCH, "is a task of shard 0/2, not of 1/2"},
         {s0, three, NULL, FSB_EMISMATCH, "different splits"},
@@ -367,7 +352,7 @@ START_TEST(partial_reports)
     fsb_partial_result r;
     /* a --shard folder missing one of its 10 tasks */
     char *part = write_shard(dir, "part", 1, 2, 0, 3, 0);
-    ck_assert_int_eq(fsb_shard_partial(part, NULL, &r, NULL), FSB_OK);
+    ck_assert_int_eq(fsb_merge_partial(part, NULL, &r, NULL), FSB_OK);
     ck_assert_int_eq(r.done, 9);
     ck_assert_int_eq(r.total, 10);
     ck_assert_int_eq(partial_lines(part, "per_episode.csv"), 10);
@@ -381,11 +366,11 @@ START_TEST(partial_reports)
     tu_write_str(mp, "run.id", run_id(0));
     journal_tasks(j0, 0, 2, -1, 0);
     journal_tasks(j1, 1, 2, 0, 0);
-    ck_assert_int_eq(fsb_shard_partial(mp, NULL, &r, NULL), FSB_OK);
+    ck_assert_int_eq(fsb_merge_partial(mp, NULL, &r, NULL), FSB_OK);
     ck_assert_int_eq(r.done, 19);
     ck_assert_int_eq(r.total, 20);
     journal_tasks(j1, 1, 2, -1, 0); /* the missing task (and the others again) */
-    ck_assert_int_eq(fsb_shard_partial(mp, NULL, &r, NULL), FSB_OK);
+    ck_assert_int_eq(fsb_merge_partial(mp, NULL, &r, NULL), FSB_OK);
     ck_assert_int_eq(r.done, 20);
     char *s0 = write_shard(dir, "s0", 0, 2, 0, -1, 0), *s1 = write_shard(dir, "s1", 1, 2, 0, -1, 0);
     char *merged = tu_path(dir, "merged");
@@ -401,18 +386,18 @@ START_TEST(partial_reports)
     char *bad = tu_path(dir, "bad"), *jb = tu_path(bad, "journal.r1of2.log");
     tu_write_str(bad, "run.id", run_id(0));
     journal_tasks(jb, 1, 2, -1, 1);
-    ck_assert_int_eq(fsb_shard_partial(bad, NULL, &r, NULL), FSB_EMISMATCH);
+    ck_assert_int_eq(fsb_merge_partial(bad, NULL, &r, NULL), FSB_EMISMATCH);
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "journal.r1of2.log: line"));
     /* nothing journaled yet; not a run folder */
     char *empty = tu_path(dir, "empty");
     tu_write_str(empty, "run.id", run_id(0));
-    ck_assert_int_eq(fsb_shard_partial(empty, NULL, &r, NULL), FSB_ENOTFOUND);
+    ck_assert_int_eq(fsb_merge_partial(empty, NULL, &r, NULL), FSB_ENOTFOUND);
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "no journal yet"));
     tu_write_str(empty, "journal.log", "");
-    ck_assert_int_eq(fsb_shard_partial(empty, NULL, &r, NULL), FSB_ENOTFOUND);
+    ck_assert_int_eq(fsb_merge_partial(empty, NULL, &r, NULL), FSB_ENOTFOUND);
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "no episode is done yet"));
     ck_assert_int_eq(partial_lines(empty, "per_episode.csv"), -1);
-    ck_assert_int_eq(fsb_shard_partial(dir, NULL, &r, NULL), FSB_ENOTFOUND);
+    ck_assert_int_eq(fsb_merge_partial(dir, NULL, &r, NULL), FSB_ENOTFOUND);
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "is not a run folder"));
     tu_rmrf(dir);
     free(dir), free(part), free(mp), free(j0), free(j1), free(s0), free(s1), free(merged);

@@ -132,15 +132,5 @@ int fsb_report_write(const char *run_dir, const fsb_episode_record *recs, size_t
 int fsb_report_paper_applies(uint64_t split_fingerprint);
 /* Sort records into report order: method (fsb_report_method_cmp), shot, episode. */
 void fsb_report_sort(fsb_episode_record *recs, size_t n);
-/* Set o->no_paper and o->backbone from a run.id text: the paper's columns only for the
- * canonical MiniImageNet test split (data_fingerprint=) and the paper's protocol (way=5,
- * query=15), plain "refilled" compared with the
- * row of teacher_arch= (copied into backbone[16], which must outlive o's use). Lines that are
- * absent leave o unchanged. */
-void fsb_report_options_from_id(fsb_report_options *o, const char *run_id, char backbone[16]);
-/* Read run_dir/per_episode.csv and rebuild every derived file from it alone (`bench table
- * --from RUN`). The paper's columns are left out when run_dir/run.id names a dataset other
- * than the canonical MiniImageNet test split (without a run.id, opt decides). */
-int fsb_report_rebuild(const char *run_dir, const fsb_report_options *opt, fsb_report_result *res);
 
 #endif

@@ -1,13 +1,13 @@
 /* run.h - the main job: every method on the same nested episodes of one split, with
  * resumable progress and the reports of report.h.
  *
- * A run folder holds run.id (what makes the results what they are: dataset fingerprint, the
- * train split's when CL2N reads its mean,
- * teacher hash, episode hash, every result-affecting flag), episodes.csv (the exported
- * episode manifest, replayable with --episodes), journal.log (one crash-safe record per
- * finished (episode, shot, method)), and, once every task is done, per_episode.csv,
- * summary.csv, paired.csv, table.md, table.tex, timing.csv, accuracy_vs_shots.png and
- * manifest.txt (versions, CPU, OpenBLAS core, wall time). Rerunning the same command continues
+ * A run folder (its files are defined in runfolder.h) holds run.id (what makes the results
+ * what they are: dataset fingerprint, the train split's when CL2N reads its mean, teacher
+ * hash, episode hash, every result-affecting flag), episodes.csv (the exported episode
+ * manifest, replayable with --episodes), journal.log (one crash-safe record per finished
+ * (episode, shot, method)), and, once every task is done, per_episode.csv, summary.csv,
+ * paired.csv, table.md, table.tex, timing.csv, accuracy_vs_shots.png and manifest.txt
+ * (versions, CPU, OpenBLAS core, wall time). Rerunning the same command continues
  * after the last finished task; a folder holding another run is refused, never mixed. Results do
  * not depend on the thread count: a task's computation is single-threaded and a pure function of
  * its inputs.
@@ -16,13 +16,12 @@
 #define FSB_RUN_H
 
 #include "fsb/episodes.h"
-#include "fsb/report.h"
+#include "fsb/runfolder.h"
 #include "fsb/shard.h"
 
 #include <stdint.h>
 #include <stdio.h>
 
-#define FSB_RUN_MAX_METHODS 16
 
 typedef struct fsb_run_opts {
     const char *data;      /* dataset root (required) */
@@ -60,18 +59,5 @@ void fsb_run_opts_default(fsb_run_opts *o);
 
 /* Run (or resume) the benchmark described by o. Errors name the flag, file or line. */
 int fsb_run(const fsb_run_opts *o);
-
-/* "fsbench X; OpenBLAS ...; libpng ...; ..." into buf (always NUL-terminated). */
-void fsb_versions(char *buf, size_t n);
-
-/* The final files of run folder `out` from the records of every task (sorted here, in
- * place, so the files never depend on the order tasks finished in): per_episode.csv and the
- * derived reports (report.h; the paper's columns as fsb_report_options_from_id decides
- * from run_id), then manifest.txt = run_id, manifest_extra
- * ("key=value\n" lines or ""), versions, CPU core, finish time and the wall seconds since
- * t0 (fsb_now()). One line saying what was written goes to log (may be NULL). Used by
- * fsb_run and by `bench merge`. */
-int fsb_run_write_results(const char *out, const char *run_id, fsb_episode_record *recs, size_t n,
-                          const char *manifest_extra, double t0, FILE *log);
 
 #endif

@@ -10,9 +10,9 @@
  *
  * Two ways to run shards:
  *  - `bench ... --shard i/n` (separate folders, e.g. a Slurm job array): the folder's
- *    run.id ends with the line "shard=i/n", journal.log holds the shard's tasks and, when
- *    they are all done, shard.done replaces the final reports; `bench merge` (fsb_shard_merge)
- *    then writes the normal run folder.
+ *    run.id ends with the line "shard=i/n" (runfolder.h), journal.log holds the shard's tasks
+ *    and, when they are all done, shard.done replaces the final reports; `bench merge`
+ *    (merge.h) then writes the normal run folder.
  *  - `mpirun -np N bench ...` (one common folder, shared = 1): rank r journals to
  *    journal.r<r>of<N>.log and rank 0 gathers the records (dist.h) and writes the final
  *    files. A folder started with another N (or without mpirun) is refused.
@@ -48,10 +48,6 @@ int fsb_shard_owns(const fsb_shard *s, int group, long episode);
 /* Number of episodes of group g (out of n_episodes) that shard s owns. */
 long fsb_shard_group_size(const fsb_shard *s, int group, long n_episodes);
 
-/* Append the "shard=i/n\n" line to the malloc'd run identity *id when s is active and not
- * shared (reallocates *id). */
-int fsb_shard_id_append(char **id, const fsb_shard *s);
-
 /* Path of this process's journal in run folder `out` (malloc'd into *path): journal.log,
  * or journal.r<i>of<n>.log for a shared shard. Refuses (FSB_EMISMATCH, naming the folder
  * and the file found) a folder holding the journals of another layout: a plain run's
@@ -68,45 +64,5 @@ int fsb_shard_mark_done(const char *out, const fsb_shard *s, long tasks);
  * rank 0 only. */
 int fsb_shard_finish(const char *out, const fsb_shard *s, fsb_episode_record *recs,
                      unsigned char *done, size_t n, int *write_final);
-
-/* A run.c journal record "episode,shot,method,n_correct,n_query,fit_ms,predict_ms" parsed
- * into *rec (accuracy recomputed; times finite and >= 0). FSB_EFORMAT on anything else. */
-int fsb_shard_parse_record(const char *payload, fsb_episode_record *rec);
-
-/* Options of `bench merge`. */
-typedef struct fsb_merge_opts {
-    const char *out;         /* the run folder to write (must not hold another run) */
-    const char *const *dirs; /* shard folders */
-    int n_dirs;              /* their number */
-    FILE *log;               /* one-line notes (stdout), or NULL */
-} fsb_merge_opts;
-
-/* Validate the shard folders and write the merged run folder o->out: run.id (without the
- * shard line), episodes.csv, per_episode.csv, the derived reports and manifest.txt, as a
- * single process with the same flags writes them (fsb_run_write_results). Refused, with a
- * message naming the folder and what differs, and nothing written: a folder that is not a
- * shard, run identities that differ apart from the shard line, shard counts that differ,
- * a duplicate or missing shard, a shard whose journal lacks some of its tasks (or holds a
- * task of another shard), an out folder holding another run. */
-int fsb_shard_merge(const fsb_merge_opts *o);
-
-/* What fsb_shard_partial found. */
-typedef struct fsb_partial_result {
-    long done;  /* distinct tasks journaled */
-    long total; /* tasks of the run (of this shard for a --shard folder) */
-} fsb_partial_result;
-
-/* `bench table --from RUN --partial`: the reports of a run folder from the tasks journaled
- * so far, for a look at a long run before it ends. Reads RUN/run.id and every journal of
- * the folder (journal.log of a plain or --shard run, journal.r<i>of<n>.log of each mpirun
- * rank; a torn tail is ignored, nothing in RUN is modified) and writes RUN/partial/:
- * per_episode.csv in report order and the derived reports (report.h) titled "PARTIAL"
- * with the done/total count (opt->title replaces that title; opt->no_paper and
- * opt->backbone come from run.id). Cells hold different episode counts while a run is
- * going: summary.csv says how many each has. Errors: not a run folder (no run.id), no
- * journal or no task journaled yet (FSB_ENOTFOUND), a record of another run (FSB_EFORMAT,
- * naming the file). res may be NULL. */
-int fsb_shard_partial(const char *run_dir, const fsb_report_options *opt, fsb_partial_result *res,
-                      FILE *log);
 
 #endif

@@ -1,9 +1,9 @@
 /* cmd_merge.c - `bench merge --out DIR SHARD_DIR...`: the folders of `bench ... --shard
  * i/n` (all n of them) -> one normal run folder, as a single process writes it.
- * Flags -> fsb_merge_opts -> fsb_shard_merge().
+ * Flags -> fsb_merge_opts -> fsb_merge().
  */
 #include "cli.h"
-#include "fsb/shard.h"
+#include "fsb/merge.h"
 #include "fsb/status.h"
 
 #include <getopt.h>
@@ -48,5 +48,5 @@ int fsb_cmd_merge(int argc, char **argv)
     if (optind >= argc) return fsb_error(FSB_EINVAL, "no shard folders given (bench merge --help)");
     o.dirs = (const char *const *)(argv + optind);
     o.n_dirs = argc - optind;
-    return fsb_shard_merge(&o);
+    return fsb_merge(&o);
 }

@@ -5,7 +5,8 @@
 #include "cli.h"
 #include "fsb/fileio.h"
 #include "fsb/report.h"
-#include "fsb/shard.h"
+#include "fsb/merge.h"
+#include "fsb/runfolder.h"
 #include "fsb/status.h"
 
 #include <getopt.h>
@@ -73,7 +74,7 @@ int fsb_cmd_table(int argc, char **argv)
     if (optind < argc) return fsb_error(FSB_EINVAL, "unexpected argument '%s'", argv[optind]);
     if (!o.from) return fsb_error(FSB_EINVAL, "--from RUN is required");
     fsb_report_options ro = {.reference = o.reference, .title = o.title, .skip_plot = o.no_plot};
-    if (o.partial) return fsb_shard_partial(o.from, &ro, NULL, stdout);
+    if (o.partial) return fsb_merge_partial(o.from, &ro, NULL, stdout);
     char *pe = fsb_path_join(o.from, "per_episode.csv"), *id = fsb_path_join(o.from, "run.id");
     int unfinished = pe && id && !fsb_is_file(pe) && fsb_is_file(id);
     free(pe);
@@ -84,7 +85,7 @@ int fsb_cmd_table(int argc, char **argv)
                          "to finish it, or add --partial for reports of the episodes done so far",
                          o.from);
     fsb_report_result res;
-    int st = fsb_report_rebuild(o.from, &ro, &res);
+    int st = fsb_runfolder_rebuild(o.from, &ro, &res);
     if (st) return st;
     printf("rebuilt the reports of %s from per_episode.csv\n", o.from);
     if (res.note[0]) fprintf(stderr, "note: %s\n", res.note);

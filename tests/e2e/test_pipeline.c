@@ -375,7 +375,7 @@ START_TEST(run_refuses_bad_inputs)
                 "--shots 1,3 --query 4 --episodes 12 --methods 1nn,svm,protonet,logreg" IMG
                 " --shard 0/2",
                 tu_bench(), root, work, teacher, r6);
-    ck_assert_msg(rc == 1 && strstr(out, "its nothing more, this run's shard=0/2"), "%s", out);
+    ck_assert_msg(rc == 1 && strstr(out, "its nothing, this run's shard=0/2"), "%s", out);
     free(out);
     tu_rmrf(r6);
     tu_rmrf(root2);

@@ -1,0 +1,443 @@
+/* runfolder.c - the run folder's files: the run identity, the claim of a folder, journal
+ * records and the final write (see include/fsb/runfolder.h). Parsing is strict by
+ * construction: a parsed identity is formatted again and must give back the very text read,
+ * so one formatter defines the format and nothing outside it is accepted.
+ */
+#include "fsb/runfolder.h"
+#include "fsb/blas.h"
+#include "fsb/fileio.h"
+#include "fsb/status.h"
+#include "fsb/threads.h"
+#include "fsb/version.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- identity: format ------------------------------------------------------------------ */
+
+/* A name that formats back to itself inside "name(...)," lists and key=value lines. */
+static int plain_name(const char *s)
+{
+    return *s && !strpbrk(s, ",()=\n");
+}
+
+int fsb_run_ident_format(const fsb_run_ident *id, char **text)
+{
+    *text = NULL;
+    if (id->n_shots < 1 || id->n_shots > FSB_EPISODES_MAX_SHOTS || id->n_methods < 1 ||
+        id->n_methods > FSB_RUN_MAX_METHODS || !plain_name(id->split) ||
+        !plain_name(id->teacher_arch) || strchr(id->student, '\n'))
+        return fsb_error(FSB_EINVAL, "run identity: bad split, architecture, shots or methods");
+    for (int i = 0; i < id->n_methods; i++)
+        if (!plain_name(id->methods[i].name) || !plain_name(id->methods[i].norm))
+            return fsb_error(FSB_EINVAL, "run identity: bad method name '%s'",
+                             id->methods[i].name);
+    size_t size = 0;
+    FILE *f = open_memstream(text, &size);
+    if (!f) return fsb_error(FSB_ENOMEM, "out of memory");
+    fprintf(f,
+            "format=fsbench-run/1\nsplit=%s\ndata_fingerprint=%016" PRIx64 "\n"
+            "teacher_xxh3=%016" PRIx64 "\nteacher_arch=%s\nepisodes_hash=%s\nepisodes=%ld\n"
+            "way=%d\nquery=%d\nshots=",
+            id->split, id->data_fp, id->teacher_xxh3, id->teacher_arch, id->episodes_hash,
+            id->episodes, id->way, id->query);
+    for (int i = 0; i < id->n_shots; i++)
+        fprintf(f, "%s%d", i ? "," : "", id->shots[i]);
+    fprintf(f, "\nseed=%" PRIu64 "\nmethods=", id->seed);
+    for (int i = 0; i < id->n_methods; i++)
+        fprintf(f, "%s%s(norm=%s,C=%g)", i ? "," : "", id->methods[i].name, id->methods[i].norm,
+                id->methods[i].C);
+    fprintf(f, "\nimage_size=%d\nresize=%d\ncrop=%d\n", id->image_size, id->resize, id->crop);
+    if (id->has_base_fp) fprintf(f, "base_fingerprint=%016" PRIx64 "\n", id->base_fp);
+    if (id->student[0]) fprintf(f, "student=%s\n", id->student);
+    if (fsb_shard_active(&id->shard) && !id->shard.shared)
+        fprintf(f, "shard=%d/%d\n", id->shard.index, id->shard.count);
+    if (ferror(f) | fclose(f)) {
+        free(*text);
+        *text = NULL;
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    }
+    return FSB_OK;
+}
+
+/* ---- identity: parse ------------------------------------------------------------------- */
+
+/* Copy value v (len bytes) into dst[cap]; 0 when it does not fit. */
+static int take(char *dst, size_t cap, const char *v, size_t len)
+{
+    if (len >= cap) return 0;
+    memcpy(dst, v, len);
+    dst[len] = '\0';
+    return 1;
+}
+
+static int parse_u64(const char *v, int base, uint64_t *out)
+{
+    char *end;
+    if (!*v || *v == '-' || *v == '+') return 0;
+    *out = strtoull(v, &end, base);
+    return *end == '\0';
+}
+
+static int parse_long(const char *v, long lo, long *out)
+{
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end || x < lo) return 0;
+    *out = x;
+    return 1;
+}
+
+static int parse_int(const char *v, int *out)
+{
+    long x;
+    if (!parse_long(v, 1, &x) || x > 1000000000L) return 0;
+    *out = (int)x;
+    return 1;
+}
+
+static int parse_shots(fsb_run_ident *id, char *v)
+{
+    id->n_shots = 0;
+    for (char *save = NULL, *tok = strtok_r(v, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (id->n_shots == FSB_EPISODES_MAX_SHOTS || !parse_int(tok, &id->shots[id->n_shots]))
+            return 0;
+        id->n_shots++;
+    }
+    return id->n_shots > 0;
+}
+
+/* "name(norm=N,C=c),name(...)" */
+static int parse_methods(fsb_run_ident *id, const char *v)
+{
+    id->n_methods = 0;
+    while (*v) {
+        if (id->n_methods == FSB_RUN_MAX_METHODS) return 0;
+        fsb_run_method_id *m = &id->methods[id->n_methods++];
+        const char *open = strchr(v, '('), *close = open ? strchr(open, ')') : NULL;
+        if (!close || !take(m->name, sizeof m->name, v, (size_t)(open - v))) return 0;
+        char inner[128], *end;
+        if (!take(inner, sizeof inner, open + 1, (size_t)(close - open - 1)) ||
+            strncmp(inner, "norm=", 5) != 0)
+            return 0;
+        char *comma = strstr(inner, ",C=");
+        if (!comma || !take(m->norm, sizeof m->norm, inner + 5, (size_t)(comma - inner - 5)))
+            return 0;
+        m->C = strtod(comma + 3, &end);
+        if (end == comma + 3 || *end || !isfinite(m->C)) return 0;
+        v = close + 1;
+        if (*v == ',') v++;
+    }
+    return id->n_methods > 0;
+}
+
+/* The keys in their order; required ones first, then the optional ones. */
+static const char *const KEYS[] = {
+    "format",  "split", "data_fingerprint", "teacher_xxh3", "teacher_arch",     "episodes_hash",
+    "episodes", "way",  "query",            "shots",        "seed",             "methods",
+    "image_size", "resize", "crop",         "base_fingerprint", "student",      "shard"};
+enum { N_REQUIRED = 15, N_KEYS = (int)(sizeof KEYS / sizeof KEYS[0]) };
+
+/* Parse value v of key k into id; 0 when malformed. */
+static int parse_value(fsb_run_ident *id, int k, char *v)
+{
+    switch (k) {
+    case 0:
+        return strcmp(v, "fsbench-run/1") == 0;
+    case 1:
+        return take(id->split, sizeof id->split, v, strlen(v));
+    case 2:
+        return parse_u64(v, 16, &id->data_fp);
+    case 3:
+        return parse_u64(v, 16, &id->teacher_xxh3);
+    case 4:
+        return take(id->teacher_arch, sizeof id->teacher_arch, v, strlen(v));
+    case 5:
+        return take(id->episodes_hash, sizeof id->episodes_hash, v, strlen(v));
+    case 6:
+        return parse_long(v, 1, &id->episodes);
+    case 7:
+        return parse_int(v, &id->way);
+    case 8:
+        return parse_int(v, &id->query);
+    case 9:
+        return parse_shots(id, v);
+    case 10:
+        return parse_u64(v, 10, &id->seed);
+    case 11:
+        return parse_methods(id, v);
+    case 12:
+        return parse_int(v, &id->image_size);
+    case 13:
+        return parse_int(v, &id->resize);
+    case 14:
+        return parse_int(v, &id->crop);
+    case 15:
+        return (id->has_base_fp = parse_u64(v, 16, &id->base_fp));
+    case 16:
+        return take(id->student, sizeof id->student, v, strlen(v)) && *v;
+    case 17:
+        return fsb_shard_parse("shard", v, &id->shard) == FSB_OK;
+    }
+    return 0;
+}
+
+int fsb_run_ident_parse(fsb_run_ident *id, const char *text, const char *what)
+{
+    memset(id, 0, sizeof *id);
+    int next = 0, line_no = 0;
+    for (const char *p = text; *p;) {
+        line_no++;
+        size_t len = strcspn(p, "\n");
+        char line[FSB_RUN_ID_STUDENT_MAX + 64];
+        if (!take(line, sizeof line, p, len))
+            return fsb_error(FSB_EFORMAT, "%s: line %d is too long", what, line_no);
+        char *eq = strchr(line, '=');
+        int k = next;
+        if (eq) {
+            *eq = '\0';
+            while (k < N_KEYS && strcmp(KEYS[k], line) != 0)
+                k++;
+        }
+        if (!eq || k == N_KEYS || (k >= N_REQUIRED && next < N_REQUIRED) ||
+            (k < N_REQUIRED && k != next))
+            return fsb_error(FSB_EFORMAT, "%s: line %d ('%.40s') is not the run identity's next "
+                                          "line (%s=)",
+                             what, line_no, line, next < N_KEYS ? KEYS[next] : "end of file");
+        if (!parse_value(id, k, eq + 1))
+            return fsb_error(FSB_EFORMAT, "%s: line %d: bad %s= value '%.60s'", what, line_no,
+                             KEYS[k], eq + 1);
+        next = k + 1;
+        p += len + (p[len] == '\n');
+    }
+    if (next < N_REQUIRED)
+        return fsb_error(FSB_EFORMAT, "%s: no %s= line", what, KEYS[next]);
+    char *again = NULL;
+    int st = fsb_run_ident_format(id, &again);
+    if (st) return fsb_error_wrap(st, "%s", what);
+    if (strcmp(again, text) != 0) {
+        char diff[512];
+        fsb_run_ident_diff(text, again, diff, sizeof diff);
+        st = fsb_error(FSB_EFORMAT, "%s: not in the run identity's form (%s)", what, diff);
+    }
+    free(again);
+    return st;
+}
+
+int fsb_run_ident_read(const char *dir, fsb_run_ident *id, char **text)
+{
+    if (text) *text = NULL;
+    char *path = fsb_path_join(dir, "run.id");
+    if (!path) return fsb_error(FSB_ENOMEM, "out of memory");
+    void *data = NULL;
+    size_t n;
+    int st = fsb_is_dir(dir) ? fsb_read_file(path, &data, &n) : FSB_ENOTFOUND;
+    if (st == FSB_ENOTFOUND)
+        st = fsb_error(FSB_ENOTFOUND, "%s is not a run folder (no run.id)", dir);
+    if (!st) st = fsb_run_ident_parse(id, data, path);
+    free(path);
+    if (!st && text)
+        *text = data;
+    else
+        free(data);
+    return st;
+}
+
+/* The line of text whose key (before '=') equals that of line `key` (klen bytes), or NULL. */
+static const char *find_key(const char *text, const char *key, size_t klen)
+{
+    for (const char *p = text; *p;) {
+        size_t len = strcspn(p, "\n");
+        if (len > klen && !strncmp(p, key, klen) && p[klen] == '=') return p;
+        p += len + (p[len] == '\n');
+    }
+    return NULL;
+}
+
+/* Append "its <line of a>, this run's <line of b>" for every key of `a` whose line differs in
+ * b (or is missing there); with swapped set, only the keys b has and a lacks. */
+static void diff_keys(const char *a, const char *b, int swapped, char *out, size_t n)
+{
+    for (const char *p = a; *p;) {
+        size_t len = strcspn(p, "\n"), klen = strcspn(p, "=\n");
+        const char *q = find_key(b, p, klen);
+        size_t qlen = q ? strcspn(q, "\n") : 0;
+        if (!q || (!swapped && (qlen != len || strncmp(p, q, len) != 0))) {
+            size_t used = strlen(out);
+            const char *mine = swapped ? "" : p, *theirs = swapped ? p : q ? q : "";
+            int ml = (int)(swapped ? 0 : len), tl = (int)(swapped ? len : qlen);
+            snprintf(out + used, n - used, "%sits %.*s%s, this run's %.*s%s", used ? "; " : "", ml,
+                     mine, ml ? "" : "nothing", tl, theirs, tl ? "" : "nothing");
+        }
+        p += len + (p[len] == '\n');
+    }
+}
+
+void fsb_run_ident_diff(const char *a, const char *b, char *out, size_t n)
+{
+    out[0] = '\0';
+    diff_keys(a, b, 0, out, n);
+    diff_keys(b, a, 1, out, n);
+}
+
+void fsb_run_ident_report_options(const fsb_run_ident *id, fsb_report_options *o,
+                                  char backbone[16])
+{
+    /* the paper's numbers are 5-way with 15 queries per class on the canonical test split:
+     * another protocol is not comparable, cell for cell */
+    o->no_paper = !fsb_report_paper_applies(id->data_fp) || id->way != 5 || id->query != 15;
+    snprintf(backbone, 16, "%s", id->teacher_arch);
+    o->backbone = backbone[0] ? backbone : NULL;
+}
+
+/* ---- the folder -------------------------------------------------------------------------- */
+
+int fsb_runfolder_check(const char *out, const char *id_text, const char *flag)
+{
+    if (!fsb_is_dir(out))
+        return fsb_is_file(out) ? fsb_error(FSB_EIO, "%s: %s is a file", flag, out) : FSB_OK;
+    char *path = fsb_path_join(out, "run.id"), *pe = fsb_path_join(out, "per_episode.csv"),
+         *jl = fsb_path_join(out, "journal.log");
+    void *old = NULL;
+    size_t n;
+    int st = !path || !pe || !jl ? fsb_error(FSB_ENOMEM, "out of memory")
+                                 : fsb_read_file(path, &old, &n);
+    if (st == FSB_OK && strcmp(old, id_text) != 0) {
+        char diff[1024];
+        fsb_run_ident_diff(old, id_text, diff, sizeof diff);
+        st = fsb_error(FSB_EMISMATCH, "%s: %s holds a different run (%s); use another folder",
+                       flag, out, diff);
+    } else if (st == FSB_ENOTFOUND) {
+        st = fsb_is_file(pe) || fsb_is_file(jl)
+                 ? fsb_error(FSB_EMISMATCH,
+                             "%s: %s holds results without a run.id; use another folder", flag,
+                             out)
+                 : FSB_OK;
+    }
+    free(old);
+    free(path);
+    free(pe);
+    free(jl);
+    return st;
+}
+
+int fsb_runfolder_claim(const char *out, const char *id_text, const char *flag)
+{
+    int st = fsb_runfolder_check(out, id_text, flag);
+    if (st) return st;
+    if ((st = fsb_mkdir_p(out))) return fsb_error_wrap(st, "%s", flag);
+    char *path = fsb_path_join(out, "run.id");
+    if (!path) return fsb_error(FSB_ENOMEM, "out of memory");
+    if (!fsb_is_file(path)) st = fsb_write_file(path, id_text, strlen(id_text));
+    free(path);
+    return st;
+}
+
+/* ---- journal records ---------------------------------------------------------------------- */
+
+int fsb_run_record_format(const fsb_episode_record *rec, char *buf, size_t n)
+{
+    return snprintf(buf, n, "%lld,%d,%s,%d,%d,%.3f,%.3f", (long long)rec->episode, rec->shot,
+                    rec->method, rec->n_correct, rec->n_query, rec->fit_ms, rec->predict_ms);
+}
+
+int fsb_run_record_parse(const char *payload, fsb_episode_record *rec)
+{
+    long long ep;
+    int shot, nc, nq, used = 0;
+    double fit, pred;
+    char name[FSB_METHOD_NAME_MAX];
+    if (sscanf(payload, "%lld,%d,%47[^,],%d,%d,%lf,%lf%n", &ep, &shot, name, &nc, &nq, &fit, &pred,
+               &used) != 7 ||
+        payload[used] != '\0' || ep < 0 || shot < 1 || nq <= 0 || nc < 0 || nc > nq ||
+        !(fit >= 0 && fit < HUGE_VAL) || !(pred >= 0 && pred < HUGE_VAL))
+        return fsb_error(FSB_EFORMAT, "malformed record '%s'", payload);
+    memset(rec, 0, sizeof *rec);
+    rec->episode = ep;
+    rec->shot = shot;
+    snprintf(rec->method, sizeof rec->method, "%s", name);
+    rec->n_correct = nc;
+    rec->n_query = nq;
+    rec->accuracy = (double)nc / nq;
+    rec->fit_ms = fit;
+    rec->predict_ms = pred;
+    return FSB_OK;
+}
+
+/* ---- final files ------------------------------------------------------------------------- */
+
+static int write_manifest(const char *out, const char *id_text, const char *extra, double seconds)
+{
+    char versions[1024], *path = fsb_path_join(out, "manifest.txt");
+    if (!path) return fsb_error(FSB_ENOMEM, "out of memory");
+    fsb_versions(versions, sizeof versions);
+    fsb_outfile f;
+    int st = fsb_outfile_open(&f, path);
+    if (!st) {
+        time_t now = time(NULL);
+        char when[64];
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+        fprintf(f.fp, "%s%s", id_text, extra ? extra : "");
+        fprintf(f.fp,
+                "versions=%s\nopenblas_core=%s\nfinished=%s\nwall_seconds_this_session=%.1f\n",
+                versions, fsb_blas_core(), when, seconds);
+        st = fsb_outfile_commit(&f);
+    }
+    free(path);
+    return st;
+}
+
+int fsb_runfolder_write_results(const char *out, const char *id_text, fsb_episode_record *recs,
+                                size_t n, const char *manifest_extra, double t0, FILE *log)
+{
+    fsb_run_ident id;
+    int st = fsb_run_ident_parse(&id, id_text, "run.id");
+    if (st) return st;
+    fsb_report_sort(recs, n);
+    fsb_report_result res;
+    memset(&res, 0, sizeof res);
+    fsb_report_options ropt = {.no_paper = 1};
+    char backbone[16];
+    fsb_run_ident_report_options(&id, &ropt, backbone);
+    if ((st = fsb_report_write(out, recs, n, &ropt, &res))) return st;
+    if (res.note[0] && log) fprintf(log, "note: %s\n", res.note);
+    st = write_manifest(out, id_text, manifest_extra, fsb_now() - t0);
+    if (!st && log)
+        fprintf(log,
+                "wrote %s/{per_episode.csv,summary.csv,paired.csv,table.md,table.tex,timing.csv%s,"
+                "manifest.txt,episodes.csv} in %.1f s\n",
+                out, res.plotted ? ",accuracy_vs_shots.png" : "", fsb_now() - t0);
+    return st;
+}
+
+int fsb_runfolder_rebuild(const char *run_dir, const fsb_report_options *opt,
+                          fsb_report_result *res)
+{
+    if (!fsb_is_dir(run_dir)) return fsb_error(FSB_ENOTFOUND, "%s: no such run folder", run_dir);
+    char *path = fsb_path_join(run_dir, "per_episode.csv"), *id_path = fsb_path_join(run_dir, "run.id");
+    if (!path || !id_path) {
+        free(path), free(id_path);
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    }
+    fsb_episode_record *recs = NULL;
+    size_t n = 0;
+    int st = fsb_is_file(path) ? fsb_report_read_episodes(path, &recs, &n)
+                               : fsb_error(FSB_ENOTFOUND, "%s: not found", path);
+    fsb_report_options o2 = {0};
+    char backbone[16];
+    if (opt) o2 = *opt;
+    fsb_run_ident id;
+    if (st == FSB_OK && fsb_is_file(id_path)) {
+        if ((st = fsb_run_ident_read(run_dir, &id, NULL)) == FSB_OK)
+            fsb_run_ident_report_options(&id, &o2, backbone);
+    }
+    if (st == FSB_OK) st = fsb_report_derive(run_dir, recs, n, &o2, res);
+    free(recs);
+    free(path);
+    free(id_path);
+    return st;
+}
