@@ -1,5 +1,5 @@
 /* linear_models.c - svm and logreg: liblinear one-vs-rest linear classifiers on normalised
- * frozen features (protocol.md "SVM"). Only the primal trust-region Newton solvers are used
+ * frozen features (docs/protocol.md "SVM"). Only the primal trust-region Newton solvers are used
  * (L2R_L2LOSS_SVC = 2, L2R_LR = 0): liblinear's dual coordinate-descent solvers shuffle with
  * rand(), whose global state would make results depend on thread scheduling. The bias is an
  * extra constant feature of value cfg->bias (regularised, like sklearn's intercept_scaling).

@@ -1,4 +1,4 @@
-/* nearest.c - the two nearest-neighbour baselines on frozen features (protocol.md):
+/* nearest.c - the two nearest-neighbour baselines on frozen features (docs/protocol.md):
  * 1nn (each query takes the label of its nearest support example, Euclidean) and protonet
  * (nearest class prototype = mean normalised support feature, squared Euclidean).
  * Distances are summed in a fixed order in plain C (no BLAS), so the answers are the same

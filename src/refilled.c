@@ -1,5 +1,5 @@
 /* refilled.c - the REFILLED stage-1 / stage-2 losses and their gradients (see
- * include/fsb/refilled.h, /work/shared/docs/refilled.md and docs/refilled-impl.md).
+ * include/fsb/refilled.h, docs/refilled.md and docs/refilled-impl.md).
  * Invariants: every loop runs in a fixed index order (bit-reproducible); arithmetic on the
  * engine's float arrays is done in double; teacher inputs are const; gradients are added
  * with +=; arena scratch is rolled back to the caller's mark on every return path.
@@ -172,7 +172,7 @@ int fsb_refilled_mine(fsb_triplet *out, size_t cap, size_t *count, const double 
         for (int p = 0; p < n; p++) {
             if (!is_pos(labels, groups, a, p)) continue;
             if (miner == FSB_MINER_SEMIHARD) {
-                /* refilled.md: every valid triplet with 0 < d(a,n) - d(a,p) < margin */
+                /* docs/refilled.md: every valid triplet with 0 < d(a,n) - d(a,p) < margin */
                 for (int q = 0; q < n; q++) {
                     if (labels[q] == labels[a]) continue;
                     double m = da[q] - da[p];
@@ -234,7 +234,7 @@ double fsb_refilled_stage1_triplets(double *g_dist, double *p_s_sum, double *p_t
 {
     assert(tau1 > 0);
     double sum_kl = 0, sum_ps = 0, sum_pt = 0;
-    double c = T ? (double)w1 / (double)T : 0; /* refilled.md: c = w1 / T */
+    double c = T ? (double)w1 / (double)T : 0; /* docs/refilled.md: c = w1 / T */
     for (size_t t = 0; t < T; t++) {
         size_t ap = (size_t)trip[t].a * n + trip[t].p, an = (size_t)trip[t].a * n + trip[t].n;
         /* z_M = (d_M(a,n) - d_M(a,p)) / tau1 */

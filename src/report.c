@@ -27,7 +27,7 @@ static const char episodes_header[] =
     "episode,shot,method,n_correct,n_query,accuracy,fit_ms,predict_ms";
 
 /* The paper's middle-shot table: REFILLED (Ye et al.), MiniImageNet 5-way accuracy %, as
- * transcribed in /work/shared/docs/protocol.md ("The seed's middle-shot table"). Episode
+ * transcribed in docs/protocol.md ("The paper's middle-shot table"). Episode
  * count not stated; its 1NN 5-shot value equals MAML's and may be a transcription slip.
  * MAML and FEAT have no fsbench method and are left out. `ours` is our method name. */
 static const int paper_shots[4] = {1, 5, 10, 30};

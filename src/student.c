@@ -1,5 +1,5 @@
 /* student.c - per-episode student training for `finetune` and `refilled` (see
- * include/fsb/student.h for the data flow and /work/shared/docs/refilled.md for the losses).
+ * include/fsb/student.h for the data flow and docs/refilled.md for the losses).
  *
  * Invariants: the teacher replica only ever runs eval-mode forwards (its parameters and BN
  * statistics never change); every buffer is sized at ctx creation for the largest episode, so

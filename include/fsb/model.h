@@ -15,7 +15,7 @@
  * for the same seed and grad_splits whatever the thread count.
  *
  * Blocks: ConvNet-4 has 4 blocks conv3x3(bias)-BN-ReLU-maxpool2; ResNet-12 4 residual blocks
- * (FEAT/MetaOptNet, see ../shared/docs/protocol.md). Stage s (0..4) names the input of block s;
+ * (FEAT/MetaOptNet, see docs/protocol.md). Stage s (0..4) names the input of block s;
  * stage 4 is the embedding. Frozen blocks (fsb_model_set_adapt) always run in eval mode (running BN
  * statistics, no dropout) so their outputs can be computed once (fsb_model_forward_to) and
  * steps run only through the trainable part (fsb_model_forward_from).

@@ -3,7 +3,7 @@
  * Workloads on random normalised 84x84 images: ConvNet-4 train step (batch 64, 64-way CE,
  * SGD-momentum update included) and inference (batch 64, embeddings), ResNet-12 train step
  * (batch 32) and inference (batch 32). One warm-up iteration, then `iters` timed ones;
- * reports images/s, achieved GFLOP/s (protocol.md FLOP counts, scaled by (hw/84)^2) and
+ * reports images/s, achieved GFLOP/s (docs/protocol.md FLOP counts, scaled by (hw/84)^2) and
  * the per-layer time profile of the timed iterations.
  */
 #ifndef FSB_PERF_H

@@ -2,7 +2,7 @@
  * embedding / logit arrays: L2 normalisation, pairwise distances, triplet miners, the stage-1
  * triplet-relationship KL and the stage-2 NCM-classifier distillation, each with its gradient.
  *
- * Specification: /work/shared/docs/refilled.md; equation-by-equation map: docs/refilled-impl.md.
+ * Specification: docs/refilled.md; equation-by-equation map: docs/refilled-impl.md.
  * Conventions: rows are samples ([n][dim] row-major); labels are class ids in [0, n_class);
  * teacher-side inputs are const and never written; gradients are ACCUMULATED (+=) into caller
  * buffers; internal arithmetic is double (the engine's arrays are float); scratch comes from a
@@ -16,7 +16,7 @@
 
 #include <stddef.h>
 
-/* Reference defaults (refilled.md, *fixed*). */
+/* Reference defaults (docs/refilled.md, *fixed*). */
 #define FSB_REFILLED_TAU1 4.0f     /* stage-1 temperature */
 #define FSB_REFILLED_W1 500.0f     /* stage-1 weight (reference: 1000 x mean over 2T entries) */
 #define FSB_REFILLED_MARGIN 0.2f   /* semi-hard window 0 < d_an - d_ap < margin */

@@ -8,7 +8,7 @@
  * with fixed formats from sums taken in a canonical order, so the same per_episode.csv
  * always gives byte-identical files.
  *
- * Statistics (protocol.md): over the E episodes of one (method, shot), mean = sum(acc)/E,
+ * Statistics (docs/protocol.md): over the E episodes of one (method, shot), mean = sum(acc)/E,
  * std = sqrt(sum((acc - mean)^2) / E) (population, ddof 0), ci95 = 1.96 * std / sqrt(E).
  */
 #ifndef FSB_REPORT_H

@@ -1,5 +1,5 @@
 /* student.h - per-episode student training: the `finetune` baseline and REFILLED
- * (refilled.md: stage 1 triplet-relationship distillation, stage 2 NCM-classifier
+ * (docs/refilled.md: stage 1 triplet-relationship distillation, stage 2 NCM-classifier
  * distillation, then the student's head predicts the queries).
  *
  * The student starts as a copy of the teacher's backbone plus a fresh way-way linear head
@@ -39,10 +39,10 @@
 /* Which per-episode method. */
 typedef enum fsb_student_method {
     FSB_STUDENT_FINETUNE = 0, /* cross-entropy only (stage-2 steps and lr) */
-    FSB_STUDENT_REFILLED = 1  /* stage 1 then stage 2 (refilled.md) */
+    FSB_STUDENT_REFILLED = 1  /* stage 1 then stage 2 (docs/refilled.md) */
 } fsb_student_method;
 
-/* What stage 1 does at K = 1 (refilled.md, *choice*). */
+/* What stage 1 does at K = 1 (docs/refilled.md, *choice*). */
 typedef enum fsb_student_k1 {
     FSB_K1_VIEWS = 0, /* `views` augmented views per image are the positives */
     FSB_K1_SKIP = 1   /* no stage 1 at K = 1 */
@@ -62,7 +62,7 @@ typedef enum fsb_student_sched {
     FSB_SCHED_COSINE = 1 /* lr * (1 + cos(pi * step / steps)) / 2 */
 } fsb_student_sched;
 
-/* Every free hyper-parameter (refilled.md "choice" items), defaults in brackets; spec-string
+/* Every free hyper-parameter (docs/refilled.md "choice" items), defaults in brackets; spec-string
  * key = field name. Fields marked (ctx) size the fsb_student_ctx and must be the same for
  * the episodes that use it. */
 typedef struct fsb_student_opts {

@@ -1,4 +1,4 @@
-/* tune.h - choosing hyper-parameters on validation-class episodes only (refilled.md: every
+/* tune.h - choosing hyper-parameters on validation-class episodes only (docs/refilled.md: every
  * *choice* is made on val classes): the per-episode students' options (finetune, refilled)
  * and svm/logreg's C and feature normalisation.
  *
