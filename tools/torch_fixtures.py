@@ -11,6 +11,10 @@ seeds, CPU, single thread. Writes (tests/fixtures/README.md describes each file)
                     steps, and torch lr-scheduler curves
   torch_adam.fsbt   torch.optim.Adam and AdamW cases (groups, lr multipliers, weight decay,
                     a frozen group, a group frozen for one step) over 25 steps
+  torch_feat_attention.fsbt  FEAT's self-attention block (MultiHeadAttention(1, 64, 64, 64)),
+                    B=2 sets of n=5 vectors: parameters, input, output, loss and the
+                    input/parameter gradients of sum(output * loss.weight), eval mode (FEAT's
+                    dropout rates, inactive) and train mode with both dropouts at p = 0
   torch_roundtrip_conv4.fsbt  a tiny random ConvNet-4 saved FEAT-style (.pth) by torch,
                     imported with tools/import_torch.py, plus a test input and its embedding
 Precision: the model fixtures are computed in float64 by torch from float32-representable
@@ -225,6 +229,51 @@ def adam_fixture(seed):
     return meta, out
 
 
+# ---- FEAT self-attention -----------------------------------------------------------------
+
+def feat_attention_fixture(seed, B=2, n=5, d=64):
+    torch.manual_seed(seed)  # FEAT's initialisation draws from the global generator
+    gen = torch.Generator().manual_seed(seed)
+    model = tm.FeatAttention(d)  # FEAT's rates: attention 0.1, output 0.5
+    with torch.no_grad():  # LayerNorm's affine off the identity, so that it is tested
+        model.layer_norm.weight.copy_(torch.rand(d, generator=gen) + 0.5)
+        model.layer_norm.bias.copy_(torch.rand(d, generator=gen) * 0.6 - 0.3)
+    x = torch.randn(B, n, d, generator=gen)
+    r = torch.randn(B, n, d, generator=gen)
+    model = model.double()
+    out = {k: f32(v) for k, v in model.state_dict().items()}
+    out["input"] = f32(x)
+    out["loss.weight"] = f32(r)
+    for mode in ("eval", "train"):
+        m = copy.deepcopy(model)
+        if mode == "train":  # parity without dropout: torch's masks are not fsbench's
+            m.attn_dropout.p = 0.0
+            m.dropout.p = 0.0
+        m.train(mode == "train")
+        xi = x.double().clone().requires_grad_(True)
+        y = m(xi)
+        loss = (y * r.double()).sum()
+        loss.backward()
+        out[f"{mode}.output"] = f32(y)
+        out[f"{mode}.loss"] = f32(loss)
+        out[f"{mode}.grad.input"] = f32(xi.grad)
+        for name, p in m.named_parameters():
+            out[f"{mode}.grad.{name}"] = f32(p.grad)
+    meta = {
+        "module": "FEAT slf_attn = MultiHeadAttention(1, d, d, d, dropout=0.5) "
+                  "(Sha-Lab/FEAT model/models/feat.py)",
+        "B": str(B), "n": str(n), "d": str(d),
+        "temperature": repr(d ** 0.5),
+        "eval.attn_dropout": "0.1", "eval.dropout": "0.5",
+        "train.attn_dropout": "0", "train.dropout": "0",
+        "loss": "sum(output * loss.weight)",
+        "torch_version": torch.__version__,
+        "seed": str(seed),
+        "precision": "float64 reference, stored float32",
+    }
+    return meta, out
+
+
 # ---- import round trip ------------------------------------------------------------------
 
 def roundtrip_fixture(seed, tmpdir):
@@ -281,6 +330,7 @@ def main():
         ("torch_res12.fsbt", lambda: parity("res12", (8, 16, 24, 32), 5, 40, 2, 2)),
         ("torch_sgd.fsbt", lambda: sgd_fixture(3)),
         ("torch_adam.fsbt", lambda: adam_fixture(5)),
+        ("torch_feat_attention.fsbt", lambda: feat_attention_fixture(6)),
     ]
     if a.only:
         jobs = [j for j in jobs if j[0] in a.only]

@@ -8,6 +8,9 @@ docs/formats.md):
   ResNet12(widths=(64,160,320,640)): encoder.layer<l>.0 = BasicBlock (conv1/bn1/conv2/bn2/
       conv3/bn3, 1x1 downsample conv + BN, LeakyReLU(0.1), MaxPool2d(2)); embedding = global
       average pool. Dropout / DropBlock are not modelled (the fixtures use rate 0).
+  FeatAttention(d): FEAT's slf_attn, MultiHeadAttention(1, d, d, d, dropout) with FEAT's
+      parameter names (w_qs/w_ks/w_vs.weight, layer_norm.*, fc.*) and initialisation;
+      one head only, so FEAT's head split/merge permutes are left out (identities).
 """
 import torch
 import torch.nn as nn
@@ -97,6 +100,34 @@ class ResNet12(nn.Module):
     def forward(self, x):
         e = self.embed(x)
         return e, (self.fc(e) if self.fc is not None else None)
+
+
+class FeatAttention(nn.Module):
+    """Y = LayerNorm(dropout_p(fc(dropout_a(softmax(q k^T / sqrt(d))) v)) + X), q/k/v = bias-free
+    projections of X (B, n, d). FEAT: attn_dropout 0.1 (ScaledDotProductAttention's default),
+    dropout 0.5 (FEAT passes it; MultiHeadAttention's own default is 0.1)."""
+
+    def __init__(self, d, attn_dropout=0.1, dropout=0.5):
+        super().__init__()
+        self.w_qs = nn.Linear(d, d, bias=False)
+        self.w_ks = nn.Linear(d, d, bias=False)
+        self.w_vs = nn.Linear(d, d, bias=False)
+        std = (2.0 / (d + d)) ** 0.5  # FEAT: sqrt(2 / (d_model + d_k)), likewise d_v
+        for lin in (self.w_qs, self.w_ks, self.w_vs):
+            nn.init.normal_(lin.weight, mean=0.0, std=std)
+        self.temperature = d ** 0.5
+        self.attn_dropout = nn.Dropout(attn_dropout)
+        self.layer_norm = nn.LayerNorm(d)
+        self.fc = nn.Linear(d, d)  # with bias; the bias keeps nn.Linear's default init
+        nn.init.xavier_normal_(self.fc.weight)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        q, k, v = self.w_qs(x), self.w_ks(x), self.w_vs(x)
+        scores = torch.bmm(q, k.transpose(1, 2)) / self.temperature
+        attn = self.attn_dropout(torch.softmax(scores, dim=2))
+        y = self.dropout(self.fc(torch.bmm(attn, v)))
+        return self.layer_norm(y + x)
 
 
 def build(arch, widths, n_class):
