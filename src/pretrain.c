@@ -18,6 +18,7 @@
 #include "fsb/blas.h"
 #include "fsb/cache.h"
 #include "fsb/episodes.h"
+#include "fsb/features.h"
 #include "fsb/fileio.h"
 #include "fsb/method.h"
 #include "fsb/optim.h"
@@ -40,7 +41,6 @@
 #define TAG_AUG 0x41554731ull   /* "AUG1" */
 #define TAG_DROP 0x44524f50ull  /* "DROP" */
 #define TAG_EPIS 0x45504953ull  /* "EPIS" */
-#define EMBED_BATCH 64
 
 void fsb_pretrain_opts_default(fsb_pretrain_opts *o)
 {
@@ -336,10 +336,9 @@ static int validate(trainer *t, double *val)
 {
     int n = t->val.split.n_images, dim = fsb_model_embed_dim(t->model);
     float *feats = calloc((size_t)n * dim, sizeof(float));
-    float *batch = malloc(sizeof(float) * (size_t)EMBED_BATCH * 3 * t->o->crop * t->o->crop);
     unsigned char *used = calloc((size_t)n, 1);
     int *list = malloc(sizeof(int) * (size_t)n), n_used = 0, st = FSB_OK;
-    if (!feats || !batch || !used || !list) st = fsb_error(FSB_ENOMEM, "out of memory");
+    if (!feats || !used || !list) st = fsb_error(FSB_ENOMEM, "out of memory");
     const fsb_sweep *sw = &t->val_sweep;
     for (int e = 0; !st && e < sw->n_episodes; e++) {
         fsb_episode ep;
@@ -353,21 +352,15 @@ static int validate(trainer *t, double *val)
     }
     for (int i = 0; !st && i < n; i++)
         if (used[i]) list[n_used++] = i;
-    float *out = malloc(sizeof(float) * (size_t)EMBED_BATCH * dim);
+    float *out = malloc(sizeof(float) * (size_t)n_used * dim);
     if (!st && !out) st = fsb_error(FSB_ENOMEM, "out of memory");
-    for (int i = 0; !st && i < n_used; i += EMBED_BATCH) {
-        int nb = n_used - i < EMBED_BATCH ? n_used - i : EMBED_BATCH;
-        st = fsb_transform_test_batch(batch, t->val.px, t->val.size, t->val.size, list + i, nb,
-                                      &t->tf, t->pool);
-        if (!st) st = fsb_model_embed(t->model, batch, nb, out);
-        for (int b = 0; !st && b < nb; b++)
-            memcpy(feats + (size_t)list[i + b] * dim, out + (size_t)b * dim, sizeof(float) * dim);
-    }
+    if (!st) st = fsb_features_embed(t->model, &t->val, &t->tf, list, n_used, out, t->pool, NULL, NULL);
+    for (int i = 0; !st && i < n_used; i++)
+        memcpy(feats + (size_t)list[i] * dim, out + (size_t)i * dim, sizeof(float) * dim);
     for (int k = 0; !st && k < t->o->n_val_shots; k++)
         st = prototype_accuracy(t, feats, dim, t->o->val_shots[k], &val[k]);
     free(out);
     free(feats);
-    free(batch);
     free(used);
     free(list);
     return st;

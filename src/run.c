@@ -11,6 +11,7 @@
 #include "fsb/blas.h"
 #include "fsb/cache.h"
 #include "fsb/dist.h"
+#include "fsb/features.h"
 #include "fsb/fileio.h"
 #include "fsb/journal.h"
 #include "fsb/method.h"
@@ -33,7 +34,6 @@
 #include <xxhash.h>
 
 #define CHUNK_EPISODES 256 /* episodes per parallel chunk (one journal sync each) */
-#define EMBED_BATCH 64     /* images per teacher forward when embedding a split */
 
 void fsb_run_opts_default(fsb_run_opts *o)
 {
@@ -197,70 +197,11 @@ static int run_transform(const run_state *r, fsb_transform *t)
 /* Features of every image of `c` under the teacher, cached beside the packed images. */
 static int split_features(run_state *r, fsb_cache *c, fsb_tensorfile *tf, const float **out)
 {
-    const fsb_run_opts *o = r->o;
-    fsb_arch arch = fsb_model_options(r->teacher)->arch;
-    char key_text[256];
-    snprintf(key_text, sizeof key_text,
-             "fsb-features/1 teacher=%016" PRIx64 " source=%016" PRIx64 " size=%d resize=%d "
-             "crop=%d arch=%s",
-             r->teacher_hash, c->source_fp, c->size, o->resize, o->crop, fsb_arch_name(arch));
-    uint64_t key = XXH3_64bits(key_text, strlen(key_text));
-    char name[128];
-    snprintf(name, sizeof name, "features-%s-%016" PRIx64 ".fsbt", c->split.name, key);
-    char *dir = strdup(c->path);
-    if (!dir) return fsb_error(FSB_ENOMEM, "out of memory");
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = '\0';
-    char *path = fsb_path_join(slash ? dir : ".", name);
-    free(dir);
-    if (!path) return fsb_error(FSB_ENOMEM, "out of memory");
-    int n = c->split.n_images, d = r->dim;
-    int st = fsb_tensorfile_load(tf, path);
-    if (st == FSB_OK) {
-        const char *k = fsb_tensorfile_meta(tf, "key");
-        if (k && !strcmp(k, key_text) &&
-            fsb_tensorfile_get_f32(tf, path, "features", (size_t)n * d, out) == FSB_OK)
-            goto done;
-        fsb_tensorfile_free(tf);
-    }
-    /* compute */
-    fsb_transform tf_opts;
-    if ((st = run_transform(r, &tf_opts))) goto done;
-    float *feats = malloc((size_t)n * d * sizeof *feats);
-    float *batch = malloc((size_t)EMBED_BATCH * 3 * o->crop * o->crop * sizeof *batch);
-    int *idx = malloc(EMBED_BATCH * sizeof *idx);
-    if (!feats || !batch || !idx) {
-        st = fsb_error(FSB_ENOMEM, "out of memory embedding %s", c->split.name);
-    } else {
-        char label[96];
-        snprintf(label, sizeof label, "embed %s", c->split.name);
-        fsb_progress bar;
-        fsb_progress_init(&bar, o->progress, label, "img", 0, n);
-        for (int i = 0; i < n && !st; i += EMBED_BATCH) {
-            int nb = n - i < EMBED_BATCH ? n - i : EMBED_BATCH;
-            for (int b = 0; b < nb; b++)
-                idx[b] = i + b;
-            st = fsb_transform_test_batch(batch, c->px, c->size, c->size, idx, nb, &tf_opts,
-                                          r->pool);
-            if (!st) st = fsb_model_embed(r->teacher, batch, nb, feats + (size_t)i * d);
-            fsb_progress_update(&bar, i + nb);
-        }
-        fsb_progress_finish(&bar);
-    }
-    if (!st) {
-        int64_t dims[2] = {n, d};
-        fsb_tensorfile_init(tf);
-        if (!(st = fsb_tensorfile_set_meta(tf, "key", key_text)) &&
-            !(st = fsb_tensorfile_add(tf, "features", FSB_F32, 2, dims, feats)))
-            st = fsb_tensorfile_save(tf, path);
-        if (!st) st = fsb_tensorfile_get_f32(tf, path, "features", (size_t)n * d, out);
-    }
-    free(feats);
-    free(batch);
-    free(idx);
-done:
-    free(path);
-    return st;
+    fsb_transform xf;
+    int st = run_transform(r, &xf);
+    return st ? st
+              : fsb_features_split(tf, out, r->teacher, r->teacher_hash, c, &xf, r->pool,
+                                   r->o->progress);
 }
 
 /* ---- tasks ------------------------------------------------------------------------------- */
@@ -546,7 +487,7 @@ int fsb_run(const fsb_run_opts *given)
         st = fsb_error_wrap(st, "--teacher");
         goto done;
     }
-    if ((st = fsb_model_create_from_file(&r.teacher, o->teacher, o->crop, EMBED_BATCH, r.pool)))
+    if ((st = fsb_model_create_from_file(&r.teacher, o->teacher, o->crop, FSB_FEATURES_BATCH, r.pool)))
         goto done;
     r.dim = fsb_model_embed_dim(r.teacher);
     if (o->arch && strcmp(o->arch, fsb_arch_name(fsb_model_options(r.teacher)->arch)) != 0) {
