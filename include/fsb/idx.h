@@ -1,8 +1,4 @@
-/* idx.h - the IDX format of (Fashion-)MNIST, gzipped, and the demo dataset built from it.
- *
- * The README's main job runs out of the box on a machine without MiniImageNet: Debian's
- * dataset-fashion-mnist package ships the IDX files, which fsb_demo_make() turns into an
- * ordinary class-folder dataset (grey PNGs) that the normal pipeline then reads.
+/* idx.h - the IDX format of (Fashion-)MNIST, gzipped or plain (the demo's source, demo.h).
  */
 #ifndef FSB_IDX_H
 #define FSB_IDX_H
@@ -21,33 +17,5 @@ typedef struct fsb_idx {
  * Errors name the file: bad magic, counts that disagree, truncated data. */
 int fsb_idx_read(fsb_idx *out, const char *images_path, const char *labels_path);
 void fsb_idx_free(fsb_idx *idx);
-
-/* Where Debian's dataset-fashion-mnist package puts the files. */
-#define FSB_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
-
-/* Build the demo dataset under out_root from the Fashion-MNIST IDX files in src_dir:
- *   train/ = 5 base classes (T-shirt/top, Trouser, Pullover, Sneaker, Bag), first
- *            `per_class` images of each from the training file;
- *   val/   = the 5 other classes, first `per_class` images of each from the training file;
- *   test/  = the same 5 novel classes, first `per_class` images of each from the test file.
- * (val and test share classes but no images: the demo has only 10 classes.) Each split is
- * <split>/<class>/<index>.png, 28x28 grey. The tree is built in a temporary folder and
- * renamed into place, so an interrupted run leaves no half dataset; an existing complete
- * out_root is reused as it is. */
-int fsb_demo_make(const char *src_dir, const char *out_root, int per_class);
-
-/* What the main job needs to run the demo: the dataset root and a teacher trained on its
- * base classes. */
-typedef struct fsb_demo {
-    char *data;    /* the demo dataset root (owned) */
-    char *teacher; /* a ConvNet-4 teacher for 28x28 input (owned) */
-} fsb_demo;
-
-/* Make (or reuse) the demo under `dir` (NULL: the user cache folder, fsb_cache_user_dir):
- * dir/fashion-mnist-demo (fsb_demo_make, 600 images per class) and a teacher pre-trained on
- * its 5 base classes with fsb_pretrain (ConvNet-4, 28x28, 12 epochs; resumable, so an
- * interrupted demo continues). Progress and notes go to the given streams. */
-int fsb_demo_prepare(fsb_demo *d, const char *dir, FILE *log, FILE *progress);
-void fsb_demo_free(fsb_demo *d);
 
 #endif

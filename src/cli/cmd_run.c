@@ -2,7 +2,7 @@
  * main job. Flags -> fsb_run_opts -> fsb_run(). */
 #include "cli.h"
 #include "fsb/episodes.h"
-#include "fsb/idx.h"
+#include "fsb/demo.h"
 #include "fsb/method.h"
 #include "fsb/model.h"
 #include "fsb/run.h"

@@ -12,6 +12,7 @@
 
 #include <jpeglib.h>
 #include <png.h>
+#include <zlib.h>
 
 static void die(const char *what, const char *path)
 {
@@ -368,4 +369,50 @@ int fx_make_png_zoo(const char *dir)
     free(rgb);
     free(s);
     return 19;
+}
+
+/* ---- IDX files (idx.h, demo.h) ---------------------------------------------------------- */
+
+static void put_be32(unsigned char *b, uint32_t v)
+{
+    b[0] = (unsigned char)(v >> 24);
+    b[1] = (unsigned char)(v >> 16);
+    b[2] = (unsigned char)(v >> 8);
+    b[3] = (unsigned char)v;
+}
+
+/* Write an IDX file: magic 0x80<ndim>, dims, then `n` bytes of data (may be short). */
+void fx_idx(const char *dir, const char *name, int ndim, const uint32_t *dims, const uint8_t *data,
+            size_t n)
+{
+    char *path = fsb_path_join(dir, name);
+    gzFile gz = path ? gzopen(path, "wb") : NULL;
+    if (!gz) die("gzopen", name);
+    if (ndim < 1 || ndim > 3) die("IDX dimensions", name);
+    unsigned char hdr[16];
+    put_be32(hdr, 0x800u | (uint32_t)ndim);
+    for (int i = 0; i < ndim; i++)
+        put_be32(hdr + 4 + 4 * i, dims[i]);
+    gzwrite(gz, hdr, 4 + 4 * (unsigned)ndim);
+    if (n) gzwrite(gz, data, (unsigned)n);
+    gzclose(gz);
+    free(path);
+}
+
+/* n images of 2x3 pixels, pixel value = image index; labels = i % 10 */
+void fx_idx_pair(const char *dir, const char *prefix, uint32_t n)
+{
+    uint8_t *px = malloc(n * 6), *lab = malloc(n);
+    for (uint32_t i = 0; i < n; i++) {
+        memset(px + i * 6, (int)(i & 0xff), 6);
+        lab[i] = (uint8_t)(i % 10);
+    }
+    char name[64];
+    uint32_t idims[3] = {n, 2, 3}, ldims[1] = {n};
+    snprintf(name, sizeof name, "%s-images-idx3-ubyte.gz", prefix);
+    fx_idx(dir, name, 3, idims, px, n * 6);
+    snprintf(name, sizeof name, "%s-labels-idx1-ubyte.gz", prefix);
+    fx_idx(dir, name, 1, ldims, lab, n);
+    free(px);
+    free(lab);
 }

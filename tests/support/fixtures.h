@@ -67,4 +67,12 @@ int fx_make_png_zoo(const char *dir);
 /* Cut the file at `path` to its first `keep` bytes (keep < 0: to half its size). */
 void fx_truncate(const char *path, long keep);
 
+/* An IDX file dir/name (gzipped): magic 0x80<ndim>, dims, then `n` bytes of data (may be
+ * short, for truncation tests). */
+void fx_idx(const char *dir, const char *name, int ndim, const uint32_t *dims, const uint8_t *data,
+            size_t n);
+/* <prefix>-images-idx3-ubyte.gz and <prefix>-labels-idx1-ubyte.gz in dir: n images of 2x3
+ * pixels, pixel value = image index, labels = i % 10. */
+void fx_idx_pair(const char *dir, const char *prefix, uint32_t n);
+
 #endif
