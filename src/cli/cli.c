@@ -102,7 +102,9 @@ static int parse_value(const fsb_cli_flag *f, const char *flag, const char *text
     case FSB_FLAG_FN:
         st = f->fn(f->dst, flag, text);
         break;
+    case FSB_FLAG_SWITCH:
     case FSB_FLAG_HELP:
+    case FSB_FLAG_ARGS:
         break;
     }
     return st;
@@ -134,21 +136,32 @@ int fsb_cli_parse(int argc, char **argv, const fsb_cli_flag *flags, int n_flags,
                   int *help)
 {
     struct option longopts[FSB_CLI_MAX_FLAGS + 1];
+    const fsb_cli_flag *args = NULL; /* the FSB_FLAG_ARGS entry, if any */
+    int n_long = 0;
     assert(n_flags <= FSB_CLI_MAX_FLAGS);
-    for (int i = 0; i < n_flags; i++)
-        longopts[i] = (struct option){
-            flags[i].name, flags[i].kind == FSB_FLAG_HELP ? no_argument : required_argument, NULL,
-            256 + i};
-    longopts[n_flags] = (struct option){NULL, 0, NULL, 0};
+    for (int i = 0; i < n_flags; i++) {
+        fsb_flag_kind k = flags[i].kind;
+        if (k == FSB_FLAG_ARGS) {
+            args = &flags[i];
+            continue;
+        }
+        int bare = k == FSB_FLAG_HELP || k == FSB_FLAG_SWITCH;
+        longopts[n_long++] =
+            (struct option){flags[i].name, bare ? no_argument : required_argument, NULL, 256 + i};
+    }
+    longopts[n_long] = (struct option){NULL, 0, NULL, 0};
     *help = 0;
     optind = 1;
     opterr = 0;
     int c, st = fsb_cli_exact_names(argc, argv, longopts, cmd);
     if (st) return st;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        if (c == ':')
+            return fsb_error(FSB_EINVAL, "%s needs a value (bench %s --help)", argv[optind - 1],
+                             cmd);
         if (c < 256 || c >= 256 + n_flags)
-            return fsb_error(FSB_EINVAL, "unknown or incomplete flag '%s' (bench %s --help)",
-                             argv[optind - 1], cmd);
+            return fsb_error(FSB_EINVAL, "unknown flag '%s' (bench %s --help)", argv[optind - 1],
+                             cmd);
         const fsb_cli_flag *f = &flags[c - 256];
         char flag[80];
         snprintf(flag, sizeof flag, "--%s", f->name);
@@ -157,10 +170,18 @@ int fsb_cli_parse(int argc, char **argv, const fsb_cli_flag *flags, int n_flags,
             *help = 1;
             return FSB_OK;
         }
-        st = parse_value(f, flag, optarg);
-        if (st) return st;
+        if (f->kind == FSB_FLAG_SWITCH)
+            *(int *)f->dst = 1;
+        else if ((st = parse_value(f, flag, optarg)))
+            return st;
     }
-    if (optind < argc) return fsb_error(FSB_EINVAL, "unexpected argument '%s'", argv[optind]);
+    if (args) {
+        *(char ***)args->dst = argv + optind;
+        *args->count = argc - optind;
+    } else if (optind < argc) {
+        return fsb_error(FSB_EINVAL, "unexpected argument '%s' (bench %s --help)", argv[optind],
+                         cmd);
+    }
     return FSB_OK;
 }
 

@@ -38,7 +38,11 @@ typedef enum fsb_flag_kind {
     FSB_FLAG_DOUBLE,  /* double in [lo, hi] */
     FSB_FLAG_INTLIST, /* int[]: "1,5,10" ascending, values in [1, hi], at most lo of them */
     FSB_FLAG_FN,      /* fn(dst, "--name", text) parses and checks it */
-    FSB_FLAG_HELP     /* no value: the caller prints its usage */
+    FSB_FLAG_SWITCH,  /* no value: int *dst = 1 */
+    FSB_FLAG_HELP,    /* no value: the caller prints its usage */
+    FSB_FLAG_ARGS     /* not a flag: the arguments after the flags, char ** into dst
+                         (char ***), their number into *count; name describes them; without
+                         such an entry a stray argument is an error */
 } fsb_flag_kind;
 
 /* Parse one value for a FSB_FLAG_FN flag; errors name `flag`. */
@@ -62,9 +66,11 @@ typedef struct fsb_cli_flag {
         .name = (flag_name), .kind = (flag_kind), .dst = (flag_dst), __VA_ARGS__                   \
     }
 
-/* getopt_long over a flag table: every value parsed and range-checked into its field, errors
- * naming the flag; an unknown flag, a missing value or a stray argument is FSB_EINVAL naming
- * it ("bench <cmd> --help" in the message). *help = 1 when --help was given (parsing stops). */
+/* The one flag parser of every `bench` command: getopt_long over a flag table, every value
+ * parsed and range-checked into its field, errors naming the flag, in one wording for all
+ * commands: "unknown flag '--x'", "--x needs a value", "unexpected argument 'y'" (each with
+ * "(bench <cmd> --help)"); abbreviated flags are refused (fsb_cli_exact_names). *help = 1
+ * when --help was given (parsing stops there). */
 int fsb_cli_parse(int argc, char **argv, const fsb_cli_flag *flags, int n_flags, const char *cmd,
                   int *help);
 /* FSB_FLAG_FN parsers shared by several commands: a feature normalisation into an int

@@ -9,7 +9,6 @@
 #include "fsb/status.h"
 #include "fsb/threads.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,74 +37,46 @@ static void usage(FILE *out)
                  "600 episodes, seed 0), or replay MANIFEST.csv, and export them as a manifest.\n");
 }
 
+/* --episodes COUNT|MANIFEST.csv */
+static int parse_episodes(void *dst, const char *flag, const char *text)
+{
+    episodes_opts *o = dst;
+    int is_path = 0, st = fsb_episodes_parse_arg(flag, text, &o->count, &is_path);
+    o->manifest = !st && is_path ? text : NULL;
+    return st;
+}
+
+/* 1 when --help was given (usage printed). */
 static int parse_opts(int argc, char **argv, episodes_opts *o)
 {
-    static const struct option longopts[] = {{"data", required_argument, 0, 'd'},
-                                             {"split", required_argument, 0, 's'},
-                                             {"way", required_argument, 0, 'w'},
-                                             {"shots", required_argument, 0, 'k'},
-                                             {"query", required_argument, 0, 'q'},
-                                             {"episodes", required_argument, 0, 'e'},
-                                             {"seed", required_argument, 0, 'S'},
-                                             {"export", required_argument, 0, 'o'},
-                                             {"threads", required_argument, 0, 't'},
-                                             {"help", no_argument, 0, 'h'},
-                                             {0, 0, 0, 0}};
-    int st = FSB_OK, is_path = 0, c;
     *o = (episodes_opts){.way = 5, .query = 15, .count = 600, .seed = 0, .threads = 0};
     o->n_shots = 4;
     memcpy(o->shots, (int[]){1, 5, 10, 30}, sizeof(int) * 4);
-    optind = 1;
-    opterr = 0;
-    if ((st = fsb_cli_exact_names(argc, argv, longopts, "episodes"))) return st;
-    while (!st && (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            o->data = optarg;
-            break;
-        case 's':
-            o->split = optarg;
-            break;
-        case 'w':
-            o->sampler_flag = "--way";
-            st = fsb_cli_int("--way", optarg, 1, 100000, &o->way);
-            break;
-        case 'k':
-            o->sampler_flag = "--shots";
-            st = fsb_cli_int_list("--shots", optarg, 100000, o->shots, FSB_EPISODES_MAX_SHOTS,
-                                  &o->n_shots);
-            break;
-        case 'q':
-            o->sampler_flag = "--query";
-            st = fsb_cli_int("--query", optarg, 0, 100000, &o->query);
-            break;
-        case 'e':
-            st = fsb_episodes_parse_arg("--episodes", optarg, &o->count, &is_path);
-            o->manifest = is_path ? optarg : NULL;
-            break;
-        case 'S':
-            o->sampler_flag = "--seed";
-            st = fsb_cli_int("--seed", optarg, 0, INT64_MAX, &o->seed);
-            break;
-        case 'o':
-            o->export_path = optarg;
-            break;
-        case 't':
-            st = fsb_cli_int("--threads", optarg, 0, 1024, &o->threads);
-            break;
-        case 'h':
-            usage(stdout);
-            return 1;
-        case ':':
-            st = fsb_error(FSB_EINVAL, "%s needs a value", argv[optind - 1]);
-            break;
-        default:
-            st = fsb_error(FSB_EINVAL, "unknown flag '%s'", argv[optind - 1]);
-            break;
-        }
-    }
+    int given[4] = {0}; /* the sampler flags: --way, --shots, --query, --seed */
+    const fsb_cli_flag flags[] = {
+        FSB_FLAG("data", FSB_FLAG_STR, &o->data),
+        FSB_FLAG("split", FSB_FLAG_STR, &o->split),
+        FSB_FLAG("way", FSB_FLAG_LONG, &o->way, .lo = 1, .hi = 100000, .given = &given[0]),
+        FSB_FLAG("shots", FSB_FLAG_INTLIST, o->shots, .lo = FSB_EPISODES_MAX_SHOTS, .hi = 100000,
+                 .count = &o->n_shots, .given = &given[1]),
+        FSB_FLAG("query", FSB_FLAG_LONG, &o->query, .lo = 0, .hi = 100000, .given = &given[2]),
+        FSB_FLAG("episodes", FSB_FLAG_FN, o, .fn = parse_episodes),
+        FSB_FLAG("seed", FSB_FLAG_LONG, &o->seed, .lo = 0, .hi = 9.2e18,
+                 .given = &given[3]),
+        FSB_FLAG("export", FSB_FLAG_STR, &o->export_path),
+        FSB_FLAG("threads", FSB_FLAG_LONG, &o->threads, .lo = 0, .hi = 1024),
+        FSB_FLAG("help", FSB_FLAG_HELP, NULL),
+    };
+    int help, st = fsb_cli_parse(argc, argv, flags, (int)(sizeof flags / sizeof flags[0]),
+                                 "episodes", &help);
     if (st) return st;
-    if (optind < argc) return fsb_error(FSB_EINVAL, "unexpected argument '%s'", argv[optind]);
+    if (help) {
+        usage(stdout);
+        return 1;
+    }
+    static const char *const names[4] = {"--way", "--shots", "--query", "--seed"};
+    for (int i = 0; i < 4; i++)
+        if (given[i]) o->sampler_flag = names[i];
     if (!o->data) return fsb_error(FSB_EINVAL, "--data ROOT is required");
     if (o->manifest && o->sampler_flag)
         return fsb_error(FSB_EINVAL,

@@ -6,7 +6,6 @@
 #include "fsb/merge.h"
 #include "fsb/status.h"
 
-#include <getopt.h>
 #include <stdio.h>
 
 static void merge_usage(FILE *out)
@@ -23,30 +22,19 @@ static void merge_usage(FILE *out)
 
 int fsb_cmd_merge(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"out", required_argument, NULL, 'o'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
     fsb_merge_opts o = {.log = stdout};
-    int c, xst = fsb_cli_exact_names(argc, argv, longopts, "merge");
-    if (xst) return xst;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'o':
-            o.out = optarg;
-            break;
-        case 'h':
-            merge_usage(stdout);
-            return FSB_OK;
-        default:
-            return fsb_error(FSB_EINVAL, "unknown or incomplete flag '%s' (bench merge --help)",
-                             argv[optind - 1]);
-        }
-    }
+    char **dirs = NULL;
+    const fsb_cli_flag flags[] = {
+        FSB_FLAG("out", FSB_FLAG_STR, &o.out),
+        FSB_FLAG("help", FSB_FLAG_HELP, NULL),
+        FSB_FLAG("SHARD_DIR", FSB_FLAG_ARGS, &dirs, .count = &o.n_dirs),
+    };
+    int help, st = fsb_cli_parse(argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), "merge",
+                                 &help);
+    if (!st && help) merge_usage(stdout);
+    if (st || help) return st;
     if (!o.out) return fsb_error(FSB_EINVAL, "--out is required (bench merge --help)");
-    if (optind >= argc) return fsb_error(FSB_EINVAL, "no shard folders given (bench merge --help)");
-    o.dirs = (const char *const *)(argv + optind);
-    o.n_dirs = argc - optind;
+    if (o.n_dirs < 1) return fsb_error(FSB_EINVAL, "no shard folders given (bench merge --help)");
+    o.dirs = (const char *const *)dirs;
     return fsb_merge(&o);
 }

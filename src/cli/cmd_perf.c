@@ -7,7 +7,6 @@
 #include "fsb/threads.h"
 #include "fsb/status.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -57,59 +56,38 @@ static void print_json(const fsb_perf_result *r, int n, long rss_kb, int threads
     printf("\n]}\n");
 }
 
+/* --arch conv4|res12|all */
+static int parse_arch_set(void *dst, const char *flag, const char *text)
+{
+    fsb_perf_opts *o = dst;
+    if (!strcmp(text, "all"))
+        o->conv4 = o->res12 = 1;
+    else if (!strcmp(text, "conv4"))
+        o->conv4 = 1, o->res12 = 0;
+    else if (!strcmp(text, "res12"))
+        o->conv4 = 0, o->res12 = 1;
+    else
+        return fsb_error(FSB_EINVAL, "%s: '%s' is not conv4, res12 or all", flag, text);
+    return FSB_OK;
+}
+
 int fsb_cmd_perf(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"arch", required_argument, NULL, 'a'},  {"batch", required_argument, NULL, 'b'},
-        {"iters", required_argument, NULL, 'i'}, {"threads", required_argument, NULL, 't'},
-        {"hw", required_argument, NULL, 'w'},    {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
     fsb_perf_opts o = {.conv4 = 1, .res12 = 1};
-    int json = 0, c, st;
-    long v = 0;
-    optind = 1;
-    opterr = 0;
-    if ((st = fsb_cli_exact_names(argc, argv, longopts, "perf"))) return st;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'a':
-            if (!strcmp(optarg, "all"))
-                o.conv4 = o.res12 = 1;
-            else if (!strcmp(optarg, "conv4"))
-                o.conv4 = 1, o.res12 = 0;
-            else if (!strcmp(optarg, "res12"))
-                o.conv4 = 0, o.res12 = 1;
-            else
-                return fsb_error(FSB_EINVAL, "--arch: '%s' is not conv4, res12 or all", optarg);
-            break;
-        case 'b':
-            if ((st = fsb_cli_int("--batch", optarg, 0, 4096, &v)) != 0) return st;
-            o.batch = (int)v;
-            break;
-        case 'i':
-            if ((st = fsb_cli_int("--iters", optarg, 0, 100000, &v)) != 0) return st;
-            o.iters = (int)v;
-            break;
-        case 't':
-            if ((st = fsb_cli_int("--threads", optarg, 0, 256, &v)) != 0) return st;
-            o.threads = (int)v;
-            break;
-        case 'w':
-            if ((st = fsb_cli_int("--hw", optarg, 16, 1024, &v)) != 0) return st;
-            o.in_hw = (int)v;
-            break;
-        case 'j':
-            json = 1;
-            break;
-        case 'h':
-            usage(stdout);
-            return FSB_OK;
-        default:
-            usage(stderr);
-            return fsb_error(FSB_EINVAL, "unknown or incomplete flag '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind < argc) return fsb_error(FSB_EINVAL, "unexpected argument '%s'", argv[optind]);
+    int json = 0;
+    const fsb_cli_flag flags[] = {
+        FSB_FLAG("arch", FSB_FLAG_FN, &o, .fn = parse_arch_set),
+        FSB_FLAG("batch", FSB_FLAG_INT, &o.batch, .lo = 0, .hi = 4096),
+        FSB_FLAG("iters", FSB_FLAG_INT, &o.iters, .lo = 0, .hi = 100000),
+        FSB_FLAG("threads", FSB_FLAG_INT, &o.threads, .lo = 0, .hi = 256),
+        FSB_FLAG("hw", FSB_FLAG_INT, &o.in_hw, .lo = 16, .hi = 1024),
+        FSB_FLAG("json", FSB_FLAG_SWITCH, &json),
+        FSB_FLAG("help", FSB_FLAG_HELP, NULL),
+    };
+    int help, st = fsb_cli_parse(argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), "perf",
+                                 &help);
+    if (!st && help) usage(stdout);
+    if (st || help) return st;
     fsb_perf_result r[4];
     int n;
     if ((st = fsb_perf_run(&o, r, 4, &n)) != 0) return st;

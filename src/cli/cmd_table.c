@@ -9,7 +9,6 @@
 #include "fsb/runfolder.h"
 #include "fsb/status.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -33,45 +32,19 @@ static void table_usage(FILE *out)
 
 int fsb_cmd_table(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"from", required_argument, NULL, 'f'},
-                                             {"reference", required_argument, NULL, 'r'},
-                                             {"title", required_argument, NULL, 't'},
-                                             {"no-plot", no_argument, NULL, 'n'},
-                                             {"partial", no_argument, NULL, 'p'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
     table_opts o = {NULL, NULL, NULL, 0, 0};
-    optind = 1;
-    opterr = 0;
-    int c, xst = fsb_cli_exact_names(argc, argv, longopts, "table");
-    if (xst) return xst;
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            o.from = optarg;
-            break;
-        case 'r':
-            o.reference = optarg;
-            break;
-        case 't':
-            o.title = optarg;
-            break;
-        case 'n':
-            o.no_plot = 1;
-            break;
-        case 'p':
-            o.partial = 1;
-            break;
-        case 'h':
-            table_usage(stdout);
-            return FSB_OK;
-        case ':':
-            return fsb_error(FSB_EINVAL, "%s needs a value", argv[optind - 1]);
-        default:
-            return fsb_error(FSB_EINVAL, "unknown flag '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind < argc) return fsb_error(FSB_EINVAL, "unexpected argument '%s'", argv[optind]);
+    const fsb_cli_flag flags[] = {
+        FSB_FLAG("from", FSB_FLAG_STR, &o.from),
+        FSB_FLAG("reference", FSB_FLAG_STR, &o.reference),
+        FSB_FLAG("title", FSB_FLAG_STR, &o.title),
+        FSB_FLAG("no-plot", FSB_FLAG_SWITCH, &o.no_plot),
+        FSB_FLAG("partial", FSB_FLAG_SWITCH, &o.partial),
+        FSB_FLAG("help", FSB_FLAG_HELP, NULL),
+    };
+    int help, st = fsb_cli_parse(argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), "table",
+                                 &help);
+    if (!st && help) table_usage(stdout);
+    if (st || help) return st;
     if (!o.from) return fsb_error(FSB_EINVAL, "--from RUN is required");
     fsb_report_options ro = {.reference = o.reference, .title = o.title, .skip_plot = o.no_plot};
     if (o.partial) return fsb_merge_partial(o.from, &ro, NULL, stdout);
@@ -85,7 +58,7 @@ int fsb_cmd_table(int argc, char **argv)
                          "to finish it, or add --partial for reports of the episodes done so far",
                          o.from);
     fsb_report_result res;
-    int st = fsb_runfolder_rebuild(o.from, &ro, &res);
+    st = fsb_runfolder_rebuild(o.from, &ro, &res);
     if (st) return st;
     printf("rebuilt the reports of %s from per_episode.csv\n", o.from);
     if (res.note[0]) fprintf(stderr, "note: %s\n", res.note);
