@@ -55,8 +55,7 @@ static char *features_path(const fsb_cache *c, const char *key_text)
 }
 
 int fsb_features_split(fsb_tensorfile *tf, const float **out, fsb_model *m, uint64_t teacher_hash,
-                       const fsb_cache *c, const fsb_transform *xf, fsb_pool *pool,
-                       FILE *progress)
+                       const fsb_cache *c, const fsb_transform *xf, fsb_pool *pool, FILE *progress)
 {
     char key_text[256];
     snprintf(key_text, sizeof key_text,

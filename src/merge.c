@@ -126,14 +126,13 @@ static int check_shards(const fsb_merge_opts *o, const part_dir *d)
         if (strcmp(d[i].base, d[0].base) != 0) {
             char diff[1024];
             fsb_run_ident_diff(d[i].base, d[0].base, diff, sizeof diff);
-            return fsb_error(FSB_EMISMATCH, "%s and %s are shards of different runs (%s)",
-                             d[i].dir, d[0].dir, diff);
+            return fsb_error(FSB_EMISMATCH, "%s and %s are shards of different runs (%s)", d[i].dir,
+                             d[0].dir, diff);
         }
         if (d[i].s.count != d[0].s.count)
             return fsb_error(FSB_EMISMATCH,
-                             "%s is shard %d/%d but %s is shard %d/%d: different splits",
-                             d[i].dir, d[i].s.index, d[i].s.count, d[0].dir, d[0].s.index,
-                             d[0].s.count);
+                             "%s is shard %d/%d but %s is shard %d/%d: different splits", d[i].dir,
+                             d[i].s.index, d[i].s.count, d[0].dir, d[0].s.index, d[0].s.count);
         for (int j = 0; j < i; j++)
             if (d[j].s.index == d[i].s.index)
                 return fsb_error(FSB_EMISMATCH, "%s and %s are both shard %d/%d", d[j].dir,
@@ -215,8 +214,7 @@ int fsb_merge(const fsb_merge_opts *o)
         d[i].dir = o->dirs[i];
         st = read_part(&d[i], 1);
     }
-    if (st || (st = check_shards(o, d)) ||
-        (st = task_arrays(&d[0].id, &recs, &have, &n_tasks)) ||
+    if (st || (st = check_shards(o, d)) || (st = task_arrays(&d[0].id, &recs, &have, &n_tasks)) ||
         (st = read_shard_journals(o, d, recs, have, n_tasks)))
         goto done;
     if (!(ep_path = fsb_path_join(d[0].dir, "episodes.csv")) ||

@@ -46,10 +46,10 @@ static int check_groups(const char *who, const fsb_param_group *groups, int n_gr
         const fsb_param_group *pg = &groups[g];
         if (!(pg->lr_mult >= 0) || !(pg->weight_decay >= 0))
             return fsb_error(FSB_EINVAL,
-                             "%s: group %d: lr multiplier %g and weight decay %g must be >= 0",
-                             who, g, pg->lr_mult, pg->weight_decay);
-        if (pg->count && (!pg->params || (need_first && !pg->momentum) ||
-                          (need_second && !pg->second)))
+                             "%s: group %d: lr multiplier %g and weight decay %g must be >= 0", who,
+                             g, pg->lr_mult, pg->weight_decay);
+        if (pg->count &&
+            (!pg->params || (need_first && !pg->momentum) || (need_second && !pg->second)))
             return fsb_error(FSB_EINVAL, "%s: group %d: missing params or %s buffer", who, g,
                              need_second ? "moment" : "momentum");
     }
@@ -65,8 +65,8 @@ static void attach(fsb_optim *opt, fsb_param_group *groups, int n_groups, float 
     opt->n_groups = n_groups;
 }
 
-int fsb_adam_init(fsb_optim *opt, fsb_param_group *groups, int n_groups, float lr,
-                  double beta1, double beta2, double eps, int decoupled)
+int fsb_adam_init(fsb_optim *opt, fsb_param_group *groups, int n_groups, float lr, double beta1,
+                  double beta2, double eps, int decoupled)
 {
     const char *who = decoupled ? "adamw" : "adam";
     memset(opt, 0, sizeof *opt);
@@ -84,8 +84,8 @@ int fsb_adam_init(fsb_optim *opt, fsb_param_group *groups, int n_groups, float l
     return FSB_OK;
 }
 
-int fsb_sgd_init(fsb_optim *opt, fsb_param_group *groups, int n_groups, float lr,
-                 float momentum, float dampening, int nesterov)
+int fsb_sgd_init(fsb_optim *opt, fsb_param_group *groups, int n_groups, float lr, float momentum,
+                 float dampening, int nesterov)
 {
     memset(opt, 0, sizeof *opt);
     if (!(lr >= 0)) return fsb_error(FSB_EINVAL, "sgd: learning rate %g must be >= 0", lr);
@@ -255,8 +255,9 @@ int fsb_optim_state_load(fsb_optim *opt, const fsb_tensorfile *tf, const char *w
             for (int b = 0; *has && b < nb; b++) {
                 state_name(name, sizeof name, prefix, g, names[b]);
                 st = fsb_tensorfile_get_f32(tf, what, name, pg->count, &saved[b]);
-                if (st) return fsb_error_wrap(st, "%s optimiser group %d",
-                                              fsb_opt_kind_name(opt->kind), g);
+                if (st)
+                    return fsb_error_wrap(st, "%s optimiser group %d", fsb_opt_kind_name(opt->kind),
+                                          g);
                 if (!bufs[b] && pg->count)
                     return fsb_error(FSB_EMISMATCH,
                                      "%s: optimiser state '%s' has a %s for group %d but the "

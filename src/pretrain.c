@@ -74,12 +74,12 @@ void fsb_pretrain_opts_default(fsb_pretrain_opts *o)
 
 /* One line of the log. */
 typedef struct log_row {
-    int epoch;      /* 1-based */
-    double lr;      /* learning rate of the epoch */
-    double loss;    /* mean training loss */
-    double acc;     /* training accuracy (augmented batches) */
+    int epoch;                              /* 1-based */
+    double lr;                              /* learning rate of the epoch */
+    double loss;                            /* mean training loss */
+    double acc;                             /* training accuracy (augmented batches) */
     double val[FSB_PRETRAIN_MAX_VAL_SHOTS]; /* val accuracy per val shot (-1: not validated) */
-    double seconds; /* wall seconds of the epoch incl. validation */
+    double seconds;                         /* wall seconds of the epoch incl. validation */
 } log_row;
 
 typedef struct trainer {
@@ -102,10 +102,10 @@ typedef struct trainer {
     double best;                                      /* best validation score so far (-1: none) */
     int best_epoch;                                   /* its epoch (0: none) */
     char *state_path, *csv_path, *png_path, *gp_path; /* derived file names */
-    uint64_t init_hash; /* XXH3-64 of the init checkpoint file (0: none) */
-    fsb_split ep_split; /* protonet: the train split as the episode sampler sees it
-                           (shallow copy, class_count capped by max_per_class) */
-    int *ep_count;      /* protonet: [n_classes] its class counts (owned) */
+    uint64_t init_hash;  /* XXH3-64 of the init checkpoint file (0: none) */
+    fsb_split ep_split;  /* protonet: the train split as the episode sampler sees it
+                            (shallow copy, class_count capped by max_per_class) */
+    int *ep_count;       /* protonet: [n_classes] its class counts (owned) */
     long init_subnormal; /* subnormal parameters at the start (treated as zero: threads.h) */
 } trainer;
 
@@ -354,7 +354,8 @@ static int validate(trainer *t, double *val)
         if (used[i]) list[n_used++] = i;
     float *out = malloc(sizeof(float) * (size_t)n_used * dim);
     if (!st && !out) st = fsb_error(FSB_ENOMEM, "out of memory");
-    if (!st) st = fsb_features_embed(t->model, &t->val, &t->tf, list, n_used, out, t->pool, NULL, NULL);
+    if (!st)
+        st = fsb_features_embed(t->model, &t->val, &t->tf, list, n_used, out, t->pool, NULL, NULL);
     for (int i = 0; !st && i < n_used; i++)
         memcpy(feats + (size_t)list[i] * dim, out + (size_t)i * dim, sizeof(float) * dim);
     for (int k = 0; !st && k < t->o->n_val_shots; k++)
@@ -374,8 +375,8 @@ static int train_images(trainer *t, float *images, const int *idx, int n, uint64
                         uint64_t stream0)
 {
     if (!t->o->augment)
-        return fsb_transform_test_batch(images, t->train.px, t->train.size, t->train.size, idx,
-                                        n, &t->tf, t->pool);
+        return fsb_transform_test_batch(images, t->train.px, t->train.size, t->train.size, idx, n,
+                                        &t->tf, t->pool);
     return fsb_transform_train_batch(images, t->train.px, t->train.size, t->train.size, idx, n,
                                      &t->tf, aug_key, stream0, t->pool);
 }
@@ -601,9 +602,9 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
     }
     fsb_episode_params p = {o->val_seed, o->val_way, max_shot, o->val_query};
     if ((st = fsb_episode_check(&t->val.split, &p)) ||
-        (st = fsb_sweep_generate(&t->val_sweep, &t->val.split, o->val_seed, o->val_way,
-                                 o->val_shots, o->n_val_shots, o->val_query, o->val_episodes,
-                                 t->pool)))
+        (st =
+             fsb_sweep_generate(&t->val_sweep, &t->val.split, o->val_seed, o->val_way, o->val_shots,
+                                o->n_val_shots, o->val_query, o->val_episodes, t->pool)))
         return fsb_error_wrap(st, "--val-shots/--val-way/--val-query: val episodes");
     /* the train subset: the first max_per_class images of each class, canonical order */
     t->subset = malloc(sizeof(int) * (size_t)t->train.split.n_images);

@@ -487,7 +487,8 @@ int fsb_run(const fsb_run_opts *given)
         st = fsb_error_wrap(st, "--teacher");
         goto done;
     }
-    if ((st = fsb_model_create_from_file(&r.teacher, o->teacher, o->crop, FSB_FEATURES_BATCH, r.pool)))
+    if ((st = fsb_model_create_from_file(&r.teacher, o->teacher, o->crop, FSB_FEATURES_BATCH,
+                                         r.pool)))
         goto done;
     r.dim = fsb_model_embed_dim(r.teacher);
     if (o->arch && strcmp(o->arch, fsb_arch_name(fsb_model_options(r.teacher)->arch)) != 0) {
@@ -505,8 +506,8 @@ int fsb_run(const fsb_run_opts *given)
         r.base_fp = base.fingerprint;
         fsb_split_free(&base);
     }
-    if ((st = make_run_id(&r, &r.run_id)) || (st = fsb_runfolder_claim(o->out, r.run_id, "--out")) ||
-        (st = export_episodes(&r)))
+    if ((st = make_run_id(&r, &r.run_id)) ||
+        (st = fsb_runfolder_claim(o->out, r.run_id, "--out")) || (st = export_episodes(&r)))
         goto done;
     if (o->log)
         fprintf(o->log, "run: %d episodes (hash %s) x shots", r.sweep.n_episodes, r.ep_hash);

@@ -33,8 +33,7 @@ int fsb_run_ident_format(const fsb_run_ident *id, char **text)
         return fsb_error(FSB_EINVAL, "run identity: bad split, architecture, shots or methods");
     for (int i = 0; i < id->n_methods; i++)
         if (!plain_name(id->methods[i].name) || !plain_name(id->methods[i].norm))
-            return fsb_error(FSB_EINVAL, "run identity: bad method name '%s'",
-                             id->methods[i].name);
+            return fsb_error(FSB_EINVAL, "run identity: bad method name '%s'", id->methods[i].name);
     size_t size = 0;
     FILE *f = open_memstream(text, &size);
     if (!f) return fsb_error(FSB_ENOMEM, "out of memory");
@@ -102,8 +101,7 @@ static int parse_int(const char *v, int *out)
 static int parse_shots(fsb_run_ident *id, char *v)
 {
     id->n_shots = 0;
-    for (char *save = NULL, *tok = strtok_r(v, ",", &save); tok;
-         tok = strtok_r(NULL, ",", &save)) {
+    for (char *save = NULL, *tok = strtok_r(v, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (id->n_shots == FSB_EPISODES_MAX_SHOTS || !parse_int(tok, &id->shots[id->n_shots]))
             return 0;
         id->n_shots++;
@@ -136,10 +134,24 @@ static int parse_methods(fsb_run_ident *id, const char *v)
 }
 
 /* The keys in their order; required ones first, then the optional ones. */
-static const char *const KEYS[] = {
-    "format",  "split", "data_fingerprint", "teacher_xxh3", "teacher_arch",     "episodes_hash",
-    "episodes", "way",  "query",            "shots",        "seed",             "methods",
-    "image_size", "resize", "crop",         "base_fingerprint", "student",      "shard"};
+static const char *const KEYS[] = {"format",
+                                   "split",
+                                   "data_fingerprint",
+                                   "teacher_xxh3",
+                                   "teacher_arch",
+                                   "episodes_hash",
+                                   "episodes",
+                                   "way",
+                                   "query",
+                                   "shots",
+                                   "seed",
+                                   "methods",
+                                   "image_size",
+                                   "resize",
+                                   "crop",
+                                   "base_fingerprint",
+                                   "student",
+                                   "shard"};
 enum { N_REQUIRED = 15, N_KEYS = (int)(sizeof KEYS / sizeof KEYS[0]) };
 
 /* Parse value v of key k into id; 0 when malformed. */
@@ -205,8 +217,9 @@ int fsb_run_ident_parse(fsb_run_ident *id, const char *text, const char *what)
         }
         if (!eq || k == N_KEYS || (k >= N_REQUIRED && next < N_REQUIRED) ||
             (k < N_REQUIRED && k != next))
-            return fsb_error(FSB_EFORMAT, "%s: line %d ('%.40s') is not the run identity's next "
-                                          "line (%s=)",
+            return fsb_error(FSB_EFORMAT,
+                             "%s: line %d ('%.40s') is not the run identity's next "
+                             "line (%s=)",
                              what, line_no, line, next < N_KEYS ? KEYS[next] : "end of file");
         if (!parse_value(id, k, eq + 1))
             return fsb_error(FSB_EFORMAT, "%s: line %d: bad %s= value '%.60s'", what, line_no,
@@ -214,8 +227,7 @@ int fsb_run_ident_parse(fsb_run_ident *id, const char *text, const char *what)
         next = k + 1;
         p += len + (p[len] == '\n');
     }
-    if (next < N_REQUIRED)
-        return fsb_error(FSB_EFORMAT, "%s: no %s= line", what, KEYS[next]);
+    if (next < N_REQUIRED) return fsb_error(FSB_EFORMAT, "%s: no %s= line", what, KEYS[next]);
     char *again = NULL;
     int st = fsb_run_ident_format(id, &again);
     if (st) return fsb_error_wrap(st, "%s", what);
@@ -284,8 +296,7 @@ void fsb_run_ident_diff(const char *a, const char *b, char *out, size_t n)
     diff_keys(b, a, 1, out, n);
 }
 
-void fsb_run_ident_report_options(const fsb_run_ident *id, fsb_report_options *o,
-                                  char backbone[16])
+void fsb_run_ident_report_options(const fsb_run_ident *id, fsb_report_options *o, char backbone[16])
 {
     /* the paper's numbers are 5-way with 15 queries per class on the canonical test split:
      * another protocol is not comparable, cell for cell */
@@ -309,13 +320,12 @@ int fsb_runfolder_check(const char *out, const char *id_text, const char *flag)
     if (st == FSB_OK && strcmp(old, id_text) != 0) {
         char diff[1024];
         fsb_run_ident_diff(old, id_text, diff, sizeof diff);
-        st = fsb_error(FSB_EMISMATCH, "%s: %s holds a different run (%s); use another folder",
-                       flag, out, diff);
+        st = fsb_error(FSB_EMISMATCH, "%s: %s holds a different run (%s); use another folder", flag,
+                       out, diff);
     } else if (st == FSB_ENOTFOUND) {
         st = fsb_is_file(pe) || fsb_is_file(jl)
                  ? fsb_error(FSB_EMISMATCH,
-                             "%s: %s holds results without a run.id; use another folder", flag,
-                             out)
+                             "%s: %s holds results without a run.id; use another folder", flag, out)
                  : FSB_OK;
     }
     free(old);
@@ -418,7 +428,8 @@ int fsb_runfolder_rebuild(const char *run_dir, const fsb_report_options *opt,
                           fsb_report_result *res)
 {
     if (!fsb_is_dir(run_dir)) return fsb_error(FSB_ENOTFOUND, "%s: no such run folder", run_dir);
-    char *path = fsb_path_join(run_dir, "per_episode.csv"), *id_path = fsb_path_join(run_dir, "run.id");
+    char *path = fsb_path_join(run_dir, "per_episode.csv"),
+         *id_path = fsb_path_join(run_dir, "run.id");
     if (!path || !id_path) {
         free(path), free(id_path);
         return fsb_error(FSB_ENOMEM, "out of memory");

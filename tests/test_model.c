@@ -715,7 +715,8 @@ START_TEST(subnormal_weights_count_as_zero)
         p[i] = 0;
     float *x = rnd((long)n * 3 * hw * hw, 1, 42);
     int D = fsb_model_embed_dim(a);
-    float *ea = malloc(sizeof(float) * (size_t)(n * D)), *eb = malloc(sizeof(float) * (size_t)(n * D));
+    float *ea = malloc(sizeof(float) * (size_t)(n * D)),
+          *eb = malloc(sizeof(float) * (size_t)(n * D));
     ck_assert_int_eq(fsb_model_embed(a, x, n, ea), FSB_OK);
     ck_assert_int_eq(fsb_model_embed(b, x, n, eb), FSB_OK);
     ck_assert_int_eq(memcmp(ea, eb, sizeof(float) * (size_t)(n * D)), 0);

@@ -137,7 +137,7 @@ START_TEST(ident_parse_refuses_naming_the_line)
         const char *with, *msg;
     } cases[] = {
         {1, "format=fsbench-run/2", "line 1"},
-        {2, "", "split"},                      /* a required line missing */
+        {2, "", "split"}, /* a required line missing */
         {3, "data_fingerprint=xyz", "data_fingerprint"},
         {3, "data_fingerprint=120C10C9EA03F538", "form"}, /* not canonical */
         {7, "episodes=0", "episodes"},
@@ -148,12 +148,12 @@ START_TEST(ident_parse_refuses_naming_the_line)
         {12, "methods=1nn(norm=cl2n)", "methods"},
         {12, "methods=1nn(norm=cl2n,C=nan)", "methods"},
         {12, "methods=", "methods"},
-        {16, "colour=blue", "line 16"},        /* unknown key */
+        {16, "colour=blue", "line 16"}, /* unknown key */
         {17, "student=", "student"},
         {18, "shard=3/3", "shard"},
         {11, "methods=1nn(norm=un,C=1)", "line 11"}, /* out of order */
-        {16, "shard=0/2", "line 17"},          /* shard before student */
-        {1, "format fsbench-run/1", "line 1"}, /* no '=' */
+        {16, "shard=0/2", "line 17"},                /* shard before student */
+        {1, "format fsbench-run/1", "line 1"},       /* no '=' */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *text = edit_line(cases[i].line, cases[i].with);
@@ -262,7 +262,7 @@ START_TEST(records_round_trip_strictly)
     ck_assert_str_eq(buf, "12,5,svm,60,75,1.250,0.500");
     ck_assert_int_eq(fsb_run_record_parse(buf, &back), FSB_OK);
     ck_assert_int_eq(memcmp(&r, &back, sizeof r), 0);
-    static const char *bad[] = {"12,5,svm,76,75,1,1", "12,5,svm,6,75,1", "12,5,svm,6,75,1,1,9",
+    static const char *bad[] = {"12,5,svm,76,75,1,1", "12,5,svm,6,75,1",  "12,5,svm,6,75,1,1,9",
                                 "-1,5,svm,6,75,1,1",  "1,0,svm,6,75,1,1", "1,1,svm,6,75,-1,1",
                                 "1,1,svm,6,75,1,inf", "1,1,svm,6,0,1,1",  ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)

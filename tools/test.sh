@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # The README's test command: on a fresh Debian 12 it installs the Debian packages fsbench
-# needs (as root, or through sudo), configures with warnings as errors, builds, and runs
-# every test; then it builds again with AddressSanitizer + UBSan and runs every test again;
-# then an Open MPI build (-DFSB_MPI=ON) runs the shard and mpirun suites.
+# needs (as root, or through sudo); checks the house rules (clang-format on every C file,
+# the include layers of docs/architecture.md); configures with warnings as errors, builds
+# (with the C programs under tools/), and runs every test; then it builds again with
+# AddressSanitizer + UBSan and runs every test again; then an Open MPI build (-DFSB_MPI=ON)
+# runs the shard and mpirun suites.
 # Usage: tools/test.sh  (FSB_SKIP_ASAN=1 skips the sanitizer pass, FSB_SKIP_MPI=1 the MPI one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/deps.sh
 fsb_install_deps
 
+tools/check_format.sh
+tools/check_layers.sh
+
 jobs=$(nproc)
-cmake -S . -B build -DFSB_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake -S . -B build -DFSB_WERROR=ON -DFSB_TOOLS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs"
 

@@ -36,7 +36,6 @@ int fsb_features_embed(fsb_model *m, const fsb_cache *c, const fsb_transform *tf
  * teacher_hash), from the feature cache beside c's file or computed and stored there (see the
  * top). *out points into tf, which the caller frees with fsb_tensorfile_free. */
 int fsb_features_split(fsb_tensorfile *tf, const float **out, fsb_model *m, uint64_t teacher_hash,
-                       const fsb_cache *c, const fsb_transform *xf, fsb_pool *pool,
-                       FILE *progress);
+                       const fsb_cache *c, const fsb_transform *xf, fsb_pool *pool, FILE *progress);
 
 #endif

@@ -42,15 +42,15 @@ typedef struct fsb_param_group {
 typedef enum { FSB_OPT_SGD = 0, FSB_OPT_ADAM = 1, FSB_OPT_ADAMW = 2 } fsb_opt_kind;
 
 typedef struct fsb_optim {
-    fsb_opt_kind kind;       /* update rule */
-    float lr;                /* current base learning rate (set it from a schedule each epoch) */
-    float momentum;          /* SGD: momentum factor (0 = plain SGD) */
-    float dampening;         /* SGD: torch dampening (0 normally; must be 0 with nesterov) */
-    int nesterov;            /* SGD: 1 = Nesterov momentum */
+    fsb_opt_kind kind;        /* update rule */
+    float lr;                 /* current base learning rate (set it from a schedule each epoch) */
+    float momentum;           /* SGD: momentum factor (0 = plain SGD) */
+    float dampening;          /* SGD: torch dampening (0 normally; must be 0 with nesterov) */
+    int nesterov;             /* SGD: 1 = Nesterov momentum */
     double beta1, beta2, eps; /* Adam / AdamW: torch's betas and eps (Python floats) */
-    fsb_param_group *groups; /* the caller's groups (not owned; must outlive the optimiser) */
-    int n_groups;            /* number of groups */
-    int64_t step;            /* completed fsb_optim_step calls */
+    fsb_param_group *groups;  /* the caller's groups (not owned; must outlive the optimiser) */
+    int n_groups;             /* number of groups */
+    int64_t step;             /* completed fsb_optim_step calls */
 } fsb_optim;
 
 /* The name of a kind ("sgd", "adam", "adamw") and its inverse (-1: unknown name). */
@@ -61,14 +61,14 @@ int fsb_opt_kind_parse(const char *name);
  * with FSB_EINVAL (message names the problem) on lr < 0, momentum < 0, nesterov with
  * momentum 0 or dampening != 0 (as torch), a group with momentum != 0 but no buffer, or a
  * negative lr_mult / weight decay. No allocation; nothing to free. */
-int fsb_sgd_init(fsb_optim *opt, fsb_param_group *groups, int n_groups, float lr,
-                 float momentum, float dampening, int nesterov);
+int fsb_sgd_init(fsb_optim *opt, fsb_param_group *groups, int n_groups, float lr, float momentum,
+                 float dampening, int nesterov);
 
 /* Set up Adam (decoupled = 0) or AdamW (decoupled = 1) over the caller's `groups` (their
  * has_buf and steps are cleared). Fails with FSB_EINVAL on lr < 0, betas outside [0, 1),
  * eps < 0, a negative lr_mult / weight decay, or a group without both moment buffers. */
-int fsb_adam_init(fsb_optim *opt, fsb_param_group *groups, int n_groups, float lr,
-                  double beta1, double beta2, double eps, int decoupled);
+int fsb_adam_init(fsb_optim *opt, fsb_param_group *groups, int n_groups, float lr, double beta1,
+                  double beta2, double eps, int decoupled);
 
 /* One update of every non-frozen group from its grads (see the top of this file). */
 void fsb_optim_step(fsb_optim *opt);

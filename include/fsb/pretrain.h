@@ -81,9 +81,9 @@ typedef struct fsb_pretrain_opts {
     int val_shots[FSB_PRETRAIN_MAX_VAL_SHOTS]; /* shots validated; the checkpoint kept is the
                                                   best mean over them ({1, 5}) */
     int n_val_shots;                           /* (2) */
-    int val_way;           /* (5) */
-    int val_query;         /* (15) */
-    uint64_t val_seed;     /* seed of the val episodes (0) */
+    int val_way;                               /* (5) */
+    int val_query;                             /* (15) */
+    uint64_t val_seed;                         /* seed of the val episodes (0) */
     int val_norm;          /* fsb_norm of the prototype classifier (FSB_NORM_L2N) */
     int image_size;        /* packed image side (84) */
     int resize;            /* val transform: shorter side (92) */

@@ -22,7 +22,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-
 typedef struct fsb_run_opts {
     const char *data;      /* dataset root (required) */
     const char *split;     /* evaluated split (default "test") */

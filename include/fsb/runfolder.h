@@ -24,7 +24,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define FSB_RUN_MAX_METHODS 16    /* methods in one run */
+#define FSB_RUN_MAX_METHODS 16      /* methods in one run */
 #define FSB_RUN_ID_STUDENT_MAX 1024 /* longest student= value */
 
 /* One method of a run as its identity names it: "name(norm=N,C=c)". */
@@ -40,26 +40,26 @@ typedef struct fsb_run_method_id {
  * base_fingerprint (when a method reads the train split's mean), student (when a method
  * trains per episode) and shard (a --shard i/n folder). */
 typedef struct fsb_run_ident {
-    char split[64];                                /* evaluated split */
-    uint64_t data_fp;                              /* its fingerprint (dataset.h) */
-    uint64_t teacher_xxh3;                         /* XXH3-64 of the teacher file */
-    char teacher_arch[16];                         /* conv4 | res12 */
-    char episodes_hash[33];                        /* the episodes' content hash (hex) */
-    long episodes;                                 /* episodes per (method, shot) */
-    int way;                                       /* classes per episode */
-    int query;                                     /* queries per class */
-    int n_shots;                                   /* shot values */
-    int shots[FSB_EPISODES_MAX_SHOTS];             /* ascending */
-    uint64_t seed;                                 /* episode seed */
-    int n_methods;                                 /* methods */
+    char split[64];                                 /* evaluated split */
+    uint64_t data_fp;                               /* its fingerprint (dataset.h) */
+    uint64_t teacher_xxh3;                          /* XXH3-64 of the teacher file */
+    char teacher_arch[16];                          /* conv4 | res12 */
+    char episodes_hash[33];                         /* the episodes' content hash (hex) */
+    long episodes;                                  /* episodes per (method, shot) */
+    int way;                                        /* classes per episode */
+    int query;                                      /* queries per class */
+    int n_shots;                                    /* shot values */
+    int shots[FSB_EPISODES_MAX_SHOTS];              /* ascending */
+    uint64_t seed;                                  /* episode seed */
+    int n_methods;                                  /* methods */
     fsb_run_method_id methods[FSB_RUN_MAX_METHODS]; /* in run order */
-    int image_size;                                /* packed image side */
-    int resize;                                    /* test transform: shorter side */
-    int crop;                                      /* test transform: crop side */
-    int has_base_fp;                               /* 1: base_fingerprint= line */
-    uint64_t base_fp;                              /* the train split's fingerprint */
-    char student[FSB_RUN_ID_STUDENT_MAX];          /* student= value, "" when absent */
-    fsb_shard shard;                               /* shard= line when count > 1 */
+    int image_size;                                 /* packed image side */
+    int resize;                                     /* test transform: shorter side */
+    int crop;                                       /* test transform: crop side */
+    int has_base_fp;                                /* 1: base_fingerprint= line */
+    uint64_t base_fp;                               /* the train split's fingerprint */
+    char student[FSB_RUN_ID_STUDENT_MAX];           /* student= value, "" when absent */
+    fsb_shard shard;                                /* shard= line when count > 1 */
 } fsb_run_ident;
 
 /* The identity as text (malloc'd into *text, caller frees). FSB_EINVAL when a field cannot

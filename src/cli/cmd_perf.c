@@ -84,8 +84,8 @@ int fsb_cmd_perf(int argc, char **argv)
         FSB_FLAG("json", FSB_FLAG_SWITCH, &json),
         FSB_FLAG("help", FSB_FLAG_HELP, NULL),
     };
-    int help, st = fsb_cli_parse(argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), "perf",
-                                 &help);
+    int help,
+        st = fsb_cli_parse(argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), "perf", &help);
     if (!st && help) usage(stdout);
     if (st || help) return st;
     fsb_perf_result r[4];
