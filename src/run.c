@@ -45,9 +45,10 @@ void fsb_run_opts_default(fsb_run_opts *o)
     static const int shots[] = {1, 5, 10, 30};
     o->n_shots = 4;
     memcpy(o->shots, shots, sizeof shots);
-    static const char *const methods[] = {"1nn", "svm", "protonet"};
-    o->n_methods = 3;
-    for (int i = 0; i < 3; i++)
+    /* REFILLED beside the four baselines, the paper's middle-shot comparison */
+    static const char *const methods[] = {"1nn", "svm", "protonet", "finetune", "refilled"};
+    o->n_methods = 5;
+    for (int i = 0; i < 5; i++)
         o->methods[i] = methods[i];
     o->norm = -1;
     o->C = 0; /* each method's default */

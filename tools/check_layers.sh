@@ -21,8 +21,8 @@ ORDER=(
     features
     # methods: the method interface, the baselines, REFILLED's students
     refilled method baselines student student_methods
-    # run folder: reports, shards, the folder's files, merging
-    report shard runfolder merge
+    # run folder: reports, shards, the folder's files, merging, comparing two runs
+    report shard runfolder merge compare
     # jobs: the runner, pre-training, tuning, measurements, the demo
     run pretrain_dist pretrain tune perf perf_methods demo
     # the command line

@@ -37,7 +37,8 @@ typedef struct fsb_run_opts {
     int shots[FSB_EPISODES_MAX_SHOTS];        /* ascending (default 1,5,10,30) */
     uint64_t seed;                            /* episode seed (default 0) */
     int n_methods;                            /* number of methods */
-    const char *methods[FSB_RUN_MAX_METHODS]; /* method names (default 1nn,svm,protonet) */
+    const char *methods[FSB_RUN_MAX_METHODS]; /* method names (default
+                                                 1nn,svm,protonet,finetune,refilled) */
     int norm;            /* feature normalisation of every feature method; -1: each one's default */
     double C;            /* svm / logreg C; 0 = each method's default (method.h) */
     int threads;         /* workers (0 = one per core); never changes results */

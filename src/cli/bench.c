@@ -23,6 +23,8 @@ static const fsb_cli_cmd commands[] = {
     {"perf-methods", fsb_cmd_perf_methods, "time the frozen-feature methods on random episodes"},
     {"tune", fsb_cmd_tune, "choose finetune/refilled options on val-split episodes"},
     {"merge", fsb_cmd_merge, "merge the folders of bench --shard i/n into one run folder"},
+    {"compare", fsb_cmd_compare,
+     "two runs on the same episodes, paired: B - A per method and shot"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

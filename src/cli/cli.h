@@ -89,6 +89,7 @@ int fsb_cmd_table(int argc, char **argv);
 int fsb_cmd_perf_methods(int argc, char **argv);
 int fsb_cmd_tune(int argc, char **argv);
 int fsb_cmd_merge(int argc, char **argv);
+int fsb_cmd_compare(int argc, char **argv);
 
 /* mpirun support of `bench run` (cli_dist.c). Begin: initialise MPI when started by
  * mpirun (dist.h) and, with N > 1 ranks, make this rank run shard rank/N of the tasks in

@@ -27,7 +27,7 @@ static void run_usage(FILE *out)
             "  --episodes N|FILE  episode count, or a manifest to replay (.csv or gzip'd\n"
             "                     .csv.gz) (600)\n"
             "  --seed N           episode seed (0)\n"
-            "  --methods LIST     methods, e.g. 1nn,svm,protonet (1nn,svm,protonet)\n"
+            "  --methods LIST     methods (1nn,svm,protonet,finetune,refilled)\n"
             "  --norm un|l2n|cl2n feature normalisation for every feature method (1nn: cl2n,\n"
             "                     svm/logreg: l2n, protonet: un)\n"
             "  --C X              SVM / logistic regression C (each method's val-chosen\n"
