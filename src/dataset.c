@@ -118,7 +118,7 @@ int fsb_split_field_ok(const char *s, size_t n, int is_file)
     if (n == 0) return 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f || (is_file && c == '/')) return 0;
+        if (c < 0x20 || c == 0x7f || c == ',' || (is_file && c == '/')) return 0;
     }
     if (is_file && ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))) return 0;
     return 1;
@@ -191,6 +191,11 @@ done:
     free(data);
     return st;
 }
+
+/* Why a class or file name is refused (fsb_split_field_ok); %s: "class folder" or "file". */
+#define NAME_RULE                                                                              \
+    "the %s name has a comma or a control character (names are written to comma-separated "   \
+    "episode and result files)"
 
 static int is_image_name(const char *name)
 {
@@ -265,9 +270,12 @@ static int walk_folders(recs *r, const char *root, const char *split_rel, const 
                                dir, names[i]);
                 goto done;
             }
-            if (!fsb_split_field_ok(rel, strlen(rel), 0) ||
-                !fsb_split_field_ok(names[i], strlen(names[i]), 1)) {
-                st = fsb_error(FSB_EFORMAT, "%s/%s: control characters in the name", dir, names[i]);
+            if (!fsb_split_field_ok(rel, strlen(rel), 0)) {
+                st = fsb_error(FSB_EFORMAT, "%s: " NAME_RULE, dir, "class folder");
+                goto done;
+            }
+            if (!fsb_split_field_ok(names[i], strlen(names[i]), 1)) {
+                st = fsb_error(FSB_EFORMAT, "%s/%s: " NAME_RULE, dir, names[i], "file");
                 goto done;
             }
             char *path = fsb_path_join(dir_rel, names[i]);

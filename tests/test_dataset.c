@@ -184,6 +184,32 @@ START_TEST(listing_errors_name_file_and_line)
 }
 END_TEST
 
+/* A comma in a class folder or file name is refused when the split is listed, naming the full
+ * path (it used to pass the listing and fail only when an episode happened to draw the image,
+ * naming its basename). The Ravi CSV cannot hold one (it is the separator). */
+START_TEST(comma_in_names_refused_at_listing_with_full_path)
+{
+    char *d = tu_tmpdir();
+    fsb_split s;
+    tu_write_str(d, "test/n1/a.jpg", "");
+    tu_write_str(d, "test/n1/b,2.jpg", "");
+    ck_assert_int_eq(open_err(d, "test", &s), FSB_EFORMAT);
+    char want[4200];
+    snprintf(want, sizeof want, "%s/test/n1/b,2.jpg: the file name has a comma", d);
+    assert_msg_has(want);
+    tu_rmrf(d);
+    tu_write_str(d, "test/n1/a.jpg", "");
+    tu_write_str(d, "test/n,2/deep/c.png", "");
+    ck_assert_int_eq(open_err(d, "test", &s), FSB_EFORMAT);
+    snprintf(want, sizeof want, "%s/test/n,2/deep: the class folder name has a comma", d);
+    assert_msg_has(want);
+    ck_assert_int_eq(fsb_split_field_ok("a,b", 3, 0), 0);
+    ck_assert_int_eq(fsb_split_field_ok("a b", 3, 1), 1);
+    tu_rmrf(d);
+    free(d);
+}
+END_TEST
+
 static Suite *dataset_suite(void)
 {
     Suite *s = suite_create("dataset");
@@ -193,6 +219,7 @@ static Suite *dataset_suite(void)
     tcase_add_test(tc, ravi_csv_at_root_and_precedence);
     tcase_add_test(tc, folders_any_depth_and_same_fingerprint);
     tcase_add_test(tc, listing_errors_name_file_and_line);
+    tcase_add_test(tc, comma_in_names_refused_at_listing_with_full_path);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -47,13 +47,17 @@ typedef struct fsb_split {
  * ROOT/<name>/. CSV: optional UTF-8 BOM, LF or CRLF line ends, blank lines ignored; a row
  * is exactly "<filename>,<label>" with both fields non-empty, no control characters and
  * no '/' in the filename; a filename may appear only once in a split (whatever its label).
+ * Class and file names of either layout follow fsb_split_field_ok (a comma in a folder or
+ * file name is refused here, naming the full path, not when an episode happens to use it).
  * Folders: entries starting with '.' are skipped, symlinks followed; every folder that
  * directly holds .jpg, .jpeg or .png files (any case) is a class; an image directly in the split
  * folder, or a split with no image at all, is an error. On error `s` is left zeroed. */
 int fsb_split_open(fsb_split *s, const char *root, const char *name);
-/* 1 when n bytes at s may be a split CSV field: not empty, no control characters (they would
- * break the fingerprint's line format) and, for a filename (is_file), no '/' and not "." or
- * "..". `bench data check` and the loader use the same rule. */
+/* 1 when n bytes at s may be a class or file name (a split CSV field, a class folder's path
+ * or an image's file name): not empty, no control characters (they would break the
+ * fingerprint's line format), no comma (names are written to comma-separated episode
+ * manifests and results) and, for a filename (is_file), no '/' and not "." or "..".
+ * `bench data check` and the loader use the same rule. */
 int fsb_split_field_ok(const char *s, size_t n, int is_file);
 void fsb_split_free(fsb_split *s);
 

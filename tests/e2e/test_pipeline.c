@@ -482,6 +482,32 @@ START_TEST(tune_chooses_svm_C_on_val)
 }
 END_TEST
 
+/* A comma in an image's file name is refused when the split is listed, with the full path,
+ * however few episodes are drawn (it failed only when an episode drew the image, exit 2,
+ * naming its basename, and passed otherwise). */
+START_TEST(run_refuses_a_comma_in_a_name_at_listing)
+{
+    char *d = tu_path(work, "comma"), *o = tu_path(work, "rcomma"), *out = NULL;
+    int nc[3] = {0, 0, 5};
+    fx_make_folders(d, nc, 6, 32);
+    int rc = tu_run(
+        NULL, "mv '%s/test/n00000203/n0000020300000004.jpg' '%s/test/n00000203/x,4.jpg'", d, d);
+    ck_assert_int_eq(rc, 0);
+    rc = tu_run(&out,
+                "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --methods protonet "
+                "--way 2 --shots 1 --query 1 --episodes 1" IMG,
+                tu_bench(), d, work, teacher, o);
+    char want[4200];
+    snprintf(want, sizeof want, "%s/test/n00000203/x,4.jpg: the file name has a comma", d);
+    ck_assert_msg(rc == 1 && strstr(out, want), "rc %d: %s", rc, out);
+    free(out);
+    tu_rmrf(d);
+    tu_rmrf(o);
+    free(d);
+    free(o);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pipeline");
@@ -494,6 +520,7 @@ int main(void)
     tcase_add_test(tc, run_is_independent_of_threads_and_interruptions);
     tcase_add_test(tc, run_refuses_bad_inputs);
     tcase_add_test(tc, tune_chooses_svm_C_on_val);
+    tcase_add_test(tc, run_refuses_a_comma_in_a_name_at_listing);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }
