@@ -72,10 +72,14 @@ static int add_prob(split_info *s, int line, const char *fmt, ...)
     s->probs = np;
     va_list ap;
     va_start(ap, fmt);
-    char buf[2048];
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap); /* whole lines: a long path keeps its cause */
     va_end(ap);
-    if (!(np[s->n_probs].text = strdup(buf))) return fsb_error(FSB_ENOMEM, "out of memory");
+    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!text) return fsb_error(FSB_ENOMEM, "out of memory");
+    va_start(ap, fmt);
+    vsnprintf(text, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    np[s->n_probs].text = text;
     np[s->n_probs].line = line;
     np[s->n_probs].seq = s->n_probs;
     s->n_probs++;
@@ -219,6 +223,12 @@ done:
     return st;
 }
 
+/* A problem of the folder listing (fsb_split_open_lenient): one report line. */
+static int folder_problem(void *ctx, const char *problem)
+{
+    return add_prob(ctx, 0, "%s", problem);
+}
+
 /* Find split `k` under root and list it into s. */
 static int list_split(split_info *s, const char *root, int k)
 {
@@ -245,8 +255,8 @@ static int list_split(split_info *s, const char *root, int k)
         s->present = 1;
         s->source = strdup(d);
         fsb_split sp;
-        if (fsb_split_open(&sp, root, name)) {
-            st = add_prob(s, 0, "%s", fsb_error_last());
+        if ((st = fsb_split_open_lenient(&sp, root, name, folder_problem, s))) {
+            st = st == FSB_ENOMEM ? st : add_prob(s, 0, "%s", fsb_error_last());
             goto done;
         }
         for (int i = 0; i < sp.n_images && !st; i++) {

@@ -188,6 +188,35 @@ START_TEST(class_folder_layout)
 }
 END_TEST
 
+/* Folder-layout problems under the loader's rules, each reported, the rest still checked: a
+ * dangling image symlink (it was skipped silently), a symlink loop (found by device and
+ * inode), a class folder name with a comma. */
+START_TEST(folder_listing_problems_each_reported)
+{
+    int nc[3] = {2, 1, 1};
+    fx_make_folders(root, nc, 3, 84);
+    ck_assert_int_eq(tu_run(NULL,
+                            "cd '%s/test' && ln -s gone.jpg n00000200/z.jpg && ln -s .. "
+                            "n00000200/loop && mkdir 'a,b' && cp n00000200/*0.jpg 'a,b/'",
+                            root),
+                     0);
+    char *text;
+    int n;
+    ck_assert_int_eq(run_check(root, NULL, &text, &n), FSB_EFORMAT);
+    char want[4200];
+    snprintf(want, sizeof want, "%s/test/a,b: the class folder name has a comma", root);
+    has(text, want);
+    snprintf(want, sizeof want,
+             "%s/test/n00000200/loop: symbolic link loop (the same folder as %s/test,", root, root);
+    has(text, want);
+    snprintf(want, sizeof want, "%s/test/n00000200/z.jpg: dangling symbolic link", root);
+    has(text, want);
+    has(text, "test: 3 images in 1 classes, 3 per class\n");
+    ck_assert_int_eq(n, 3);
+    free(text);
+}
+END_TEST
+
 START_TEST(cli_check_and_pack)
 {
     int nc[3] = {2, 1, 1};
@@ -267,6 +296,7 @@ int main(void)
     tcase_add_test(tc, every_problem_listed_with_file_and_line);
     tcase_add_test(tc, missing_root_empty_and_headerless_csv);
     tcase_add_test(tc, class_folder_layout);
+    tcase_add_test(tc, folder_listing_problems_each_reported);
     tcase_add_test(tc, cli_check_and_pack);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);

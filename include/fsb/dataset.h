@@ -51,8 +51,23 @@ typedef struct fsb_split {
  * file name is refused here, naming the full path, not when an episode happens to use it).
  * Folders: entries starting with '.' are skipped, symlinks followed; every folder that
  * directly holds .jpg, .jpeg or .png files (any case) is a class; an image directly in the split
- * folder, or a split with no image at all, is an error. On error `s` is left zeroed. */
+ * folder, or a split with no image at all, is an error. So is, naming its full path, an entry
+ * that cannot be followed (a dangling symlink, a symlink that leads back to itself, an
+ * unreadable entry) and a symlink loop: a folder that is one of the folders above it (the same
+ * device and inode), however deep. On error `s` is left zeroed. */
 int fsb_split_open(fsb_split *s, const char *root, const char *name);
+
+/* Receives one problem of a lenient listing, a whole message naming the path; returns FSB_OK
+ * to go on, or a negative status, which stops the listing and is returned. */
+typedef int (*fsb_split_problem_fn)(void *ctx, const char *problem);
+
+/* fsb_split_open, except that problems with single entries of the folder layout (a refused
+ * name, an image directly in the split folder, an entry that cannot be followed, a symlink
+ * loop, a sub-folder that cannot be opened) go to `problem` and the entry is skipped;
+ * everything else is still an error. With problem NULL this is fsb_split_open. `bench data
+ * check` lists with it, so it reports every problem under the very rules the loader applies. */
+int fsb_split_open_lenient(fsb_split *s, const char *root, const char *name,
+                           fsb_split_problem_fn problem, void *ctx);
 /* 1 when n bytes at s may be a class or file name (a split CSV field, a class folder's path
  * or an image's file name): not empty, no control characters (they would break the
  * fingerprint's line format), no comma (names are written to comma-separated episode
