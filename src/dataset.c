@@ -495,6 +495,25 @@ int fsb_split_exists(const char *root, const char *name)
     return found;
 }
 
+int fsb_split_require(const char *root, const char *const *names, int n, const char *why)
+{
+    if (!fsb_is_dir(root))
+        return fsb_error(FSB_ENOTFOUND, "%s: dataset root not found (not a folder)", root);
+    for (int k = 0; k < n; k++) {
+        const char *x = names[k];
+        if (!fsb_split_exists(root, x))
+            return fsb_error(
+                FSB_ENOTFOUND,
+                "%s: no %s split (looked for %s/split/%s.csv, %s/%s.csv and %s/%s/); %s", root, x,
+                root, x, root, x, root, x, why);
+        fsb_split s;
+        int st = fsb_split_open(&s, root, x);
+        if (st) return st;
+        fsb_split_free(&s);
+    }
+    return FSB_OK;
+}
+
 void fsb_split_free(fsb_split *s)
 {
     if (!s) return;

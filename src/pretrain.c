@@ -590,6 +590,9 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
         return fsb_error(FSB_EINVAL, "--val-norm: cl2n needs train features; use un or l2n");
     fsb_cache_opts co = {
         .dir = o->cache_dir, .size = o->image_size, .pool = t->pool, .progress = o->progress};
+    static const char *const need[2] = {"train", "val"}; /* both listed before any packing */
+    if ((st = fsb_split_require(o->data, need, 2, "bench pretrain reads train and val")))
+        return fsb_error_wrap(st, "--data");
     if ((st = fsb_cache_open(&t->train, o->data, "train", &co)))
         return fsb_error_wrap(st, "--data: the train split");
     if ((st = fsb_cache_open(&t->val, o->data, "val", &co)))

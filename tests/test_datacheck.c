@@ -161,7 +161,8 @@ START_TEST(missing_root_empty_and_headerless_csv)
     has(text, "val.csv:1: expected header 'filename,label', found 'a.jpg,n1' (read as a row)");
     has(text, "val: 2 images in 1 classes, 2 per class");
     has(text, "test: absent");
-    ck_assert_int_eq(n, 2);
+    has(text, "no test split");
+    ck_assert_int_eq(n, 3);
     free(text);
 }
 END_TEST
@@ -214,6 +215,44 @@ START_TEST(folder_listing_problems_each_reported)
     has(text, "test: 3 images in 1 classes, 3 per class\n");
     ck_assert_int_eq(n, 3);
     free(text);
+}
+END_TEST
+
+/* A split that pretrain or run would refuse to find is a problem (check said "problems: 0"
+ * for a dataset without val, which pretrain then refused); --split checks fewer splits;
+ * pack --split lists every split asked for before packing any (it packed train, then failed
+ * on the missing val). */
+START_TEST(missing_split_is_a_problem_as_the_loader_says)
+{
+    int nc[3] = {2, 0, 1};
+    fx_make_ravi(root, nc, 3, 84);
+    char *text;
+    int n;
+    ck_assert_int_eq(run_check(root, NULL, &text, &n), FSB_EFORMAT);
+    char want[4200];
+    snprintf(want, sizeof want,
+             "%s: no val split (looked for %s/split/val.csv, %s/val.csv and %s/val/); bench "
+             "pretrain reads train and val",
+             root, root, root, root);
+    has(text, want);
+    ck_assert_int_eq(n, 1);
+    free(text);
+    char *out = NULL, *cache = tu_path(root, "c");
+    ck_assert_int_eq(tu_run(&out, "%s data check --data '%s'", tu_bench(), root), 1);
+    has(out, "problems: 1");
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data check --data '%s' --split test,train", tu_bench(), root),
+                     0);
+    has(out, "val: not checked (--split)");
+    has(out, "problems: 0");
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data pack --data '%s' --split train,val --cache '%s'",
+                            tu_bench(), root, cache),
+                     1);
+    has(out, "no val split");
+    free(out);
+    ck_assert_int_eq(tu_run(NULL, "ls '%s'/train-* 2>/dev/null", cache), 2); /* nothing packed */
+    free(cache);
 }
 END_TEST
 
@@ -278,7 +317,7 @@ START_TEST(cli_check_and_pack)
     has(out, "train      2 images");
     free(out);
     ck_assert_int_eq(tu_run(&out, "%s data pack --data '%s' --split val", tu_bench(), r2), 1);
-    has(out, "split 'val' not found");
+    has(out, "no val split");
     free(out);
     free(r2);
     free(img);
@@ -297,6 +336,7 @@ int main(void)
     tcase_add_test(tc, missing_root_empty_and_headerless_csv);
     tcase_add_test(tc, class_folder_layout);
     tcase_add_test(tc, folder_listing_problems_each_reported);
+    tcase_add_test(tc, missing_split_is_a_problem_as_the_loader_says);
     tcase_add_test(tc, cli_check_and_pack);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);

@@ -80,6 +80,16 @@ void fsb_split_free(fsb_split *s);
  * read. For "use whichever splits exist" callers. */
 int fsb_split_exists(const char *root, const char *name);
 
+/* The dataset rule every command applies before it reads a pixel (bench data check, data
+ * pack --split, run, pretrain): each of the n splits named exists, in either layout, and
+ * lists cleanly under fsb_split_open's rules (CSV syntax, class and file names without commas
+ * or control characters, no dangling symlink or symlink loop, ...). `why` ends the message of
+ * a missing split, saying who needs it. Returns FSB_OK; FSB_ENOTFOUND "ROOT: no val split
+ * (looked for ROOT/split/val.csv, ROOT/val.csv and ROOT/val/); <why>"; or the listing's
+ * error (file and line). Listing every split first means a bad one is refused before
+ * anything is packed. fsb_data_check reports the same things as problems. */
+int fsb_split_require(const char *root, const char *const *names, int n, const char *why);
+
 /* Index of the class with that name, or -1. */
 int fsb_split_class_index(const fsb_split *s, const char *class_name);
 /* Index of the image whose basename is `file` in class `cls`, or -1. */

@@ -30,11 +30,13 @@ static const char *const split_names[3] = {"train", "val", "test"};
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: bench data check --data ROOT [--threads N]\n"
+            "usage: bench data check --data ROOT [--split train,val,test] [--threads N]\n"
             "       bench data pack  --data ROOT [--split train,val,test] [--cache DIR]\n"
             "                        [--threads N] [--size S] [--rebuild]\n\n"
             "check: read every split (Ravi CSVs or class folders) and every image, list every\n"
-            "       problem (file and CSV line) on stdout; exit status 1 if there is any.\n"
+            "       problem (file and CSV line) on stdout; exit status 1 if there is any. A\n"
+            "       missing split is one (pretrain reads train and val, run test and train):\n"
+            "       --split names the splits to check (all three).\n"
             "pack:  decode each split once into a packed %dx%d cache (default folder\n"
             "       ROOT/.fsbench-cache, else $XDG_CACHE_HOME/fsbench or ~/.cache/fsbench),\n"
             "       rebuilt when the images change; prints images, seconds and images/s.\n",
@@ -87,7 +89,7 @@ static int parse(int argc, char **argv, data_opts *o, int pack, int *help)
         else
             snprintf(flag, sizeof flag, "%.60s", argv[optind - 1]);
         li = -1;
-        if (pack == 0 && (ch == O_CACHE || ch == O_SPLIT || ch == O_REBUILD || ch == O_SIZE))
+        if (pack == 0 && (ch == O_CACHE || ch == O_REBUILD))
             return fsb_error(FSB_EINVAL, "%s: not a flag of `bench data check`", flag);
         switch (ch) {
         case O_DATA:
@@ -129,6 +131,8 @@ static int run_check(const data_opts *o, fsb_pool *pool)
 {
     fsb_data_check_opts co = {0};
     co.progress = stderr;
+    for (int k = 0; k < 3; k++)
+        co.skip_split[k] = !o->splits[k];
     int n = 0;
     return fsb_data_check(o->data, stdout, pool, &co, &n);
 }
@@ -141,6 +145,14 @@ static int run_pack(const data_opts *o, fsb_pool *pool)
     co.pool = pool;
     co.progress = stderr;
     co.rebuild = o->rebuild;
+    if (o->splits_given) { /* every split asked for lists cleanly before any is packed */
+        const char *need[3];
+        int n = 0, st;
+        for (int k = 0; k < 3; k++)
+            if (o->splits[k]) need[n++] = split_names[k];
+        if ((st = fsb_split_require(o->data, need, n, "--split asks for it")))
+            return fsb_error_wrap(st, "--data");
+    }
     printf("packing with %d thread%s\n", fsb_pool_size(pool), fsb_pool_size(pool) == 1 ? "" : "s");
     long total = 0;
     double total_s = 0;
