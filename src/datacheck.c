@@ -362,7 +362,7 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
 {
     fsb_data_check_opts def = {0};
     if (!o) o = &def;
-    int min_side = o->min_side > 0 ? o->min_side : 84;
+    int min_side = o->image_size > 0 ? o->image_size : 84;
     split_info sp[3];
     memset(sp, 0, sizeof sp);
     check_ctx c = {0};
@@ -441,8 +441,10 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
             if (r->st)
                 st = add_prob(s, it->line, "%s%s", where, r->msg ? r->msg : "cannot decode");
             else if (r->w < min_side || r->h < min_side)
-                st = add_prob(s, it->line, "%s%s/%s: image is %dx%d, smaller than %d on a side",
-                              where, root, it->path, r->w, r->h, min_side);
+                st =
+                    add_prob(s, it->line,
+                             "%s%s/%s: image is %dx%d, smaller than %d on a side (--image-size %d)",
+                             where, root, it->path, r->w, r->h, min_side, min_side);
             if (st) goto done;
         }
         if (s->n_probs > 1) qsort(s->probs, (size_t)s->n_probs, sizeof *s->probs, cmp_lprob);

@@ -256,6 +256,41 @@ START_TEST(missing_split_is_a_problem_as_the_loader_says)
 }
 END_TEST
 
+/* The check judges image sizes against the size asked for, as pack and run do (it demanded
+ * 84 px of a 28-px dataset that pack --size 28 and a 28-px run accept). */
+START_TEST(check_judges_against_the_image_size)
+{
+    int nc[3] = {2, 1, 1};
+    fx_make_folders(root, nc, 3, 28);
+    char *text, *out = NULL;
+    int n;
+    ck_assert_int_eq(run_check(root, NULL, &text, &n), FSB_EFORMAT); /* the protocol's 84 */
+    ck_assert_int_eq(n, 12);
+    has(text, "image is 28x28, smaller than 84 on a side (--image-size 84)");
+    free(text);
+    ck_assert_int_eq(tu_run(&out, "%s data check --data '%s' --image-size 28", tu_bench(), root),
+                     0);
+    has(out, "problems: 0");
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data check --data '%s' --size 28", tu_bench(), root), 0);
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data check --data '%s' --image-size 30", tu_bench(), root),
+                     1);
+    has(out, "image is 28x28, smaller than 30 on a side (--image-size 30)");
+    has(out, "problems: 12");
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data check --data '%s' --image-size 0", tu_bench(), root), 2);
+    has(out, "--image-size");
+    free(out);
+    char *cache = tu_path(root, "c");
+    ck_assert_int_eq(tu_run(&out, "%s data pack --data '%s' --image-size 28 --cache '%s'",
+                            tu_bench(), root, cache),
+                     0);
+    free(out);
+    free(cache);
+}
+END_TEST
+
 START_TEST(cli_check_and_pack)
 {
     int nc[3] = {2, 1, 1};
@@ -337,6 +372,7 @@ int main(void)
     tcase_add_test(tc, class_folder_layout);
     tcase_add_test(tc, folder_listing_problems_each_reported);
     tcase_add_test(tc, missing_split_is_a_problem_as_the_loader_says);
+    tcase_add_test(tc, check_judges_against_the_image_size);
     tcase_add_test(tc, cli_check_and_pack);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);

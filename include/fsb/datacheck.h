@@ -17,7 +17,8 @@
 
 /* Options of the check. Zero-initialise, then set what you need. */
 typedef struct fsb_data_check_opts {
-    int min_side;      /* images with a side below this are problems; 0: 84 */
+    int image_size;    /* the --image-size the data is for: an image with a side below it is
+                          a problem (pack and run refuse it); 0: the protocol's 84 */
     FILE *progress;    /* progress bar stream while decoding (terminals only); NULL: none */
     int skip_split[3]; /* 1: do not check train / val / test (bench data check --split) */
 } fsb_data_check_opts;
