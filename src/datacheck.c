@@ -1,8 +1,9 @@
 /* datacheck.c - `bench data check`: read everything, report every problem (see
  * include/fsb/datacheck.h). Three phases: list every split leniently (CSV problems are
- * collected, not fatal), decode every listed image once over the pool (results stored per
- * image, so the report does not depend on the thread count), then print per split in a
- * fixed order and look for files shared between splits.
+ * collected, not fatal), read, hash (XXH3-128) and decode every listed image once over the
+ * pool (results stored per image, so the report does not depend on the thread count), then
+ * print per split in a fixed order and look for files shared between splits: by path, and
+ * by content in every layout (overlap between splits, duplicates within one).
  */
 #include "fsb/datacheck.h"
 #include "fsb/dataset.h"
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <xxhash.h>
 
 #define IMAGES_PER_TASK 64
 /* Why the check wants every split (the end of a missing split's problem). */
@@ -61,9 +63,11 @@ typedef struct split_info {
 
 /* Decode result of one image. */
 typedef struct result {
-    int st;    /* fsb_status of the load */
-    int w, h;  /* size when st == 0 */
-    char *msg; /* message when st != 0 (owned) */
+    int st;             /* fsb_status of the load */
+    int w, h;           /* size when st == 0 */
+    char *msg;          /* message when st != 0 (owned) */
+    int hashed;         /* 1 when the file could be read: hash is valid */
+    XXH128_hash_t hash; /* XXH3-128 of the file's bytes: equal content, equal hash */
 } result;
 
 static int add_prob(split_info *s, int line, const char *fmt, ...)
@@ -278,13 +282,20 @@ done:
 
 /* Shared state of the decoding tasks. */
 typedef struct check_ctx {
-    const char *root;  /* dataset root */
-    item **all;        /* [n] every listed image of every split */
-    result *res;       /* [n] outcomes */
-    int n;             /* images */
-    atomic_int done;   /* images decoded so far */
-    fsb_progress *bar; /* drawn by worker 0 only */
+    const char *root;   /* dataset root */
+    item **all;         /* [n] every listed image of every split */
+    result *res;        /* [n] outcomes */
+    int n;              /* images */
+    atomic_int done;    /* images decoded so far */
+    fsb_progress *bar;  /* drawn by worker 0 only */
+    struct twin *twins; /* images with the bytes of an earlier one (content_twins; owned) */
 } check_ctx;
+
+/* An image whose bytes equal those of an earlier image. */
+typedef struct twin {
+    int b; /* the later image (index into check_ctx.all) */
+    int a; /* the first image with the same bytes */
+} twin;
 
 static void check_task(void *vctx, int task, int worker)
 {
@@ -294,7 +305,15 @@ static void check_task(void *vctx, int task, int worker)
     for (int i = lo; i < hi; i++) {
         char *path = fsb_path_join(c->root, c->all[i]->path);
         fsb_image img;
-        int st = path ? fsb_image_load(&img, path) : fsb_error(FSB_ENOMEM, "out of memory");
+        void *data = NULL;
+        size_t size = 0;
+        int st = path ? fsb_read_file(path, &data, &size) : fsb_error(FSB_ENOMEM, "out of memory");
+        if (!st) { /* the bytes, once: hashed for overlap and duplicates, then decoded */
+            c->res[i].hash = XXH3_128bits(data, size);
+            c->res[i].hashed = 1;
+            st = fsb_image_decode(&img, data, size, path);
+            free(data);
+        }
         c->res[i].st = st;
         if (st) {
             if (st == FSB_ENOTFOUND) fsb_error(st, "%s: listed image is missing", path);
@@ -355,6 +374,55 @@ static void class_stats(FILE *r, const split_info *s, const char *name, int *n_c
         }
     }
     free(cls);
+}
+
+/* An image's content hash with its index, sorted by hash then index. */
+typedef struct hashed_ix {
+    XXH128_hash_t hash; /* content hash of image ix */
+    int ix;             /* index into check_ctx.all */
+} hashed_ix;
+
+static int cmp_hashed_ix(const void *x, const void *y)
+{
+    const hashed_ix *a = x, *b = y;
+    int c = XXH128_cmp(&a->hash, &b->hash);
+    return c ? c : (a->ix > b->ix) - (a->ix < b->ix);
+}
+
+static int cmp_twin(const void *x, const void *y)
+{
+    const twin *a = x, *b = y;
+    return (a->b > b->b) - (a->b < b->b);
+}
+
+/* Fill c->twins: every read image whose bytes equal those of an earlier one (earlier in split
+ * order, then listing order), paired with the first image of those bytes; pairs of the same
+ * path in two splits are left out (reported by path). Sorted by the later image. */
+static int content_twins(check_ctx *c, int *n_twins)
+{
+    hashed_ix *h = malloc((size_t)(c->n ? c->n : 1) * sizeof *h);
+    c->twins = malloc((size_t)(c->n ? c->n : 1) * sizeof *c->twins);
+    if (!h || !c->twins) {
+        free(h);
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    }
+    int m = 0, n = 0;
+    for (int i = 0; i < c->n; i++)
+        if (c->res[i].hashed) h[m++] = (hashed_ix){c->res[i].hash, i};
+    if (m > 1) qsort(h, (size_t)m, sizeof *h, cmp_hashed_ix);
+    for (int i = 0; i < m;) {
+        int j = i + 1;
+        for (; j < m && XXH128_isEqual(h[j].hash, h[i].hash); j++) {
+            const item *first = c->all[h[i].ix], *later = c->all[h[j].ix];
+            if (!strcmp(first->path, later->path)) continue; /* one file, listed twice */
+            c->twins[n++] = (twin){h[j].ix, h[i].ix};
+        }
+        i = j;
+    }
+    free(h);
+    if (n > 1) qsort(c->twins, (size_t)n, sizeof *c->twins, cmp_twin);
+    *n_twins = n;
+    return FSB_OK;
 }
 
 int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_data_check_opts *o,
@@ -468,7 +536,7 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
             fsb_split_free(&clean);
         }
     }
-    /* files shared between splits (same path relative to the root) */
+    /* the same file listed in two splits (Ravi: same path under images/) */
     by_path = malloc((size_t)(c.n ? c.n : 1) * sizeof *by_path);
     if (!by_path) {
         st = fsb_error(FSB_ENOMEM, "out of memory");
@@ -487,6 +555,23 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
                 root, b->path, split_names[a->split], sp[a->split].source, a->line);
         problems++;
     }
+    /* files with the same bytes under other paths, in any layout: overlap between splits
+     * (class folders always differ in path) and duplicates within one */
+    int n_dup = 0;
+    if ((st = content_twins(&c, &n_dup))) goto done;
+    for (int i = 0; i < n_dup; i++) {
+        const item *b = c.all[c.twins[i].b], *a = c.all[c.twins[i].a];
+        char wb[4200] = "", wa[4200] = "";
+        if (b->line > 0) snprintf(wb, sizeof wb, "%s:%d: ", sp[b->split].source, b->line);
+        if (a->line > 0) snprintf(wa, sizeof wa, " (%s:%d)", sp[a->split].source, a->line);
+        if (a->split != b->split)
+            fprintf(report, "%s%s/%s: same content as %s/%s%s in %s: the splits overlap\n", wb,
+                    root, b->path, root, a->path, wa, split_names[a->split]);
+        else
+            fprintf(report, "%s%s/%s: same content as %s/%s%s: a duplicate image in %s\n", wb, root,
+                    b->path, root, a->path, wa, split_names[a->split]);
+        problems++;
+    }
     fprintf(report, "problems: %d\n", problems);
     fflush(report);
     if (n_problems) *n_problems = problems;
@@ -495,6 +580,7 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
                        problems == 1 ? "" : "s", root);
 done:
     free(by_path);
+    free(c.twins);
     for (int i = 0; c.res && i < c.n; i++)
         free(c.res[i].msg);
     free(c.res);

@@ -154,6 +154,7 @@ START_TEST(missing_root_empty_and_headerless_csv)
     char *p = tu_path(root, "images/a.jpg");
     fx_jpeg(p, 84, 84, px, 0, 90);
     free(p);
+    fx_pattern(px, 84, 84, 2); /* other bytes: the same twice would be a duplicate */
     fx_jpeg(p = tu_path(root, "images/b.jpg"), 84, 84, px, 0, 90);
     free(p);
     ck_assert_int_eq(run_check(root, NULL, &text, &n), FSB_EFORMAT);
@@ -291,6 +292,54 @@ START_TEST(check_judges_against_the_image_size)
 }
 END_TEST
 
+/* Overlap and duplicates are found by content in every layout: class folders list the same
+ * files under other paths in each split (train and test both links to one folder passed with
+ * problems: 0), and a Ravi CSV may list one image's bytes under two names. */
+START_TEST(overlap_and_duplicates_found_by_content)
+{
+    char *src = tu_path(root, "src"), *links = tu_path(root, "links"), *text;
+    int nc[3] = {2, 1, 2}, n;
+    fx_make_folders(src, nc, 3, 84);
+    ck_assert_int_eq(tu_run(NULL,
+                            "mkdir '%s' && ln -s '%s/test' '%s/train' && ln -s '%s/val' '%s/val' "
+                            "&& ln -s '%s/test' '%s/test'",
+                            links, src, links, src, links, src, links),
+                     0);
+    ck_assert_int_eq(run_check(links, NULL, &text, &n), FSB_EFORMAT);
+    ck_assert_int_eq(n, 6); /* each test image is also a train image */
+    char want[4200];
+    snprintf(want, sizeof want,
+             "%s/test/n00000201/n0000020100000002.jpg: same content as "
+             "%s/train/n00000201/n0000020100000002.jpg in train: the splits overlap\n",
+             links, links);
+    has(text, want);
+    free(text);
+    ck_assert_int_eq(run_check(src, NULL, &text, &n), FSB_OK);
+    free(text);
+    /* Ravi: a test image's bytes under a train name, a train image's bytes twice in train */
+    char *ravi = tu_path(root, "ravi");
+    fx_make_ravi(ravi, nc, 3, 84);
+    ck_assert_int_eq(tu_run(NULL,
+                            "cd '%s/images' && cp n0000020000000001.jpg n0000000100000002.jpg && "
+                            "cp n0000000000000000.jpg n0000000000000002.jpg",
+                            ravi),
+                     0);
+    ck_assert_int_eq(run_check(ravi, NULL, &text, &n), FSB_EFORMAT);
+    ck_assert_int_eq(n, 2);
+    has(text, "images/n0000000000000002.jpg: same content as ");
+    has(text, "images/n0000000000000000.jpg (");
+    has(text, "a duplicate image in train\n");
+    has(text, "test.csv:");
+    has(text, "images/n0000020000000001.jpg: same content as ");
+    has(text, "images/n0000000100000002.jpg (");
+    has(text, "in train: the splits overlap\n");
+    free(text);
+    free(ravi);
+    free(src);
+    free(links);
+}
+END_TEST
+
 START_TEST(cli_check_and_pack)
 {
     int nc[3] = {2, 1, 1};
@@ -373,6 +422,7 @@ int main(void)
     tcase_add_test(tc, folder_listing_problems_each_reported);
     tcase_add_test(tc, missing_split_is_a_problem_as_the_loader_says);
     tcase_add_test(tc, check_judges_against_the_image_size);
+    tcase_add_test(tc, overlap_and_duplicates_found_by_content);
     tcase_add_test(tc, cli_check_and_pack);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);

@@ -3,10 +3,11 @@
  * Unlike fsb_split_open (which stops at the first listing error) the check reads
  * everything and reports every problem it finds, one per line, to a report stream:
  * missing splits, CSV header, malformed rows, duplicate rows, refused names, broken
- * symlinks, missing files, files that do not decode, images smaller than the crop, files
- * shared between splits; plus a summary per split
- * (images, classes, images per class, fingerprint) and whether it is the canonical
- * MiniImageNet (Ravi & Larochelle) split.
+ * symlinks, missing files, files that do not decode, images smaller than the image size,
+ * the same file listed in two splits, and files with the same bytes (XXH3-128 of the file)
+ * under other paths, in any layout: in two splits (overlap) or twice in one (duplicates);
+ * plus a summary per split (images, classes, images per class, fingerprint) and whether it
+ * is the canonical MiniImageNet (Ravi & Larochelle) split.
  */
 #ifndef FSB_DATACHECK_H
 #define FSB_DATACHECK_H
@@ -27,9 +28,8 @@ typedef struct fsb_data_check_opts {
  * fsb_split_open_lenient, whose rules are the loader's), except those o->skip_split names.
  * A missing split is a problem, worded as fsb_split_require refuses it: bench pretrain reads
  * train and val, bench run test and, for cl2n, train (when no split at all exists, that is
- * the one problem). Every image
- * is read and decoded, in parallel over `pool` (NULL: the caller); the report is identical
- * for any thread count. Report lines:
+ * the one problem). Every image is read once, hashed and decoded, in parallel over `pool`
+ * (NULL: the caller); the report is identical for any thread count. Report lines:
  *   "<file>:<line>: <problem>"  for CSV problems and for images listed in a CSV,
  *   "<file>: <problem>"         for images of the folder layout and other files,
  *   "<split>: ..."              summaries (not problems), and a final
