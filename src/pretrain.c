@@ -610,7 +610,8 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
         max_shot = o->val_shots[k];
     }
     fsb_episode_params p = {o->val_seed, o->val_way, max_shot, o->val_query};
-    if ((st = fsb_episode_check(&t->val.split, &p)) ||
+    static const fsb_episode_flags vf = {"--val-way", "--val-shots", "--val-query"};
+    if ((st = fsb_episode_check_flags(&t->val.split, &p, &vf)) ||
         (st = fsb_sweep_generate(&t->val_sweep, &t->val.split, o->val_seed, o->val_way,
                                  o->val_shots, o->n_val_shots, o->val_query, o->val_episodes,
                                  t->pool)))

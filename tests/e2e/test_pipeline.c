@@ -150,6 +150,14 @@ START_TEST(pretrain_bad_inputs)
                      2);
     ck_assert_ptr_nonnull(strstr(out, "--image-size: 16 is smaller than --crop"));
     free(out);
+    /* val classes of 12 images, 30-shot validation: the message names pretrain's flags */
+    ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --val-shots 1,30 --out '%s/y.fsbt'", tu_bench(),
+                            common, work),
+                     2);
+    ck_assert_msg(strstr(out, "fewer than the largest --val-shots 30 + --val-query 3 = 33") &&
+                      !strstr(out, " --shots") && !strstr(out, " --query"),
+                  "%s", out);
+    free(out);
     /* 3 val classes, 5-way validation */
     ck_assert_int_eq(
         tu_run(&out, "'%s' pretrain %s --val-way 5 --out '%s/y.fsbt'", tu_bench(), common, work),
