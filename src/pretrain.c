@@ -357,8 +357,8 @@ static int validate(trainer *t, double *val)
     if (!st && !out) st = fsb_error(FSB_ENOMEM, "out of memory");
     for (int i = 0; !st && i < n_used; i += EMBED_BATCH) {
         int nb = n_used - i < EMBED_BATCH ? n_used - i : EMBED_BATCH;
-        st = fsb_transform_test_batch(batch, t->val.px, t->val.size, t->val.size, list + i, nb,
-                                      &t->tf, t->pool);
+        st = fsb_transform_test_batch(batch, t->val.px, t->val.size, t->val.size, t->val.channels,
+                                      list + i, nb, &t->tf, t->pool);
         if (!st) st = fsb_model_embed(t->model, batch, nb, out);
         for (int b = 0; !st && b < nb; b++)
             memcpy(feats + (size_t)list[i + b] * dim, out + (size_t)b * dim, sizeof(float) * dim);
@@ -381,10 +381,10 @@ static int train_images(trainer *t, float *images, const int *idx, int n, uint64
                         uint64_t stream0)
 {
     if (!t->o->augment)
-        return fsb_transform_test_batch(images, t->train.px, t->train.size, t->train.size, idx,
-                                        n, &t->tf, t->pool);
-    return fsb_transform_train_batch(images, t->train.px, t->train.size, t->train.size, idx, n,
-                                     &t->tf, aug_key, stream0, t->pool);
+        return fsb_transform_test_batch(images, t->train.px, t->train.size, t->train.size,
+                                        t->train.channels, idx, n, &t->tf, t->pool);
+    return fsb_transform_train_batch(images, t->train.px, t->train.size, t->train.size,
+                                     t->train.channels, idx, n, &t->tf, aug_key, stream0, t->pool);
 }
 
 static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row)

@@ -281,8 +281,8 @@ static int split_features(run_state *r, fsb_cache *c, fsb_tensorfile *tf, const 
             int nb = n - i < EMBED_BATCH ? n - i : EMBED_BATCH;
             for (int b = 0; b < nb; b++)
                 idx[b] = i + b;
-            st = fsb_transform_test_batch(batch, c->px, c->size, c->size, idx, nb, &tf_opts,
-                                          r->pool);
+            st = fsb_transform_test_batch(batch, c->px, c->size, c->size, c->channels, idx, nb,
+                                          &tf_opts, r->pool);
             if (!st) st = fsb_model_embed(r->teacher, batch, nb, feats + (size_t)i * d);
             fsb_progress_update(&bar, i + nb);
         }
