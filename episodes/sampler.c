@@ -24,13 +24,21 @@ uint64_t fsb_episode_key(const fsb_episode_params *p, uint64_t fingerprint)
 
 int fsb_episode_check(const fsb_split *s, const fsb_episode_params *p)
 {
-    if (p->way < 1) return fsb_error(FSB_EINVAL, "--way: %d must be at least 1", p->way);
+    return fsb_episode_check_flags(s, p, NULL);
+}
+
+int fsb_episode_check_flags(const fsb_split *s, const fsb_episode_params *p,
+                            const fsb_episode_flags *f)
+{
+    const char *way = f ? f->way : "--way", *shots = f ? f->shots : "--shots",
+               *query = f ? f->query : "--query";
+    if (p->way < 1) return fsb_error(FSB_EINVAL, "%s: %d must be at least 1", way, p->way);
     if (p->max_shot < 1)
-        return fsb_error(FSB_EINVAL, "--shots: the largest shot %d must be at least 1",
+        return fsb_error(FSB_EINVAL, "%s: the largest shot %d must be at least 1", shots,
                          p->max_shot);
-    if (p->query < 0) return fsb_error(FSB_EINVAL, "--query: %d must not be negative", p->query);
+    if (p->query < 0) return fsb_error(FSB_EINVAL, "%s: %d must not be negative", query, p->query);
     if (p->way > s->n_classes)
-        return fsb_error(FSB_EINVAL, "--way: %d is more than the %d classes of split %s (%s)",
+        return fsb_error(FSB_EINVAL, "%s: %d is more than the %d classes of split %s (%s)", way,
                          p->way, s->n_classes, s->name ? s->name : "?",
                          s->source ? s->source : "?");
     long need = (long)p->max_shot + p->query;
@@ -38,9 +46,9 @@ int fsb_episode_check(const fsb_split *s, const fsb_episode_params *p)
         if (s->class_count[k] < need)
             return fsb_error(FSB_EINVAL,
                              "class %s of split %s has %d images, fewer than the largest "
-                             "--shots %d + --query %d = %ld",
-                             s->class_names[k], s->name ? s->name : "?", s->class_count[k],
-                             p->max_shot, p->query, need);
+                             "%s %d + %s %d = %ld",
+                             s->class_names[k], s->name ? s->name : "?", s->class_count[k], shots,
+                             p->max_shot, query, p->query, need);
     return FSB_OK;
 }
 

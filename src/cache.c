@@ -1,5 +1,7 @@
 /* cache.c - packed, memory-mapped splits (see include/fsb/cache.h for the file format).
  *
+ * Before packing, image headers are probed (in order over the pool, stopping at the first
+ * colour image) to choose 1 channel (every image greyscale) or 3.
  * Packing writes the header through fsb_outfile; each task decodes 32 images into its
  * worker's scratch and pwrite()s them to their final offset in the temporary file, which
  * is then committed (fsync + rename). Each image owns its slot in the file, so the bytes do not
@@ -160,16 +162,18 @@ static size_t header_size(const fsb_split *s, size_t *name_bytes)
     return (raw + 4095) / 4096 * 4096;
 }
 
-/* 1 when the mapped file is a complete version-1 cache of exactly this listing and source. */
+/* The channels (1 or 3) of the mapped file when it is a complete version-1 cache of exactly
+ * this listing and source, else 0. */
 static int header_matches(const unsigned char *m, size_t bytes, const fsb_split *s, int size,
                           uint64_t source_fp)
 {
     size_t nb, hb = header_size(s, &nb);
-    size_t img = (size_t)size * size * 3;
     if (bytes < FIXED_HEADER || memcmp(m, "FSBPACK\0", 8) != 0) return 0;
+    uint32_t ch = get32(m + 40);
+    size_t img = (size_t)size * size * ch;
     if (get32(m + 8) != FSB_CACHE_VERSION || get32(m + 12) != hb || bytes < hb) return 0;
     if (get64(m + 16) != s->fingerprint || get64(m + 24) != source_fp) return 0;
-    if (get32(m + 32) != (uint32_t)size || get32(m + 36) != (uint32_t)size || get32(m + 40) != 3)
+    if (get32(m + 32) != (uint32_t)size || get32(m + 36) != (uint32_t)size || (ch != 1 && ch != 3))
         return 0;
     if (get32(m + 44) != (uint32_t)s->n_images || get32(m + 48) != (uint32_t)s->n_classes ||
         get32(m + 52) != nb)
@@ -185,11 +189,11 @@ static int header_matches(const unsigned char *m, size_t bytes, const fsb_split 
             memcmp(names + off, s->class_names[c], len) != 0)
             return 0;
     }
-    return 1;
+    return (int)ch;
 }
 
 static void write_header(unsigned char *h, size_t hb, size_t nb, const fsb_split *s, int size,
-                         uint64_t source_fp)
+                         int channels, uint64_t source_fp)
 {
     memset(h, 0, hb);
     memcpy(h, "FSBPACK\0", 8);
@@ -199,7 +203,7 @@ static void write_header(unsigned char *h, size_t hb, size_t nb, const fsb_split
     put64(h + 24, source_fp);
     put32(h + 32, (uint32_t)size);
     put32(h + 36, (uint32_t)size);
-    put32(h + 40, 3);
+    put32(h + 40, (uint32_t)channels);
     put32(h + 44, (uint32_t)s->n_images);
     put32(h + 48, (uint32_t)s->n_classes);
     put32(h + 52, (uint32_t)nb);
@@ -221,10 +225,11 @@ static void write_header(unsigned char *h, size_t hb, size_t nb, const fsb_split
 typedef struct pack_ctx {
     const fsb_split *s;   /* the listing */
     int size;             /* output side */
+    int channels;         /* 1: keep the grey channel (every image greyscale), 3: RGB */
     int fd;               /* the temporary cache file */
     const char *path;     /* its final name, for messages */
     size_t pixels_at;     /* file offset of image 0 */
-    uint8_t **scratch;    /* [workers] IMAGES_PER_TASK images each */
+    uint8_t **scratch;    /* [workers] IMAGES_PER_TASK images each, then one RGB image */
     atomic_int first_bad; /* lowest failing image index so far (n_images: none) */
     atomic_int done;      /* images finished */
     int *bad_status;      /* [n_tasks] status of the task's first failure */
@@ -241,9 +246,9 @@ static void pack_task(void *vctx, int task, int worker)
     const fsb_split *s = c->s;
     int lo = task * IMAGES_PER_TASK, hi = lo + IMAGES_PER_TASK;
     if (hi > s->n_images) hi = s->n_images;
-    size_t isz = (size_t)c->size * c->size * 3;
+    size_t npx = (size_t)c->size * c->size, isz = npx * c->channels;
     size_t rl = strlen(s->root);
-    uint8_t *buf = c->scratch[worker];
+    uint8_t *buf = c->scratch[worker], *rgb = buf + IMAGES_PER_TASK * isz;
     char path[PATH_MAX];
     int i, st = FSB_OK;
     for (i = lo; i < hi; i++) {
@@ -254,11 +259,18 @@ static void pack_task(void *vctx, int task, int worker)
         } else {
             snprintf(path, sizeof path, "%s/%s", s->root, s->paths[i]);
             st = fsb_image_load(&img, path);
-            if (!st) {
-                st = fsb_resize_crop_u8(buf + (size_t)(i - lo) * isz, c->size, img.px, img.w, img.h,
-                                        path);
-                fsb_image_free(&img);
-            }
+            uint8_t *dst = buf + (size_t)(i - lo) * isz;
+            if (!st && c->channels == 1 && img.channels != 1)
+                st = fsb_error(FSB_EMISMATCH,
+                               "%s: a colour image where a greyscale one was found before "
+                               "packing (changed meanwhile?)",
+                               path);
+            else if (!st && c->channels == 3)
+                st = fsb_resize_crop_u8(dst, c->size, img.px, img.w, img.h, path);
+            else if (!st && !(st = fsb_resize_crop_u8(rgb, c->size, img.px, img.w, img.h, path)))
+                for (size_t p = 0; p < npx; p++) /* R = G = B: keep one */
+                    dst[p] = rgb[3 * p];
+            fsb_image_free(&img);
         }
         if (st) {
             if (s->src_line[i] > 0) fsb_error_wrap(st, "%s:%d", s->source, s->src_line[i]);
@@ -292,11 +304,11 @@ static void pack_task(void *vctx, int task, int worker)
     if (worker == 0 && c->bar) fsb_progress_update(c->bar, atomic_load(&c->done));
 }
 
-static int pack(const fsb_split *s, const char *path, int size, uint64_t source_fp,
+static int pack(const fsb_split *s, const char *path, int size, int channels, uint64_t source_fp,
                 const fsb_cache_opts *o)
 {
     size_t nb, hb = header_size(s, &nb);
-    size_t isz = (size_t)size * size * 3, total = hb + (size_t)s->n_images * isz;
+    size_t isz = (size_t)size * size * channels, total = hb + (size_t)s->n_images * isz;
     int n_tasks = (s->n_images + IMAGES_PER_TASK - 1) / IMAGES_PER_TASK;
     int n_workers = fsb_pool_size(o->pool);
     unsigned char *head = calloc(1, hb);
@@ -309,13 +321,13 @@ static int pack(const fsb_split *s, const char *path, int size, uint64_t source_
     c.bad_msg = calloc((size_t)n_tasks, sizeof *c.bad_msg);
     c.scratch = calloc((size_t)n_workers, sizeof *c.scratch);
     for (int w = 0; c.scratch && w < n_workers; w++)
-        if (!(c.scratch[w] = malloc(IMAGES_PER_TASK * isz))) break;
+        if (!(c.scratch[w] = malloc(IMAGES_PER_TASK * isz + (size_t)size * size * 3))) break;
     if (!head || !c.bad_status || !c.bad_index || !c.bad_msg || !c.scratch ||
         !c.scratch[n_workers - 1]) {
         st = fsb_error(FSB_ENOMEM, "%s: out of memory", path);
         goto done;
     }
-    write_header(head, hb, nb, s, size, source_fp);
+    write_header(head, hb, nb, s, size, channels, source_fp);
     if ((st = fsb_outfile_open(&f, path))) goto done;
     if (fwrite(head, 1, hb, f.fp) != hb || fflush(f.fp) != 0) {
         st = fsb_error(FSB_EIO, "%s: cannot write: %s", path, strerror(errno));
@@ -323,6 +335,7 @@ static int pack(const fsb_split *s, const char *path, int size, uint64_t source_
     }
     c.s = s;
     c.size = size;
+    c.channels = channels;
     c.fd = fileno(f.fp);
     c.path = path;
     c.pixels_at = hb;
@@ -363,6 +376,46 @@ done:
     free(c.bad_status);
     free(head);
     return st;
+}
+
+/* Shared state of the channel probe. */
+typedef struct probe_ctx {
+    const fsb_split *s; /* the listing */
+    atomic_int colour;  /* 1 once an image with colour (or an unreadable header) is seen */
+} probe_ctx;
+
+static void probe_task(void *vctx, int task, int worker)
+{
+    (void)worker;
+    probe_ctx *c = vctx;
+    int lo = task * IMAGES_PER_TASK, hi = lo + IMAGES_PER_TASK;
+    if (hi > c->s->n_images) hi = c->s->n_images;
+    for (int i = lo; i < hi && !atomic_load(&c->colour); i++) {
+        char *path = fsb_path_join(c->s->root, c->s->paths[i]);
+        int ch = 3;
+        /* a header that cannot be read counts as colour: packing then names the file */
+        if (!path || fsb_image_probe_channels(path, &ch) != FSB_OK || ch != 1)
+            atomic_store(&c->colour, 1);
+        free(path);
+    }
+}
+
+/* Tasks 1.. of the probe (task 0 runs first, alone). */
+static void probe_next(void *vctx, int task, int worker)
+{
+    probe_task(vctx, task + 1, worker);
+}
+
+/* The channels to pack a split in: 1 when every image is greyscale (by its header), else 3.
+ * Stops at the first colour image, so an RGB split costs one header. */
+static int split_channels(const fsb_split *s, fsb_pool *pool)
+{
+    probe_ctx c = {s, 0};
+    atomic_init(&c.colour, 0);
+    int n_tasks = (s->n_images + IMAGES_PER_TASK - 1) / IMAGES_PER_TASK;
+    probe_task(&c, 0, 0); /* the first task alone: an RGB split stops here */
+    if (!atomic_load(&c.colour) && n_tasks > 1) fsb_pool_run(pool, n_tasks - 1, probe_next, &c);
+    return atomic_load(&c.colour) ? 3 : 1;
 }
 
 /* Map `path` read-only; *map NULL (and FSB_OK) when the file does not exist. */
@@ -425,26 +478,35 @@ int fsb_cache_open(fsb_cache *c, const char *root, const char *name, const fsb_c
         goto done;
     }
     if ((st = fsb_cache_source_fingerprint(&c->source_fp, &c->split, size))) goto done;
+    int want = 0; /* the channels the split needs (0: not probed yet) */
     if (!o->rebuild) {
         if ((st = map_file(c->path, &c->map, &c->map_bytes))) goto done;
-        if (c->map && !header_matches(c->map, c->map_bytes, &c->split, size, c->source_fp)) {
+        int ch = c->map ? header_matches(c->map, c->map_bytes, &c->split, size, c->source_fp) : 0;
+        /* a 3-channel file of a greyscale split (packed before channels were kept) is
+         * repacked; a 1-channel file was written only for a greyscale split */
+        if (ch == 3 && (want = split_channels(&c->split, o->pool)) == 1) ch = 0;
+        if (c->map && !ch) {
             munmap(c->map, c->map_bytes);
             c->map = NULL;
         }
+        c->channels = ch;
     }
     if (!c->map) {
+        if (!want) want = split_channels(&c->split, o->pool);
         double t0 = fsb_now();
-        if ((st = pack(&c->split, c->path, size, c->source_fp, o))) goto done;
+        if ((st = pack(&c->split, c->path, size, want, c->source_fp, o))) goto done;
         c->pack_seconds = fsb_now() - t0;
         c->packed = 1;
         if ((st = map_file(c->path, &c->map, &c->map_bytes))) goto done;
-        if (!c->map || !header_matches(c->map, c->map_bytes, &c->split, size, c->source_fp)) {
+        if (!c->map ||
+            header_matches(c->map, c->map_bytes, &c->split, size, c->source_fp) != want) {
             st = fsb_error(FSB_EIO,
                            "%s: freshly written cache does not read back (changed "
                            "meanwhile?)",
                            c->path);
             goto done;
         }
+        c->channels = want;
     }
     c->px = (const uint8_t *)c->map + get32((const unsigned char *)c->map + 12);
 done:
@@ -464,5 +526,5 @@ void fsb_cache_close(fsb_cache *c)
 
 const uint8_t *fsb_cache_image(const fsb_cache *c, int i)
 {
-    return c->px + (size_t)i * c->size * c->size * 3;
+    return c->px + (size_t)i * c->size * c->size * c->channels;
 }

@@ -1,8 +1,9 @@
 /* datacheck.c - `bench data check`: read everything, report every problem (see
  * include/fsb/datacheck.h). Three phases: list every split leniently (CSV problems are
- * collected, not fatal), decode every listed image once over the pool (results stored per
- * image, so the report does not depend on the thread count), then print per split in a
- * fixed order and look for files shared between splits.
+ * collected, not fatal), read, hash (XXH3-128) and decode every listed image once over the
+ * pool (results stored per image, so the report does not depend on the thread count), then
+ * print per split in a fixed order and look for files shared between splits: by path, and
+ * by content in every layout (overlap between splits, duplicates within one).
  */
 #include "fsb/datacheck.h"
 #include "fsb/dataset.h"
@@ -17,8 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <xxhash.h>
 
 #define IMAGES_PER_TASK 64
+/* Why the check wants every split (the end of a missing split's problem). */
+#define MISSING_WHY                                                                                \
+    "bench pretrain reads train and val, bench run reads test (and train for cl2n); give "         \
+    "--split to check fewer splits"
 
 static const char *const split_names[3] = {"train", "val", "test"};
 /* The canonical Ravi & Larochelle MiniImageNet split: images and classes (600 per class). */
@@ -57,9 +63,11 @@ typedef struct split_info {
 
 /* Decode result of one image. */
 typedef struct result {
-    int st;    /* fsb_status of the load */
-    int w, h;  /* size when st == 0 */
-    char *msg; /* message when st != 0 (owned) */
+    int st;             /* fsb_status of the load */
+    int w, h;           /* size when st == 0 */
+    char *msg;          /* message when st != 0 (owned) */
+    int hashed;         /* 1 when the file could be read: hash is valid */
+    XXH128_hash_t hash; /* XXH3-128 of the file's bytes: equal content, equal hash */
 } result;
 
 static int add_prob(split_info *s, int line, const char *fmt, ...)
@@ -72,10 +80,14 @@ static int add_prob(split_info *s, int line, const char *fmt, ...)
     s->probs = np;
     va_list ap;
     va_start(ap, fmt);
-    char buf[2048];
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap); /* whole lines: a long path keeps its cause */
     va_end(ap);
-    if (!(np[s->n_probs].text = strdup(buf))) return fsb_error(FSB_ENOMEM, "out of memory");
+    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!text) return fsb_error(FSB_ENOMEM, "out of memory");
+    va_start(ap, fmt);
+    vsnprintf(text, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    np[s->n_probs].text = text;
     np[s->n_probs].line = line;
     np[s->n_probs].seq = s->n_probs;
     s->n_probs++;
@@ -219,6 +231,12 @@ done:
     return st;
 }
 
+/* A problem of the folder listing (fsb_split_open_lenient): one report line. */
+static int folder_problem(void *ctx, const char *problem)
+{
+    return add_prob(ctx, 0, "%s", problem);
+}
+
 /* Find split `k` under root and list it into s. */
 static int list_split(split_info *s, const char *root, int k)
 {
@@ -245,8 +263,8 @@ static int list_split(split_info *s, const char *root, int k)
         s->present = 1;
         s->source = strdup(d);
         fsb_split sp;
-        if (fsb_split_open(&sp, root, name)) {
-            st = add_prob(s, 0, "%s", fsb_error_last());
+        if ((st = fsb_split_open_lenient(&sp, root, name, folder_problem, s))) {
+            st = st == FSB_ENOMEM ? st : add_prob(s, 0, "%s", fsb_error_last());
             goto done;
         }
         for (int i = 0; i < sp.n_images && !st; i++) {
@@ -264,13 +282,20 @@ done:
 
 /* Shared state of the decoding tasks. */
 typedef struct check_ctx {
-    const char *root;  /* dataset root */
-    item **all;        /* [n] every listed image of every split */
-    result *res;       /* [n] outcomes */
-    int n;             /* images */
-    atomic_int done;   /* images decoded so far */
-    fsb_progress *bar; /* drawn by worker 0 only */
+    const char *root;   /* dataset root */
+    item **all;         /* [n] every listed image of every split */
+    result *res;        /* [n] outcomes */
+    int n;              /* images */
+    atomic_int done;    /* images decoded so far */
+    fsb_progress *bar;  /* drawn by worker 0 only */
+    struct twin *twins; /* images with the bytes of an earlier one (content_twins; owned) */
 } check_ctx;
+
+/* An image whose bytes equal those of an earlier image. */
+typedef struct twin {
+    int b; /* the later image (index into check_ctx.all) */
+    int a; /* the first image with the same bytes */
+} twin;
 
 static void check_task(void *vctx, int task, int worker)
 {
@@ -280,7 +305,15 @@ static void check_task(void *vctx, int task, int worker)
     for (int i = lo; i < hi; i++) {
         char *path = fsb_path_join(c->root, c->all[i]->path);
         fsb_image img;
-        int st = path ? fsb_image_load(&img, path) : fsb_error(FSB_ENOMEM, "out of memory");
+        void *data = NULL;
+        size_t size = 0;
+        int st = path ? fsb_read_file(path, &data, &size) : fsb_error(FSB_ENOMEM, "out of memory");
+        if (!st) { /* the bytes, once: hashed for overlap and duplicates, then decoded */
+            c->res[i].hash = XXH3_128bits(data, size);
+            c->res[i].hashed = 1;
+            st = fsb_image_decode(&img, data, size, path);
+            free(data);
+        }
         c->res[i].st = st;
         if (st) {
             if (st == FSB_ENOTFOUND) fsb_error(st, "%s: listed image is missing", path);
@@ -343,12 +376,61 @@ static void class_stats(FILE *r, const split_info *s, const char *name, int *n_c
     free(cls);
 }
 
+/* An image's content hash with its index, sorted by hash then index. */
+typedef struct hashed_ix {
+    XXH128_hash_t hash; /* content hash of image ix */
+    int ix;             /* index into check_ctx.all */
+} hashed_ix;
+
+static int cmp_hashed_ix(const void *x, const void *y)
+{
+    const hashed_ix *a = x, *b = y;
+    int c = XXH128_cmp(&a->hash, &b->hash);
+    return c ? c : (a->ix > b->ix) - (a->ix < b->ix);
+}
+
+static int cmp_twin(const void *x, const void *y)
+{
+    const twin *a = x, *b = y;
+    return (a->b > b->b) - (a->b < b->b);
+}
+
+/* Fill c->twins: every read image whose bytes equal those of an earlier one (earlier in split
+ * order, then listing order), paired with the first image of those bytes; pairs of the same
+ * path in two splits are left out (reported by path). Sorted by the later image. */
+static int content_twins(check_ctx *c, int *n_twins)
+{
+    hashed_ix *h = malloc((size_t)(c->n ? c->n : 1) * sizeof *h);
+    c->twins = malloc((size_t)(c->n ? c->n : 1) * sizeof *c->twins);
+    if (!h || !c->twins) {
+        free(h);
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    }
+    int m = 0, n = 0;
+    for (int i = 0; i < c->n; i++)
+        if (c->res[i].hashed) h[m++] = (hashed_ix){c->res[i].hash, i};
+    if (m > 1) qsort(h, (size_t)m, sizeof *h, cmp_hashed_ix);
+    for (int i = 0; i < m;) {
+        int j = i + 1;
+        for (; j < m && XXH128_isEqual(h[j].hash, h[i].hash); j++) {
+            const item *first = c->all[h[i].ix], *later = c->all[h[j].ix];
+            if (!strcmp(first->path, later->path)) continue; /* one file, listed twice */
+            c->twins[n++] = (twin){h[j].ix, h[i].ix};
+        }
+        i = j;
+    }
+    free(h);
+    if (n > 1) qsort(c->twins, (size_t)n, sizeof *c->twins, cmp_twin);
+    *n_twins = n;
+    return FSB_OK;
+}
+
 int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_data_check_opts *o,
                    int *n_problems)
 {
     fsb_data_check_opts def = {0};
     if (!o) o = &def;
-    int min_side = o->min_side > 0 ? o->min_side : 84;
+    int min_side = o->image_size > 0 ? o->image_size : 84;
     split_info sp[3];
     memset(sp, 0, sizeof sp);
     check_ctx c = {0};
@@ -360,8 +442,10 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
         if (n_problems) *n_problems = 1;
         return fsb_error(FSB_ENOTFOUND, "%s: dataset root not found (not a folder)", root);
     }
-    int n_present = 0;
+    int n_present = 0, n_checked = 0;
     for (int k = 0; k < 3; k++) {
+        if (o->skip_split[k]) continue;
+        n_checked++;
         if ((st = list_split(&sp[k], root, k))) goto done;
         n_present += sp[k].present;
         sp[k].first = c.n;
@@ -386,7 +470,8 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
     fsb_progress_finish(&bar);
 
     fprintf(report, "dataset: %s\n", root);
-    if (n_present == 0) {
+    int none = n_present == 0 && n_checked == 3; /* one problem, not three */
+    if (none) {
         fprintf(report,
                 "%s: no split found (looked for split/<name>.csv, <name>.csv and "
                 "<name>/ for train, val, test)\n",
@@ -396,8 +481,21 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
     for (int k = 0; k < 3; k++) {
         split_info *s = &sp[k];
         const char *name = split_names[k];
+        if (o->skip_split[k]) {
+            fprintf(report, "%s: not checked (--split)\n", name);
+            continue;
+        }
         if (!s->present) {
             fprintf(report, "%s: absent\n", name);
+            if (none) continue;
+            if ((st = fsb_split_require(root, &name, 1, MISSING_WHY)) != FSB_ENOTFOUND) {
+                if (!st)
+                    st = fsb_error(FSB_EINTERNAL, "%s: split %s both absent and found", root, name);
+                goto done;
+            }
+            st = FSB_OK;
+            fprintf(report, "%s\n", fsb_error_last()); /* the loader's own refusal */
+            problems++;
             continue;
         }
         fprintf(report, "%s: %s (%s layout)\n", name, s->source,
@@ -411,8 +509,10 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
             if (r->st)
                 st = add_prob(s, it->line, "%s%s", where, r->msg ? r->msg : "cannot decode");
             else if (r->w < min_side || r->h < min_side)
-                st = add_prob(s, it->line, "%s%s/%s: image is %dx%d, smaller than %d on a side",
-                              where, root, it->path, r->w, r->h, min_side);
+                st =
+                    add_prob(s, it->line,
+                             "%s%s/%s: image is %dx%d, smaller than %d on a side (--image-size %d)",
+                             where, root, it->path, r->w, r->h, min_side, min_side);
             if (st) goto done;
         }
         if (s->n_probs > 1) qsort(s->probs, (size_t)s->n_probs, sizeof *s->probs, cmp_lprob);
@@ -436,7 +536,7 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
             fsb_split_free(&clean);
         }
     }
-    /* files shared between splits (same path relative to the root) */
+    /* the same file listed in two splits (Ravi: same path under images/) */
     by_path = malloc((size_t)(c.n ? c.n : 1) * sizeof *by_path);
     if (!by_path) {
         st = fsb_error(FSB_ENOMEM, "out of memory");
@@ -455,6 +555,23 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
                 root, b->path, split_names[a->split], sp[a->split].source, a->line);
         problems++;
     }
+    /* files with the same bytes under other paths, in any layout: overlap between splits
+     * (class folders always differ in path) and duplicates within one */
+    int n_dup = 0;
+    if ((st = content_twins(&c, &n_dup))) goto done;
+    for (int i = 0; i < n_dup; i++) {
+        const item *b = c.all[c.twins[i].b], *a = c.all[c.twins[i].a];
+        char wb[4200] = "", wa[4200] = "";
+        if (b->line > 0) snprintf(wb, sizeof wb, "%s:%d: ", sp[b->split].source, b->line);
+        if (a->line > 0) snprintf(wa, sizeof wa, " (%s:%d)", sp[a->split].source, a->line);
+        if (a->split != b->split)
+            fprintf(report, "%s%s/%s: same content as %s/%s%s in %s: the splits overlap\n", wb,
+                    root, b->path, root, a->path, wa, split_names[a->split]);
+        else
+            fprintf(report, "%s%s/%s: same content as %s/%s%s: a duplicate image in %s\n", wb, root,
+                    b->path, root, a->path, wa, split_names[a->split]);
+        problems++;
+    }
     fprintf(report, "problems: %d\n", problems);
     fflush(report);
     if (n_problems) *n_problems = problems;
@@ -463,6 +580,7 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
                        problems == 1 ? "" : "s", root);
 done:
     free(by_path);
+    free(c.twins);
     for (int i = 0; c.res && i < c.n; i++)
         free(c.res[i].msg);
     free(c.res);

@@ -10,10 +10,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 /* One listed image before canonical ordering. */
@@ -118,7 +121,7 @@ int fsb_split_field_ok(const char *s, size_t n, int is_file)
     if (n == 0) return 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f || (is_file && c == '/')) return 0;
+        if (c < 0x20 || c == 0x7f || c == ',' || (is_file && c == '/')) return 0;
     }
     if (is_file && ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))) return 0;
     return 1;
@@ -192,6 +195,11 @@ done:
     return st;
 }
 
+/* Why a class or file name is refused (fsb_split_field_ok); %s: "class folder" or "file". */
+#define NAME_RULE                                                                                  \
+    "the %s name has a comma or a control character (names are written to comma-separated "        \
+    "episode and result files)"
+
 static int is_image_name(const char *name)
 {
     const char *dot = strrchr(name, '.');
@@ -199,27 +207,100 @@ static int is_image_name(const char *name)
     return !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png");
 }
 
-/* Walk `dir` (= root/split_rel/rel); every folder holding image files directly is a class
- * named by its path relative to the split folder. Hidden entries (".*") are skipped. */
-static int walk_folders(recs *r, const char *root, const char *split_rel, const char *rel,
-                        int depth)
+/* A folder on the path being walked: symlink loops are found by (device, inode). */
+typedef struct walk_dir {
+    dev_t dev;                 /* device of the folder */
+    ino_t ino;                 /* its inode */
+    const char *path;          /* its full path, for messages */
+    const struct walk_dir *up; /* the folder holding it (NULL above the split folder) */
+} walk_dir;
+
+/* What a folder walk needs besides the folder. */
+typedef struct walker {
+    recs *r;                      /* listed images */
+    const char *root;             /* the dataset root */
+    const char *split_rel;        /* the split folder, relative to root */
+    fsb_split_problem_fn problem; /* NULL: the first entry problem is the error */
+    void *ctx;                    /* problem's argument */
+} walker;
+
+static int entry_problem(const walker *w, int st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* One entry cannot be listed: the error (st), or, when listing leniently, handed to the
+ * problem callback and skipped (FSB_OK unless the callback stops the listing). */
+static int entry_problem(const walker *w, int st, const char *fmt, ...)
 {
-    if (depth > 64)
-        return fsb_error(FSB_EFORMAT, "%s/%s/%s: folders nested too deeply", root, split_rel, rel);
-    char *dir_rel = rel[0] ? fsb_path_join(split_rel, rel) : strdup(split_rel);
-    char *dir = dir_rel ? fsb_path_join(root, dir_rel) : NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *msg = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!msg) return fsb_error(FSB_ENOMEM, "out of memory listing %s", w->root);
+    va_start(ap, fmt);
+    vsnprintf(msg, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    st = w->problem ? w->problem(w->ctx, msg) : fsb_error(st, "%s", msg);
+    free(msg);
+    return st;
+}
+
+/* An entry that stat() cannot follow: a dangling symlink, a symlink loop, or unreadable. */
+static int unreadable_entry(const walker *w, const char *full)
+{
+    int err = errno;
+    struct stat lb;
+    if (lstat(full, &lb) != 0 || !S_ISLNK(lb.st_mode))
+        return entry_problem(w, FSB_EIO, "%s: cannot read: %s", full, strerror(err));
+    if (err == ELOOP)
+        return entry_problem(w, FSB_EFORMAT,
+                             "%s: symbolic link loop (the link leads back to itself)", full);
+    char target[4096];
+    ssize_t n = readlink(full, target, sizeof target - 1);
+    target[n > 0 ? n : 0] = '\0';
+    if (err == ENOENT)
+        return entry_problem(w, FSB_EFORMAT,
+                             "%s: dangling symbolic link (its target %s does not exist)", full,
+                             target);
+    return entry_problem(w, FSB_EIO, "%s: symbolic link to %s cannot be followed: %s", full, target,
+                         strerror(err));
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Walk `dir` (= root/split_rel/rel); every folder holding image files directly is a class
+ * named by its path relative to the split folder. Hidden entries (".*") are skipped, the
+ * others taken in name order (so problems come in the same order everywhere). A folder that
+ * is one of the folders above it (by device and inode: a symlink loop) is not entered. */
+static int walk_folders(const walker *w, const char *rel, const walk_dir *up)
+{
+    char *dir_rel = rel[0] ? fsb_path_join(w->split_rel, rel) : strdup(w->split_rel);
+    char *dir = dir_rel ? fsb_path_join(w->root, dir_rel) : NULL;
     DIR *d = NULL;
     char **names = NULL;
-    int n = 0, cap = 0, st = FSB_OK;
+    int n = 0, cap = 0, st = FSB_OK, class_ok = -1; /* -1: not checked yet */
+    struct stat me;
     if (!dir) {
-        st = fsb_error(FSB_ENOMEM, "out of memory listing %s", root);
+        st = fsb_error(FSB_ENOMEM, "out of memory listing %s", w->root);
         goto done;
     }
     d = opendir(dir);
-    if (!d) {
-        st = fsb_error(FSB_EIO, "%s: cannot open folder: %s", dir, strerror(errno));
+    if (!d || fstat(dirfd(d), &me) != 0) {
+        st = rel[0] ? entry_problem(w, FSB_EIO, "%s: cannot open folder: %s", dir, strerror(errno))
+                    : fsb_error(FSB_EIO, "%s: cannot open folder: %s", dir, strerror(errno));
         goto done;
     }
+    for (const walk_dir *a = up; a; a = a->up)
+        if (a->dev == me.st_dev && a->ino == me.st_ino) {
+            st = entry_problem(w, FSB_EFORMAT,
+                               "%s: symbolic link loop (the same folder as %s, which holds it)",
+                               dir, a->path);
+            goto done;
+        }
+    walk_dir self = {me.st_dev, me.st_ino, dir, up};
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
@@ -238,47 +319,41 @@ static int walk_folders(recs *r, const char *root, const char *split_rel, const 
         }
         n++;
     }
-    for (int i = 0; i < n; i++) {
+    if (n > 1) qsort(names, (size_t)n, sizeof *names, cmp_name);
+    for (int i = 0; i < n && !st; i++) {
         char *full = fsb_path_join(dir, names[i]);
         if (!full) {
             st = fsb_error(FSB_ENOMEM, "out of memory listing %s", dir);
             goto done;
         }
         struct stat sb;
-        int ok = stat(full, &sb) == 0;
-        free(full);
-        if (!ok) continue; /* a dangling symlink is not an image */
-        if (S_ISDIR(sb.st_mode)) {
+        if (stat(full, &sb) != 0) {
+            st = unreadable_entry(w, full);
+        } else if (S_ISDIR(sb.st_mode)) {
             char *sub = rel[0] ? fsb_path_join(rel, names[i]) : strdup(names[i]);
-            if (!sub) {
-                st = fsb_error(FSB_ENOMEM, "out of memory listing %s", dir);
-                goto done;
-            }
-            st = walk_folders(r, root, split_rel, sub, depth + 1);
+            st = sub ? walk_folders(w, sub, &self)
+                     : fsb_error(FSB_ENOMEM, "out of memory listing %s", dir);
             free(sub);
-            if (st) goto done;
         } else if (S_ISREG(sb.st_mode) && is_image_name(names[i])) {
             if (!rel[0]) {
-                st = fsb_error(FSB_EFORMAT,
-                               "%s/%s: image directly in the split folder (images must be in "
-                               "class folders)",
-                               dir, names[i]);
-                goto done;
+                st = entry_problem(w, FSB_EFORMAT,
+                                   "%s: image directly in the split folder (images must be in "
+                                   "class folders)",
+                                   full);
+            } else if (class_ok == 0) {
+                /* reported once for the folder; its images are skipped */
+            } else if (class_ok < 0 && !(class_ok = fsb_split_field_ok(rel, strlen(rel), 0))) {
+                st = entry_problem(w, FSB_EFORMAT, "%s: " NAME_RULE, dir, "class folder");
+            } else if (!fsb_split_field_ok(names[i], strlen(names[i]), 1)) {
+                st = entry_problem(w, FSB_EFORMAT, "%s: " NAME_RULE, full, "file");
+            } else {
+                char *path = fsb_path_join(dir_rel, names[i]);
+                st = path ? recs_push(w->r, rel, strlen(rel), path, strlen(dir_rel) + 1, 0)
+                          : fsb_error(FSB_ENOMEM, "out of memory listing %s", dir);
+                free(path);
             }
-            if (!fsb_split_field_ok(rel, strlen(rel), 0) ||
-                !fsb_split_field_ok(names[i], strlen(names[i]), 1)) {
-                st = fsb_error(FSB_EFORMAT, "%s/%s: control characters in the name", dir, names[i]);
-                goto done;
-            }
-            char *path = fsb_path_join(dir_rel, names[i]);
-            if (!path) {
-                st = fsb_error(FSB_ENOMEM, "out of memory listing %s", dir);
-                goto done;
-            }
-            st = recs_push(r, rel, strlen(rel), path, strlen(dir_rel) + 1, 0);
-            free(path);
-            if (st) goto done;
         }
+        free(full);
     }
 done:
     if (d) closedir(d);
@@ -340,6 +415,12 @@ static int finish(fsb_split *s, recs *r)
 
 int fsb_split_open(fsb_split *s, const char *root, const char *name)
 {
+    return fsb_split_open_lenient(s, root, name, NULL, NULL);
+}
+
+int fsb_split_open_lenient(fsb_split *s, const char *root, const char *name,
+                           fsb_split_problem_fn problem, void *ctx)
+{
     memset(s, 0, sizeof *s);
     recs r = {0};
     char *csv1 = NULL, *csv2 = NULL, *dir = NULL, *file = NULL;
@@ -379,7 +460,8 @@ int fsb_split_open(fsb_split *s, const char *root, const char *name)
             st = fsb_error(FSB_ENOMEM, "out of memory");
             goto done;
         }
-        st = walk_folders(&r, root, name, "", 0);
+        walker w = {&r, root, name, problem, ctx};
+        st = walk_folders(&w, "", NULL);
         if (!st && r.n == 0)
             st = fsb_error(FSB_EFORMAT, "%s: no images (*.jpg, *.jpeg, *.png) in class folders",
                            dir);
@@ -411,6 +493,25 @@ int fsb_split_exists(const char *root, const char *name)
     found = found || fsb_is_dir(p);
     free(p);
     return found;
+}
+
+int fsb_split_require(const char *root, const char *const *names, int n, const char *why)
+{
+    if (!fsb_is_dir(root))
+        return fsb_error(FSB_ENOTFOUND, "%s: dataset root not found (not a folder)", root);
+    for (int k = 0; k < n; k++) {
+        const char *x = names[k];
+        if (!fsb_split_exists(root, x))
+            return fsb_error(
+                FSB_ENOTFOUND,
+                "%s: no %s split (looked for %s/split/%s.csv, %s/%s.csv and %s/%s/); %s", root, x,
+                root, x, root, x, root, x, why);
+        fsb_split s;
+        int st = fsb_split_open(&s, root, x);
+        if (st) return st;
+        fsb_split_free(&s);
+    }
+    return FSB_OK;
 }
 
 void fsb_split_free(fsb_split *s)

@@ -29,7 +29,8 @@ int fsb_features_embed(fsb_model *m, const fsb_cache *c, const fsb_transform *tf
         const int *ids = idx ? idx + i : own;
         for (int b = 0; !idx && b < nb; b++)
             own[b] = i + b;
-        st = fsb_transform_test_batch(batch, c->px, c->size, c->size, ids, nb, tf, pool);
+        st = fsb_transform_test_batch(batch, c->px, c->size, c->size, c->channels, ids, nb, tf,
+                                      pool);
         if (!st) st = fsb_model_embed(m, batch, nb, out + (size_t)i * d);
         fsb_progress_update(&bar, i + nb);
     }

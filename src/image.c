@@ -9,6 +9,7 @@
 #include "fsb/fileio.h"
 #include "fsb/status.h"
 
+#include <errno.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,12 +119,14 @@ static int decode_jpeg(fsb_image *img, const unsigned char *data, size_t size, c
             }
         }
     }
+    int grey = cinfo.jpeg_color_space == JCS_GRAYSCALE;
     jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);
     free(row);
     img->w = w;
     img->h = h;
     img->px = px;
+    img->channels = grey ? 1 : 3;
     return FSB_OK;
 }
 
@@ -214,6 +217,7 @@ static int decode_png(fsb_image *img, const unsigned char *data, size_t size, co
     img->w = (int)w;
     img->h = (int)h;
     img->px = px;
+    img->channels = ct == PNG_COLOR_TYPE_GRAY || ct == PNG_COLOR_TYPE_GRAY_ALPHA ? 1 : 3;
     return FSB_OK;
 }
 
@@ -240,5 +244,53 @@ int fsb_image_load(fsb_image *img, const char *path)
     if (st) return st;
     st = fsb_image_decode(img, data, size, path);
     free(data);
+    return st;
+}
+
+/* The JPEG header's colour space through libjpeg (any markers before the frame header are
+ * skipped as in a decode); 1 for one component, else 3. */
+static int probe_jpeg(FILE *fp, const char *path, int *channels)
+{
+    struct jpeg_decompress_struct cinfo;
+    jerr_mgr err;
+    cinfo.err = jpeg_std_error(&err.pub);
+    err.pub.error_exit = jerr_exit;
+    err.pub.emit_message = jerr_emit;
+    err.pub.output_message = jerr_output;
+    if (setjmp(err.jb)) {
+        jpeg_destroy_decompress(&cinfo);
+        return fsb_error(FSB_EFORMAT, "%s: corrupt or truncated JPEG: %s", path, err.msg);
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_stdio_src(&cinfo, fp);
+    jpeg_read_header(&cinfo, TRUE);
+    *channels = cinfo.jpeg_color_space == JCS_GRAYSCALE ? 1 : 3;
+    jpeg_destroy_decompress(&cinfo);
+    return FSB_OK;
+}
+
+int fsb_image_probe_channels(const char *path, int *channels)
+{
+    static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    *channels = 3;
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return fsb_error(errno == ENOENT ? FSB_ENOTFOUND : FSB_EIO, "%s: cannot open: %s", path,
+                         strerror(errno));
+    unsigned char b[26]; /* PNG: signature, IHDR length and type, width, height, depth, type */
+    size_t n = fread(b, 1, sizeof b, fp);
+    int st = FSB_OK;
+    if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) {
+        rewind(fp);
+        st = probe_jpeg(fp, path, channels);
+    } else if (n >= 8 && memcmp(b, png_sig, 8) == 0) {
+        if (n < sizeof b || memcmp(b + 12, "IHDR", 4) != 0)
+            st = fsb_error(FSB_EFORMAT, "%s: corrupt or truncated PNG: no IHDR chunk first", path);
+        else /* colour type: 0 grey, 4 grey + alpha (PNG specification, IHDR) */
+            *channels = b[25] == 0 || b[25] == 4 ? 1 : 3;
+    } else {
+        st = fsb_error(FSB_EFORMAT, "%s: not a JPEG or PNG file (by its first bytes)", path);
+    }
+    fclose(fp);
     return st;
 }

@@ -375,10 +375,10 @@ static int train_images(trainer *t, float *images, const int *idx, int n, uint64
                         uint64_t stream0)
 {
     if (!t->o->augment)
-        return fsb_transform_test_batch(images, t->train.px, t->train.size, t->train.size, idx, n,
-                                        &t->tf, t->pool);
-    return fsb_transform_train_batch(images, t->train.px, t->train.size, t->train.size, idx, n,
-                                     &t->tf, aug_key, stream0, t->pool);
+        return fsb_transform_test_batch(images, t->train.px, t->train.size, t->train.size,
+                                        t->train.channels, idx, n, &t->tf, t->pool);
+    return fsb_transform_train_batch(images, t->train.px, t->train.size, t->train.size,
+                                     t->train.channels, idx, n, &t->tf, aug_key, stream0, t->pool);
 }
 
 static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row)
@@ -584,6 +584,9 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
         return fsb_error(FSB_EINVAL, "--val-norm: cl2n needs train features; use un or l2n");
     fsb_cache_opts co = {
         .dir = o->cache_dir, .size = o->image_size, .pool = t->pool, .progress = o->progress};
+    static const char *const need[2] = {"train", "val"}; /* both listed before any packing */
+    if ((st = fsb_split_require(o->data, need, 2, "bench pretrain reads train and val")))
+        return fsb_error_wrap(st, "--data");
     if ((st = fsb_cache_open(&t->train, o->data, "train", &co)))
         return fsb_error_wrap(st, "--data: the train split");
     if ((st = fsb_cache_open(&t->val, o->data, "val", &co)))
@@ -601,7 +604,8 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
         max_shot = o->val_shots[k];
     }
     fsb_episode_params p = {o->val_seed, o->val_way, max_shot, o->val_query};
-    if ((st = fsb_episode_check(&t->val.split, &p)) ||
+    static const fsb_episode_flags vf = {"--val-way", "--val-shots", "--val-query"};
+    if ((st = fsb_episode_check_flags(&t->val.split, &p, &vf)) ||
         (st =
              fsb_sweep_generate(&t->val_sweep, &t->val.split, o->val_seed, o->val_way, o->val_shots,
                                 o->n_val_shots, o->val_query, o->val_episodes, t->pool)))

@@ -480,7 +480,10 @@ int fsb_run(const fsb_run_opts *given)
     if (o->shard.shared && o->shard.index > 0 && (st = fsb_dist_barrier())) goto done;
     fsb_cache_opts co = {
         .dir = o->cache_dir, .size = o->image_size, .pool = r.pool, .progress = o->progress};
-    if ((st = fsb_cache_open(&r.cache, o->data, o->split, &co))) {
+    const char *need[2] = {o->split, "train"}; /* both listed before either is packed */
+    if ((st = fsb_split_require(o->data, need, needs_base_mean(&r) ? 2 : 1,
+                                "bench run reads --split, and train for cl2n's base mean")) ||
+        (st = fsb_cache_open(&r.cache, o->data, o->split, &co))) {
         st = fsb_error_wrap(st, "--data");
         goto done;
     }

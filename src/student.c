@@ -517,7 +517,7 @@ static int build_bank(fsb_student_ctx *c, const fsb_student_opts *o, const int *
     tf.scale_lo = o->crop_lo;
     tf.brightness = tf.contrast = tf.saturation = o->jitter;
     if (with_emb) c->bank_rows = nb;
-    size_t img_bytes = (size_t)sz * sz * 3, row = sizeof(float) * (size_t)c->act;
+    size_t img_bytes = (size_t)sz * sz * ca->channels, row = sizeof(float) * (size_t)c->act;
     for (int r0 = 0; r0 < nb && !st; r0 += IMG_CHUNK) {
         int n = nb - r0 < IMG_CHUNK ? nb - r0 : IMG_CHUNK, m = 0; /* m: rows to compute */
         float *dst = c->s0 == 0 ? c->bank + (size_t)r0 * c->act : c->img;
@@ -533,11 +533,11 @@ static int build_bank(fsb_student_ctx *c, const fsb_student_opts *o, const int *
             snprintf(name, sizeof name, "image %d", idx);
             float *out = dst + (size_t)m++ * c->img_sz;
             if (clean) {
-                st = fsb_transform_test(out, px, sz, sz, &c->tf, name);
+                st = fsb_transform_test(out, px, sz, sz, ca->channels, &c->tf, name);
             } else {
                 fsb_rng vr;
                 fsb_rng_init(&vr, aug_key, (uint64_t)r);
-                st = fsb_transform_train(out, px, sz, sz, &tf, &vr, name);
+                st = fsb_transform_train(out, px, sz, sz, ca->channels, &tf, &vr, name);
             }
         }
         if (st) break;
@@ -777,8 +777,8 @@ int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_st
                 if (query_img[q0 + b] < 0 || query_img[q0 + b] >= ca->split.n_images)
                     return fsb_error(FSB_EINVAL, "student: query image %d out of range",
                                      query_img[q0 + b]);
-            if ((st = fsb_transform_test_batch(c->img, ca->px, ca->size, ca->size, query_img + q0,
-                                               n, &c->tf, NULL)))
+            if ((st = fsb_transform_test_batch(c->img, ca->px, ca->size, ca->size, ca->channels,
+                                               query_img + q0, n, &c->tf, NULL)))
                 return st;
             if ((st = fsb_model_forward(S, c->img, n, 0, NULL, NULL, &logits))) return st;
         }

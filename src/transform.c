@@ -1,6 +1,8 @@
 /* transform.c - bilinear resize/crop, normalisation and train augmentation (see
  * fsb/transform.h for the exact conventions, which this file implements literally).
- * Per-axis sampling positions are computed once per call into fixed-size stack tables.
+ * Per-axis sampling positions are computed once per call into fixed-size stack tables. A grey
+ * source is sampled once and replicated into the three planes right away, so everything after
+ * the sampling is the RGB code path and gives the bits a 3-channel copy would.
  */
 #include "fsb/transform.h"
 #include "fsb/status.h"
@@ -42,6 +44,16 @@ static void axis_taps(tap *a, int n_out, int offset, int start, int len, int tar
         a[o].l1 = l1;
         a[o].l0 = 1.0f - l1;
     }
+}
+
+/* One grey sample: bilerp's formula on a one-channel image (the same operations in the same
+ * order, so a grey image gives the bits its 3-channel copy gives in every channel). */
+static inline float bilerp1(const uint8_t *px, int w, const tap *ty, const tap *tx)
+{
+    const uint8_t *r0 = px + (size_t)ty->i0 * w, *r1 = px + (size_t)ty->i1 * w;
+    float top = tx->l0 * (float)r0[tx->i0] + tx->l1 * (float)r0[tx->i1];
+    float bot = tx->l0 * (float)r1[tx->i0] + tx->l1 * (float)r1[tx->i1];
+    return ty->l0 * top + ty->l1 * bot;
 }
 
 static inline float bilerp(const uint8_t *px, int w, int c, const tap *ty, const tap *tx)
@@ -138,9 +150,20 @@ static int too_small(const char *name, int w, int h, int C)
                      name ? name : "(image)", w, h, C, C);
 }
 
-/* Sample C x C outputs into CHW floats (values in [0, 255]). */
-static void sample_chw(float *out, const uint8_t *px, int w, const tap *tx, const tap *ty, int C)
+/* Sample C x C outputs into CHW floats (values in [0, 255]) from an image of nc (1 or 3)
+ * channels; a grey image's plane is sampled once and replicated into all three. */
+static void sample_chw(float *out, const uint8_t *px, int w, int nc, const tap *tx, const tap *ty,
+                       int C)
 {
+    if (nc == 1) {
+        size_t plane = (size_t)C * C;
+        for (int y = 0; y < C; y++)
+            for (int x = 0; x < C; x++)
+                out[(size_t)y * C + x] = bilerp1(px, w, &ty[y], &tx[x]);
+        memcpy(out + plane, out, plane * sizeof *out);
+        memcpy(out + 2 * plane, out, plane * sizeof *out);
+        return;
+    }
     for (int c = 0; c < 3; c++)
         for (int y = 0; y < C; y++) {
             float *o = out + ((size_t)c * C + y) * C;
@@ -162,15 +185,16 @@ static void normalise(float *out, int C, const fsb_pixnorm *n, int scaled)
     }
 }
 
-int fsb_transform_test(float *out, const uint8_t *px, int w, int h, const fsb_transform *t,
-                       const char *name)
+int fsb_transform_test(float *out, const uint8_t *px, int w, int h, int channels,
+                       const fsb_transform *t, const char *name)
 {
     assert(fsb_transform_check(t) == FSB_OK);
+    assert(channels == 1 || channels == 3);
     int C = t->crop;
     if (w < C || h < C) return too_small(name, w, h, C);
     tap tx[FSB_TF_MAX_SIDE], ty[FSB_TF_MAX_SIDE];
     resize_crop_taps(tx, ty, w, h, t->resize, C);
-    sample_chw(out, px, w, tx, ty, C);
+    sample_chw(out, px, w, channels, tx, ty, C);
     normalise(out, C, &t->norm, 0);
     return FSB_OK;
 }
@@ -190,10 +214,11 @@ static double uniform(fsb_rng *rng, double a, double b)
     return a + (b - a) * fsb_rng_uniform(rng);
 }
 
-int fsb_transform_train(float *out, const uint8_t *px, int w, int h, const fsb_transform *t,
-                        fsb_rng *rng, const char *name)
+int fsb_transform_train(float *out, const uint8_t *px, int w, int h, int channels,
+                        const fsb_transform *t, fsb_rng *rng, const char *name)
 {
     assert(fsb_transform_check(t) == FSB_OK);
+    assert(channels == 1 || channels == 3);
     int C = t->crop;
     if (w < C || h < C) return too_small(name, w, h, C);
     /* 1. random resized crop */
@@ -228,7 +253,7 @@ int fsb_transform_train(float *out, const uint8_t *px, int w, int h, const fsb_t
     tap tx[FSB_TF_MAX_SIDE], ty[FSB_TF_MAX_SIDE];
     axis_taps(tx, C, 0, left, cw, C);
     axis_taps(ty, C, 0, top, ch, C);
-    sample_chw(out, px, w, tx, ty, C);
+    sample_chw(out, px, w, channels, tx, ty, C);
     size_t plane = (size_t)C * C;
     for (size_t i = 0; i < 3 * plane; i++)
         out[i] /= 255.0f;
@@ -270,8 +295,9 @@ int fsb_transform_train(float *out, const uint8_t *px, int w, int h, const fsb_t
 /* Shared context of the batch tasks. */
 typedef struct batch_ctx {
     float *out;             /* [n][3][C][C] */
-    const uint8_t *px;      /* [n_src][h][w][3] */
+    const uint8_t *px;      /* [n_src][h][w][channels] */
     int w, h;               /* source image size */
+    int channels;           /* 1 (grey) or 3 (RGB) */
     const int *idx;         /* source index per item, or NULL */
     const fsb_transform *t; /* parameters */
     uint64_t key, stream0;  /* train: rng of item b is (key, stream0 + b) */
@@ -283,38 +309,39 @@ static void batch_task(void *vctx, int b, int worker)
     (void)worker;
     const batch_ctx *c = vctx;
     int C = c->t->crop;
-    size_t isz = (size_t)c->w * c->h * 3;
+    size_t isz = (size_t)c->w * c->h * c->channels;
     const uint8_t *src = c->px + (size_t)(c->idx ? c->idx[b] : b) * isz;
     float *o = c->out + (size_t)b * 3 * C * C;
     if (c->train) {
         fsb_rng r;
         fsb_rng_init(&r, c->key, c->stream0 + (uint64_t)b);
-        fsb_transform_train(o, src, c->w, c->h, c->t, &r, NULL);
+        fsb_transform_train(o, src, c->w, c->h, c->channels, c->t, &r, NULL);
     } else {
-        fsb_transform_test(o, src, c->w, c->h, c->t, NULL);
+        fsb_transform_test(o, src, c->w, c->h, c->channels, c->t, NULL);
     }
 }
 
 static int run_batch(batch_ctx *c, int n, fsb_pool *pool)
 {
     assert(fsb_transform_check(c->t) == FSB_OK);
+    assert(c->channels == 1 || c->channels == 3);
     if (c->w < c->t->crop || c->h < c->t->crop) return too_small("batch", c->w, c->h, c->t->crop);
     fsb_pool_run(pool, n, batch_task, c);
     return FSB_OK;
 }
 
-int fsb_transform_test_batch(float *out, const uint8_t *px, int w, int h, const int *idx, int n,
-                             const fsb_transform *t, fsb_pool *pool)
+int fsb_transform_test_batch(float *out, const uint8_t *px, int w, int h, int channels,
+                             const int *idx, int n, const fsb_transform *t, fsb_pool *pool)
 {
-    batch_ctx c = {out, px, w, h, idx, t, 0, 0, 0};
+    batch_ctx c = {out, px, w, h, channels, idx, t, 0, 0, 0};
     return run_batch(&c, n, pool);
 }
 
-int fsb_transform_train_batch(float *out, const uint8_t *px, int w, int h, const int *idx, int n,
-                              const fsb_transform *t, uint64_t key, uint64_t stream0,
-                              fsb_pool *pool)
+int fsb_transform_train_batch(float *out, const uint8_t *px, int w, int h, int channels,
+                              const int *idx, int n, const fsb_transform *t, uint64_t key,
+                              uint64_t stream0, fsb_pool *pool)
 {
-    batch_ctx c = {out, px, w, h, idx, t, key, stream0, 1};
+    batch_ctx c = {out, px, w, h, channels, idx, t, key, stream0, 1};
     return run_batch(&c, n, pool);
 }
 

@@ -42,6 +42,7 @@ static void open_ok(fsb_cache *c, const char *r, const char *split, const fsb_ca
 static void assert_pixels_match_files(const fsb_cache *c)
 {
     uint8_t *want = malloc((size_t)c->size * c->size * 3);
+    ck_assert_int_eq(c->channels, 3);
     for (int i = 0; i < c->split.n_images; i++) {
         char *p = tu_path(c->split.root, c->split.paths[i]);
         fsb_image img;
@@ -265,6 +266,87 @@ START_TEST(both_layouts_same_pixels)
 }
 END_TEST
 
+/* Write a class-folder split `name` of n grey images (8-bit grey PNGs and greyscale JPEGs,
+ * 90x86) in classes g0, g1. */
+static void grey_split(const char *r, const char *name, int n)
+{
+    uint8_t px[90 * 86];
+    uint16_t v[90 * 86];
+    for (int i = 0; i < n; i++) {
+        for (int p = 0; p < 90 * 86; p++)
+            v[p] = px[p] = (uint8_t)(p * (i + 3) + i);
+        char rel[64];
+        snprintf(rel, sizeof rel, "%s/g%d/i%d.%s", name, i % 2, i, i % 3 ? "png" : "jpg");
+        char *p = tu_path(r, rel);
+        if (i % 3)
+            fx_png(p, 90, 86, FX_GREY, 8, v, NULL, 0, NULL, 0);
+        else
+            fx_jpeg(p, 90, 86, px, 1, 90);
+        free(p);
+    }
+}
+
+/* A greyscale split is packed in one channel (a third of the bytes, the grey value of the
+ * RGB packing); a split with one colour image packs in three; a 3-channel file of a grey
+ * split (as packed before) is repacked in one. RGB splits keep 3 (the other tests). */
+START_TEST(greyscale_split_packed_in_one_channel)
+{
+    grey_split(root, "test", 7);
+    char *cdir = tu_path(root, "c");
+    fsb_cache_opts o = {.dir = cdir};
+    fsb_cache c;
+    open_ok(&c, root, "test", &o);
+    ck_assert_int_eq(c.packed, 1);
+    ck_assert_int_eq(c.channels, 1);
+    ck_assert_uint_eq(c.map_bytes, 4096 + 7 * 84 * 84);
+    ck_assert_int_eq(((const uint8_t *)c.map)[40], 1);
+    uint8_t want[84 * 84 * 3];
+    for (int i = 0; i < 7; i++) {
+        char *p = tu_path(root, c.split.paths[i]);
+        fsb_image img;
+        ck_assert_int_eq(fsb_image_load(&img, p), FSB_OK);
+        ck_assert_int_eq(fsb_resize_crop_u8(want, 84, img.px, img.w, img.h, p), FSB_OK);
+        for (int q = 0; q < 84 * 84; q++)
+            ck_assert_int_eq(fsb_cache_image(&c, i)[q], want[3 * q]);
+        fsb_image_free(&img);
+        free(p);
+    }
+    /* the same split packed in 3 channels before: repacked in 1 */
+    size_t bytes = c.map_bytes, n3 = 4096 + (size_t)7 * 84 * 84 * 3;
+    uint8_t *old = malloc(n3);
+    memcpy(old, c.map, 4096);
+    old[40] = 3;
+    for (size_t q = 0; q < (size_t)7 * 84 * 84; q++)
+        old[4096 + 3 * q] = old[4096 + 3 * q + 1] = old[4096 + 3 * q + 2] = c.px[q];
+    char *path = strdup(c.path);
+    fsb_cache_close(&c);
+    ck_assert_int_eq(fsb_write_file(path, old, n3), FSB_OK);
+    open_ok(&c, root, "test", &o);
+    ck_assert_int_eq(c.packed, 1);
+    ck_assert_int_eq(c.channels, 1);
+    ck_assert_uint_eq(c.map_bytes, bytes);
+    fsb_cache_close(&c);
+    open_ok(&c, root, "test", &o);
+    ck_assert_int_eq(c.packed, 0);
+    ck_assert_int_eq(c.channels, 1);
+    fsb_cache_close(&c);
+    /* one colour image: 3 channels, the RGB packing */
+    uint8_t rgb[90 * 86 * 3];
+    fx_pattern(rgb, 90, 86, 5);
+    char *p = tu_path(root, "test/g1/colour.jpg");
+    fx_jpeg(p, 90, 86, rgb, 0, 90);
+    open_ok(&c, root, "test", &o);
+    ck_assert_int_eq(c.channels, 3);
+    ck_assert_uint_eq(c.map_bytes, 4096 + (size_t)8 * 84 * 84 * 3);
+    assert_pixels_match_files(&c);
+    fsb_cache_close(&c);
+    free(p);
+    free(path);
+    free(old);
+    free(cdir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cache");
@@ -276,6 +358,7 @@ int main(void)
     tcase_add_test(tc, source_change_triggers_rebuild);
     tcase_add_test(tc, bad_images_fail_naming_file_and_line);
     tcase_add_test(tc, both_layouts_same_pixels);
+    tcase_add_test(tc, greyscale_split_packed_in_one_channel);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -30,6 +30,35 @@ START_TEST(status_messages)
 }
 END_TEST
 
+/* A long message keeps its cause (the end): a 600-byte prefix around a 900-byte message was
+ * clipped to 500 + 500 bytes, and a 3000-byte path lost what followed it. */
+START_TEST(status_long_messages_keep_the_cause)
+{
+    char path[3001], prefix[601];
+    memset(path, 'p', 3000);
+    path[3000] = '\0';
+    memset(prefix, 'x', 600);
+    prefix[600] = '\0';
+    fsb_error(FSB_EFORMAT, "%.880s: folders nested too deeply", path);
+    fsb_error_wrap(FSB_EFORMAT, "%s", prefix);
+    const char *m = fsb_error_last();
+    ck_assert_uint_eq(strlen(m), 600 + 2 + 880 + 27);
+    ck_assert_int_eq(strncmp(m, prefix, 600), 0);
+    ck_assert_ptr_nonnull(strstr(m, "ppp: folders nested too deeply"));
+    /* longer than the buffer: the head and the cause survive, the middle is cut */
+    fsb_error(FSB_EFORMAT, "/root/%s: folders nested too deeply", path);
+    m = fsb_error_last();
+    ck_assert_uint_lt(strlen(m), 2048);
+    ck_assert_int_eq(strncmp(m, "/root/ppp", 9), 0);
+    ck_assert_ptr_nonnull(strstr(m, "ppp ... ppp"));
+    ck_assert_str_eq(m + strlen(m) - 27, ": folders nested too deeply");
+    fsb_error_wrap(FSB_EFORMAT, "split %s: %s", "train", path);
+    m = fsb_error_last();
+    ck_assert_int_eq(strncmp(m, "split train: ppp", 16), 0);
+    ck_assert_str_eq(m + strlen(m) - 27, ": folders nested too deeply");
+}
+END_TEST
+
 START_TEST(arena_alignment_reset_and_exhaustion)
 {
     fsb_arena a;
@@ -218,6 +247,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, status_messages);
+    tcase_add_test(tc, status_long_messages_keep_the_cause);
     tcase_add_test(tc, arena_alignment_reset_and_exhaustion);
     tcase_add_test(tc, pool_runs_every_task_once);
     tcase_add_test(tc, pool_threads_flush_subnormals);

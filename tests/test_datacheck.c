@@ -154,6 +154,7 @@ START_TEST(missing_root_empty_and_headerless_csv)
     char *p = tu_path(root, "images/a.jpg");
     fx_jpeg(p, 84, 84, px, 0, 90);
     free(p);
+    fx_pattern(px, 84, 84, 2); /* other bytes: the same twice would be a duplicate */
     fx_jpeg(p = tu_path(root, "images/b.jpg"), 84, 84, px, 0, 90);
     free(p);
     ck_assert_int_eq(run_check(root, NULL, &text, &n), FSB_EFORMAT);
@@ -161,7 +162,8 @@ START_TEST(missing_root_empty_and_headerless_csv)
     has(text, "val.csv:1: expected header 'filename,label', found 'a.jpg,n1' (read as a row)");
     has(text, "val: 2 images in 1 classes, 2 per class");
     has(text, "test: absent");
-    ck_assert_int_eq(n, 2);
+    has(text, "no test split");
+    ck_assert_int_eq(n, 3);
     free(text);
 }
 END_TEST
@@ -185,6 +187,156 @@ START_TEST(class_folder_layout)
     has(text, "test/n00000200/tiny.png.jpg: image is 50x90, smaller than 84 on a side");
     ck_assert_int_eq(n, 1);
     free(text);
+}
+END_TEST
+
+/* Folder-layout problems under the loader's rules, each reported, the rest still checked: a
+ * dangling image symlink (it was skipped silently), a symlink loop (found by device and
+ * inode), a class folder name with a comma. */
+START_TEST(folder_listing_problems_each_reported)
+{
+    int nc[3] = {2, 1, 1};
+    fx_make_folders(root, nc, 3, 84);
+    ck_assert_int_eq(tu_run(NULL,
+                            "cd '%s/test' && ln -s gone.jpg n00000200/z.jpg && ln -s .. "
+                            "n00000200/loop && mkdir 'a,b' && cp n00000200/*0.jpg 'a,b/'",
+                            root),
+                     0);
+    char *text;
+    int n;
+    ck_assert_int_eq(run_check(root, NULL, &text, &n), FSB_EFORMAT);
+    char want[4200];
+    snprintf(want, sizeof want, "%s/test/a,b: the class folder name has a comma", root);
+    has(text, want);
+    snprintf(want, sizeof want,
+             "%s/test/n00000200/loop: symbolic link loop (the same folder as %s/test,", root, root);
+    has(text, want);
+    snprintf(want, sizeof want, "%s/test/n00000200/z.jpg: dangling symbolic link", root);
+    has(text, want);
+    has(text, "test: 3 images in 1 classes, 3 per class\n");
+    ck_assert_int_eq(n, 3);
+    free(text);
+}
+END_TEST
+
+/* A split that pretrain or run would refuse to find is a problem (check said "problems: 0"
+ * for a dataset without val, which pretrain then refused); --split checks fewer splits;
+ * pack --split lists every split asked for before packing any (it packed train, then failed
+ * on the missing val). */
+START_TEST(missing_split_is_a_problem_as_the_loader_says)
+{
+    int nc[3] = {2, 0, 1};
+    fx_make_ravi(root, nc, 3, 84);
+    char *text;
+    int n;
+    ck_assert_int_eq(run_check(root, NULL, &text, &n), FSB_EFORMAT);
+    char want[4200];
+    snprintf(want, sizeof want,
+             "%s: no val split (looked for %s/split/val.csv, %s/val.csv and %s/val/); bench "
+             "pretrain reads train and val",
+             root, root, root, root);
+    has(text, want);
+    ck_assert_int_eq(n, 1);
+    free(text);
+    char *out = NULL, *cache = tu_path(root, "c");
+    ck_assert_int_eq(tu_run(&out, "%s data check --data '%s'", tu_bench(), root), 1);
+    has(out, "problems: 1");
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data check --data '%s' --split test,train", tu_bench(), root),
+                     0);
+    has(out, "val: not checked (--split)");
+    has(out, "problems: 0");
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data pack --data '%s' --split train,val --cache '%s'",
+                            tu_bench(), root, cache),
+                     1);
+    has(out, "no val split");
+    free(out);
+    ck_assert_int_eq(tu_run(NULL, "ls '%s'/train-* 2>/dev/null", cache), 2); /* nothing packed */
+    free(cache);
+}
+END_TEST
+
+/* The check judges image sizes against the size asked for, as pack and run do (it demanded
+ * 84 px of a 28-px dataset that pack --size 28 and a 28-px run accept). */
+START_TEST(check_judges_against_the_image_size)
+{
+    int nc[3] = {2, 1, 1};
+    fx_make_folders(root, nc, 3, 28);
+    char *text, *out = NULL;
+    int n;
+    ck_assert_int_eq(run_check(root, NULL, &text, &n), FSB_EFORMAT); /* the protocol's 84 */
+    ck_assert_int_eq(n, 12);
+    has(text, "image is 28x28, smaller than 84 on a side (--image-size 84)");
+    free(text);
+    ck_assert_int_eq(tu_run(&out, "%s data check --data '%s' --image-size 28", tu_bench(), root),
+                     0);
+    has(out, "problems: 0");
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data check --data '%s' --size 28", tu_bench(), root), 0);
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data check --data '%s' --image-size 30", tu_bench(), root),
+                     1);
+    has(out, "image is 28x28, smaller than 30 on a side (--image-size 30)");
+    has(out, "problems: 12");
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "%s data check --data '%s' --image-size 0", tu_bench(), root), 2);
+    has(out, "--image-size");
+    free(out);
+    char *cache = tu_path(root, "c");
+    ck_assert_int_eq(tu_run(&out, "%s data pack --data '%s' --image-size 28 --cache '%s'",
+                            tu_bench(), root, cache),
+                     0);
+    free(out);
+    free(cache);
+}
+END_TEST
+
+/* Overlap and duplicates are found by content in every layout: class folders list the same
+ * files under other paths in each split (train and test both links to one folder passed with
+ * problems: 0), and a Ravi CSV may list one image's bytes under two names. */
+START_TEST(overlap_and_duplicates_found_by_content)
+{
+    char *src = tu_path(root, "src"), *links = tu_path(root, "links"), *text;
+    int nc[3] = {2, 1, 2}, n;
+    fx_make_folders(src, nc, 3, 84);
+    ck_assert_int_eq(tu_run(NULL,
+                            "mkdir '%s' && ln -s '%s/test' '%s/train' && ln -s '%s/val' '%s/val' "
+                            "&& ln -s '%s/test' '%s/test'",
+                            links, src, links, src, links, src, links),
+                     0);
+    ck_assert_int_eq(run_check(links, NULL, &text, &n), FSB_EFORMAT);
+    ck_assert_int_eq(n, 6); /* each test image is also a train image */
+    char want[4200];
+    snprintf(want, sizeof want,
+             "%s/test/n00000201/n0000020100000002.jpg: same content as "
+             "%s/train/n00000201/n0000020100000002.jpg in train: the splits overlap\n",
+             links, links);
+    has(text, want);
+    free(text);
+    ck_assert_int_eq(run_check(src, NULL, &text, &n), FSB_OK);
+    free(text);
+    /* Ravi: a test image's bytes under a train name, a train image's bytes twice in train */
+    char *ravi = tu_path(root, "ravi");
+    fx_make_ravi(ravi, nc, 3, 84);
+    ck_assert_int_eq(tu_run(NULL,
+                            "cd '%s/images' && cp n0000020000000001.jpg n0000000100000002.jpg && "
+                            "cp n0000000000000000.jpg n0000000000000002.jpg",
+                            ravi),
+                     0);
+    ck_assert_int_eq(run_check(ravi, NULL, &text, &n), FSB_EFORMAT);
+    ck_assert_int_eq(n, 2);
+    has(text, "images/n0000000000000002.jpg: same content as ");
+    has(text, "images/n0000000000000000.jpg (");
+    has(text, "a duplicate image in train\n");
+    has(text, "test.csv:");
+    has(text, "images/n0000020000000001.jpg: same content as ");
+    has(text, "images/n0000000100000002.jpg (");
+    has(text, "in train: the splits overlap\n");
+    free(text);
+    free(ravi);
+    free(src);
+    free(links);
 }
 END_TEST
 
@@ -249,7 +401,7 @@ START_TEST(cli_check_and_pack)
     has(out, "train      2 images");
     free(out);
     ck_assert_int_eq(tu_run(&out, "%s data pack --data '%s' --split val", tu_bench(), r2), 1);
-    has(out, "split 'val' not found");
+    has(out, "no val split");
     free(out);
     free(r2);
     free(img);
@@ -267,6 +419,10 @@ int main(void)
     tcase_add_test(tc, every_problem_listed_with_file_and_line);
     tcase_add_test(tc, missing_root_empty_and_headerless_csv);
     tcase_add_test(tc, class_folder_layout);
+    tcase_add_test(tc, folder_listing_problems_each_reported);
+    tcase_add_test(tc, missing_split_is_a_problem_as_the_loader_says);
+    tcase_add_test(tc, check_judges_against_the_image_size);
+    tcase_add_test(tc, overlap_and_duplicates_found_by_content);
     tcase_add_test(tc, cli_check_and_pack);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);

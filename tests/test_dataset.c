@@ -184,6 +184,90 @@ START_TEST(listing_errors_name_file_and_line)
 }
 END_TEST
 
+/* A comma in a class folder or file name is refused when the split is listed, naming the full
+ * path (it used to pass the listing and fail only when an episode happened to draw the image,
+ * naming its basename). The Ravi CSV cannot hold one (it is the separator). */
+START_TEST(comma_in_names_refused_at_listing_with_full_path)
+{
+    char *d = tu_tmpdir();
+    fsb_split s;
+    tu_write_str(d, "test/n1/a.jpg", "");
+    tu_write_str(d, "test/n1/b,2.jpg", "");
+    ck_assert_int_eq(open_err(d, "test", &s), FSB_EFORMAT);
+    char want[4200];
+    snprintf(want, sizeof want, "%s/test/n1/b,2.jpg: the file name has a comma", d);
+    assert_msg_has(want);
+    tu_rmrf(d);
+    tu_write_str(d, "test/n1/a.jpg", "");
+    tu_write_str(d, "test/n,2/deep/c.png", "");
+    ck_assert_int_eq(open_err(d, "test", &s), FSB_EFORMAT);
+    snprintf(want, sizeof want, "%s/test/n,2/deep: the class folder name has a comma", d);
+    assert_msg_has(want);
+    ck_assert_int_eq(fsb_split_field_ok("a,b", 3, 0), 0);
+    ck_assert_int_eq(fsb_split_field_ok("a b", 3, 1), 1);
+    tu_rmrf(d);
+    free(d);
+}
+END_TEST
+
+static int collect(void *ctx, const char *problem)
+{
+    char *buf = ctx;
+    strncat(buf, problem, 8000 - strlen(buf) - 2);
+    strcat(buf, "\n");
+    return FSB_OK;
+}
+
+/* Symlinks: a loop is found by (device, inode) at once and named as one (it used to be found
+ * by depth, with a message clipped before its cause); a link to a sibling folder is no loop;
+ * a dangling or self-looping image symlink is an error naming the path (it was skipped
+ * silently); a lenient listing reports each and lists the rest. */
+START_TEST(symlink_loops_and_dangling_links_named)
+{
+    char *d = tu_tmpdir();
+    fsb_split s;
+    char want[4200];
+    tu_write_str(d, "train/n1/a.jpg", "");
+    tu_write_str(d, "train/n2/b.jpg", "");
+    ck_assert_int_eq(tu_run(NULL, "ln -s ../n2 '%s/train/n1/sub'", d), 0); /* no loop */
+    ck_assert_int_eq(fsb_split_open(&s, d, "train"), FSB_OK);
+    ck_assert_int_eq(s.n_images, 3);
+    ck_assert_str_eq(s.class_names[1], "n1/sub");
+    fsb_split_free(&s);
+    ck_assert_int_eq(tu_run(NULL, "ln -s .. '%s/train/n2/up'", d), 0);
+    ck_assert_int_eq(open_err(d, "train", &s), FSB_EFORMAT);
+    snprintf(want, sizeof want,
+             "%s/train/n1/sub/up: symbolic link loop (the same folder as %s/train,", d, d);
+    assert_msg_has(want);
+    tu_run(NULL, "rm '%s/train/n2/up' '%s/train/n1/sub'", d, d);
+
+    ck_assert_int_eq(tu_run(NULL, "ln -s gone.jpg '%s/train/n1/c.jpg'", d), 0);
+    ck_assert_int_eq(open_err(d, "train", &s), FSB_EFORMAT);
+    snprintf(want, sizeof want,
+             "%s/train/n1/c.jpg: dangling symbolic link (its target gone.jpg does not exist)", d);
+    assert_msg_has(want);
+    tu_run(NULL, "rm '%s/train/n1/c.jpg'", d);
+    ck_assert_int_eq(tu_run(NULL, "ln -s self.png '%s/train/n2/self.png'", d), 0);
+    ck_assert_int_eq(open_err(d, "train", &s), FSB_EFORMAT);
+    snprintf(want, sizeof want, "%s/train/n2/self.png: symbolic link loop", d);
+    assert_msg_has(want);
+
+    /* leniently: every problem reported, in name order, the rest listed */
+    ck_assert_int_eq(
+        tu_run(NULL, "ln -s gone.jpg '%s/train/n1/c.jpg' && ln -s .. '%s/train/n2/up'", d, d), 0);
+    char got[8000] = "";
+    ck_assert_int_eq(fsb_split_open_lenient(&s, d, "train", collect, got), FSB_OK);
+    ck_assert_int_eq(s.n_images, 2);
+    fsb_split_free(&s);
+    char *c = strstr(got, "n1/c.jpg: dangling"),
+         *l = strstr(got, "n2/self.png: symbolic link loop"),
+         *u = strstr(got, "n2/up: symbolic link loop (the same folder as");
+    ck_assert_msg(c && l && u && c < l && l < u, "%s", got);
+    tu_rmrf(d);
+    free(d);
+}
+END_TEST
+
 static Suite *dataset_suite(void)
 {
     Suite *s = suite_create("dataset");
@@ -193,6 +277,8 @@ static Suite *dataset_suite(void)
     tcase_add_test(tc, ravi_csv_at_root_and_precedence);
     tcase_add_test(tc, folders_any_depth_and_same_fingerprint);
     tcase_add_test(tc, listing_errors_name_file_and_line);
+    tcase_add_test(tc, comma_in_names_refused_at_listing_with_full_path);
+    tcase_add_test(tc, symlink_loops_and_dangling_links_named);
     suite_add_tcase(s, tc);
     return s;
 }

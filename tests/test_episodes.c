@@ -286,6 +286,15 @@ START_TEST(check_errors)
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "--query"));
     p = (fsb_episode_params){0, 4, 2, 1};
     ck_assert_int_eq(fsb_episode_check(&s, &p), FSB_OK);
+    /* with the caller's flags (pretrain's val episodes) the messages name those */
+    const fsb_episode_flags vf = {"--val-way", "--val-shots", "--val-query"};
+    p = (fsb_episode_params){0, 2, 2, 2};
+    ck_assert_int_eq(fsb_episode_check_flags(&s, &p, &vf), FSB_EINVAL);
+    ck_assert_ptr_nonnull(
+        strstr(fsb_error_last(), "the largest --val-shots 2 + --val-query 2 = 4"));
+    p = (fsb_episode_params){0, 5, 1, 1};
+    ck_assert_int_eq(fsb_episode_check_flags(&s, &p, &vf), FSB_EINVAL);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "--val-way: 5 is more than the 4 classes"));
     fsb_sweep sw;
     ck_assert_int_eq(fsb_sweep_generate(&sw, &s, 0, 2, (const int[]){3}, 1, 1, 0, NULL),
                      FSB_EINVAL);

@@ -365,6 +365,38 @@ START_TEST(corrupt_inputs_fail_naming_the_file)
 }
 END_TEST
 
+/* The channels a file holds, from a full decode and from its header alone: 1 for grey and
+ * grey+alpha PNGs (any depth, tRNS) and a greyscale JPEG, 3 for palette, RGB, RGBA, colour
+ * JPEG; a header that cannot be read is an error naming the file. */
+START_TEST(channels_from_decode_and_header)
+{
+    ck_assert_int_eq(fx_make_png_zoo(dir), 19);
+    const char *extra[2] = {"grey.jpg", "rgb.jpg"};
+    for (int f = 0; f < 21; f++) {
+        const char *name = f < 19 ? fx_zoo_names[f] : extra[f - 19];
+        int want = strncmp(name, "grey", 4) == 0 ? 1 : 3, got = 0;
+        char *p = tu_path(dir, name);
+        fsb_image img;
+        load_ok(&img, name, FX_ZOO_W, FX_ZOO_H);
+        ck_assert_msg(img.channels == want, "%s: decoded channels %d", name, img.channels);
+        fsb_image_free(&img);
+        ck_assert_int_eq(fsb_image_probe_channels(p, &got), FSB_OK);
+        ck_assert_msg(got == want, "%s: probed channels %d", name, got);
+        free(p);
+    }
+    fx_make_corrupt(dir);
+    int ch;
+    const char *bad[3] = {"fake.png", "empty.jpg", "none.png"};
+    const int st[3] = {FSB_EFORMAT, FSB_EFORMAT, FSB_ENOTFOUND};
+    for (int i = 0; i < 3; i++) {
+        char *p = tu_path(dir, bad[i]);
+        ck_assert_int_eq(fsb_image_probe_channels(p, &ch), st[i]);
+        ck_assert_ptr_nonnull(strstr(fsb_error_last(), p));
+        free(p);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("image");
@@ -377,6 +409,7 @@ int main(void)
     tcase_add_test(tc, jpeg_colour_grey_and_detection_by_content);
     tcase_add_test(tc, corrupt_inputs_fail_naming_the_file);
     tcase_add_test(tc, png_zoo_decodes_to_the_written_pixels);
+    tcase_add_test(tc, channels_from_decode_and_header);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -598,8 +598,9 @@ static float *embed_images(const int *idx, int n, int *dim)
     float *img = malloc(sizeof(float) * (size_t)n * 3 * side * side);
     float *emb = malloc(sizeof(float) * (size_t)n * D);
     ck_assert(img && emb);
-    ck_assert_int_eq(
-        fsb_transform_test_batch(img, cache.px, cache.size, cache.size, idx, n, &tf, NULL), 0);
+    ck_assert_int_eq(fsb_transform_test_batch(img, cache.px, cache.size, cache.size, cache.channels,
+                                              idx, n, &tf, NULL),
+                     0);
     ck_assert_int_eq(fsb_model_embed(t, img, n, emb), 0);
     free(img);
     fsb_model_destroy(t);

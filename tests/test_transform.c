@@ -43,7 +43,7 @@ START_TEST(bilinear_2x2_to_4x4_by_hand)
     fsb_transform t;
     plain(&t, 4, 2);
     float o2[12];
-    ck_assert_int_eq(fsb_transform_test(o2, px, 2, 2, &t, "px"), FSB_OK);
+    ck_assert_int_eq(fsb_transform_test(o2, px, 2, 2, 3, &t, "px"), FSB_OK);
     const float cw[4] = {58.75f, 76.25f, 126.25f, 78.75f};
     for (int i = 0; i < 4; i++)
         ck_assert_float_eq(o2[i], cw[i] / 255.0f);
@@ -62,7 +62,7 @@ START_TEST(centre_crop_offsets_round_half_even)
         for (int i = 0; i < w * h * 3; i++)
             px[i] = (uint8_t)i;
         float out[27];
-        ck_assert_int_eq(fsb_transform_test(out, px, w, h, &t, "x"), FSB_OK);
+        ck_assert_int_eq(fsb_transform_test(out, px, w, h, 3, &t, "x"), FSB_OK);
         for (int c = 0; c < 3; c++)
             for (int y = 0; y < 3; y++)
                 for (int x = 0; x < 3; x++) {
@@ -83,13 +83,13 @@ START_TEST(normalisation_presets_by_hand)
     ck_assert_int_eq(t.resize, 92);
     ck_assert_int_eq(t.crop, 84);
     t.resize = t.crop = 1;
-    ck_assert_int_eq(fsb_transform_test(out, px, 1, 1, &t, "p"), FSB_OK);
+    ck_assert_int_eq(fsb_transform_test(out, px, 1, 1, 3, &t, "p"), FSB_OK);
     ck_assert_double_eq_tol(out[0], (1 - 0.485) / 0.229, 1e-5);
     ck_assert_double_eq_tol(out[1], (0 - 0.456) / 0.224, 1e-5);
     ck_assert_double_eq_tol(out[2], (128 / 255.0 - 0.406) / 0.225, 1e-5);
     fsb_transform_defaults(&t, FSB_PIXNORM_RESNET12);
     t.resize = t.crop = 1;
-    ck_assert_int_eq(fsb_transform_test(out, px, 1, 1, &t, "p"), FSB_OK);
+    ck_assert_int_eq(fsb_transform_test(out, px, 1, 1, 3, &t, "p"), FSB_OK);
     ck_assert_double_eq_tol(out[0], (255 - 120.40) / 70.68, 1e-5);
     ck_assert_double_eq_tol(out[1], (0 - 115.59) / 68.28, 1e-5);
     ck_assert_double_eq_tol(out[2], (128 - 104.54) / 72.55, 1e-5);
@@ -99,7 +99,7 @@ START_TEST(normalisation_presets_by_hand)
         img[i] = (uint8_t)(i % 3 == 0 ? 30 : i % 3 == 1 ? 60 : 90);
     float *o = malloc(3 * 84 * 84 * sizeof *o);
     plain(&t, 92, 84);
-    ck_assert_int_eq(fsb_transform_test(o, img, 84, 84, &t, "flat"), FSB_OK);
+    ck_assert_int_eq(fsb_transform_test(o, img, 84, 84, 3, &t, "flat"), FSB_OK);
     for (int i = 0; i < 84 * 84; i++) {
         ck_assert_float_eq(o[i], 30 / 255.0f);
         ck_assert_float_eq(o[2 * 84 * 84 + i], 90 / 255.0f);
@@ -155,14 +155,14 @@ START_TEST(smaller_than_crop_is_an_error_naming_the_image)
     fsb_transform_defaults(&t, FSB_PIXNORM_CONVNET);
     uint8_t px[100 * 83 * 3] = {0};
     float *out = malloc(3 * 84 * 84 * sizeof *out);
-    ck_assert_int_eq(fsb_transform_test(out, px, 100, 83, &t, "small.jpg"), FSB_EFORMAT);
+    ck_assert_int_eq(fsb_transform_test(out, px, 100, 83, 3, &t, "small.jpg"), FSB_EFORMAT);
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "small.jpg"));
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "smaller than the 84x84 crop"));
     fsb_rng r;
     fsb_rng_init(&r, 1, 2);
-    ck_assert_int_eq(fsb_transform_train(out, px, 83, 100, &t, &r, "s2.png"), FSB_EFORMAT);
+    ck_assert_int_eq(fsb_transform_train(out, px, 83, 100, 3, &t, &r, "s2.png"), FSB_EFORMAT);
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "s2.png"));
-    ck_assert_int_eq(fsb_transform_test_batch(out, px, 100, 83, NULL, 1, &t, NULL), FSB_EFORMAT);
+    ck_assert_int_eq(fsb_transform_test_batch(out, px, 100, 83, 3, NULL, 1, &t, NULL), FSB_EFORMAT);
     /* parameter checks name the field */
     t.resize = 80;
     ck_assert_int_eq(fsb_transform_check(&t), FSB_EINVAL);
@@ -193,7 +193,7 @@ START_TEST(train_crop_flip_jitter_by_hand)
     t.scale_lo = t.scale_hi = 0.25;
     t.flip_p = 0;
     fsb_rng_init(&r, 7, 0);
-    ck_assert_int_eq(fsb_transform_train(out, px, 16, 16, &t, &r, "w"), FSB_OK);
+    ck_assert_int_eq(fsb_transform_train(out, px, 16, 16, 3, &t, &r, "w"), FSB_OK);
     int found = 0;
     for (int top = 0; top <= 8 && !found; top++)
         for (int left = 0; left <= 8 && !found; left++) {
@@ -212,7 +212,7 @@ START_TEST(train_crop_flip_jitter_by_hand)
     t.scale_lo = t.scale_hi = 1;
     t.flip_p = 1;
     fsb_rng_init(&r, 7, 1);
-    ck_assert_int_eq(fsb_transform_train(out, px, 12, 8, &t, &r, "f"), FSB_OK);
+    ck_assert_int_eq(fsb_transform_train(out, px, 12, 8, 3, &t, &r, "f"), FSB_OK);
     for (int c = 0; c < 3; c++)
         for (int y = 0; y < C; y++)
             for (int x = 0; x < C; x++)
@@ -224,7 +224,7 @@ START_TEST(train_crop_flip_jitter_by_hand)
     t.flip_p = 0;
     t.brightness = 0.4f;
     fsb_rng_init(&r, 9, 3);
-    ck_assert_int_eq(fsb_transform_train(out, px, 8, 8, &t, &r, "b"), FSB_OK);
+    ck_assert_int_eq(fsb_transform_train(out, px, 8, 8, 3, &t, &r, "b"), FSB_OK);
     float f = -1;
     for (int c = 0; c < 3; c++)
         for (int i = 0; i < C * C; i++) {
@@ -253,29 +253,29 @@ START_TEST(train_deterministic_and_batches_thread_independent)
     fsb_rng r1, r2;
     fsb_rng_init(&r1, 42, 5);
     r2 = r1;
-    ck_assert_int_eq(fsb_transform_train(a, px, W, H, &t, &r1, "x"), FSB_OK);
-    ck_assert_int_eq(fsb_transform_train(b, px, W, H, &t, &r2, "x"), FSB_OK);
+    ck_assert_int_eq(fsb_transform_train(a, px, W, H, 3, &t, &r1, "x"), FSB_OK);
+    ck_assert_int_eq(fsb_transform_train(b, px, W, H, 3, &t, &r2, "x"), FSB_OK);
     ck_assert_int_eq(memcmp(a, b, osz * sizeof *a), 0);
     ck_assert_int_eq(memcmp(&r1, &r2, sizeof r1), 0);
-    ck_assert_int_eq(fsb_transform_train(b, px, W, H, &t, &r2, "x"), FSB_OK);
+    ck_assert_int_eq(fsb_transform_train(b, px, W, H, 3, &t, &r2, "x"), FSB_OK);
     ck_assert_int_ne(memcmp(a, b, osz * sizeof *a), 0);
 
     int idx[N] = {5, 0, 3, 3, 1, 2};
     fsb_pool *pool;
     ck_assert_int_eq(fsb_pool_create(&pool, 2), FSB_OK);
-    ck_assert_int_eq(fsb_transform_train_batch(a, px, W, H, idx, N, &t, 11, 100, NULL), FSB_OK);
-    ck_assert_int_eq(fsb_transform_train_batch(b, px, W, H, idx, N, &t, 11, 100, pool), FSB_OK);
+    ck_assert_int_eq(fsb_transform_train_batch(a, px, W, H, 3, idx, N, &t, 11, 100, NULL), FSB_OK);
+    ck_assert_int_eq(fsb_transform_train_batch(b, px, W, H, 3, idx, N, &t, 11, 100, pool), FSB_OK);
     ck_assert_int_eq(memcmp(a, b, N * osz * sizeof *a), 0);
     float *one = malloc(osz * sizeof *one);
     fsb_rng r;
     fsb_rng_init(&r, 11, 100 + 4);
-    ck_assert_int_eq(fsb_transform_train(one, px + (size_t)1 * W * H * 3, W, H, &t, &r, "i"),
+    ck_assert_int_eq(fsb_transform_train(one, px + (size_t)1 * W * H * 3, W, H, 3, &t, &r, "i"),
                      FSB_OK);
     ck_assert_int_eq(memcmp(one, a + 4 * osz, osz * sizeof *a), 0);
-    ck_assert_int_eq(fsb_transform_test_batch(a, px, W, H, idx, N, &t, NULL), FSB_OK);
-    ck_assert_int_eq(fsb_transform_test_batch(b, px, W, H, idx, N, &t, pool), FSB_OK);
+    ck_assert_int_eq(fsb_transform_test_batch(a, px, W, H, 3, idx, N, &t, NULL), FSB_OK);
+    ck_assert_int_eq(fsb_transform_test_batch(b, px, W, H, 3, idx, N, &t, pool), FSB_OK);
     ck_assert_int_eq(memcmp(a, b, N * osz * sizeof *a), 0);
-    ck_assert_int_eq(fsb_transform_test(one, px + (size_t)3 * W * H * 3, W, H, &t, "i"), FSB_OK);
+    ck_assert_int_eq(fsb_transform_test(one, px + (size_t)3 * W * H * 3, W, H, 3, &t, "i"), FSB_OK);
     ck_assert_int_eq(memcmp(one, a + 2 * osz, osz * sizeof *a), 0);
     ck_assert_int_eq(memcmp(a + 2 * osz, a + 3 * osz, osz * sizeof *a), 0);
     for (size_t i = 0; i < N * osz; i++)
@@ -285,6 +285,52 @@ START_TEST(train_deterministic_and_batches_thread_independent)
     free(a);
     free(b);
     free(px);
+}
+END_TEST
+
+/* A grey source (one channel, as a greyscale split is packed) gives the very bits its
+ * 3-channel copy (R = G = B) gives, under the test and train transforms, alone and in
+ * batches over a pool: networks see 3 channels and grey data's results do not change. */
+START_TEST(grey_source_gives_the_bits_of_its_rgb_copy)
+{
+    enum { W = 45, H = 37, N = 4 };
+    uint8_t *grey = malloc((size_t)N * W * H), *rgb = malloc((size_t)N * W * H * 3);
+    for (int i = 0; i < N * W * H; i++) {
+        grey[i] = (uint8_t)((i * 97) ^ (i >> 5));
+        rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = grey[i];
+    }
+    fsb_transform t;
+    fsb_transform_defaults(&t, FSB_PIXNORM_CONVNET);
+    t.resize = 32;
+    t.crop = 28;
+    size_t osz = 3 * 28 * 28;
+    float *a = malloc(N * osz * sizeof *a), *b = malloc(N * osz * sizeof *b);
+    ck_assert_int_eq(fsb_transform_test(a, grey, W, H, 1, &t, "g"), FSB_OK);
+    ck_assert_int_eq(fsb_transform_test(b, rgb, W, H, 3, &t, "g"), FSB_OK);
+    ck_assert_int_eq(memcmp(a, b, osz * sizeof *a), 0);
+    ck_assert_int_ne(memcmp(a, a + 28 * 28, 28 * 28 * sizeof *a), 0); /* normalised per channel */
+    for (int k = 0; k < 20; k++) { /* crops, flips and jitter of many draws */
+        fsb_rng r1, r2;
+        fsb_rng_init(&r1, 9, (uint64_t)k);
+        r2 = r1;
+        ck_assert_int_eq(fsb_transform_train(a, grey, W, H, 1, &t, &r1, "g"), FSB_OK);
+        ck_assert_int_eq(fsb_transform_train(b, rgb, W, H, 3, &t, &r2, "g"), FSB_OK);
+        ck_assert_int_eq(memcmp(a, b, osz * sizeof *a), 0);
+    }
+    int idx[N] = {3, 1, 1, 0};
+    fsb_pool *pool;
+    ck_assert_int_eq(fsb_pool_create(&pool, 2), FSB_OK);
+    ck_assert_int_eq(fsb_transform_test_batch(a, grey, W, H, 1, idx, N, &t, pool), FSB_OK);
+    ck_assert_int_eq(fsb_transform_test_batch(b, rgb, W, H, 3, idx, N, &t, NULL), FSB_OK);
+    ck_assert_int_eq(memcmp(a, b, N * osz * sizeof *a), 0);
+    ck_assert_int_eq(fsb_transform_train_batch(a, grey, W, H, 1, idx, N, &t, 5, 7, pool), FSB_OK);
+    ck_assert_int_eq(fsb_transform_train_batch(b, rgb, W, H, 3, idx, N, &t, 5, 7, NULL), FSB_OK);
+    ck_assert_int_eq(memcmp(a, b, N * osz * sizeof *a), 0);
+    fsb_pool_destroy(pool);
+    free(a);
+    free(b);
+    free(grey);
+    free(rgb);
 }
 END_TEST
 
@@ -300,6 +346,7 @@ int main(void)
     tcase_add_test(tc, smaller_than_crop_is_an_error_naming_the_image);
     tcase_add_test(tc, train_crop_flip_jitter_by_hand);
     tcase_add_test(tc, train_deterministic_and_batches_thread_independent);
+    tcase_add_test(tc, grey_source_gives_the_bits_of_its_rgb_copy);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

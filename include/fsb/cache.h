@@ -1,5 +1,5 @@
-/* cache.h - a split decoded once into a packed file of equal-size uint8 RGB images,
- * memory-mapped read-only afterwards.
+/* cache.h - a split decoded once into a packed file of equal-size uint8 images, RGB or, for a
+ * split of greyscale images, one grey channel; memory-mapped read-only afterwards.
  *
  * Opening a split lists it (fsb_split_open), stats every listed file and hashes the result
  * into a source fingerprint; a cache file with the same fingerprint is mapped as is,
@@ -9,16 +9,26 @@
  * and written atomically (fsb_outfile). 84x84 MiniImageNet images are therefore copied
  * exactly; larger images are resized. Images smaller than `size` are an error.
  *
+ * Channels: a split whose every image is greyscale by its header (fsb_image_probe_channels:
+ * a one-component JPEG, a grey or grey+alpha PNG) is packed with 1 channel, the grey value
+ * (a third of the bytes); any colour image (or a mixed split) makes it 3, RGB. Readers pass
+ * fsb_cache.channels to the transforms (transform.h), which replicate grey to 3 channels, so
+ * networks see exactly what an RGB copy of the grey images would give. RGB splits are packed
+ * as before, byte for byte. A 3-channel file of a split that is all greyscale (packed before
+ * channels were kept) is repacked on open; the source fingerprint does not include the
+ * channels, so run identities do not change.
+ *
  * File format (version 1, all integers little-endian):
  *   0  "FSBPACK\0" (8 bytes)          8  u32 version (1)
  *   12 u32 header_bytes (pixels start here; a multiple of 4096)
  *   16 u64 split fingerprint (fsb_split.fingerprint)
  *   24 u64 source fingerprint (fsb_cache_source_fingerprint)
- *   32 u32 width  36 u32 height  40 u32 channels (3)  44 u32 n_images  48 u32 n_classes
+ *   32 u32 width  36 u32 height  40 u32 channels (1 or 3)  44 u32 n_images  48 u32 n_classes
  *   52 u32 name_bytes (total bytes of the class-name blob)
  *   56 class table: n_classes x {u32 start, u32 count, u32 name_offset, u32 name_length}
  *      then the class-name blob (names without terminators), then zero padding
- *   header_bytes: n_images x height x width x 3 bytes, canonical order, HWC RGB.
+ *   header_bytes: n_images x height x width x channels bytes, canonical order, HWC (RGB, or
+ *      grey when channels is 1).
  */
 #ifndef FSB_CACHE_H
 #define FSB_CACHE_H
@@ -45,8 +55,9 @@ typedef struct fsb_cache_opts {
 /* An open packed split. Everything is owned; release with fsb_cache_close. */
 typedef struct fsb_cache {
     fsb_split split;     /* the listing the cache matches (canonical order) */
-    int size;            /* images are size x size x 3 */
-    const uint8_t *px;   /* [split.n_images][size][size][3], read-only mapping */
+    int size;            /* images are size x size x channels */
+    int channels;        /* 1: grey (every image of the split greyscale), 3: RGB */
+    const uint8_t *px;   /* [split.n_images][size][size][channels], read-only mapping */
     char *path;          /* the cache file */
     uint64_t source_fp;  /* source fingerprint stored in (and checked against) the file */
     int packed;          /* 1 when this open (re)built the file */
@@ -64,7 +75,7 @@ int fsb_cache_open(fsb_cache *c, const char *root, const char *name, const fsb_c
 /* Unmap and free; no-op on a zeroed struct or NULL. */
 void fsb_cache_close(fsb_cache *c);
 
-/* Pixels of image i (canonical index into c->split), [size][size][3]. */
+/* Pixels of image i (canonical index into c->split), [size][size][channels]. */
 const uint8_t *fsb_cache_image(const fsb_cache *c, int i);
 
 /* The default cache folder for a dataset (malloc'd into *dir): ROOT/.fsbench-cache when it

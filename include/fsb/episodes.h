@@ -69,6 +69,18 @@ uint64_t fsb_episode_key(const fsb_episode_params *p, uint64_t fingerprint);
  * least max_shot + query images (error names the class and --shots/--query). */
 int fsb_episode_check(const fsb_split *s, const fsb_episode_params *p);
 
+/* The flags that set way, shots and query, for the messages of fsb_episode_check_flags. */
+typedef struct fsb_episode_flags {
+    const char *way;   /* e.g. "--val-way" */
+    const char *shots; /* e.g. "--val-shots" */
+    const char *query; /* e.g. "--val-query" */
+} fsb_episode_flags;
+
+/* fsb_episode_check with the messages naming the caller's flags (bench pretrain validates on
+ * --val-way/--val-shots/--val-query); f NULL: --way, --shots, --query. */
+int fsb_episode_check_flags(const fsb_split *s, const fsb_episode_params *p,
+                            const fsb_episode_flags *f);
+
 /* Ints of scratch fsb_episode_sample needs for this split: max(n_classes, largest class). */
 size_t fsb_episode_scratch_len(const fsb_split *s);
 

@@ -16,9 +16,10 @@
 #define FSB_IMAGE_MAX_PIXELS (64 * 1024 * 1024)
 
 typedef struct fsb_image {
-    int w;       /* width in pixels */
-    int h;       /* height in pixels */
-    uint8_t *px; /* [h][w][3] RGB, row-major, no padding (owned, malloc'd) */
+    int w;        /* width in pixels */
+    int h;        /* height in pixels */
+    uint8_t *px;  /* [h][w][3] RGB, row-major, no padding (owned, malloc'd) */
+    int channels; /* the file's: 1 = greyscale (px holds 3 equal channels), 3 = colour */
 } fsb_image;
 
 /* Read and decode the file at `path` into `img` (which the caller releases with
@@ -37,6 +38,12 @@ int fsb_image_load(fsb_image *img, const char *path);
 
 /* Same as fsb_image_load on `size` bytes already in memory; `name` is used in messages. */
 int fsb_image_decode(fsb_image *img, const void *data, size_t size, const char *name);
+
+/* The channels the file at `path` holds, from its header alone (no pixel decoded): 1 for a
+ * greyscale JPEG (one component) or a grey / grey+alpha PNG, 3 for anything else (colour,
+ * palette, CMYK), as fsb_image.channels after a full decode. Errors as fsb_image_load's for
+ * what the header shows (FSB_EFORMAT, FSB_ENOTFOUND, FSB_EIO), naming the file. */
+int fsb_image_probe_channels(const char *path, int *channels);
 
 /* Release the pixels and zero the struct; NULL or a zeroed struct is a no-op. */
 void fsb_image_free(fsb_image *img);

@@ -3,6 +3,8 @@
  * Every fallible library function returns 0 (FSB_OK) or a negative fsb_status and,
  * on failure, leaves a one-line message naming the file, line or flag involved,
  * readable with fsb_error_last() on the same thread. Programmer errors are asserts.
+ * A message longer than the buffer (2047 bytes) keeps its first third and its last two
+ * thirds around " ... ", so the cause, which comes last, survives long paths and prefixes.
  */
 #ifndef FSB_STATUS_H
 #define FSB_STATUS_H
@@ -23,7 +25,8 @@ typedef enum fsb_status {
 int fsb_error(int st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prefix the current thread's message with "<prefix>: " (adds context on the way up);
- * returns `st` unchanged. */
+ * returns `st` unchanged. Neither part is clipped on its own: when the whole is too long, the
+ * middle goes (see above), never the innermost message at the end. */
 int fsb_error_wrap(int st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The calling thread's last message ("" when none). Valid until the next fsb_error*. */

@@ -1,4 +1,10 @@
-/* transform.h - image transforms: uint8 RGB HWC in, float CHW (NCHW for batches) out.
+/* transform.h - image transforms: uint8 HWC in (RGB, or one grey channel), float 3-channel
+ * CHW (NCHW for batches) out.
+ *
+ * Sources have `channels` 1 or 3 (a packed cache keeps a greyscale split in one channel). A
+ * grey source is replicated to three equal channels when sampled, before anything else, so
+ * networks always see 3 channels and the output is bit-identical to that of the source's
+ * 3-channel copy (R = G = B) under every transform below.
  *
  * Test transform (FEAT convention): resize the shorter side to S (92) with bilinear
  * interpolation, centre-crop C x C (84), divide by 255, normalise per channel. Train
@@ -95,24 +101,26 @@ void fsb_transform_defaults(fsb_transform *t, fsb_pixnorm_preset preset);
  * naming the bad field. The functions below assert validity. */
 int fsb_transform_check(const fsb_transform *t);
 
-/* Test transform of one image px [h][w][3] into out [3][C][C]. `name` is used in the
- * message when min(w, h) < C (FSB_EFORMAT). */
-int fsb_transform_test(float *out, const uint8_t *px, int w, int h, const fsb_transform *t,
-                       const char *name);
+/* Test transform of one image px [h][w][channels] (channels 1 or 3) into out [3][C][C].
+ * `name` is used in the message when min(w, h) < C (FSB_EFORMAT). */
+int fsb_transform_test(float *out, const uint8_t *px, int w, int h, int channels,
+                       const fsb_transform *t, const char *name);
 
-/* Train transform of one image into out [3][C][C], drawing from `rng` as documented above. */
-int fsb_transform_train(float *out, const uint8_t *px, int w, int h, const fsb_transform *t,
-                        fsb_rng *rng, const char *name);
+/* Train transform of one image px [h][w][channels] into out [3][C][C], drawing from `rng` as
+ * documented above. */
+int fsb_transform_train(float *out, const uint8_t *px, int w, int h, int channels,
+                        const fsb_transform *t, fsb_rng *rng, const char *name);
 
-/* Batches over images of one size stored contiguously, px [n_src][h][w][3] (a packed cache).
+/* Batches over images of one size stored contiguously, px [n_src][h][w][channels] (a packed
+ * cache: fsb_cache.px, .size, .channels).
  * Batch item b is source image idx[b] (idx NULL: b itself); out is [n][3][C][C]. Items are
  * spread over `pool` (NULL: the caller); results do not depend on the thread count. The
  * train batch draws item b from fsb_rng_init(key, stream0 + b). */
-int fsb_transform_test_batch(float *out, const uint8_t *px, int w, int h, const int *idx, int n,
-                             const fsb_transform *t, fsb_pool *pool);
-int fsb_transform_train_batch(float *out, const uint8_t *px, int w, int h, const int *idx, int n,
-                              const fsb_transform *t, uint64_t key, uint64_t stream0,
-                              fsb_pool *pool);
+int fsb_transform_test_batch(float *out, const uint8_t *px, int w, int h, int channels,
+                             const int *idx, int n, const fsb_transform *t, fsb_pool *pool);
+int fsb_transform_train_batch(float *out, const uint8_t *px, int w, int h, int channels,
+                              const int *idx, int n, const fsb_transform *t, uint64_t key,
+                              uint64_t stream0, fsb_pool *pool);
 
 /* Plain bilinear resize (the convention above) of px [h][w][3] to out [oh][ow][3] floats in
  * [0, 255]; any sizes >= 1 (this one may upsample). oh, ow <= FSB_TF_MAX_SIDE. */

@@ -22,7 +22,7 @@ typedef struct data_opts {
     int splits_given;  /* 1 when --split was given (else: the splits that exist) */
     int threads;       /* --threads N (0: one per core) */
     int rebuild;       /* --rebuild (pack) */
-    int size;          /* --size S (pack) */
+    int size;          /* --image-size S (alias --size): the packed side; check judges by it */
 } data_opts;
 
 static const char *const split_names[3] = {"train", "val", "test"};
@@ -30,15 +30,19 @@ static const char *const split_names[3] = {"train", "val", "test"};
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: bench data check --data ROOT [--threads N]\n"
+            "usage: bench data check --data ROOT [--split train,val,test] [--image-size S]\n"
+            "                        [--threads N]\n"
             "       bench data pack  --data ROOT [--split train,val,test] [--cache DIR]\n"
-            "                        [--threads N] [--size S] [--rebuild]\n\n"
+            "                        [--threads N] [--image-size S] [--rebuild]\n\n"
             "check: read every split (Ravi CSVs or class folders) and every image, list every\n"
-            "       problem (file and CSV line) on stdout; exit status 1 if there is any.\n"
-            "pack:  decode each split once into a packed %dx%d cache (default folder\n"
+            "       problem (file and CSV line) on stdout; exit status 1 if there is any. A\n"
+            "       missing split is one (pretrain reads train and val, run test and train):\n"
+            "       --split names the splits to check (all three). An image with a side below\n"
+            "       --image-size S (as bench run and pretrain; alias --size; %d) is one.\n"
+            "pack:  decode each split once into a packed cache of S x S images (default folder\n"
             "       ROOT/.fsbench-cache, else $XDG_CACHE_HOME/fsbench or ~/.cache/fsbench),\n"
             "       rebuilt when the images change; prints images, seconds and images/s.\n",
-            FSB_CACHE_DEFAULT_SIZE, FSB_CACHE_DEFAULT_SIZE);
+            FSB_CACHE_DEFAULT_SIZE);
 }
 
 static int parse_splits(const char *text, int splits[3])
@@ -62,13 +66,14 @@ static int parse_splits(const char *text, int splits[3])
 /* Parse flags after the action word; *help set when --help was given. */
 static int parse(int argc, char **argv, data_opts *o, int pack, int *help)
 {
-    enum { O_DATA = 1, O_CACHE, O_SPLIT, O_THREADS, O_REBUILD, O_SIZE, O_HELP };
+    enum { O_DATA = 1, O_CACHE, O_SPLIT, O_THREADS, O_REBUILD, O_SIZE, O_IMAGE_SIZE, O_HELP };
     static const struct option longs[] = {{"data", required_argument, NULL, O_DATA},
                                           {"cache", required_argument, NULL, O_CACHE},
                                           {"split", required_argument, NULL, O_SPLIT},
                                           {"threads", required_argument, NULL, O_THREADS},
                                           {"rebuild", no_argument, NULL, O_REBUILD},
                                           {"size", required_argument, NULL, O_SIZE},
+                                          {"image-size", required_argument, NULL, O_IMAGE_SIZE},
                                           {"help", no_argument, NULL, O_HELP},
                                           {NULL, 0, NULL, 0}};
     memset(o, 0, sizeof *o);
@@ -87,7 +92,7 @@ static int parse(int argc, char **argv, data_opts *o, int pack, int *help)
         else
             snprintf(flag, sizeof flag, "%.60s", argv[optind - 1]);
         li = -1;
-        if (pack == 0 && (ch == O_CACHE || ch == O_SPLIT || ch == O_REBUILD || ch == O_SIZE))
+        if (pack == 0 && (ch == O_CACHE || ch == O_REBUILD))
             return fsb_error(FSB_EINVAL, "%s: not a flag of `bench data check`", flag);
         switch (ch) {
         case O_DATA:
@@ -105,7 +110,8 @@ static int parse(int argc, char **argv, data_opts *o, int pack, int *help)
             o->threads = (int)v;
             break;
         case O_SIZE:
-            if ((st = fsb_cli_int("--size", optarg, 1, 1024, &v))) return st;
+        case O_IMAGE_SIZE:
+            if ((st = fsb_cli_int(flag, optarg, 1, 1024, &v))) return st;
             o->size = (int)v;
             break;
         case O_REBUILD:
@@ -129,6 +135,9 @@ static int run_check(const data_opts *o, fsb_pool *pool)
 {
     fsb_data_check_opts co = {0};
     co.progress = stderr;
+    co.image_size = o->size;
+    for (int k = 0; k < 3; k++)
+        co.skip_split[k] = !o->splits[k];
     int n = 0;
     return fsb_data_check(o->data, stdout, pool, &co, &n);
 }
@@ -141,6 +150,14 @@ static int run_pack(const data_opts *o, fsb_pool *pool)
     co.pool = pool;
     co.progress = stderr;
     co.rebuild = o->rebuild;
+    if (o->splits_given) { /* every split asked for lists cleanly before any is packed */
+        const char *need[3];
+        int n = 0, st;
+        for (int k = 0; k < 3; k++)
+            if (o->splits[k]) need[n++] = split_names[k];
+        if ((st = fsb_split_require(o->data, need, n, "--split asks for it")))
+            return fsb_error_wrap(st, "--data");
+    }
     printf("packing with %d thread%s\n", fsb_pool_size(pool), fsb_pool_size(pool) == 1 ? "" : "s");
     long total = 0;
     double total_s = 0;

@@ -150,6 +150,14 @@ START_TEST(pretrain_bad_inputs)
                      2);
     ck_assert_ptr_nonnull(strstr(out, "--image-size: 16 is smaller than --crop"));
     free(out);
+    /* val classes of 12 images, 30-shot validation: the message names pretrain's flags */
+    ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --val-shots 1,30 --out '%s/y.fsbt'", tu_bench(),
+                            common, work),
+                     2);
+    ck_assert_msg(strstr(out, "fewer than the largest --val-shots 30 + --val-query 3 = 33") &&
+                      !strstr(out, " --shots") && !strstr(out, " --query"),
+                  "%s", out);
+    free(out);
     /* 3 val classes, 5-way validation */
     ck_assert_int_eq(
         tu_run(&out, "'%s' pretrain %s --val-way 5 --out '%s/y.fsbt'", tu_bench(), common, work),
@@ -482,6 +490,66 @@ START_TEST(tune_chooses_svm_C_on_val)
 }
 END_TEST
 
+/* A comma in an image's file name is refused when the split is listed, with the full path,
+ * however few episodes are drawn (it failed only when an episode drew the image, exit 2,
+ * naming its basename, and passed otherwise). */
+START_TEST(run_refuses_a_comma_in_a_name_at_listing)
+{
+    char *d = tu_path(work, "comma"), *o = tu_path(work, "rcomma"), *out = NULL;
+    int nc[3] = {0, 0, 5};
+    fx_make_folders(d, nc, 6, 32);
+    int rc = tu_run(
+        NULL, "mv '%s/test/n00000203/n0000020300000004.jpg' '%s/test/n00000203/x,4.jpg'", d, d);
+    ck_assert_int_eq(rc, 0);
+    rc = tu_run(&out,
+                "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --methods protonet "
+                "--way 2 --shots 1 --query 1 --episodes 1" IMG,
+                tu_bench(), d, work, teacher, o);
+    char want[4200];
+    snprintf(want, sizeof want, "%s/test/n00000203/x,4.jpg: the file name has a comma", d);
+    ck_assert_msg(rc == 1 && strstr(out, want), "rc %d: %s", rc, out);
+    free(out);
+    tu_rmrf(d);
+    tu_rmrf(o);
+    free(d);
+    free(o);
+}
+END_TEST
+
+/* pretrain and run list every split they read before packing one: a dataset without val is
+ * refused by pretrain before train is packed, and one without train by a cl2n run before
+ * the test split is packed (both failed only after packing the first split). */
+START_TEST(pretrain_and_run_list_every_split_first)
+{
+    char *d = tu_path(work, "partial"), *c = tu_path(work, "partial-cache"), *out = NULL;
+    int no_val[3] = {4, 0, 0};
+    fx_make_ravi(d, no_val, 6, 32);
+    int rc = tu_run(&out, "'%s' pretrain --data '%s' --cache '%s' --epochs 1 --out '%s/p.fsbt'" IMG,
+                    tu_bench(), d, c, work);
+    ck_assert_msg(rc == 1 && strstr(out, "no val split") &&
+                      strstr(out, "bench pretrain reads train and val"),
+                  "rc %d: %s", rc, out);
+    free(out);
+    ck_assert_int_eq(tu_run(NULL, "ls '%s'/train-* 2>/dev/null", c), 2); /* nothing packed */
+    tu_rmrf(d);
+    int test_only[3] = {0, 0, 5};
+    fx_make_ravi(d, test_only, 6, 32);
+    rc = tu_run(&out,
+                "'%s' --data '%s' --cache '%s' --teacher '%s' --out '%s/rpartial' --methods 1nn "
+                "--way 2 --shots 1 --query 1 --episodes 1" IMG,
+                tu_bench(), d, c, teacher, work);
+    ck_assert_msg(rc == 1 && strstr(out, "--data: ") && strstr(out, "no train split") &&
+                      strstr(out, "train for cl2n's base mean"),
+                  "rc %d: %s", rc, out);
+    free(out);
+    ck_assert_int_eq(tu_run(NULL, "ls '%s'/test-* 2>/dev/null", c), 2);
+    tu_rmrf(d);
+    tu_rmrf(c);
+    free(d);
+    free(c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pipeline");
@@ -494,6 +562,8 @@ int main(void)
     tcase_add_test(tc, run_is_independent_of_threads_and_interruptions);
     tcase_add_test(tc, run_refuses_bad_inputs);
     tcase_add_test(tc, tune_chooses_svm_C_on_val);
+    tcase_add_test(tc, run_refuses_a_comma_in_a_name_at_listing);
+    tcase_add_test(tc, pretrain_and_run_list_every_split_first);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }
