@@ -185,3 +185,76 @@ done:
     fsb_tensorfile_free(&tf);
     return st;
 }
+
+/* One optional positive meta value (0 when absent). */
+static int meta_side(const fsb_tensorfile *tf, const char *path, const char *key, int *out)
+{
+    long long v = 0;
+    *out = 0;
+    if (!fsb_tensorfile_meta(tf, key)) return FSB_OK;
+    int st = fsb_tensorfile_meta_int(tf, path, key, &v);
+    if (st) return st;
+    if (v < 1 || v > 4096)
+        return fsb_error(FSB_EFORMAT, "%s: %s %lld out of range [1, 4096]", path, key, v);
+    *out = (int)v;
+    return FSB_OK;
+}
+
+int fsb_model_file_input(const char *path, fsb_model_input *in)
+{
+    memset(in, 0, sizeof *in);
+    fsb_tensorfile tf;
+    fsb_tensorfile_init(&tf);
+    int in_hw = 0, st = fsb_tensorfile_load(&tf, path);
+    if (!st) st = meta_side(&tf, path, "in_hw", &in_hw);
+    if (!st) st = meta_side(&tf, path, "image_size", &in->image_size);
+    if (!st) st = meta_side(&tf, path, "resize", &in->resize);
+    if (!st) st = meta_side(&tf, path, "crop", &in->crop);
+    fsb_tensorfile_free(&tf);
+    if (st) return st;
+    int given = (in->image_size > 0) + (in->resize > 0) + (in->crop > 0);
+    if (given == 3) {
+        in->recorded = 1;
+        return FSB_OK;
+    }
+    if (given)
+        return fsb_error(FSB_EFORMAT,
+                         "%s: the meta has some of image_size, resize and crop but "
+                         "not all three",
+                         path);
+    if (in_hw == 0 || in_hw == 84)
+        in->image_size = 84, in->resize = 92, in->crop = 84;
+    else
+        in->image_size = in->resize = in->crop = in_hw;
+    return FSB_OK;
+}
+
+int fsb_model_input_settle(const fsb_model_input *ck, const char *what, const char *path,
+                           int *image_size, int *resize, int *crop)
+{
+    int *mine[3] = {image_size, resize, crop};
+    const int theirs[3] = {ck->image_size, ck->resize, ck->crop};
+    static const char *const flag[3] = {"--image-size", "--resize", "--crop"};
+    for (int i = 0; i < 3; i++) {
+        if (*mine[i] <= 0)
+            *mine[i] = theirs[i];
+        else if (*mine[i] != theirs[i])
+            return fsb_error(FSB_EMISMATCH,
+                             "%s %d conflicts with %s %s (%d%s): the network was trained on that "
+                             "input; drop the flag",
+                             flag[i], *mine[i], what, path, theirs[i],
+                             ck->recorded ? "" : ", inferred from its input size");
+    }
+    if (*crop > *image_size)
+        return fsb_error(FSB_EINVAL, "--image-size: %d is smaller than --crop %d", *image_size,
+                         *crop);
+    if (*crop > *resize)
+        return fsb_error(FSB_EINVAL, "--resize: %d is smaller than --crop %d", *resize, *crop);
+    if (*resize * 4 > *image_size * 5)
+        return fsb_error(FSB_EINVAL,
+                         "--resize %d on %d-pixel images upsamples them %.1fx and keeps only "
+                         "%.0f%% of each side; use --resize close to --image-size",
+                         *resize, *image_size, (double)*resize / *image_size,
+                         100.0 * *crop / *resize);
+    return FSB_OK;
+}

@@ -67,9 +67,7 @@ void fsb_pretrain_opts_default(fsb_pretrain_opts *o)
     o->val_way = 5;
     o->val_query = 15;
     o->val_norm = FSB_NORM_L2N;
-    o->image_size = FSB_CACHE_DEFAULT_SIZE;
-    o->resize = 92;
-    o->crop = 84;
+    o->image_size = o->resize = o->crop = 0; /* --init's, else 84 / 92 / 84 */
 }
 
 /* One line of the log. */
@@ -573,6 +571,24 @@ done:
     return st;
 }
 
+/* The input: --init's (model.h fsb_model_file_input; a contradicting flag is refused), or
+ * the protocol's 84 / 92 / 84 for what is not given; the combination is checked before any
+ * packing. */
+static int settle_input(fsb_pretrain_opts *o)
+{
+    fsb_model_input ck = {FSB_CACHE_DEFAULT_SIZE, 92, 84, 1};
+    if (o->init) {
+        int st = fsb_model_file_input(o->init, &ck);
+        if (st) return fsb_error_wrap(st, "--init");
+    } else { /* from scratch: nothing to contradict */
+        ck.image_size = o->image_size > 0 ? o->image_size : ck.image_size;
+        ck.resize = o->resize > 0 ? o->resize : ck.resize;
+        ck.crop = o->crop > 0 ? o->crop : ck.crop;
+    }
+    return fsb_model_input_settle(&ck, "--init", o->init ? o->init : "(none)", &o->image_size,
+                                  &o->resize, &o->crop);
+}
+
 static int setup(trainer *t, fsb_pretrain_opts *o)
 {
     int st;
@@ -582,6 +598,7 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
                                      "must be positive");
     if (o->val_norm == FSB_NORM_CL2N)
         return fsb_error(FSB_EINVAL, "--val-norm: cl2n needs train features; use un or l2n");
+    if ((st = settle_input(o))) return st;
     fsb_cache_opts co = {
         .dir = o->cache_dir, .size = o->image_size, .pool = t->pool, .progress = o->progress};
     static const char *const need[2] = {"train", "val"}; /* both listed before any packing */
@@ -632,9 +649,6 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
     t->tf.resize = o->resize;
     t->tf.crop = o->crop;
     if ((st = fsb_transform_check(&t->tf))) return fsb_error_wrap(st, "--resize/--crop");
-    if (o->image_size < o->crop)
-        return fsb_error(FSB_EINVAL, "--image-size: %d is smaller than --crop %d", o->image_size,
-                         o->crop);
     char spec[64];
     snprintf(spec, sizeof spec, "cosine:%d", o->epochs);
     if ((st = fsb_lr_schedule_parse(&t->sched, o->schedule ? o->schedule : spec, o->lr)))
@@ -742,8 +756,8 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
             score /= o->n_val_shots;
             if (score > t.best) {
                 enum { NV = FSB_PRETRAIN_MAX_VAL_SHOTS };
-                char names[NV][32], vtext[NV][32], ep[32];
-                const char *keys[NV + 2], *vals[NV + 2];
+                char names[NV][32], vtext[NV][32], ep[32], in[3][16];
+                const char *keys[NV + 5], *vals[NV + 5];
                 int nk = 0;
                 for (int k = 0; k < o->n_val_shots; k++, nk++) {
                     snprintf(names[k], sizeof names[k], "val_%dshot", o->val_shots[k]);
@@ -756,6 +770,13 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
                 vals[nk++] = o->objective == FSB_PRETRAIN_PROTONET
                                  ? "train split (base classes), protonet episodes"
                                  : "train split (base classes)";
+                /* the input it was trained on (model.h fsb_model_file_input) */
+                const int side[3] = {o->image_size, o->resize, o->crop};
+                static const char *const in_key[3] = {"image_size", "resize", "crop"};
+                for (int k = 0; k < 3; k++, nk++) {
+                    snprintf(in[k], sizeof in[k], "%d", side[k]);
+                    keys[nk] = in_key[k], vals[nk] = in[k];
+                }
                 if (writer && (st = fsb_model_save(t.model, o->out, nk, keys, vals))) break;
                 t.best = score;
                 t.best_epoch = e + 1;

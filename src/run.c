@@ -51,10 +51,8 @@ void fsb_run_opts_default(fsb_run_opts *o)
     for (int i = 0; i < 5; i++)
         o->methods[i] = methods[i];
     o->norm = -1;
-    o->C = 0; /* each method's default */
-    o->image_size = FSB_CACHE_DEFAULT_SIZE;
-    o->resize = 92;
-    o->crop = 84;
+    o->C = 0;                                /* each method's default */
+    o->image_size = o->resize = o->crop = 0; /* the teacher's (fsb_model_file_input) */
 }
 
 /* Per-worker buffers for feature methods. */
@@ -476,6 +474,17 @@ int fsb_run(const fsb_run_opts *given)
     if (st) return st;
     fsb_blas_set_threads(1);
     if ((st = resolve_methods(&r))) goto done;
+    /* the input the teacher was trained on decides the packed size and the transform; a
+     * contradicting flag, or a combination that cannot work, fails before anything is
+     * packed or claimed */
+    fsb_model_input in;
+    if ((st = fsb_model_file_input(o->teacher, &in))) {
+        st = fsb_error_wrap(st, "--teacher");
+        goto done;
+    }
+    if ((st = fsb_model_input_settle(&in, "the teacher", o->teacher, &r.opts.image_size,
+                                     &r.opts.resize, &r.opts.crop)))
+        goto done;
     /* mpirun (shard.h): rank 0 packs and embeds first, the other ranks then load its files */
     if (o->shard.shared && o->shard.index > 0 && (st = fsb_dist_barrier())) goto done;
     fsb_cache_opts co = {

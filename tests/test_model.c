@@ -729,6 +729,52 @@ START_TEST(subnormal_weights_count_as_zero)
 }
 END_TEST
 
+/* The input a checkpoint records (or its in_hw implies), and flags settled against it. */
+START_TEST(checkpoint_input_recorded_or_inferred)
+{
+    char *dir = tu_tmpdir();
+    char *a = tu_path(dir, "a.fsbt"), *b = tu_path(dir, "b.fsbt"), *c = tu_path(dir, "c.fsbt");
+    fsb_model *m = tiny(FSB_ARCH_CONV4, 28, 0, 2, NULL, 1, 0);
+    const char *k[3] = {"image_size", "resize", "crop"}, *v[3] = {"32", "32", "28"};
+    ck_assert_int_eq(fsb_model_save(m, a, 3, k, v), FSB_OK);
+    ck_assert_int_eq(fsb_model_save(m, b, 0, NULL, NULL), FSB_OK); /* in_hw 28 only */
+    ck_assert_int_eq(fsb_model_save(m, c, 1, k, v), FSB_OK);       /* a partial record */
+    fsb_model_input in;
+    ck_assert_int_eq(fsb_model_file_input(a, &in), FSB_OK);
+    ck_assert(in.recorded && in.image_size == 32 && in.resize == 32 && in.crop == 28);
+    ck_assert_int_eq(fsb_model_file_input(b, &in), FSB_OK);
+    ck_assert(!in.recorded && in.image_size == 28 && in.resize == 28 && in.crop == 28);
+    ck_assert_int_eq(fsb_model_file_input(c, &in), FSB_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "c.fsbt"));
+    fsb_model_destroy(m);
+    m = tiny(FSB_ARCH_CONV4, 84, 0, 1, NULL, 1, 0); /* an 84-pixel network: the protocol */
+    ck_assert_int_eq(fsb_model_save(m, b, 0, NULL, NULL), FSB_OK);
+    ck_assert_int_eq(fsb_model_file_input(b, &in), FSB_OK);
+    ck_assert(in.image_size == 84 && in.resize == 92 && in.crop == 84);
+    fsb_model_destroy(m);
+    /* settling: unset flags take the checkpoint's, given ones must agree */
+    fsb_model_input ck = {32, 32, 28, 1};
+    int is = 0, rs = 0, cr = 0;
+    ck_assert_int_eq(fsb_model_input_settle(&ck, "the teacher", a, &is, &rs, &cr), FSB_OK);
+    ck_assert(is == 32 && rs == 32 && cr == 28);
+    is = 0, rs = 0, cr = 84;
+    ck_assert_int_eq(fsb_model_input_settle(&ck, "the teacher", a, &is, &rs, &cr), FSB_EMISMATCH);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "--crop 84 conflicts with the teacher"));
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "(28)"));
+    /* combinations that cannot work, whatever their source */
+    fsb_model_input up = {28, 92, 28, 1}, small = {16, 32, 28, 1};
+    is = rs = cr = 0;
+    ck_assert_int_eq(fsb_model_input_settle(&up, "x", "f", &is, &rs, &cr), FSB_EINVAL);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "upsamples"));
+    is = rs = cr = 0;
+    ck_assert_int_eq(fsb_model_input_settle(&small, "x", "f", &is, &rs, &cr), FSB_EINVAL);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "--image-size: 16 is smaller than --crop 28"));
+    free(a), free(b), free(c);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(torch_parity_conv4)
 {
     parity("torch_conv4.fsbt");
@@ -756,6 +802,7 @@ int main(void)
     tcase_add_test(tc, freeze_copy_forward_from_reset_head);
     tcase_add_test(tc, checkpoint_roundtrip_and_mismatch);
     tcase_add_test(tc, subnormal_weights_count_as_zero);
+    tcase_add_test(tc, checkpoint_input_recorded_or_inferred);
     tcase_add_test(tc, torch_parity_conv4);
     tcase_add_test(tc, torch_parity_res12);
     suite_add_tcase(s, tc);

@@ -181,6 +181,30 @@ int fsb_model_from_tensorfile(fsb_model *m, const fsb_tensorfile *tf, const char
  * train-mode forwards). For resuming a training run; loading weights alone (fsb_model_load,
  * pretrain --init, a student's copy of its teacher) starts the warm-up afresh. */
 void fsb_model_resume_warmup(fsb_model *m);
+/* The input a checkpoint's network was trained on: the packed image side and the test
+ * transform (resize the shorter side, centre crop = the network input). From the meta
+ * "image_size", "resize", "crop" that `bench pretrain` writes; a checkpoint without them
+ * (older files, imports from PyTorch) gets the protocol's 84 / 92 / 84 when its in_hw is 84
+ * (or absent), else image_size = resize = crop = in_hw (small images are not resized). */
+typedef struct fsb_model_input {
+    int image_size; /* packed image side */
+    int resize;     /* test transform: shorter side resized to this */
+    int crop;       /* centre crop side = network input */
+    int recorded;   /* 1: from the checkpoint's meta; 0: inferred as above */
+} fsb_model_input;
+
+/* Read the input settings of checkpoint `path` (meta only). Errors name the file. */
+int fsb_model_file_input(const char *path, fsb_model_input *in);
+
+/* Settle a command's --image-size / --resize / --crop against a checkpoint's input: a value
+ * <= 0 (not given) takes the checkpoint's; a given value that differs from it is refused
+ * (FSB_EMISMATCH naming the flag, both values, `what` and the file), because the network
+ * was trained on that input. Then the combination must make sense (FSB_EINVAL naming the
+ * flags): crop <= resize, crop <= image_size, and resize <= 5/4 x image_size (more would
+ * upsample the packed images and keep only a corner of each). */
+int fsb_model_input_settle(const fsb_model_input *ck, const char *what, const char *path,
+                           int *image_size, int *resize, int *crop);
+
 /* Load weights into an existing model: arch, widths and every tensor's shape must match,
  * else FSB_EMISMATCH naming the file and the tensor or key. */
 int fsb_model_load(fsb_model *m, const char *path);

@@ -85,9 +85,10 @@ typedef struct fsb_pretrain_opts {
     int val_query;                             /* (15) */
     uint64_t val_seed;                         /* seed of the val episodes (0) */
     int val_norm;          /* fsb_norm of the prototype classifier (FSB_NORM_L2N) */
-    int image_size;        /* packed image side (84) */
-    int resize;            /* val transform: shorter side (92) */
-    int crop;              /* crop side = network input (84) */
+    int image_size;        /* packed image side (0: --init's, else 84); recorded in the
+                              checkpoint with resize and crop (model.h fsb_model_input) */
+    int resize;            /* val transform: shorter side (0: --init's, else 92) */
+    int crop;              /* crop side = network input (0: --init's, else 84) */
     int max_per_class;     /* use at most this many train images per class (0: all) */
     long kill_after_steps; /* fault injection for resume tests: SIGKILL self after this many
                               steps of this process (0: never) */

@@ -42,9 +42,10 @@ typedef struct fsb_run_opts {
     int norm;            /* feature normalisation of every feature method; -1: each one's default */
     double C;            /* svm / logreg C; 0 = each method's default (method.h) */
     int threads;         /* workers (0 = one per core); never changes results */
-    int image_size;      /* side of the packed images (default 84) */
-    int resize;          /* test transform: shorter side resized to this (default 92) */
-    int crop;            /* test transform: centre crop (default 84) */
+    int image_size;      /* side of the packed images (0: the teacher's, model.h
+                            fsb_model_file_input; a different value is refused) */
+    int resize;          /* test transform: shorter side resized to this (0: the teacher's) */
+    int crop;            /* test transform: centre crop (0: the teacher's) */
     const char *arch;    /* expected teacher architecture ("conv4"/"res12"), or NULL: any */
     const char *student; /* finetune/refilled options "key=value,..." (student.h), NULL: defaults */
     long kill_after_tasks; /* fault injection for resume tests: SIGKILL self once this many

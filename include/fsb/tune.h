@@ -42,9 +42,9 @@ typedef struct fsb_tune_opts {
     int shots[FSB_EPISODES_MAX_SHOTS];         /* default 1,5,10,30 */
     uint64_t seed;    /* episode seed (default 1, distinct from the test runs' 0) */
     int threads;      /* workers (0 = one per core) */
-    int image_size;   /* packed image side (84) */
-    int resize;       /* test transform resize (92) */
-    int crop;         /* crop (84) */
+    int image_size;   /* packed image side (0: the teacher's, as bench run) */
+    int resize;       /* test transform resize (0: the teacher's) */
+    int crop;         /* crop (0: the teacher's) */
     const char *arch; /* expected teacher architecture or NULL */
     FILE *progress;   /* progress bars or NULL */
     FILE *log;        /* notes, the table and the choice (stdout) or NULL */

@@ -46,8 +46,9 @@ static void pretrain_usage(FILE *out)
             "  --val-norm un|l2n    prototype classifier features (l2n)\n"
             "  --max-per-class N    train images per class, 0 = all (0)\n"
             "  --cache DIR          packed images (next to the data)\n"
-            "  --image-size N       packed image side (84)\n"
-            "  --resize N / --crop N  val transform and network input (92 / 84)\n"
+            "  --image-size N       packed image side (--init's, else 84)\n"
+            "  --resize N / --crop N  val transform and network input (--init's, else 92 / 84;\n"
+            "                       the checkpoint records all three for bench run)\n"
             "Writes PATH (best checkpoint), PATH.state (resume), PATH.csv (log), PATH.png (plot).\n"
             "Rerun the same command after an interruption to resume. A protonet checkpoint\n"
             "has no classifier head; `bench --teacher` uses only its embedding.\n");

@@ -34,9 +34,11 @@ static void run_usage(FILE *out)
             "                     default: baselines/method.c)\n"
             "  --threads N        workers, 0 = one per core (0); results never depend on it\n"
             "  --cache DIR        packed images and features (next to the data)\n"
-            "  --image-size N     packed image side (84)\n"
-            "  --resize N         test transform: shorter side (92)\n"
-            "  --crop N           test transform: centre crop (84)\n"
+            "  --image-size N     packed image side (the teacher's: it records the input it\n"
+            "                     was trained on; 84 for MiniImageNet teachers)\n"
+            "  --resize N         test transform: shorter side (the teacher's; 92)\n"
+            "  --crop N           test transform: centre crop (the teacher's; 84)\n"
+            "                     (a value that contradicts the teacher is refused)\n"
             "  --arch conv4|res12 refuse a teacher of another architecture\n"
             "  --student SPEC     finetune/refilled options, e.g. \"adapt=last,augment=1,\n"
             "                     lr2=0.01\" (keys and defaults: include/fsb/student.h)\n"
@@ -94,7 +96,6 @@ int fsb_cmd_run(int argc, char **argv)
     o.log = stdout;
     const char *methods_text = NULL, *teacher_flag = NULL; /* the demo ignores $FSB_TEACHER */
     char default_out[256];
-    int size_set = 0; /* --image-size/--resize/--crop given (the demo's defaults are 28) */
     int way_set = 0, query_set = 0, shots_set = 0; /* else a replayed manifest's */
     int seed_set = 0;
     const fsb_cli_flag flags[] = {
@@ -113,10 +114,9 @@ int fsb_cmd_run(int argc, char **argv)
         FSB_FLAG("norm", FSB_FLAG_FN, &o.norm, .fn = fsb_cli_norm),
         FSB_FLAG("C", FSB_FLAG_DOUBLE, &o.C, .lo = 1e-8, .hi = 1e8),
         FSB_FLAG("threads", FSB_FLAG_INT, &o.threads, .lo = 0, .hi = 1024),
-        FSB_FLAG("image-size", FSB_FLAG_INT, &o.image_size, .lo = 8, .hi = 1024,
-                 .given = &size_set),
-        FSB_FLAG("resize", FSB_FLAG_INT, &o.resize, .lo = 8, .hi = 1024, .given = &size_set),
-        FSB_FLAG("crop", FSB_FLAG_INT, &o.crop, .lo = 8, .hi = 1024, .given = &size_set),
+        FSB_FLAG("image-size", FSB_FLAG_INT, &o.image_size, .lo = 8, .hi = 1024),
+        FSB_FLAG("resize", FSB_FLAG_INT, &o.resize, .lo = 8, .hi = 1024),
+        FSB_FLAG("crop", FSB_FLAG_INT, &o.crop, .lo = 8, .hi = 1024),
         FSB_FLAG("arch", FSB_FLAG_FN, &o.arch, .fn = fsb_cli_arch),
         FSB_FLAG("student", FSB_FLAG_FN, &o.student, .fn = parse_student),
         FSB_FLAG("shard", FSB_FLAG_FN, &o.shard, .fn = parse_shard),
@@ -160,7 +160,6 @@ int fsb_cmd_run(int argc, char **argv)
         if ((st = fsb_demo_prepare(&demo, o.cache_dir, stdout, stderr))) return st;
         o.data = demo.data;
         o.teacher = teacher_flag ? teacher_flag : demo.teacher;
-        if (!size_set) o.image_size = o.resize = o.crop = 28;
         if (!o.out) o.out = "runs/demo-fashion-mnist";
     }
     if (!o.out && o.manifest)

@@ -29,7 +29,7 @@ static void tune_usage(FILE *out)
                  "  --seed N           episode seed (1; the test runs use 0)\n"
                  "  --threads N        workers, 0 = one per core (0)\n"
                  "  --cache DIR        packed images and features (next to the data)\n"
-                 "  --image-size N, --resize N, --crop N   as bench run (84, 92, 84)\n"
+                 "  --image-size N, --resize N, --crop N   as bench run (the teacher's)\n"
                  "  --arch conv4|res12 refuse a teacher of another architecture\n"
                  "Rerun the same command after an interruption to continue.\n");
 }

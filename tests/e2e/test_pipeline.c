@@ -493,6 +493,58 @@ END_TEST
 /* A comma in an image's file name is refused when the split is listed, with the full path,
  * however few episodes are drawn (it failed only when an episode drew the image, exit 2,
  * naming its basename, and passed otherwise). */
+/* Issue 18, defects 1 and 6: the teacher records the input it was trained on (32-pixel
+ * images, resize 32, crop 28 here) and bench uses it without any size flag, with the same
+ * results as the explicit flags; a contradicting flag or a combination that cannot work is
+ * refused before the folder is claimed, so the corrected command then runs there. */
+START_TEST(run_takes_the_teachers_input)
+{
+    char *plain = tu_path(work, "noflags"), *explicit_ = tu_path(work, "explicit");
+    char *out = NULL;
+    int rc = tu_run(&out,
+                    "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
+                    "--shots 1,3 --query 4 --episodes 6 --methods 1nn,protonet --threads 2",
+                    tu_bench(), root, work, teacher, plain);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    run_bench(explicit_, "--threads 2 --episodes 6 --methods 1nn,protonet", 0);
+    char *ia = tu_path(plain, "run.id"), *ib = tu_path(explicit_, "run.id");
+    char *ta = tu_read(ia, NULL), *tb = tu_read(ib, NULL);
+    ck_assert_ptr_nonnull(strstr(ta, "image_size=32\nresize=32\ncrop=28\n"));
+    ck_assert_str_eq(ta, tb); /* the same run, so the same episodes and results */
+    free(ta), free(tb), free(ia), free(ib);
+    char *pa = tu_path(plain, "per_episode.csv"), *pb = tu_path(explicit_, "per_episode.csv");
+    char *ca = strip_last_column(pa), *cb = strip_last_column(pb);
+    ta = tu_drop_last_column(ca), tb = tu_drop_last_column(cb); /* times: fit and predict */
+    ck_assert_str_eq(ta, tb);
+    free(ta), free(tb), free(ca), free(cb), free(pa), free(pb);
+    /* refused before the folder is claimed: a flag against the teacher, a resize that would
+     * blow the images up */
+    char *fresh = tu_path(work, "fresh");
+    static const char *const bad[][2] = {
+        {"--crop 24", "--crop 24 conflicts with the teacher"},
+        {"--image-size 16", "--image-size 16 conflicts with the teacher"},
+    };
+    for (int i = 0; i < 2; i++) {
+        rc = tu_run(&out,
+                    "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
+                    "--shots 1 --query 4 --episodes 2 --methods 1nn %s",
+                    tu_bench(), root, work, teacher, fresh, bad[i][0]);
+        ck_assert_msg(rc != 0 && strstr(out, bad[i][1]) && strstr(out, teacher), "%s: %s",
+                      bad[i][0], out);
+        free(out);
+        ck_assert_int_eq(tu_run(NULL, "test ! -e '%s/run.id'", fresh), 0);
+    }
+    rc = tu_run(&out,
+                "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
+                "--shots 1 --query 4 --episodes 2 --methods 1nn",
+                tu_bench(), root, work, teacher, fresh);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    free(plain), free(explicit_), free(fresh);
+}
+END_TEST
+
 START_TEST(run_refuses_a_comma_in_a_name_at_listing)
 {
     char *d = tu_path(work, "comma"), *o = tu_path(work, "rcomma"), *out = NULL;
@@ -562,6 +614,7 @@ int main(void)
     tcase_add_test(tc, run_is_independent_of_threads_and_interruptions);
     tcase_add_test(tc, run_refuses_bad_inputs);
     tcase_add_test(tc, tune_chooses_svm_C_on_val);
+    tcase_add_test(tc, run_takes_the_teachers_input);
     tcase_add_test(tc, run_refuses_a_comma_in_a_name_at_listing);
     tcase_add_test(tc, pretrain_and_run_list_every_split_first);
     suite_add_tcase(s, tc);
