@@ -182,7 +182,8 @@ int fsb_episodes_export(const fsb_sweep *sw, const fsb_split *s, const char *pat
     char h[33] = {0}, shots[16 * FSB_EPISODES_MAX_SHOTS];
     fsb_outfile f = {0};
     if (!name_ok(sw->generator) || !name_ok(sw->split))
-        return fsb_error(FSB_EINVAL, "%s: generator or split name contains a line break", path);
+        return fsb_error(FSB_EINVAL, "%s: generator or split name contains a comma or line break",
+                         path);
     if ((st = fsb_outfile_open(&f, path))) return st;
     shots_text(sw, shots, sizeof shots);
     fprintf(f.fp,
@@ -308,11 +309,15 @@ static int parse_header(const manifest_header *h, const char *path, const fsb_sp
 #define BAD(k, what)                                                                               \
     fsb_error(FSB_EFORMAT, "%s:%ld: %s '%s' is not " what, path, h->line[k], HEADER_KEYS[k],       \
               h->val[k])
-    if (strlen(h->val[K_GENERATOR]) >= sizeof sw->generator || !h->val[K_GENERATOR][0])
-        return BAD(K_GENERATOR, "a name of 1 to 63 characters");
+    /* the names the export writes back (the header is not hashed: a name it would refuse
+     * must not load) */
+    if (strlen(h->val[K_GENERATOR]) >= sizeof sw->generator || !h->val[K_GENERATOR][0] ||
+        !name_ok(h->val[K_GENERATOR]))
+        return BAD(K_GENERATOR, "a name of 1 to 63 characters without commas or line breaks");
     snprintf(sw->generator, sizeof sw->generator, "%s", h->val[K_GENERATOR]);
-    if (strlen(h->val[K_SPLIT]) >= sizeof sw->split || !h->val[K_SPLIT][0])
-        return BAD(K_SPLIT, "a name of 1 to 63 characters");
+    if (strlen(h->val[K_SPLIT]) >= sizeof sw->split || !h->val[K_SPLIT][0] ||
+        !name_ok(h->val[K_SPLIT]))
+        return BAD(K_SPLIT, "a name of 1 to 63 characters without commas or line breaks");
     snprintf(sw->split, sizeof sw->split, "%s", h->val[K_SPLIT]);
     if (parse_dec(h->val[K_SEED], 0, UINT64_MAX, &sw->seed)) return BAD(K_SEED, "a whole number");
     if (parse_hex(h->val[K_FINGERPRINT], 16, NULL, &sw->fingerprint))

@@ -60,12 +60,21 @@ static int read_idx(const char *path, int ndim, uint32_t *dims, uint8_t **data)
         }
         total *= dims[i];
     }
-    *data = malloc(total);
-    if (!*data) {
-        st = fsb_error(FSB_ENOMEM, "%s: out of memory", path);
-        goto done;
+    /* the buffer grows with the data actually read, doubling from 1 MB: a truncated or
+     * hostile header claiming up to 4 GB costs no more memory than the file holds */
+    const size_t first = (size_t)1 << 20;
+    for (size_t got = 0; got < total;) {
+        size_t cap = got < total / 2 ? 2 * got : total;
+        if (!got) cap = total < first ? total : first;
+        uint8_t *grown = realloc(*data, cap);
+        if (!grown) {
+            st = fsb_error(FSB_ENOMEM, "%s: out of memory", path);
+            goto done;
+        }
+        *data = grown;
+        if ((st = read_exact(gz, path, grown + got, cap - got))) goto done;
+        got = cap;
     }
-    st = read_exact(gz, path, *data, total);
 done:
     gzclose(gz);
     if (st) {

@@ -285,6 +285,16 @@ static void init_params(fsb_model *m, fsb_rng *rng)
         memset(m->params + m->head_off, 0, sizeof(float) * (size_t)(m->nparams - m->head_off));
 }
 
+fsb_model *fsb_model_layout_only(const fsb_model_opts *opts, int n_class)
+{
+    fsb_model *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->o = *opts;
+    m->n_class = n_class;
+    build_units(m);
+    return m;
+}
+
 int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, int max_batch,
                      fsb_pool *pool, fsb_rng *init_rng)
 {

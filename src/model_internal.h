@@ -117,4 +117,9 @@ struct fsb_model {
     double t_head_f, t_head_b;    /* profile seconds of pool + head */
 };
 
+/* The tensor table and layout of a model with these options and head (build_units) and
+ * nothing else: no buffer is allocated, only m->o, the units and m->tens may be read, and
+ * free() releases it. NULL on OOM. For checking a checkpoint before creating its model. */
+fsb_model *fsb_model_layout_only(const fsb_model_opts *opts, int n_class);
+
 #endif

@@ -70,43 +70,55 @@ static int check_meta(const fsb_model *m, const fsb_tensorfile *tf, const char *
     return FSB_OK;
 }
 
+/* Every state_dict tensor of m (its table only: m may be fsb_model_layout_only's) is in tf
+ * with m's dtype and shape. */
+static int check_tensors(const fsb_model *m, const fsb_tensorfile *tf, const char *path)
+{
+    for (int i = 0; i < m->ntens; i++) {
+        const tentry *t = &m->tens[i];
+        const fsb_tensor *f = fsb_tensorfile_get(tf, t->name);
+        if (!f) return fsb_error(FSB_EMISMATCH, "%s: tensor %s is missing", path, t->name);
+        if (t->kind == FSB_T_NUM_BATCHES) {
+            if (f->dtype != FSB_I64 || f->numel != 1)
+                return fsb_error(FSB_EMISMATCH, "%s: tensor %s must be one int64", path, t->name);
+            continue;
+        }
+        int same = f->dtype == FSB_F32 && f->ndim == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++)
+            same = f->dims[d] == t->dims[d];
+        if (!same) {
+            char want[96], got[96];
+            int o = snprintf(want, sizeof want, "[");
+            for (int d = 0; d < t->ndim; d++)
+                o += snprintf(want + o, sizeof want - (size_t)o, "%s%lld", d ? "," : "",
+                              (long long)t->dims[d]);
+            snprintf(want + o, sizeof want - (size_t)o, "]");
+            o = snprintf(got, sizeof got, "[");
+            for (int d = 0; d < f->ndim && o < 80; d++)
+                o += snprintf(got + o, sizeof got - (size_t)o, "%s%lld", d ? "," : "",
+                              (long long)f->dims[d]);
+            snprintf(got + o, sizeof got - (size_t)o, "]");
+            return fsb_error(FSB_EMISMATCH, "%s: tensor %s has shape %s%s, the model wants %s",
+                             path, t->name, got, f->dtype == FSB_F32 ? "" : " (int64)", want);
+        }
+    }
+    return FSB_OK;
+}
+
 static int load_tf(fsb_model *m, const fsb_tensorfile *tf, const char *path)
 {
     int st = check_meta(m, tf, path);
+    if (!st) st = check_tensors(m, tf, path);
     if (st) return st;
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < m->ntens; i++) {
-            fsb_model_tensor t;
-            fsb_model_tensor_at(m, i, &t);
-            const fsb_tensor *f = fsb_tensorfile_get(tf, t.name);
-            if (!f) return fsb_error(FSB_EMISMATCH, "%s: tensor %s is missing", path, t.name);
-            if (t.kind == FSB_T_NUM_BATCHES) {
-                if (f->dtype != FSB_I64 || f->numel != 1)
-                    return fsb_error(FSB_EMISMATCH, "%s: tensor %s must be one int64", path,
-                                     t.name);
-                if (pass) *t.count = *(const int64_t *)f->data;
-                continue;
-            }
-            int same = f->dtype == FSB_F32 && f->ndim == t.ndim;
-            for (int d = 0; same && d < t.ndim; d++)
-                same = f->dims[d] == t.dims[d];
-            if (!same) {
-                char want[96], got[96];
-                int o = snprintf(want, sizeof want, "[");
-                for (int d = 0; d < t.ndim; d++)
-                    o += snprintf(want + o, sizeof want - (size_t)o, "%s%lld", d ? "," : "",
-                                  (long long)t.dims[d]);
-                snprintf(want + o, sizeof want - (size_t)o, "]");
-                o = snprintf(got, sizeof got, "[");
-                for (int d = 0; d < f->ndim && o < 80; d++)
-                    o += snprintf(got + o, sizeof got - (size_t)o, "%s%lld", d ? "," : "",
-                                  (long long)f->dims[d]);
-                snprintf(got + o, sizeof got - (size_t)o, "]");
-                return fsb_error(FSB_EMISMATCH, "%s: tensor %s has shape %s%s, the model wants %s",
-                                 path, t.name, got, f->dtype == FSB_F32 ? "" : " (int64)", want);
-            }
-            if (pass) memcpy(t.data, f->data, sizeof(float) * (size_t)t.numel);
-        }
+    for (int i = 0; i < m->ntens; i++) {
+        fsb_model_tensor t;
+        fsb_model_tensor_at(m, i, &t);
+        const fsb_tensor *f = fsb_tensorfile_get(tf, t.name);
+        if (t.kind == FSB_T_NUM_BATCHES)
+            *t.count = *(const int64_t *)f->data;
+        else
+            memcpy(t.data, f->data, sizeof(float) * (size_t)t.numel);
+    }
     return FSB_OK;
 }
 
@@ -173,6 +185,12 @@ int fsb_model_create_from_file(fsb_model **out, const char *path, int in_hw, int
         st = fsb_error(FSB_EFORMAT, "%s: n_class %lld or in_hw %lld out of range", path, nc, v);
         goto done;
     }
+    /* the file must hold the weights its meta declares before the model is allocated: a
+     * small file claiming 2048-wide blocks and a million classes would cost gigabytes */
+    fsb_model *layout = fsb_model_layout_only(&o, (int)nc);
+    st = layout ? check_tensors(layout, &tf, path) : fsb_error(FSB_ENOMEM, "out of memory");
+    free(layout);
+    if (st) goto done;
     if ((st = fsb_model_create(&m, &o, (int)nc, max_batch, pool, NULL)) != 0) {
         st = fsb_error_wrap(st, "%s", path);
         goto done;

@@ -14,6 +14,7 @@
 
 #include <assert.h>
 #include <ctype.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,6 +133,21 @@ static float get_float(const fsb_student_opts *o, const spec_key *k)
     return v;
 }
 
+/* The range rule of fsb_student_opts_check, on the value as stored: a float field compares
+ * its float value with the bounds rounded to float, so "jitter=0.999" (0.99900001 as a float)
+ * is in [0, 0.999] and "margin=1e-46" (0 as a float) is not in (0, 4]. The parser applies it
+ * too, besides the range on the value as written, so that what it accepts passes the check. */
+static int in_range(const spec_key *k, double v)
+{
+    if (!isfinite(v)) return 0;
+    if (k->type == K_FLOAT) {
+        if (fabs(v) > FLT_MAX) return 0; /* (float)v would be undefined */
+        float f = (float)v, lo = (float)k->lo, hi = (float)k->hi;
+        return f >= lo && f <= hi && !(k->lo_open && f <= lo);
+    }
+    return v >= k->lo && v <= k->hi && !(k->lo_open && v <= k->lo);
+}
+
 int fsb_student_opts_check(const fsb_student_opts *o, const char *flag)
 {
     for (int i = 0; i < n_keys; i++) {
@@ -143,7 +159,7 @@ int fsb_student_opts_check(const fsb_student_opts *o, const char *flag)
             continue;
         }
         double v = k->type == K_INT ? (double)get_int(o, k) : (double)get_float(o, k);
-        if (!isfinite(v) || v < k->lo || v > k->hi || (k->lo_open && v <= k->lo))
+        if (!in_range(k, v))
             return fsb_error(FSB_EINVAL, "%s: %s=%g is out of range %s%g, %g]", flag, k->name, v,
                              k->lo_open ? "(" : "[", k->lo, k->hi);
     }
@@ -195,7 +211,7 @@ static int parse_item(fsb_student_opts *o, const char *item, size_t len, const c
         (k->type == K_INT && v != floor(v)))
         return fsb_error(FSB_EINVAL, "%s: %s='%s' is not %s", flag, k->name, val,
                          k->type == K_INT ? "a whole number" : "a number");
-    if (v < k->lo || v > k->hi || (k->lo_open && v <= k->lo))
+    if (v < k->lo || v > k->hi || !in_range(k, v))
         return fsb_error(FSB_EINVAL, "%s: %s=%s is out of range %s%g, %g]", flag, k->name, val,
                          k->lo_open ? "(" : "[", k->lo, k->hi);
     if (k->type == K_INT)

@@ -6,9 +6,21 @@
 #include "testutil.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <zlib.h>
+
+/* AddressSanitizer reserves terabytes of address space: no RLIMIT_AS under it */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
 
 START_TEST(reads_images_and_labels)
 {
@@ -25,6 +37,18 @@ START_TEST(reads_images_and_labels)
     ck_assert_uint_eq(idx.labels[13], 3);
     fsb_idx_free(&idx);
     fsb_idx_free(&idx);
+    /* past the reader's first 1 MB buffer: read whole through its growth */
+    fx_idx_pair(dir, "big", 180000);
+    char *bip = tu_path(dir, "big-images-idx3-ubyte.gz");
+    char *blp = tu_path(dir, "big-labels-idx1-ubyte.gz");
+    ck_assert_int_eq(fsb_idx_read(&idx, bip, blp), FSB_OK);
+    ck_assert_int_eq(idx.n, 180000);
+    ck_assert_uint_eq(idx.pixels[179999 * 6 + 5], 179999 & 0xff);
+    ck_assert_uint_eq(idx.pixels[174763 * 6], 174763 & 0xff);
+    ck_assert_uint_eq(idx.labels[179999], 9);
+    fsb_idx_free(&idx);
+    free(bip);
+    free(blp);
     free(ip);
     free(lp);
     tu_rmrf(dir);
@@ -66,6 +90,41 @@ START_TEST(rejects_bad_files)
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_idx: a header claiming ~4 GB in a file of a few bytes was
+ * malloc'd in full before reading (libFuzzer's out-of-memory; a failed read as "out of
+ * memory" on a small machine). The buffer now grows with the data read, so under a 1 GB
+ * address-space limit the file is still reported as truncated. */
+START_TEST(truncated_claim_is_not_allocated)
+{
+    char *dir = tu_tmpdir();
+    uint32_t huge[3] = {1u << 24, 255, 1}; /* 4278190080 bytes, < 2^32: plausible */
+    uint8_t px[64] = {0}, lab[4] = {0};
+    uint32_t ldims[1] = {1u << 24};
+    fx_idx(dir, "huge-images", 3, huge, px, sizeof px);
+    fx_idx(dir, "labels", 1, ldims, lab, sizeof lab);
+    char *a = tu_path(dir, "huge-images"), *b = tu_path(dir, "labels");
+#ifndef TEST_ASAN
+    /* Check runs each test in its own process: the limit ends with it */
+    long pages = 0;
+    FILE *fp = fopen("/proc/self/statm", "r");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_int_eq(fscanf(fp, "%ld", &pages), 1);
+    fclose(fp);
+    rlim_t lim = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)1 << 30);
+    struct rlimit rl = {lim, lim};
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
+#endif
+    fsb_idx idx;
+    ck_assert_int_eq(fsb_idx_read(&idx, a, b), FSB_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "huge-images: truncated"));
+    ck_assert_ptr_null(idx.pixels);
+    free(a);
+    free(b);
+    tu_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("idx");
@@ -73,6 +132,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, reads_images_and_labels);
     tcase_add_test(tc, rejects_bad_files);
+    tcase_add_test(tc, truncated_claim_is_not_allocated);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -17,6 +17,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+/* AddressSanitizer reserves terabytes of address space: no RLIMIT_AS under it */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
 
 static float *rnd(long n, float scale, uint64_t seed)
 {
@@ -574,6 +585,49 @@ START_TEST(checkpoint_roundtrip_and_mismatch)
 }
 END_TEST
 
+/* Found with tests/fuzz/fuzz_checkpoint: a 1.8 KB checkpoint whose meta claims widths
+ * 2048,2048,2048,2048 and a million classes made fsb_model_create_from_file allocate the
+ * model (8.6 GB for the head alone) before finding that its tensors do not match (libFuzzer:
+ * out-of-memory; on a small machine "out of memory" instead of the mismatch). The tensors
+ * are now checked against the declared shapes first: under a 1 GB address-space limit the
+ * file is refused as a mismatch naming the tensor. */
+START_TEST(checkpoint_claiming_a_huge_model)
+{
+    char *dir = tu_tmpdir(), *path = tu_path(dir, "m.fsbt"), *bad = tu_path(dir, "huge.fsbt");
+    fsb_model *a = tiny(FSB_ARCH_CONV4, 16, 2, 1, NULL, 5, 0);
+    ck_assert_int_eq(fsb_model_save(a, path, 0, NULL, NULL), FSB_OK);
+    fsb_model_destroy(a);
+    fsb_tensorfile tf;
+    ck_assert_int_eq(fsb_tensorfile_load(&tf, path), FSB_OK);
+    ck_assert_int_eq(fsb_tensorfile_set_meta(&tf, "widths", "2048,2048,2048,2048"), FSB_OK);
+    ck_assert_int_eq(fsb_tensorfile_set_meta(&tf, "n_class", "1000000"), FSB_OK);
+    ck_assert_int_eq(fsb_tensorfile_save(&tf, bad), FSB_OK);
+    fsb_tensorfile_free(&tf);
+#ifndef TEST_ASAN
+    /* Check runs each test in its own process: the limit ends with it */
+    long pages = 0;
+    FILE *fp = fopen("/proc/self/statm", "r");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_int_eq(fscanf(fp, "%ld", &pages), 1);
+    fclose(fp);
+    rlim_t lim = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)1 << 30);
+    struct rlimit rl = {lim, lim};
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
+#endif
+    fsb_model *m = NULL;
+    ck_assert_int_eq(fsb_model_create_from_file(&m, bad, 84, 1, NULL), FSB_EMISMATCH);
+    ck_assert_msg(strstr(fsb_error_last(), "huge.fsbt: tensor encoder.0.0.weight has shape [") &&
+                      strstr(fsb_error_last(), "the model wants [2048,3,3,3]"),
+                  "%s", fsb_error_last());
+    ck_assert_ptr_null(m);
+    /* the file it came from still loads */
+    ck_assert_int_eq(fsb_model_create_from_file(&m, path, 0, 1, NULL), FSB_OK);
+    fsb_model_destroy(m);
+    tu_rmrf(dir);
+    free(dir), free(path), free(bad);
+}
+END_TEST
+
 /* ---- PyTorch parity ----------------------------------------------------------------------- */
 
 static double max_abs(const float *a, long n)
@@ -801,6 +855,7 @@ int main(void)
     tcase_add_test(tc, resume_continues_dropblock_warmup);
     tcase_add_test(tc, freeze_copy_forward_from_reset_head);
     tcase_add_test(tc, checkpoint_roundtrip_and_mismatch);
+    tcase_add_test(tc, checkpoint_claiming_a_huge_model);
     tcase_add_test(tc, subnormal_weights_count_as_zero);
     tcase_add_test(tc, checkpoint_input_recorded_or_inferred);
     tcase_add_test(tc, torch_parity_conv4);

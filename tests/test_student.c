@@ -263,6 +263,42 @@ START_TEST(opts_bad_specs_name_the_key)
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_student: ranges were checked on the value as written, the field
+ * then stored as a float, and fsb_student_opts_check checked the float; so the item check
+ * accepted "margin=0.51e-45" (0 as a float, outside (0, 4]) that the parser then refused,
+ * and the top of jitter's documented range, 0.999 (0.99900001 as a float), was refused.
+ * Both now check the float; every accepted item parses alone and prints back. */
+START_TEST(opts_float_ranges_as_stored)
+{
+    static const struct {
+        const char *item;
+        int ok;
+    } cases[] = {
+        {"margin=0.51e-45", 0},   {"margin=1e-46", 0}, {"tau1=1e-50", 0},
+        {"crop_lo=1e-46", 0},     {"jitter=0.999", 1}, {"jitter=0.9991", 0},
+        {"momentum=0.999999", 1}, {"w1=1e9", 1},       {"w1=1.0000001e9", 0},
+        {"margin=1e-45", 1},      {"lr2=1e-50", 1},    {"lr1=1e300", 0},
+        {"lr1=-1e-50", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *item = cases[i].item;
+        fsb_student_opts o, back;
+        fsb_student_opts_default(&o);
+        int item_st = fsb_student_item_check(item, strlen(item), "--student");
+        int parse_st = fsb_student_opts_parse(&o, item, "--student");
+        ck_assert_msg(item_st == (cases[i].ok ? FSB_OK : FSB_EINVAL), "item check of %s", item);
+        ck_assert_msg(parse_st == item_st, "%s: item check %d, parse %d (%s)", item, item_st,
+                      parse_st, fsb_error_last());
+        if (!cases[i].ok) continue;
+        char buf[FSB_STUDENT_SPEC_MAX];
+        fsb_student_opts_string(&o, buf, sizeof buf);
+        fsb_student_opts_default(&back);
+        ck_assert_int_eq(fsb_student_opts_parse(&back, buf, "x"), FSB_OK);
+        ck_assert(memcmp(&o, &back, sizeof o) == 0);
+    }
+}
+END_TEST
+
 /* The teacher's parameters and BN statistics are bit-identical after episodes of both
  * methods (adapt all, so that every block trains), and BN statistics of the student did move. */
 START_TEST(teacher_never_changes)
@@ -895,6 +931,7 @@ static Suite *student_suite(void)
     TCase *tc = tcase_create("options");
     tcase_add_test(tc, opts_parse_and_string);
     tcase_add_test(tc, opts_bad_specs_name_the_key);
+    tcase_add_test(tc, opts_float_ranges_as_stored);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
     tc = tcase_create("episodes");

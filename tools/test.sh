@@ -4,8 +4,10 @@
 # the include layers of docs/architecture.md); configures with warnings as errors, builds
 # (with the C programs under tools/), and runs every test; then it builds again with
 # AddressSanitizer + UBSan and runs every test again; then an Open MPI build (-DFSB_MPI=ON)
-# runs the shard and mpirun suites.
-# Usage: tools/test.sh  (FSB_SKIP_ASAN=1 skips the sanitizer pass, FSB_SKIP_MPI=1 the MPI one)
+# runs the shard and mpirun suites; then every libFuzzer target runs for 15 s on its seed
+# corpus under ASan + UBSan (tools/fuzz.sh, clang).
+# Usage: tools/test.sh  (FSB_SKIP_ASAN=1 skips the sanitizer pass, FSB_SKIP_MPI=1 the MPI one,
+# FSB_SKIP_FUZZ=1 the fuzzing one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/deps.sh
@@ -33,4 +35,10 @@ if [ "${FSB_SKIP_MPI:-0}" != 1 ]; then
     cmake --build build-mpi -j"$jobs" --target bench test_shard test_sharded_run \
         test_pretrain_protonet
     ctest --test-dir build-mpi --output-on-failure -R 'shard|mpi|pretrain_protonet'
+fi
+
+if [ "${FSB_SKIP_FUZZ:-0}" != 1 ]; then
+    # a short fixed time per target (about 2 minutes in all); tests/fuzz/README.md has the
+    # long run
+    tools/fuzz.sh 15
 fi
