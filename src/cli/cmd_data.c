@@ -9,7 +9,6 @@
 #include "fsb/status.h"
 #include "fsb/threads.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,70 +62,36 @@ static int parse_splits(const char *text, int splits[3])
     }
 }
 
+/* --split train,val,test into o->splits */
+static int parse_split_flag(void *dst, const char *flag, const char *text)
+{
+    data_opts *o = dst;
+    o->splits_given = 1;
+    int st = parse_splits(text, o->splits);
+    return st ? fsb_error_wrap(st, "%s", flag) : FSB_OK;
+}
+
 /* Parse flags after the action word; *help set when --help was given. */
 static int parse(int argc, char **argv, data_opts *o, int pack, int *help)
 {
-    enum { O_DATA = 1, O_CACHE, O_SPLIT, O_THREADS, O_REBUILD, O_SIZE, O_IMAGE_SIZE, O_HELP };
-    static const struct option longs[] = {{"data", required_argument, NULL, O_DATA},
-                                          {"cache", required_argument, NULL, O_CACHE},
-                                          {"split", required_argument, NULL, O_SPLIT},
-                                          {"threads", required_argument, NULL, O_THREADS},
-                                          {"rebuild", no_argument, NULL, O_REBUILD},
-                                          {"size", required_argument, NULL, O_SIZE},
-                                          {"image-size", required_argument, NULL, O_IMAGE_SIZE},
-                                          {"help", no_argument, NULL, O_HELP},
-                                          {NULL, 0, NULL, 0}};
     memset(o, 0, sizeof *o);
     o->splits[0] = o->splits[1] = o->splits[2] = 1;
-    *help = 0;
-    opterr = 0;
-    optind = 1;
-    int ch, st;
-    long v = 0;
-    int li = -1;
-    if ((st = fsb_cli_exact_names(argc, argv, longs, "data"))) return st;
-    while ((ch = getopt_long(argc, argv, ":", longs, &li)) != -1) {
-        char flag[64];
-        if (ch > 0 && ch < O_HELP + 1 && li >= 0)
-            snprintf(flag, sizeof flag, "--%s", longs[li].name);
-        else
-            snprintf(flag, sizeof flag, "%.60s", argv[optind - 1]);
-        li = -1;
-        if (pack == 0 && (ch == O_CACHE || ch == O_REBUILD))
-            return fsb_error(FSB_EINVAL, "%s: not a flag of `bench data check`", flag);
-        switch (ch) {
-        case O_DATA:
-            o->data = optarg;
-            break;
-        case O_CACHE:
-            o->cache = optarg;
-            break;
-        case O_SPLIT:
-            if ((st = parse_splits(optarg, o->splits))) return st;
-            o->splits_given = 1;
-            break;
-        case O_THREADS:
-            if ((st = fsb_cli_int("--threads", optarg, 1, 1024, &v))) return st;
-            o->threads = (int)v;
-            break;
-        case O_SIZE:
-        case O_IMAGE_SIZE:
-            if ((st = fsb_cli_int(flag, optarg, 1, 1024, &v))) return st;
-            o->size = (int)v;
-            break;
-        case O_REBUILD:
-            o->rebuild = 1;
-            break;
-        case O_HELP:
-            *help = 1;
-            return FSB_OK;
-        case ':':
-            return fsb_error(FSB_EINVAL, "%s: needs a value", flag);
-        default:
-            return fsb_error(FSB_EINVAL, "%s: unknown flag", flag);
-        }
-    }
-    if (optind < argc) return fsb_error(FSB_EINVAL, "%s: unexpected argument", argv[optind]);
+    int pack_only = 0; /* --cache or --rebuild given */
+    const fsb_cli_flag flags[] = {
+        FSB_FLAG("data", FSB_FLAG_STR, &o->data),
+        FSB_FLAG("cache", FSB_FLAG_STR, &o->cache, .given = &pack_only),
+        FSB_FLAG("split", FSB_FLAG_FN, o, .fn = parse_split_flag),
+        FSB_FLAG("threads", FSB_FLAG_INT, &o->threads, .lo = 1, .hi = 1024),
+        FSB_FLAG("rebuild", FSB_FLAG_SWITCH, &o->rebuild, .given = &pack_only),
+        FSB_FLAG("size", FSB_FLAG_INT, &o->size, .lo = 1, .hi = 1024),
+        FSB_FLAG("image-size", FSB_FLAG_INT, &o->size, .lo = 1, .hi = 1024),
+        FSB_FLAG("help", FSB_FLAG_HELP, NULL),
+    };
+    int st = fsb_cli_parse(argc, argv, flags, (int)(sizeof flags / sizeof flags[0]), "data", help);
+    if (st || *help) return st;
+    if (!pack && pack_only)
+        return fsb_error(FSB_EINVAL, "--cache and --rebuild are flags of `bench data pack`, "
+                                     "not of check");
     if (!o->data) return fsb_error(FSB_EINVAL, "--data: required (the dataset root)");
     return FSB_OK;
 }
