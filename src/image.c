@@ -58,16 +58,22 @@ static void jerr_output(j_common_ptr cinfo)
     (void)cinfo;
 }
 
+/* libjpeg reports errors through err (longjmp to err->jb; the caller sets it up). */
+static void jerr_attach(struct jpeg_decompress_struct *cinfo, jerr_mgr *err)
+{
+    cinfo->err = jpeg_std_error(&err->pub);
+    err->pub.error_exit = jerr_exit;
+    err->pub.emit_message = jerr_emit;
+    err->pub.output_message = jerr_output;
+}
+
 static int decode_jpeg(fsb_image *img, const unsigned char *data, size_t size, const char *name)
 {
     struct jpeg_decompress_struct cinfo;
     jerr_mgr err;
     uint8_t *volatile px = NULL;
     unsigned char *volatile row = NULL;
-    cinfo.err = jpeg_std_error(&err.pub);
-    err.pub.error_exit = jerr_exit;
-    err.pub.emit_message = jerr_emit;
-    err.pub.output_message = jerr_output;
+    jerr_attach(&cinfo, &err);
     if (setjmp(err.jb)) {
         jpeg_destroy_decompress(&cinfo);
         free(px);
@@ -253,10 +259,7 @@ static int probe_jpeg(FILE *fp, const char *path, int *channels)
 {
     struct jpeg_decompress_struct cinfo;
     jerr_mgr err;
-    cinfo.err = jpeg_std_error(&err.pub);
-    err.pub.error_exit = jerr_exit;
-    err.pub.emit_message = jerr_emit;
-    err.pub.output_message = jerr_output;
+    jerr_attach(&cinfo, &err);
     if (setjmp(err.jb)) {
         jpeg_destroy_decompress(&cinfo);
         return fsb_error(FSB_EFORMAT, "%s: corrupt or truncated JPEG: %s", path, err.msg);

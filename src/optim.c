@@ -15,17 +15,11 @@
 
 #define FSB_PI 3.14159265358979323846
 
+static const char *const KIND_NAMES[] = {"sgd", "adam", "adamw"}; /* by fsb_opt_kind */
+
 const char *fsb_opt_kind_name(fsb_opt_kind kind)
 {
-    switch (kind) {
-    case FSB_OPT_SGD:
-        return "sgd";
-    case FSB_OPT_ADAM:
-        return "adam";
-    case FSB_OPT_ADAMW:
-        return "adamw";
-    }
-    return "?";
+    return kind >= FSB_OPT_SGD && kind <= FSB_OPT_ADAMW ? KIND_NAMES[kind] : "?";
 }
 
 int fsb_opt_kind_parse(const char *name)
