@@ -59,6 +59,10 @@ void fsb_pretrain_opts_default(fsb_pretrain_opts *o)
     o->momentum = 0.9;
     o->weight_decay = 5e-4;
     o->augment = 1;
+    o->crop_scale_lo = 0.08;
+    o->crop_scale_hi = 1.0;
+    o->jitter = 0.4;
+    o->flip = 1;
     o->val_shots[0] = 1;
     o->val_shots[1] = 5;
     o->n_val_shots = 2;
@@ -136,6 +140,10 @@ static int make_identity(trainer *t)
     if (o->optimizer != FSB_OPT_SGD)
         fprintf(f, " optimizer=%s", fsb_opt_kind_name((fsb_opt_kind)o->optimizer));
     if (!o->augment) fprintf(f, " augment=0");
+    if (o->augment &&
+        (o->crop_scale_lo != 0.08 || o->crop_scale_hi != 1.0 || o->jitter != 0.4 || !o->flip))
+        fprintf(f, " crop_scale=%.17g,%.17g jitter=%.17g flip=%d", o->crop_scale_lo,
+                o->crop_scale_hi, o->jitter, o->flip);
     if (!(o->n_val_shots == 2 && o->val_shots[0] == 1 && o->val_shots[1] == 5)) {
         fprintf(f, " val_shots=");
         for (int i = 0; i < o->n_val_shots; i++)
@@ -648,7 +656,12 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
                            o->arch == FSB_ARCH_RES12 ? FSB_PIXNORM_RESNET12 : FSB_PIXNORM_CONVNET);
     t->tf.resize = o->resize;
     t->tf.crop = o->crop;
-    if ((st = fsb_transform_check(&t->tf))) return fsb_error_wrap(st, "--resize/--crop");
+    t->tf.scale_lo = o->crop_scale_lo;
+    t->tf.scale_hi = o->crop_scale_hi;
+    t->tf.brightness = t->tf.contrast = t->tf.saturation = (float)o->jitter;
+    t->tf.flip_p = o->flip ? 0.5f : 0.0f;
+    if ((st = fsb_transform_check(&t->tf)))
+        return fsb_error_wrap(st, "--resize/--crop/--crop-scale/--jitter");
     char spec[64];
     snprintf(spec, sizeof spec, "cosine:%d", o->epochs);
     if ((st = fsb_lr_schedule_parse(&t->sched, o->schedule ? o->schedule : spec, o->lr)))
@@ -756,8 +769,8 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
             score /= o->n_val_shots;
             if (score > t.best) {
                 enum { NV = FSB_PRETRAIN_MAX_VAL_SHOTS };
-                char names[NV][32], vtext[NV][32], ep[32], in[3][16];
-                const char *keys[NV + 5], *vals[NV + 5];
+                char names[NV][32], vtext[NV][32], ep[32], in[3][16], aug[128];
+                const char *keys[NV + 6], *vals[NV + 6];
                 int nk = 0;
                 for (int k = 0; k < o->n_val_shots; k++, nk++) {
                     snprintf(names[k], sizeof names[k], "val_%dshot", o->val_shots[k]);
@@ -777,6 +790,12 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
                     snprintf(in[k], sizeof in[k], "%d", side[k]);
                     keys[nk] = in_key[k], vals[nk] = in[k];
                 }
+                if (o->augment)
+                    snprintf(aug, sizeof aug, "crop_scale=%g,%g jitter=%g flip=%d",
+                             o->crop_scale_lo, o->crop_scale_hi, o->jitter, o->flip);
+                else
+                    snprintf(aug, sizeof aug, "off");
+                keys[nk] = "augment", vals[nk++] = aug;
                 if (writer && (st = fsb_model_save(t.model, o->out, nk, keys, vals))) break;
                 t.best = score;
                 t.best_epoch = e + 1;

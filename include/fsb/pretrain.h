@@ -68,6 +68,12 @@ typedef struct fsb_pretrain_opts {
     double weight_decay;   /* (5e-4), on every parameter like FEAT's SGD runs */
     int augment;           /* 1: the train transform (random resized crop, flip, jitter);
                               0: training images get the test transform (FEAT's default) */
+    double crop_scale_lo;  /* augment: random resized crop area fraction, from (0.08) */
+    double crop_scale_hi;  /*          to (1.0) */
+    double jitter;         /* augment: colour jitter strength, brightness = contrast =
+                              saturation (0.4; 0 for characters or grey data) */
+    int flip;              /* augment: 1 = horizontal flips (1; 0 where mirror images are
+                              other classes, e.g. characters) */
     uint64_t seed;         /* initialisation, order and augmentation (0) */
     int threads;           /* workers (0: one per core); results depend on it only through
                               nothing: the engine's reductions use fixed chunks */

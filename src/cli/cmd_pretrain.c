@@ -37,6 +37,9 @@ static void pretrain_usage(FILE *out)
             "  --momentum X         sgd: Nesterov momentum (0.9)\n"
             "  --weight-decay X     (5e-4; adamw: decoupled)\n"
             "  --augment on|off     off: training images get the val transform (on)\n"
+            "  --crop-scale LO,HI   augment: random resized crop area range (0.08,1)\n"
+            "  --jitter X           augment: colour jitter strength, 0 = none (0.4)\n"
+            "  --flip on|off        augment: horizontal flips (on; off for characters)\n"
             "  --seed N             (0)\n"
             "  --threads N          workers, 0 = one per core (0)\n"
             "  --val-every K        validate every K epochs (1)\n"
@@ -80,6 +83,20 @@ static int parse_on_off(void *dst, const char *flag, const char *text)
     return FSB_OK;
 }
 
+/* --crop-scale LO,HI: 0 < LO <= HI <= 1 */
+static int parse_crop_scale(void *dst, const char *flag, const char *text)
+{
+    fsb_pretrain_opts *o = dst;
+    double lo, hi;
+    int used = 0;
+    if (sscanf(text, "%lf,%lf%n", &lo, &hi, &used) != 2 || text[used] || !(lo > 0) || !(lo <= hi) ||
+        !(hi <= 1))
+        return fsb_error(FSB_EINVAL, "%s: '%s' is not LO,HI with 0 < LO <= HI <= 1", flag, text);
+    o->crop_scale_lo = lo;
+    o->crop_scale_hi = hi;
+    return FSB_OK;
+}
+
 static int parse_objective(void *dst, const char *flag, const char *text)
 {
     if (strcmp(text, "ce") == 0)
@@ -97,7 +114,7 @@ int fsb_cmd_pretrain(int argc, char **argv)
     fsb_pretrain_opts_default(&o);
     o.progress = stderr;
     o.log = stdout;
-    int episodic_set = 0, batch_set = 0, momentum_set = 0; /* flags of one setting only */
+    int episodic_set = 0, batch_set = 0, momentum_set = 0, aug_set = 0; /* of one setting */
     const fsb_cli_flag flags[] = {
         FSB_FLAG("data", FSB_FLAG_STR, &o.data),
         FSB_FLAG("out", FSB_FLAG_STR, &o.out),
@@ -121,6 +138,9 @@ int fsb_cmd_pretrain(int argc, char **argv)
         FSB_FLAG("schedule", FSB_FLAG_STR, &o.schedule),
         FSB_FLAG("optimizer", FSB_FLAG_FN, &o.optimizer, .fn = parse_optimizer),
         FSB_FLAG("augment", FSB_FLAG_FN, &o.augment, .fn = parse_on_off),
+        FSB_FLAG("crop-scale", FSB_FLAG_FN, &o, .fn = parse_crop_scale, .given = &aug_set),
+        FSB_FLAG("jitter", FSB_FLAG_DOUBLE, &o.jitter, .lo = 0, .hi = 0.999, .given = &aug_set),
+        FSB_FLAG("flip", FSB_FLAG_FN, &o.flip, .fn = parse_on_off, .given = &aug_set),
         FSB_FLAG("momentum", FSB_FLAG_DOUBLE, &o.momentum, .lo = 1e-6, .hi = 0.999,
                  .given = &momentum_set),
         FSB_FLAG("weight-decay", FSB_FLAG_DOUBLE, &o.weight_decay, .lo = 0, .hi = 1),
@@ -155,6 +175,8 @@ int fsb_cmd_pretrain(int argc, char **argv)
         return fsb_error(FSB_EINVAL, "--train-way, --train-shot, --train-query, "
                                      "--episodes-per-epoch and --temperature apply to "
                                      "--objective protonet only");
+    if (!o.augment && aug_set)
+        return fsb_error(FSB_EINVAL, "--crop-scale, --jitter and --flip apply to --augment on");
     if (o.optimizer != FSB_OPT_SGD && momentum_set)
         return fsb_error(FSB_EINVAL, "--momentum applies to --optimizer sgd only");
     if (proto && batch_set)

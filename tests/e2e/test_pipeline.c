@@ -493,6 +493,41 @@ END_TEST
 /* A comma in an image's file name is refused when the split is listed, with the full path,
  * however few episodes are drawn (it failed only when an episode drew the image, exit 2,
  * naming its basename, and passed otherwise). */
+/* Augmentation as flags: recorded in the checkpoint, part of the run's identity, and they
+ * change the training; contradictions refused. */
+START_TEST(pretrain_augmentation_flags)
+{
+    char *a = tu_path(work, "aug/a.fsbt"), *b = tu_path(work, "aug/b.fsbt");
+    char *out = NULL;
+    const char *mild = "--epochs 1 --crop-scale 0.5,1 --jitter 0 --flip off";
+    int rc = tu_run(&out, "'%s' pretrain %s %s --out '%s'", tu_bench(), common, mild, a);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    ck_assert_int_eq(tu_run(NULL, "grep -aq 'crop_scale=0.5,1 jitter=0 flip=0' '%s'", a), 0);
+    rc = tu_run(&out, "'%s' pretrain %s --epochs 1 --out '%s'", tu_bench(), common, b);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    ck_assert_int_eq(tu_run(NULL, "grep -aq 'crop_scale=0.08,1 jitter=0.4 flip=1' '%s'", b), 0);
+    ck_assert(!tu_same_file(a, b)); /* the flags change what is learnt */
+    /* the default run's files are another run's for the mild flags */
+    rc = tu_run(&out, "'%s' pretrain %s %s --out '%s'", tu_bench(), common, mild, b);
+    ck_assert_msg(rc != 0 && strstr(out, "belongs to another pre-training run"), "%s", out);
+    free(out);
+    static const char *const bad[][2] = {
+        {"--crop-scale 0.5", "--crop-scale"}, {"--crop-scale 0.9,0.5", "--crop-scale"},
+        {"--crop-scale 0,1", "--crop-scale"}, {"--jitter 1.5", "--jitter"},
+        {"--flip sometimes", "--flip"},       {"--augment off --jitter 0", "--augment on"},
+    };
+    for (int i = 0; i < 6; i++) {
+        rc = tu_run(&out, "'%s' pretrain %s %s --out '%s/aug/c.fsbt'", tu_bench(), common,
+                    bad[i][0], work);
+        ck_assert_msg(rc == 2 && strstr(out, bad[i][1]), "%s: %s", bad[i][0], out);
+        free(out);
+    }
+    free(a), free(b);
+}
+END_TEST
+
 /* Issue 18, defects 1 and 6: the teacher records the input it was trained on (32-pixel
  * images, resize 32, crop 28 here) and bench uses it without any size flag, with the same
  * results as the explicit flags; a contradicting flag or a combination that cannot work is
@@ -614,6 +649,7 @@ int main(void)
     tcase_add_test(tc, run_is_independent_of_threads_and_interruptions);
     tcase_add_test(tc, run_refuses_bad_inputs);
     tcase_add_test(tc, tune_chooses_svm_C_on_val);
+    tcase_add_test(tc, pretrain_augmentation_flags);
     tcase_add_test(tc, run_takes_the_teachers_input);
     tcase_add_test(tc, run_refuses_a_comma_in_a_name_at_listing);
     tcase_add_test(tc, pretrain_and_run_list_every_split_first);
