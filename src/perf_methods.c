@@ -1,7 +1,8 @@
 /* perf_methods.c - `bench perf-methods`: time the frozen-feature methods on randomly sampled
  * episodes of a feature file, in parallel, and optionally dump episodes and predictions for
  * tools/sklearn_compare.py. Episode (shot K, index e) is drawn from its own Philox stream
- * (seed, K << 32 | e), so results never depend on the thread count.
+ * (seed, K << 32 | e), so results never depend on the thread count; a task allocates only
+ * from its worker's arena.
  */
 #include "fsb/perf_methods.h"
 #include "fsb/arena.h"
@@ -40,6 +41,7 @@ typedef struct {
     const float *feat;                            /* [n][dim] */
     int dim;                                      /* feature dimension */
     int n_classes;                                /* distinct labels */
+    int max_count;                                /* rows of the largest class */
     const int *class_start;                       /* [n_classes] offset into rows */
     const int *class_count;                       /* [n_classes] rows per class */
     const int *rows;                              /* row indices grouped by class */
@@ -56,6 +58,66 @@ typedef struct {
     int *msg_task;    /* [threads] task of that failure (-1: none) */
 } perf_ctx;
 
+/* Arena bytes of perf_task's own buffers at shot K: the view's features, the class and row
+ * pools, the episode, the view's indices and labels, the predictions; 12 allocations of
+ * which each may waste up to 64 bytes to alignment. */
+static size_t task_bytes(const perf_ctx *c, int K)
+{
+    const fsb_mperf_options *o = c->o;
+    const size_t ns = (size_t)o->way * K, nq = (size_t)o->way * o->query;
+    return sizeof(float) * (size_t)c->dim * (ns + nq) +
+           sizeof(int) *
+               ((size_t)c->n_classes + (size_t)c->max_count + (size_t)o->way + 3 * ns + 4 * nq) +
+           64 * 12;
+}
+
+/* Episode (K, e) into ep (arrays sized way, [way][K], [way][query]): classes without
+ * replacement, then shot + query rows of each without replacement (fsb_rng_partial_shuffle);
+ * the first K drawn are the support, the next `query` the queries. perm holds n_classes ints,
+ * order max_count. */
+static void draw_episode(const perf_ctx *c, int K, int e, fsb_episode *ep, int *perm, int *order)
+{
+    const fsb_mperf_options *o = c->o;
+    fsb_rng rng;
+    fsb_rng_init(&rng, o->seed, (uint64_t)K << 32 | (uint64_t)e);
+    fsb_rng_partial_shuffle(&rng, perm, c->n_classes, o->way);
+    for (int k = 0; k < o->way; k++) {
+        int cls = perm[k];
+        const int *rows = c->rows + c->class_start[cls];
+        fsb_rng_partial_shuffle(&rng, order, c->class_count[cls], K + o->query);
+        ep->classes[k] = cls;
+        for (int i = 0; i < K; i++)
+            ep->support[k * K + i] = rows[order[i]];
+        for (int i = 0; i < o->query; i++)
+            ep->queries[k * o->query + i] = rows[order[K + i]];
+    }
+}
+
+/* Run every method on the view of task t; keep the results (and the predictions for the
+ * dump). */
+static int run_methods(perf_ctx *c, int t, const fsb_episode_view *ep, const int *qlab,
+                       fsb_arena *a, int *pred)
+{
+    const fsb_mperf_options *o = c->o;
+    for (int mi = 0; mi < o->n_methods; mi++) {
+        fsb_method_stats stats = {0, 0};
+        fsb_rng mrng;
+        fsb_rng_init(&mrng, o->seed ^ 0x9e3779b97f4a7c15ULL,
+                     (uint64_t)ep->shot << 32 | (uint64_t)ep->episode);
+        int st = c->m[mi]->run(c->m[mi], &c->cfg[mi], ep, a, &mrng, pred, &stats);
+        if (st) return st;
+        int ok = 0;
+        for (int q = 0; q < ep->n_query; q++)
+            ok += pred[q] == qlab[q];
+        size_t ti = (size_t)mi * o->n_shots * o->episodes + (size_t)t;
+        c->correct[ti] = ok;
+        c->ms[2 * ti] = (float)stats.fit_ms;
+        c->ms[2 * ti + 1] = (float)stats.predict_ms;
+        if (c->pred) memcpy(c->pred + ti * ep->n_query, pred, sizeof(int) * (size_t)ep->n_query);
+    }
+    return FSB_OK;
+}
+
 static void perf_task(void *vctx, int t, int worker)
 {
     perf_ctx *c = vctx;
@@ -65,86 +127,28 @@ static void perf_task(void *vctx, int t, int worker)
     fsb_arena *a = &c->arenas[worker];
     size_t mark = fsb_arena_mark(a);
     int st = FSB_OK;
-    fsb_rng rng;
-    fsb_rng_init(&rng, o->seed, (uint64_t)K << 32 | (uint64_t)e);
-    int *perm = fsb_arena_alloc(a, sizeof(int) * (size_t)c->n_classes, 64);
-    int *pool = NULL;
-    int *srow = fsb_arena_alloc(a, sizeof(int) * (size_t)ns, 64);
-    int *qrow = fsb_arena_alloc(a, sizeof(int) * (size_t)nq, 64);
-    int *slab = fsb_arena_alloc(a, sizeof(int) * (size_t)ns, 64);
-    int *pred = fsb_arena_alloc(a, sizeof(int) * (size_t)nq, 64);
-    float *sf = fsb_arena_floats(a, (size_t)ns * dim);
-    float *qf = fsb_arena_floats(a, (size_t)nq * dim);
-    if (!perm || !srow || !qrow || !slab || !pred || !sf || !qf) {
+#define INTS(n) fsb_arena_alloc(a, sizeof(int) * (size_t)(n), 64)
+    int *perm = INTS(c->n_classes), *order = INTS(c->max_count), *pred = INTS(nq);
+    fsb_episode episode = {.way = way, .max_shot = K, .query = o->query};
+    episode.classes = INTS(way);
+    episode.support = INTS(ns);
+    episode.queries = INTS(nq);
+    fsb_view_buffers b = {.sidx = INTS(ns), .slab = INTS(ns), .qidx = INTS(nq), .qlab = INTS(nq)};
+#undef INTS
+    b.sfeat = fsb_arena_floats(a, (size_t)ns * dim);
+    b.qfeat = fsb_arena_floats(a, (size_t)nq * dim);
+    if (!perm || !order || !pred || !episode.classes || !episode.support || !episode.queries ||
+        !b.sidx || !b.slab || !b.qidx || !b.qlab || !b.sfeat || !b.qfeat) {
         st = FSB_ENOMEM;
         goto done;
     }
-    /* classes without replacement, then shot + query images of each without replacement
-     * (partial Fisher-Yates); support and query class-major, labels in draw order */
-    for (int i = 0; i < c->n_classes; i++)
-        perm[i] = i;
-    for (int i = 0; i < way; i++) {
-        int j = i + (int)fsb_rng_below(&rng, (uint32_t)(c->n_classes - i));
-        int tmp = perm[i];
-        perm[i] = perm[j];
-        perm[j] = tmp;
-    }
-    size_t pmark = fsb_arena_mark(a);
-    for (int k = 0; k < way; k++) {
-        int cls = perm[k], cnt = c->class_count[cls], need = K + o->query;
-        fsb_arena_reset_to(a, pmark);
-        pool = fsb_arena_alloc(a, sizeof(int) * (size_t)cnt, 64);
-        if (!pool) {
-            st = FSB_ENOMEM;
-            goto done;
-        }
-        memcpy(pool, c->rows + c->class_start[cls], sizeof(int) * (size_t)cnt);
-        for (int i = 0; i < need; i++) {
-            int j = i + (int)fsb_rng_below(&rng, (uint32_t)(cnt - i));
-            int tmp = pool[i];
-            pool[i] = pool[j];
-            pool[j] = tmp;
-        }
-        for (int i = 0; i < K; i++) {
-            srow[k * K + i] = pool[i];
-            slab[k * K + i] = k;
-        }
-        for (int i = 0; i < o->query; i++)
-            qrow[k * o->query + i] = pool[K + i];
-    }
-    fsb_arena_reset_to(a, pmark);
-    for (int i = 0; i < ns; i++)
-        memcpy(sf + (size_t)i * dim, c->feat + (size_t)srow[i] * dim, sizeof(float) * dim);
-    for (int i = 0; i < nq; i++)
-        memcpy(qf + (size_t)i * dim, c->feat + (size_t)qrow[i] * dim, sizeof(float) * dim);
-    fsb_episode_view ep = {.episode = e,
-                           .way = way,
-                           .shot = K,
-                           .query = o->query,
-                           .n_support = ns,
-                           .n_query = nq,
-                           .dim = dim,
-                           .support_feat = sf,
-                           .query_feat = qf,
-                           .support_labels = slab};
-    for (int mi = 0; mi < o->n_methods; mi++) {
-        fsb_method_stats stats = {0, 0};
-        fsb_rng mrng;
-        fsb_rng_init(&mrng, o->seed ^ 0x9e3779b97f4a7c15ULL, (uint64_t)K << 32 | (uint64_t)e);
-        st = c->m[mi]->run(c->m[mi], &c->cfg[mi], &ep, a, &mrng, pred, &stats);
-        if (st) goto done;
-        int ok = 0;
-        for (int q = 0; q < nq; q++)
-            ok += pred[q] == q / o->query;
-        size_t ti = (size_t)mi * o->n_shots * o->episodes + (size_t)t;
-        c->correct[ti] = ok;
-        c->ms[2 * ti] = (float)stats.fit_ms;
-        c->ms[2 * ti + 1] = (float)stats.predict_ms;
-        if (c->pred) memcpy(c->pred + ti * nq, pred, sizeof(int) * (size_t)nq);
-    }
+    draw_episode(c, K, e, &episode, perm, order);
+    fsb_episode_view ep;
+    fsb_episode_view_make(&ep, &episode, e, K, c->feat, dim, &b);
+    if ((st = run_methods(c, t, &ep, b.qlab, a, pred))) goto done;
     if (c->sup_rows) {
-        memcpy(c->sup_rows[s] + (size_t)e * ns, srow, sizeof(int) * (size_t)ns);
-        memcpy(c->qry_rows + (size_t)t * nq, qrow, sizeof(int) * (size_t)nq);
+        memcpy(c->sup_rows[s] + (size_t)e * ns, b.sidx, sizeof(int) * (size_t)ns);
+        memcpy(c->qry_rows + (size_t)t * nq, b.qidx, sizeof(int) * (size_t)nq);
     }
 done:
     if (st && c->msg_task[worker] < 0) {
@@ -275,214 +279,269 @@ static int write_report(const perf_ctx *c, const char *dir, fsb_mperf_result *re
     return st;
 }
 
-int fsb_perf_methods(const fsb_mperf_options *o, fsb_mperf_result *res)
+/* The feature file grouped by class, and the CL2N base mean. */
+typedef struct feature_set {
+    fsb_tensorfile tf;  /* the loaded file (owns the features) */
+    const float *feat;  /* [n][dim] */
+    int n, dim;         /* rows, feature dimension */
+    int n_classes;      /* distinct labels */
+    int min_count;      /* rows of the smallest class */
+    int max_count;      /* rows of the largest class */
+    int *class_start;   /* [n_classes] offset into rows */
+    int *class_count;   /* [n_classes] rows per class */
+    int *rows;          /* [n] row indices, classes by ascending label, rows ascending */
+    float *mean;        /* [dim] the file's base_mean, else the mean of every row */
+    int mean_from_file; /* 1: "base_mean" tensor used */
+} feature_set;
+
+static void features_free(feature_set *fs)
 {
-    fsb_tensorfile tf;
-    fsb_tensorfile_init(&tf);
-    perf_ctx c;
-    memset(&c, 0, sizeof c);
-    c.o = o;
-    memset(res, 0, sizeof *res);
-    labelled_row *lr = NULL;
-    int *class_start = NULL, *class_count = NULL, *rows = NULL;
-    float *mean = NULL;
-    fsb_pool *pool = NULL;
-    int threads = 0, st;
-    if (o->episodes < 1 || o->n_shots < 1 || o->n_shots > FSB_MPERF_MAX_SHOTS || o->way < 1 ||
-        o->query < 1 || o->n_methods < 1 || o->n_methods > FSB_MPERF_MAX_METHODS)
-        return fsb_error(FSB_EINVAL, "perf-methods: bad options");
-    if ((st = fsb_tensorfile_load(&tf, o->features))) return st;
-    const fsb_tensor *ft = fsb_tensorfile_get(&tf, "features");
-    const fsb_tensor *lt = fsb_tensorfile_get(&tf, "labels");
-    if (!ft || ft->dtype != FSB_F32 || ft->ndim != 2 || ft->dims[0] < 1 || ft->dims[1] < 1 ||
-        ft->dims[0] > INT32_MAX || ft->dims[1] > 1000000) {
-        st = fsb_error(FSB_EFORMAT, "%s: needs a tensor 'features' of float32 [N, dim]",
-                       o->features);
-        goto done;
-    }
-    const int n = (int)ft->dims[0], dim = (int)ft->dims[1];
-    const int64_t *labels;
-    if ((st = fsb_tensorfile_get_i64(&tf, o->features, "labels", (size_t)n, &labels))) goto done;
-    (void)lt;
-    /* classes: distinct labels ascending; rows of a class ascending */
-    lr = malloc(sizeof *lr * (size_t)n);
-    rows = malloc(sizeof *rows * (size_t)n);
-    class_start = malloc(sizeof *class_start * (size_t)n);
-    class_count = malloc(sizeof *class_count * (size_t)n);
-    mean = calloc((size_t)dim, sizeof *mean);
-    if (!lr || !rows || !class_start || !class_count || !mean) {
-        st = fsb_error(FSB_ENOMEM, "%s: out of memory", o->features);
-        goto done;
+    free(fs->class_start);
+    free(fs->class_count);
+    free(fs->rows);
+    free(fs->mean);
+    fsb_tensorfile_free(&fs->tf);
+}
+
+/* Classes: distinct labels ascending; rows of a class ascending. */
+static int group_classes(feature_set *fs, const int64_t *labels, const char *path)
+{
+    const int n = fs->n;
+    labelled_row *lr = malloc(sizeof *lr * (size_t)n);
+    fs->rows = malloc(sizeof *fs->rows * (size_t)n);
+    fs->class_start = malloc(sizeof *fs->class_start * (size_t)n);
+    fs->class_count = malloc(sizeof *fs->class_count * (size_t)n);
+    if (!lr || !fs->rows || !fs->class_start || !fs->class_count) {
+        free(lr);
+        return fsb_error(FSB_ENOMEM, "%s: out of memory", path);
     }
     for (int i = 0; i < n; i++)
         lr[i] = (labelled_row){labels[i], i};
     qsort(lr, (size_t)n, sizeof *lr, cmp_lr);
-    int nc = 0, min_count = n;
+    int nc = 0;
     for (int i = 0; i < n; i++) {
-        rows[i] = lr[i].row;
+        fs->rows[i] = lr[i].row;
         if (i == 0 || lr[i].label != lr[i - 1].label) {
-            class_start[nc] = i;
-            class_count[nc] = 0;
+            fs->class_start[nc] = i;
+            fs->class_count[nc] = 0;
             nc++;
         }
-        class_count[nc - 1]++;
+        fs->class_count[nc - 1]++;
     }
-    for (int k = 0; k < nc; k++)
-        if (class_count[k] < min_count) min_count = class_count[k];
-    int max_shot = o->shots[o->n_shots - 1];
-    for (int s = 0; s < o->n_shots; s++)
-        if (o->shots[s] > max_shot) max_shot = o->shots[s];
-    if (o->way > nc || max_shot + o->query > min_count) {
-        st = fsb_error(FSB_EINVAL,
-                       "%s: %d classes with at least %d rows each cannot give %d-way episodes "
-                       "with %d + %d images per class",
-                       o->features, nc, min_count, o->way, max_shot, o->query);
-        goto done;
+    free(lr);
+    fs->n_classes = nc;
+    fs->min_count = n;
+    fs->max_count = 0;
+    for (int k = 0; k < nc; k++) {
+        if (fs->class_count[k] < fs->min_count) fs->min_count = fs->class_count[k];
+        if (fs->class_count[k] > fs->max_count) fs->max_count = fs->class_count[k];
     }
-    /* the CL2N base mean: the file's, else the mean of every feature (double sums) */
-    const fsb_tensor *bm = fsb_tensorfile_get(&tf, "base_mean");
-    if (bm) {
+    return FSB_OK;
+}
+
+/* The CL2N base mean: the file's, else the mean of every feature (double sums). */
+static int base_mean(feature_set *fs, const char *path)
+{
+    const int n = fs->n, dim = fs->dim;
+    if (!(fs->mean = calloc((size_t)dim, sizeof *fs->mean)))
+        return fsb_error(FSB_ENOMEM, "%s: out of memory", path);
+    if (fsb_tensorfile_get(&fs->tf, "base_mean")) {
         const float *p;
-        if ((st = fsb_tensorfile_get_f32(&tf, o->features, "base_mean", (size_t)dim, &p)))
-            goto done;
-        memcpy(mean, p, sizeof(float) * dim);
-        res->base_mean_from_file = 1;
-    } else {
-        for (int j = 0; j < dim; j++) {
-            double sum = 0;
-            for (int i = 0; i < n; i++)
-                sum += ((const float *)ft->data)[(size_t)i * dim + j];
-            mean[j] = (float)(sum / n);
-        }
+        int st = fsb_tensorfile_get_f32(&fs->tf, path, "base_mean", (size_t)dim, &p);
+        if (st) return st;
+        memcpy(fs->mean, p, sizeof(float) * dim);
+        fs->mean_from_file = 1;
+        return FSB_OK;
     }
-    c.feat = ft->data;
-    c.dim = dim;
-    c.n_classes = nc;
-    c.class_start = class_start;
-    c.class_count = class_count;
-    c.rows = rows;
-    size_t scratch = 0;
+    for (int j = 0; j < dim; j++) {
+        double sum = 0;
+        for (int i = 0; i < n; i++)
+            sum += fs->feat[(size_t)i * dim + j];
+        fs->mean[j] = (float)(sum / n);
+    }
+    return FSB_OK;
+}
+
+/* Load o->features (see perf_methods.h) and check that it can give the episodes asked for. */
+static int load_features(feature_set *fs, const fsb_mperf_options *o, int max_shot)
+{
+    const char *path = o->features;
+    int st = fsb_tensorfile_load(&fs->tf, path);
+    if (st) return st;
+    const fsb_tensor *ft = fsb_tensorfile_get(&fs->tf, "features");
+    if (!ft || ft->dtype != FSB_F32 || ft->ndim != 2 || ft->dims[0] < 1 || ft->dims[1] < 1 ||
+        ft->dims[0] > INT32_MAX || ft->dims[1] > 1000000)
+        return fsb_error(FSB_EFORMAT, "%s: needs a tensor 'features' of float32 [N, dim]", path);
+    fs->feat = ft->data;
+    fs->n = (int)ft->dims[0];
+    fs->dim = (int)ft->dims[1];
+    const int64_t *labels;
+    if ((st = fsb_tensorfile_get_i64(&fs->tf, path, "labels", (size_t)fs->n, &labels)) ||
+        (st = group_classes(fs, labels, path)))
+        return st;
+    if (o->way > fs->n_classes || max_shot + o->query > fs->min_count)
+        return fsb_error(FSB_EINVAL,
+                         "%s: %d classes with at least %d rows each cannot give %d-way episodes "
+                         "with %d + %d images per class",
+                         path, fs->n_classes, fs->min_count, o->way, max_shot, o->query);
+    return base_mean(fs, path);
+}
+
+/* Find and configure every method of o; *scratch = the most bytes a worker's arena needs. */
+static int setup_methods(perf_ctx *c, const fsb_mperf_options *o, const feature_set *fs,
+                         int max_shot, size_t *scratch)
+{
+    *scratch = 0;
     for (int mi = 0; mi < o->n_methods; mi++) {
-        if (!(c.m[mi] = fsb_method_find(o->methods[mi]))) {
-            st = fsb_error_wrap(FSB_EINVAL, "--methods");
-            goto done;
-        }
-        if (!(c.m[mi]->needs & FSB_NEEDS_FEATURES) || (c.m[mi]->needs & FSB_NEEDS_IMAGES)) {
-            st = fsb_error(FSB_EINVAL, "--methods: %s needs images, not only features",
-                           c.m[mi]->name);
-            goto done;
-        }
-        fsb_method_config_default(&c.cfg[mi], c.m[mi]);
-        if (o->norm >= 0) c.cfg[mi].norm = (fsb_norm)o->norm;
-        c.cfg[mi].C = o->C;
-        c.cfg[mi].eps = o->eps;
-        c.cfg[mi].base_mean = mean;
-        c.cfg[mi].base_mean_dim = dim;
-        size_t need = c.m[mi]->scratch(o->way, max_shot, o->query, dim);
-        if (need > scratch) scratch = need;
+        if (!(c->m[mi] = fsb_method_find(o->methods[mi])))
+            return fsb_error_wrap(FSB_EINVAL, "--methods");
+        if (!(c->m[mi]->needs & FSB_NEEDS_FEATURES) || (c->m[mi]->needs & FSB_NEEDS_IMAGES))
+            return fsb_error(FSB_EINVAL, "--methods: %s needs images, not only features",
+                             c->m[mi]->name);
+        fsb_method_config_default(&c->cfg[mi], c->m[mi]);
+        if (o->norm >= 0) c->cfg[mi].norm = (fsb_norm)o->norm;
+        c->cfg[mi].C = o->C;
+        c->cfg[mi].eps = o->eps;
+        c->cfg[mi].base_mean = fs->mean;
+        c->cfg[mi].base_mean_dim = fs->dim;
+        size_t need = c->m[mi]->scratch(o->way, max_shot, o->query, fs->dim);
+        if (need > *scratch) *scratch = need;
     }
-    int max_count = 0;
-    for (int k = 0; k < nc; k++)
-        if (class_count[k] > max_count) max_count = class_count[k];
-    /* perf_task's own buffers: gathered features, class and row pools, rows, labels, pred */
-    scratch += sizeof(float) * (size_t)dim * o->way * (max_shot + o->query) +
-               sizeof(int) * ((size_t)nc + (size_t)max_count + 2 * (size_t)o->way * max_shot +
-                              2 * (size_t)o->way * o->query) +
-               64 * 16;
-    const int tasks = o->n_shots * o->episodes;
-    fsb_blas_set_threads(1);
-    if ((st = fsb_pool_create(&pool, o->threads))) goto done;
-    threads = fsb_pool_size(pool);
-    c.arenas = calloc((size_t)threads, sizeof *c.arenas);
-    c.msg = calloc((size_t)threads, sizeof *c.msg);
-    c.msg_task = malloc(sizeof *c.msg_task * (size_t)threads);
-    c.correct = malloc(sizeof *c.correct * (size_t)tasks * o->n_methods);
-    c.ms = malloc(sizeof *c.ms * 2 * (size_t)tasks * o->n_methods);
-    c.status = calloc((size_t)tasks, sizeof *c.status);
-    if (!c.arenas || !c.msg || !c.msg_task || !c.correct || !c.ms || !c.status) {
-        st = fsb_error(FSB_ENOMEM, "perf-methods: out of memory");
-        goto done;
-    }
+    *scratch += task_bytes(c, max_shot);
+    return FSB_OK;
+}
+
+/* The per-task outputs and per-worker state of c (freed by ctx_free). */
+static int ctx_alloc(perf_ctx *c, const fsb_mperf_options *o, int threads, size_t scratch)
+{
+    const size_t tasks = (size_t)o->n_shots * o->episodes, nq = (size_t)o->way * o->query;
+    c->arenas = calloc((size_t)threads, sizeof *c->arenas);
+    c->msg = calloc((size_t)threads, sizeof *c->msg);
+    c->msg_task = malloc(sizeof *c->msg_task * (size_t)threads);
+    c->correct = malloc(sizeof *c->correct * tasks * o->n_methods);
+    c->ms = malloc(sizeof *c->ms * 2 * tasks * o->n_methods);
+    c->status = calloc(tasks, sizeof *c->status);
+    if (!c->arenas || !c->msg || !c->msg_task || !c->correct || !c->ms || !c->status)
+        return fsb_error(FSB_ENOMEM, "perf-methods: out of memory");
     for (int w = 0; w < threads; w++) {
-        c.msg_task[w] = -1;
-        if ((st = fsb_arena_init(&c.arenas[w], scratch + ((size_t)16 << 20)))) goto done;
+        c->msg_task[w] = -1;
+        int st = fsb_arena_init(&c->arenas[w], scratch + ((size_t)16 << 20));
+        if (st) return st;
     }
-    const int nq = o->way * o->query;
-    if (o->dump) {
-        c.pred = malloc(sizeof *c.pred * (size_t)tasks * o->n_methods * nq);
-        c.qry_rows = malloc(sizeof *c.qry_rows * (size_t)tasks * nq);
-        c.sup_rows = calloc((size_t)o->n_shots, sizeof *c.sup_rows);
-        if (!c.pred || !c.qry_rows || !c.sup_rows) {
-            st = fsb_error(FSB_ENOMEM, "--dump: out of memory");
-            goto done;
-        }
-        for (int s = 0; s < o->n_shots; s++)
-            if (!(c.sup_rows[s] =
-                      malloc(sizeof(int) * (size_t)o->episodes * o->way * o->shots[s]))) {
-                st = fsb_error(FSB_ENOMEM, "--dump: out of memory");
-                goto done;
-            }
-    }
-    double t0 = fsb_now();
-    fsb_pool_run(pool, tasks, perf_task, &c);
-    res->wall_s = fsb_now() - t0;
+    if (!o->dump) return FSB_OK;
+    c->pred = malloc(sizeof *c->pred * tasks * o->n_methods * nq);
+    c->qry_rows = malloc(sizeof *c->qry_rows * tasks * nq);
+    c->sup_rows = calloc((size_t)o->n_shots, sizeof *c->sup_rows);
+    if (!c->pred || !c->qry_rows || !c->sup_rows)
+        return fsb_error(FSB_ENOMEM, "--dump: out of memory");
+    for (int s = 0; s < o->n_shots; s++)
+        if (!(c->sup_rows[s] = malloc(sizeof(int) * (size_t)o->episodes * o->way * o->shots[s])))
+            return fsb_error(FSB_ENOMEM, "--dump: out of memory");
+    return FSB_OK;
+}
+
+static void ctx_free(perf_ctx *c, int threads)
+{
+    for (int w = 0; c->arenas && w < threads; w++)
+        fsb_arena_free(&c->arenas[w]);
+    free(c->arenas);
+    free(c->msg);
+    free(c->msg_task);
+    free(c->correct);
+    free(c->ms);
+    free(c->status);
+    free(c->pred);
+    free(c->qry_rows);
+    for (int s = 0; c->sup_rows && s < c->o->n_shots; s++)
+        free(c->sup_rows[s]);
+    free(c->sup_rows);
+}
+
+/* The error of the first failed task (in task order), or FSB_OK. */
+static int first_failure(const perf_ctx *c, int threads)
+{
+    const fsb_mperf_options *o = c->o;
     int first = -1, fw = -1;
     for (int w = 0; w < threads; w++)
-        if (c.msg_task[w] >= 0 && (first < 0 || c.msg_task[w] < first)) {
-            first = c.msg_task[w];
+        if (c->msg_task[w] >= 0 && (first < 0 || c->msg_task[w] < first)) {
+            first = c->msg_task[w];
             fw = w;
         }
-    if (first >= 0) {
-        st = fsb_error(c.status[first], "episode %d of shot %d: %s", first % o->episodes,
-                       o->shots[first / o->episodes], c.msg[fw]);
-        goto done;
-    }
+    if (first < 0) return FSB_OK;
+    return fsb_error(c->status[first], "episode %d of shot %d: %s", first % o->episodes,
+                     o->shots[first / o->episodes], c->msg[fw]);
+}
+
+/* Per (method, shot): mean times, mean accuracy and its CI. */
+static int summarise(const perf_ctx *c, fsb_mperf_result *res)
+{
+    const fsb_mperf_options *o = c->o;
+    const int tasks = o->n_shots * o->episodes, nq = o->way * o->query;
     double *acc = malloc(sizeof *acc * (size_t)o->episodes);
-    if (!acc) {
-        st = fsb_error(FSB_ENOMEM, "perf-methods: out of memory");
-        goto done;
-    }
+    if (!acc) return fsb_error(FSB_ENOMEM, "perf-methods: out of memory");
     for (int mi = 0; mi < o->n_methods; mi++)
         for (int s = 0; s < o->n_shots; s++) {
             fsb_mperf_cell *cell = &res->cell[mi][s];
             double fit = 0, prd = 0, sd;
             for (int e = 0; e < o->episodes; e++) {
                 size_t ti = (size_t)mi * tasks + (size_t)s * o->episodes + e;
-                acc[e] = (double)c.correct[ti] / nq;
-                fit += c.ms[2 * ti];
-                prd += c.ms[2 * ti + 1];
+                acc[e] = (double)c->correct[ti] / nq;
+                fit += c->ms[2 * ti];
+                prd += c->ms[2 * ti + 1];
             }
             cell->fit_ms = fit / o->episodes;
             cell->predict_ms = prd / o->episodes;
             fsb_stats_mean_ci(acc, (size_t)o->episodes, &cell->accuracy, &sd, &cell->ci95);
         }
     free(acc);
-    res->n_features = n;
-    res->dim = dim;
-    res->n_classes = nc;
+    return FSB_OK;
+}
+
+int fsb_perf_methods(const fsb_mperf_options *o, fsb_mperf_result *res)
+{
+    feature_set fs;
+    memset(&fs, 0, sizeof fs);
+    fsb_tensorfile_init(&fs.tf);
+    perf_ctx c;
+    memset(&c, 0, sizeof c);
+    c.o = o;
+    memset(res, 0, sizeof *res);
+    fsb_pool *pool = NULL;
+    int threads = 0, st;
+    if (o->episodes < 1 || o->n_shots < 1 || o->n_shots > FSB_MPERF_MAX_SHOTS || o->way < 1 ||
+        o->query < 1 || o->n_methods < 1 || o->n_methods > FSB_MPERF_MAX_METHODS)
+        return fsb_error(FSB_EINVAL, "perf-methods: bad options");
+    int max_shot = o->shots[o->n_shots - 1];
+    for (int s = 0; s < o->n_shots; s++)
+        if (o->shots[s] > max_shot) max_shot = o->shots[s];
+    if ((st = load_features(&fs, o, max_shot))) goto done;
+    c.feat = fs.feat;
+    c.dim = fs.dim;
+    c.n_classes = fs.n_classes;
+    c.max_count = fs.max_count;
+    c.class_start = fs.class_start;
+    c.class_count = fs.class_count;
+    c.rows = fs.rows;
+    size_t scratch;
+    if ((st = setup_methods(&c, o, &fs, max_shot, &scratch))) goto done;
+    fsb_blas_set_threads(1);
+    if ((st = fsb_pool_create(&pool, o->threads))) goto done;
+    threads = fsb_pool_size(pool);
+    if ((st = ctx_alloc(&c, o, threads, scratch))) goto done;
+    double t0 = fsb_now();
+    fsb_pool_run(pool, o->n_shots * o->episodes, perf_task, &c);
+    res->wall_s = fsb_now() - t0;
+    if ((st = first_failure(&c, threads)) || (st = summarise(&c, res))) goto done;
+    res->n_features = fs.n;
+    res->dim = fs.dim;
+    res->n_classes = fs.n_classes;
     res->threads = threads;
+    res->base_mean_from_file = fs.mean_from_file;
     if (o->dump && (st = write_dump(&c, o->dump))) goto done;
     if (o->report_dir) st = write_report(&c, o->report_dir, res);
 done:
     fsb_pool_destroy(pool);
-    for (int w = 0; c.arenas && w < threads; w++)
-        fsb_arena_free(&c.arenas[w]);
-    free(c.arenas);
-    free(c.msg);
-    free(c.msg_task);
-    free(c.correct);
-    free(c.ms);
-    free(c.status);
-    free(c.pred);
-    free(c.qry_rows);
-    for (int s = 0; c.sup_rows && s < o->n_shots; s++)
-        free(c.sup_rows[s]);
-    free(c.sup_rows);
-    free(lr);
-    free(rows);
-    free(class_start);
-    free(class_count);
-    free(mean);
-    fsb_tensorfile_free(&tf);
+    ctx_free(&c, threads);
+    features_free(&fs);
     return st;
 }
