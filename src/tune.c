@@ -14,6 +14,7 @@
 #include "fsb/status.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -386,23 +387,39 @@ static int pair_points(const fsb_tune_opts *o, const point_result *ref, const po
     return st;
 }
 
+/* The growing text of val_table.md or chosen.txt: cap bytes at buf, len used (len >= cap once
+ * anything was cut). */
+typedef struct text_buf {
+    char *buf;  /* the text */
+    size_t cap; /* its size */
+    size_t len; /* characters written (or that would have been) */
+} text_buf;
+
+/* Append printf-style text to t (what does not fit is counted in t->len, not written). */
+static void tb_printf(text_buf *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->buf + t->len, t->len < t->cap ? t->cap - t->len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) t->len += (size_t)n;
+}
+
 /* Append the paired REFILLED - fine-tune section to the table (see tune.h). */
 static int paired_section(const fsb_tune_opts *o, point_result *ref, int n_ref, point_result *ft,
-                          int n_ft, char *table, size_t cap, size_t *tl)
+                          int n_ft, text_buf *t)
 {
-    size_t l = *tl;
-    l += (size_t)snprintf(table + l, cap - l,
-                          "\n## REFILLED − fine-tune, paired\n\nPercentage points over the "
-                          "episodes both share (mean ± 95%% CI of the per-episode "
-                          "differences); the fine-tune twin is the point without the "
-                          "refilled-only keys.\n\n| refilled point | fine-tune point |");
+    tb_printf(t, "\n## REFILLED − fine-tune, paired\n\nPercentage points over the "
+                 "episodes both share (mean ± 95%% CI of the per-episode "
+                 "differences); the fine-tune twin is the point without the "
+                 "refilled-only keys.\n\n| refilled point | fine-tune point |");
     for (int s = 0; s < o->n_shots; s++)
-        l += (size_t)snprintf(table + l, cap - l, " %d-shot |", o->shots[s]);
-    l += (size_t)snprintf(table + l, cap - l, "\n|---|---|");
+        tb_printf(t, " %d-shot |", o->shots[s]);
+    tb_printf(t, "\n|---|---|");
     for (int s = 0; s < o->n_shots; s++)
-        l += (size_t)snprintf(table + l, cap - l, "---|");
-    l += (size_t)snprintf(table + l, cap - l, "\n");
-    for (int p = 0; p < n_ref && l < cap; p++) {
+        tb_printf(t, "---|");
+    tb_printf(t, "\n");
+    for (int p = 0; p < n_ref && t->len < t->cap; p++) {
         char *twin[1] = {NULL};
         int nt = 0, st = fsb_tune_expand(ref[p].spec, "finetune", "grid", twin, &nt);
         if (st) return st; /* a single point, already checked */
@@ -413,17 +430,15 @@ static int paired_section(const fsb_tune_opts *o, point_result *ref, int n_ref, 
         if (q == n_ft) continue; /* its twin was not run (the grids differ) */
         double diff[FSB_EPISODES_MAX_SHOTS], ci[FSB_EPISODES_MAX_SHOTS];
         if ((st = pair_points(o, &ref[p], &ft[q], diff, ci))) return st;
-        l += (size_t)snprintf(table + l, cap - l, "| %s | %s |",
-                              *ref[p].spec ? ref[p].spec : "defaults",
-                              *ft[q].spec ? ft[q].spec : "defaults");
+        tb_printf(t, "| %s | %s |", *ref[p].spec ? ref[p].spec : "defaults",
+                  *ft[q].spec ? ft[q].spec : "defaults");
         for (int s = 0; s < o->n_shots; s++) {
             char d[24];
             fsb_report_fmt_diff(d, sizeof d, 100 * diff[s]);
-            l += (size_t)snprintf(table + l, cap - l, " %s ± %.2f |", d, 100 * ci[s]);
+            tb_printf(t, " %s ± %.2f |", d, 100 * ci[s]);
         }
-        l += (size_t)snprintf(table + l, cap - l, "\n");
+        tb_printf(t, "\n");
     }
-    *tl = l;
     return FSB_OK;
 }
 
@@ -493,35 +508,25 @@ static int run_point(const fsb_tune_opts *o, const char *method, int index, int 
     return st;
 }
 
-/* The growing text of val_table.md or chosen.txt: cap bytes at buf, len used (len >= cap once
- * anything was cut). */
-typedef struct text_buf {
-    char *buf;  /* the text */
-    size_t cap; /* its size */
-    size_t len; /* characters written (or that would have been) */
-} text_buf;
-
 /* The headers of the table and of the choice. */
 static void table_headers(const fsb_tune_opts *o, text_buf *t, text_buf *ch)
 {
-    t->len +=
-        (size_t)snprintf(t->buf + t->len, t->cap - t->len,
-                         "# Student hyper-parameters on the %s split (%ld episodes per "
-                         "shot, %d-way, %d queries, seed %llu)\n\nAccuracy %% (mean ± 95%% "
-                         "CI, 1.96·σ/√E, σ population std).\n\n| method | point |",
-                         o->split, o->episodes, o->way, o->query, (unsigned long long)o->seed);
+    tb_printf(t,
+              "# Student hyper-parameters on the %s split (%ld episodes per "
+              "shot, %d-way, %d queries, seed %llu)\n\nAccuracy %% (mean ± 95%% "
+              "CI, 1.96·σ/√E, σ population std).\n\n| method | point |",
+              o->split, o->episodes, o->way, o->query, (unsigned long long)o->seed);
     for (int s = 0; s < o->n_shots; s++)
-        t->len += (size_t)snprintf(t->buf + t->len, t->cap - t->len, " %d-shot |", o->shots[s]);
-    t->len += (size_t)snprintf(t->buf + t->len, t->cap - t->len, " mean over shots |\n|---|---|");
+        tb_printf(t, " %d-shot |", o->shots[s]);
+    tb_printf(t, " mean over shots |\n|---|---|");
     for (int s = 0; s <= o->n_shots; s++)
-        t->len += (size_t)snprintf(t->buf + t->len, t->cap - t->len, "---|");
-    t->len += (size_t)snprintf(t->buf + t->len, t->cap - t->len, "\n");
-    ch->len += (size_t)snprintf(
-        ch->buf + ch->len, ch->cap - ch->len,
-        "# best point per method on %s (mean accuracy over shots; ties: fewer "
-        "steps, then adapt head < last < all; svm/logreg: smaller C)\n# method\tpoint\t"
-        "mean%%\tcanonical --student, or --C/--norm\n",
-        o->split);
+        tb_printf(t, "---|");
+    tb_printf(t, "\n");
+    tb_printf(ch,
+              "# best point per method on %s (mean accuracy over shots; ties: fewer "
+              "steps, then adapt head < last < all; svm/logreg: smaller C)\n# method\tpoint\t"
+              "mean%%\tcanonical --student, or --C/--norm\n",
+              o->split);
 }
 
 /* One table row per point of `method`, and its chosen point: the best mean over shots, ties
@@ -532,13 +537,10 @@ static void method_rows(const fsb_tune_opts *o, const char *method, point_result
     int best = 0;
     for (int p = 0; p < n_pts; p++) {
         point_result *pr = &res[p];
-        t->len += (size_t)snprintf(t->buf + t->len, t->cap - t->len, "| %s | %s |", method,
-                                   *pr->spec ? pr->spec : "defaults");
+        tb_printf(t, "| %s | %s |", method, *pr->spec ? pr->spec : "defaults");
         for (int s = 0; s < o->n_shots; s++)
-            t->len += (size_t)snprintf(t->buf + t->len, t->cap - t->len, " %.2f ± %.2f |",
-                                       100 * pr->mean[s], 100 * pr->ci[s]);
-        t->len +=
-            (size_t)snprintf(t->buf + t->len, t->cap - t->len, " %.2f |\n", 100 * pr->overall);
+            tb_printf(t, " %.2f ± %.2f |", 100 * pr->mean[s], 100 * pr->ci[s]);
+        tb_printf(t, " %.2f |\n", 100 * pr->overall);
         if (p == 0) continue;
         point_result *b = &res[best];
         double sp, sb;
@@ -561,9 +563,8 @@ static void method_rows(const fsb_tune_opts *o, const char *method, point_result
     } else {
         student_canonical(res[best].spec, canon, sizeof canon, "grid");
     }
-    ch->len += (size_t)snprintf(ch->buf + ch->len, ch->cap - ch->len, "%s\t%s\t%.2f\t%s\n", method,
-                                *res[best].spec ? res[best].spec : "defaults",
-                                100 * res[best].overall, canon);
+    tb_printf(ch, "%s\t%s\t%.2f\t%s\n", method, *res[best].spec ? res[best].spec : "defaults",
+              100 * res[best].overall, canon);
 }
 
 /* OUT/val_table.md and OUT/chosen.txt (and both on o->log). */
@@ -615,8 +616,7 @@ int fsb_tune(const fsb_tune_opts *o)
         if (!strcmp(o->methods[m], "refilled")) mr = m;
     }
     if (mf >= 0 && mr >= 0 &&
-        (st =
-             paired_section(o, res[mr], n_pts[mr], res[mf], n_pts[mf], table.buf, cap, &table.len)))
+        (st = paired_section(o, res[mr], n_pts[mr], res[mf], n_pts[mf], &table)))
         goto done;
     st = write_tables(o, &table, &chosen);
 done:
