@@ -7,6 +7,7 @@
  * episodes); all randomness comes from the episode rng, in a fixed order.
  */
 #include "fsb/student.h"
+#include "fsb/arena.h"
 #include "fsb/layers.h"
 #include "fsb/optim.h"
 #include "fsb/status.h"

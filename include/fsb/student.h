@@ -26,7 +26,6 @@
 #ifndef FSB_STUDENT_H
 #define FSB_STUDENT_H
 
-#include "fsb/arena.h"
 #include "fsb/cache.h"
 #include "fsb/model.h"
 #include "fsb/refilled.h"
