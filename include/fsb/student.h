@@ -189,8 +189,8 @@ typedef struct fsb_student_episode_view {
  * from `opts`. way and shot may be any values up to the ctx's. rng is the episode's generator
  * (head init, augmentation key, batch rotation, dropout). stats may be NULL.
  * In order: the student (teacher copy + fresh head) and the bank; stage 1 (REFILLED with a
- * trainable backbone and stage1_steps > 0, at K > 1 or with >= 2 views at K = 1: see
- * stats.stage1_ran); stage 2 (REFILLED) or fine-tuning; the prediction of the queries.
+ * trainable backbone and stage1_steps > 0, at K > 1, or at K = 1 with k1=views and >= 2 bank
+ * views per image: stats.stage1_ran); stage 2 (REFILLED) or fine-tuning; the prediction.
  * ep->support_feat and ep->query_feat (each may be NULL) are the teacher's eval-mode
  * embeddings (D = its embedding dimension) of the same images under the ctx's test transform
  * (the runner's cached features). With a frozen backbone (adapt=head, prefix=1) they replace
