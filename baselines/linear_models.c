@@ -81,6 +81,152 @@ static int span_basis(double *l, int *piv, double *d, const float *k, int n)
     return r;
 }
 
+/* One episode's linear problem: its shapes and its buffers (from the scratch arena). */
+typedef struct linear_episode {
+    int dim;                    /* feature dimension */
+    int D;                      /* columns of a design row: dim + has_bias */
+    int ns;                     /* support examples */
+    int way;                    /* classes */
+    int nr_w;                   /* weight vectors liblinear keeps: 1 for two classes, else way */
+    int has_bias;               /* 1: the bias is a constant extra feature (cfg->bias >= 0) */
+    int subspace;               /* 1: solved in the span of the support rows (span_basis) */
+    int n_feat;                 /* columns liblinear sees: D, or the span's rank */
+    float *sup;                 /* [ns][dim] normalised support features */
+    float *qry;                 /* [n_query][dim] normalised query features */
+    float *xa;                  /* [ns][D] design rows [x, bias] */
+    struct feature_node *nodes; /* [ns][cols + 1] liblinear's sparse rows */
+    struct feature_node **rows; /* [ns] their starts */
+    double *y;                  /* [ns] labels */
+    double *score;              /* [2 * way] decision values by weight vector, then by class */
+    int *cls;                   /* [way] class of each weight vector */
+    double *w;                  /* [way][D] weights in feature space */
+    float *gram;                /* subspace: [ns][ns] Gram matrix of the design rows */
+    double *l;                  /* subspace: [ns][ns] its pivoted Cholesky factor */
+    double *tmp;                /* subspace: [2 * ns] span_basis scratch, then alpha */
+    int *piv;                   /* subspace: [ns] pivot rows */
+} linear_episode;
+
+/* Shapes and buffers of the episode; FSB_ENOMEM (with the method's name) when the arena is
+ * too small. */
+static int linear_alloc(linear_episode *le, const fsb_method *m, const fsb_method_config *cfg,
+                        const fsb_episode_view *ep, fsb_arena *scratch)
+{
+    memset(le, 0, sizeof *le);
+    le->dim = ep->dim;
+    le->ns = ep->n_support;
+    le->way = ep->way;
+    le->has_bias = cfg->bias >= 0;
+    le->D = le->dim + le->has_bias;
+    le->subspace = 2 * le->ns <= le->D; /* worth the Gram's cost */
+    le->nr_w = le->way == 2 ? 1 : le->way;
+    const size_t ns = (size_t)le->ns, cols = le->subspace ? ns : (size_t)le->D;
+    le->sup = fsb_arena_floats(scratch, ns * le->dim);
+    le->qry = fsb_arena_floats(scratch, (size_t)ep->n_query * le->dim);
+    le->xa = fsb_arena_floats(scratch, ns * le->D);
+    le->nodes = fsb_arena_alloc(scratch, sizeof *le->nodes * ns * (cols + 1), 64);
+    le->rows = fsb_arena_alloc(scratch, sizeof *le->rows * ns, 64);
+    le->y = fsb_arena_alloc(scratch, sizeof *le->y * ns, 64);
+    le->score = fsb_arena_alloc(scratch, sizeof *le->score * (size_t)le->way * 2, 64);
+    le->cls = fsb_arena_alloc(scratch, sizeof *le->cls * (size_t)le->way, 64);
+    le->w = fsb_arena_alloc(scratch, sizeof *le->w * (size_t)le->way * le->D, 64);
+    if (le->subspace) {
+        le->gram = fsb_arena_floats(scratch, ns * ns);
+        le->l = fsb_arena_alloc(scratch, sizeof *le->l * ns * ns, 64);
+        le->tmp = fsb_arena_alloc(scratch, sizeof *le->tmp * 2 * ns, 64);
+        le->piv = fsb_arena_alloc(scratch, sizeof *le->piv * ns, 64);
+    }
+    if (!le->sup || !le->qry || !le->xa || !le->nodes || !le->rows || !le->y || !le->score ||
+        !le->cls || !le->w || (le->subspace && (!le->gram || !le->l || !le->tmp || !le->piv)))
+        return fsb_error_wrap(FSB_ENOMEM, "%s: episode scratch", m->name);
+    return FSB_OK;
+}
+
+/* liblinear's problem: design rows [x, bias] (the bias is a regularised constant feature,
+ * sklearn's intercept_scaling), or their coordinates in the span of the support rows; then
+ * the nonzero entries of each row and a terminator. Sets le->n_feat. */
+static void linear_design(linear_episode *le, const fsb_episode_view *ep, double bias)
+{
+    const int ns = le->ns, dim = le->dim, D = le->D;
+    for (int i = 0; i < ns; i++) {
+        memcpy(le->xa + (size_t)i * D, le->sup + (size_t)i * dim, sizeof(float) * (size_t)dim);
+        if (le->has_bias) le->xa[(size_t)i * D + dim] = (float)bias;
+        le->y[i] = ep->support_labels[i];
+    }
+    le->n_feat = D;
+    if (le->subspace) {
+        fsb_sgemm(0, 1, ns, ns, D, 1.0f, le->xa, D, le->xa, D, 0.0f, le->gram, ns);
+        le->n_feat = span_basis(le->l, le->piv, le->tmp, le->gram, ns);
+    }
+    struct feature_node *p = le->nodes;
+    for (int i = 0; i < ns; i++) {
+        le->rows[i] = p;
+        for (int j = 0; j < le->n_feat; j++) {
+            double v = le->subspace ? le->l[(size_t)i * ns + j] : le->xa[(size_t)i * D + j];
+            if (v != 0.0) *p++ = (struct feature_node){j + 1, v};
+        }
+        *p++ = (struct feature_node){-1, 0.0};
+    }
+}
+
+/* w[k] (D doubles per scored class) from liblinear's [n_feat][nr_w] weights; a two-class
+ * model keeps one vector scoring label[0] positive. */
+static void linear_weights(linear_episode *le, const struct model *model)
+{
+    const int ns = le->ns, D = le->D, n_feat = le->n_feat, nr_w = le->nr_w;
+    for (int k = 0; k < nr_w; k++) {
+        double *wk = le->w + (size_t)k * D;
+        if (!le->subspace) {
+            for (int j = 0; j < D; j++)
+                wk[j] = model->w[(size_t)j * nr_w + k];
+            continue;
+        }
+        /* alpha = L_B^-T u (back substitution), w = X_B^T alpha */
+        double *alpha = le->tmp;
+        for (int a = n_feat - 1; a >= 0; a--) {
+            double s = model->w[(size_t)a * nr_w + k];
+            for (int b = a + 1; b < n_feat; b++)
+                s -= le->l[(size_t)le->piv[b] * ns + a] * alpha[b];
+            alpha[a] = s / le->l[(size_t)le->piv[a] * ns + a];
+        }
+        memset(wk, 0, sizeof(double) * (size_t)D);
+        for (int a = 0; a < n_feat; a++) {
+            const float *xb = le->xa + (size_t)le->piv[a] * D;
+            for (int j = 0; j < D; j++)
+                wk[j] += alpha[a] * xb[j];
+        }
+    }
+    for (int k = 0; k < le->way; k++)
+        le->cls[k] = model->label[k];
+}
+
+/* pred[n_query]: the class of the largest decision value, ties to the lowest class. */
+static void linear_predict(linear_episode *le, int n_query, double bias, int *pred)
+{
+    const int dim = le->dim, D = le->D, way = le->way, nr_w = le->nr_w;
+    for (int qi = 0; qi < n_query; qi++) {
+        const float *x = le->qry + (size_t)qi * dim;
+        for (int k = 0; k < nr_w; k++) {
+            const double *wk = le->w + (size_t)k * D;
+            double d = 0.0;
+            for (int j = 0; j < dim; j++)
+                d += wk[j] * x[j];
+            le->score[k] = le->has_bias ? d + wk[dim] * bias : d;
+        }
+        double *by_class = le->score + way;
+        if (nr_w == 1) {
+            by_class[le->cls[0]] = le->score[0];
+            by_class[le->cls[1]] = -le->score[0];
+        } else {
+            for (int k = 0; k < way; k++)
+                by_class[le->cls[k]] = le->score[k];
+        }
+        int best = 0;
+        for (int c = 1; c < way; c++)
+            if (by_class[c] > by_class[best]) best = c;
+        pred[qi] = best;
+    }
+}
+
 int fsb_method_linear_run(const fsb_method *m, const fsb_method_config *cfg,
                           const fsb_episode_view *ep, fsb_arena *scratch, fsb_rng *rng, int *pred,
                           fsb_method_stats *stats)
@@ -93,64 +239,18 @@ int fsb_method_linear_run(const fsb_method *m, const fsb_method_config *cfg,
     pthread_once(&quiet_once, quiet_liblinear);
     size_t mark = fsb_arena_mark(scratch);
     struct model *model = NULL;
-    const int dim = ep->dim, ns = ep->n_support, way = ep->way;
-    const int has_bias = cfg->bias >= 0, D = dim + has_bias;
-    const int subspace = 2 * ns <= D, cols = subspace ? ns : D; /* worth the Gram's cost */
-    const int nr_w = way == 2 ? 1 : way;
     double t0 = fsb_now(), t1;
-    float *sup = fsb_arena_floats(scratch, (size_t)ns * dim);
-    float *qry = fsb_arena_floats(scratch, (size_t)ep->n_query * dim);
-    float *xa = fsb_arena_floats(scratch, (size_t)ns * D);
-    struct feature_node *nodes =
-        fsb_arena_alloc(scratch, sizeof *nodes * (size_t)ns * (cols + 1), 64);
-    struct feature_node **rows = fsb_arena_alloc(scratch, sizeof *rows * (size_t)ns, 64);
-    double *y = fsb_arena_alloc(scratch, sizeof *y * (size_t)ns, 64);
-    double *score = fsb_arena_alloc(scratch, sizeof *score * (size_t)way * 2, 64);
-    int *cls = fsb_arena_alloc(scratch, sizeof *cls * (size_t)way, 64);
-    double *w = fsb_arena_alloc(scratch, sizeof *w * (size_t)way * D, 64);
-    float *gram = NULL;
-    double *l = NULL, *tmp = NULL;
-    int *piv = NULL;
-    if (subspace) {
-        gram = fsb_arena_floats(scratch, (size_t)ns * ns);
-        l = fsb_arena_alloc(scratch, sizeof *l * (size_t)ns * ns, 64);
-        tmp = fsb_arena_alloc(scratch, sizeof *tmp * 2 * (size_t)ns, 64);
-        piv = fsb_arena_alloc(scratch, sizeof *piv * (size_t)ns, 64);
-    }
-    if (!sup || !qry || !xa || !nodes || !rows || !y || !score || !cls || !w ||
-        (subspace && (!gram || !l || !tmp || !piv))) {
-        st = fsb_error_wrap(FSB_ENOMEM, "%s: episode scratch", m->name);
-        goto done;
-    }
-    fsb_features_normalise(sup, ep->support_feat, ns, dim, cfg->norm, cfg->base_mean);
-    fsb_features_normalise(qry, ep->query_feat, ep->n_query, dim, cfg->norm, cfg->base_mean);
-    if (way == 1) { /* nothing to separate */
+    linear_episode le;
+    if ((st = linear_alloc(&le, m, cfg, ep, scratch))) goto done;
+    fsb_features_normalise(le.sup, ep->support_feat, le.ns, le.dim, cfg->norm, cfg->base_mean);
+    fsb_features_normalise(le.qry, ep->query_feat, ep->n_query, le.dim, cfg->norm, cfg->base_mean);
+    if (le.way == 1) { /* nothing to separate */
         t1 = fsb_now();
         memset(pred, 0, sizeof(int) * (size_t)ep->n_query);
         goto timing;
     }
-    /* rows [x, bias]: the bias is a regularised constant feature (sklearn's intercept_scaling) */
-    for (int i = 0; i < ns; i++) {
-        memcpy(xa + (size_t)i * D, sup + (size_t)i * dim, sizeof(float) * (size_t)dim);
-        if (has_bias) xa[(size_t)i * D + dim] = (float)cfg->bias;
-        y[i] = ep->support_labels[i];
-    }
-    int n_feat = D;
-    if (subspace) {
-        fsb_sgemm(0, 1, ns, ns, D, 1.0f, xa, D, xa, D, 0.0f, gram, ns);
-        n_feat = span_basis(l, piv, tmp, gram, ns);
-    }
-    /* liblinear's sparse rows: the nonzero entries of each design row, then a terminator */
-    struct feature_node *p = nodes;
-    for (int i = 0; i < ns; i++) {
-        rows[i] = p;
-        for (int j = 0; j < n_feat; j++) {
-            double v = subspace ? l[(size_t)i * ns + j] : xa[(size_t)i * D + j];
-            if (v != 0.0) *p++ = (struct feature_node){j + 1, v};
-        }
-        *p++ = (struct feature_node){-1, 0.0};
-    }
-    struct problem prob = {.l = ns, .n = n_feat, .y = y, .x = rows, .bias = -1.0};
+    linear_design(&le, ep, cfg->bias);
+    struct problem prob = {.l = le.ns, .n = le.n_feat, .y = le.y, .x = le.rows, .bias = -1.0};
     struct parameter param = {.solver_type = m->variant,
                               .eps = cfg->eps,
                               .C = cfg->C,
@@ -165,60 +265,14 @@ int fsb_method_linear_run(const fsb_method *m, const fsb_method_config *cfg,
         goto done;
     }
     model = train(&prob, &param);
-    if (!model || model->nr_class != way) {
+    if (!model || model->nr_class != le.way) {
         st = fsb_error(FSB_EINTERNAL, "%s: episode %lld: liblinear training failed", m->name,
                        (long long)ep->episode);
         goto done;
     }
-    /* w[k] (D doubles per scored class) from liblinear's [n_feat][nr_w] weights; a two-class
-     * model keeps one vector scoring label[0] positive */
-    for (int k = 0; k < nr_w; k++) {
-        double *wk = w + (size_t)k * D;
-        if (!subspace) {
-            for (int j = 0; j < D; j++)
-                wk[j] = model->w[(size_t)j * nr_w + k];
-            continue;
-        }
-        /* alpha = L_B^-T u (back substitution), w = X_B^T alpha */
-        double *alpha = tmp;
-        for (int a = n_feat - 1; a >= 0; a--) {
-            double s = model->w[(size_t)a * nr_w + k];
-            for (int b = a + 1; b < n_feat; b++)
-                s -= l[(size_t)piv[b] * ns + a] * alpha[b];
-            alpha[a] = s / l[(size_t)piv[a] * ns + a];
-        }
-        memset(wk, 0, sizeof(double) * (size_t)D);
-        for (int a = 0; a < n_feat; a++) {
-            const float *xb = xa + (size_t)piv[a] * D;
-            for (int j = 0; j < D; j++)
-                wk[j] += alpha[a] * xb[j];
-        }
-    }
-    for (int k = 0; k < way; k++)
-        cls[k] = model->label[k];
+    linear_weights(&le, model);
     t1 = fsb_now();
-    for (int qi = 0; qi < ep->n_query; qi++) {
-        const float *x = qry + (size_t)qi * dim;
-        for (int k = 0; k < nr_w; k++) {
-            const double *wk = w + (size_t)k * D;
-            double d = 0.0;
-            for (int j = 0; j < dim; j++)
-                d += wk[j] * x[j];
-            score[k] = has_bias ? d + wk[dim] * cfg->bias : d;
-        }
-        double *by_class = score + way;
-        if (nr_w == 1) {
-            by_class[cls[0]] = score[0];
-            by_class[cls[1]] = -score[0];
-        } else {
-            for (int k = 0; k < way; k++)
-                by_class[cls[k]] = score[k];
-        }
-        int best = 0;
-        for (int c = 1; c < way; c++)
-            if (by_class[c] > by_class[best]) best = c;
-        pred[qi] = best;
-    }
+    linear_predict(&le, ep->n_query, cfg->bias, pred);
 timing:
     if (stats) {
         stats->fit_ms = (t1 - t0) * 1e3;

@@ -79,6 +79,13 @@ static int name_ok(const char *s)
     return 1;
 }
 
+/* hex[33]: the 16 bytes as 32 lowercase hex digits. */
+static void digest_hex(const unsigned char digest[16], char hex[33])
+{
+    for (int b = 0; b < 16; b++)
+        snprintf(hex + 2 * b, 3, "%02x", digest[b]);
+}
+
 /* Write (or only hash) the column row and all data rows of `sw`. */
 static int write_rows(const fsb_sweep *sw, const fsb_split *s, FILE *fp, char hex[33])
 {
@@ -152,8 +159,7 @@ static int write_rows(const fsb_sweep *sw, const fsb_split *s, FILE *fp, char he
     if ((st = rw_flush(&w))) goto done;
     XXH128_canonical_t canon;
     XXH128_canonicalFromHash(&canon, XXH3_128bits_digest(w.hash));
-    for (int b = 0; b < 16; b++)
-        snprintf(hex + 2 * b, 3, "%02x", canon.digest[b]);
+    digest_hex(canon.digest, hex);
 done:
     XXH3_freeState(w.hash);
     free(w.buf);
@@ -367,22 +373,153 @@ static int split_row(char *line, char *f[6])
     return n == 6 ? 0 : -1;
 }
 
+/* The state of reading a manifest's rows onto a split. */
+typedef struct row_reader {
+    line_reader r;      /* the file, after the header */
+    const char *path;   /* for messages */
+    const fsb_split *s; /* the split the rows are mapped onto */
+    fsb_sweep *sw;      /* receives classes, support and queries */
+    XXH3_state_t *hash; /* the content hash of the column row and the rows read */
+    int *class_seen;    /* [n_classes] episode+1 in which the class was last used */
+    int *image_seen;    /* [n_images] episode+1 in which the image was last used */
+    long *image_line;   /* [n_images] line where the image was last used */
+    long label_line;    /* line of the first row of the current (episode, label) */
+} row_reader;
+
+/* The next line, fed to the content hash with its "\n"; NULL at the end. */
+static char *hashed_line(row_reader *rr, size_t *len)
+{
+    char *line = next_line(&rr->r, len);
+    if (line) {
+        XXH3_128bits_update(rr->hash, line, *len);
+        XXH3_128bits_update(rr->hash, "\n", 1);
+    }
+    return line;
+}
+
+/* The class of the row of episode e, label c that names f_class: the first row of a label
+ * looks it up (*k < 0 on entry) and claims it for the episode; later rows must repeat it. */
+static int row_class(row_reader *rr, int e, int c, const char *f_class, int *k)
+{
+    const char *path = rr->path;
+    const fsb_split *s = rr->s;
+    long no = rr->r.line_no;
+    if (*k >= 0) {
+        if (strcmp(f_class, s->class_names[*k]) == 0) return FSB_OK;
+        return fsb_error(FSB_EFORMAT,
+                         "%s:%ld: class '%s' differs from '%s' given "
+                         "for episode %d label %d on line %ld",
+                         path, no, f_class, s->class_names[*k], e, c, rr->label_line);
+    }
+    *k = fsb_split_class_index(s, f_class);
+    rr->label_line = no;
+    if (*k < 0)
+        return fsb_error(FSB_ENOTFOUND,
+                         "%s:%ld: class '%s' is not in split "
+                         "%s (%s)",
+                         path, no, f_class, s->name, s->source);
+    if (rr->class_seen[*k] == e + 1)
+        return fsb_error(FSB_EFORMAT,
+                         "%s:%ld: class '%s' appears twice in "
+                         "episode %d",
+                         path, no, f_class, e);
+    rr->class_seen[*k] = e + 1;
+    rr->sw->classes[(size_t)e * rr->sw->way + c] = *k;
+    return FSB_OK;
+}
+
+/* Read the row of episode e, label c, role (0 support, 1 query), rank: it must be exactly
+ * that row, of the label's class *k (see row_class), naming an image of that class not yet
+ * used in the episode; the image goes to *img. */
+static int read_row(row_reader *rr, int e, int c, int role, int rank, int *k, int *img)
+{
+    const char *path = rr->path, *role_name = role == 0 ? "support" : "query";
+    size_t len;
+    char *f[6], *line = hashed_line(rr, &len);
+    uint64_t ve, vc, vr;
+    if (!line)
+        return fsb_error(FSB_EFORMAT,
+                         "%s:%ld: rows end early: missing episode %d label %d "
+                         "%s rank %d (header says %d episodes)",
+                         path, rr->r.line_no + 1, e, c, role_name, rank, rr->sw->n_episodes);
+    long no = rr->r.line_no;
+    if (split_row(line, f) || parse_dec(f[0], 0, INT32_MAX, &ve) ||
+        parse_dec(f[1], 0, INT32_MAX, &vc) || parse_dec(f[4], 0, INT32_MAX, &vr))
+        return fsb_error(FSB_EFORMAT,
+                         "%s:%ld: not a row "
+                         "'episode,label,class,role,rank,file'",
+                         path, no);
+    if ((int)ve != e || (int)vc != c || strcmp(f[3], role_name) != 0 || (int)vr != rank)
+        return fsb_error(FSB_EFORMAT,
+                         "%s:%ld: expected episode %d label %d %s rank %d here, "
+                         "found episode %s label %s %s rank %s (a row is missing, "
+                         "repeated or out of order)",
+                         path, no, e, c, role_name, rank, f[0], f[1], f[3], f[4]);
+    int st = row_class(rr, e, c, f[2], k);
+    if (st) return st;
+    int i = fsb_split_image_index(rr->s, *k, f[5]);
+    if (i < 0)
+        return fsb_error(FSB_ENOTFOUND,
+                         "%s:%ld: image '%s' of class '%s' is not "
+                         "in split %s (%s)",
+                         path, no, f[5], f[2], rr->s->name, rr->s->source);
+    if (rr->image_seen[i] == e + 1)
+        return fsb_error(FSB_EFORMAT,
+                         "%s:%ld: image '%s' is used twice in episode "
+                         "%d (also on line %ld)",
+                         path, no, f[5], e, rr->image_line[i]);
+    rr->image_seen[i] = e + 1;
+    rr->image_line[i] = no;
+    *img = i;
+    return FSB_OK;
+}
+
+/* The column row, every row in order (episode, label, support ranks then query ranks), then
+ * nothing but empty lines. */
+static int read_rows(row_reader *rr)
+{
+    fsb_sweep *sw = rr->sw;
+    size_t len;
+    char *line = hashed_line(rr, &len);
+    if (!line || strcmp(line, COLUMNS) != 0)
+        return fsb_error(FSB_EFORMAT, "%s:%ld: expected the column row '%s'", rr->path,
+                         rr->r.line_no + !line, COLUMNS);
+    for (int e = 0; e < sw->n_episodes; e++)
+        for (int c = 0; c < sw->way; c++) {
+            int k = -1;
+            size_t at = (size_t)e * sw->way + c;
+            for (int r = 0; r < sw->max_shot; r++) {
+                int st = read_row(rr, e, c, 0, r, &k, sw->support + at * sw->max_shot + r);
+                if (st) return st;
+            }
+            for (int r = 0; r < sw->query; r++) {
+                int st = read_row(rr, e, c, 1, r, &k, sw->queries + at * sw->query + r);
+                if (st) return st;
+            }
+        }
+    while ((line = next_line(&rr->r, &len)))
+        if (len)
+            return fsb_error(FSB_EFORMAT,
+                             "%s:%ld: extra row after the %d episodes the header "
+                             "declares",
+                             rr->path, rr->r.line_no, sw->n_episodes);
+    return FSB_OK;
+}
+
 int fsb_episodes_load(fsb_sweep *sw, const fsb_split *s, const char *path, int *fingerprint_differs)
 {
     int st = FSB_OK;
     char *data = NULL;
     size_t size;
-    int *class_seen = NULL;  /* [n_classes] episode+1 in which the class was last used */
-    long *image_line = NULL; /* [n_images] line where the image was last used */
-    int *image_seen = NULL;  /* [n_images] episode+1 in which the image was last used */
-    XXH3_state_t *hash = NULL;
+    row_reader rr = {.path = path, .s = s, .sw = sw};
     manifest_header h;
     unsigned char want[16];
     memset(sw, 0, sizeof *sw);
     if (fingerprint_differs) *fingerprint_differs = 0;
     if ((st = fsb_read_file_gz(path, (void **)&data, &size))) return st;
-    line_reader r = {data, data + size, 0};
-    if ((st = read_header(&r, path, &h)) || (st = parse_header(&h, path, s, sw, want))) goto done;
+    rr.r = (line_reader){data, data + size, 0};
+    if ((st = read_header(&rr.r, path, &h)) || (st = parse_header(&h, path, s, sw, want)))
+        goto done;
     size_t ne = (size_t)sw->n_episodes * (size_t)sw->way;
     /* a row takes at least 16 bytes ("0,0,a,query,0,x\n"): refuse to allocate for a header
      * that declares more rows than the file could hold */
@@ -397,127 +534,22 @@ int fsb_episodes_load(fsb_sweep *sw, const fsb_split *s, const char *path, int *
     sw->classes = malloc(sizeof(int) * ne);
     sw->support = malloc(sizeof(int) * ne * (size_t)sw->max_shot);
     sw->queries = malloc(sizeof(int) * (ne * (size_t)sw->query + 1));
-    class_seen = calloc((size_t)s->n_classes + 1, sizeof *class_seen);
-    image_seen = calloc((size_t)s->n_images + 1, sizeof *image_seen);
-    image_line = calloc((size_t)s->n_images + 1, sizeof *image_line);
-    hash = XXH3_createState();
-    if (!sw->classes || !sw->support || !sw->queries || !class_seen || !image_seen || !image_line ||
-        !hash) {
+    rr.class_seen = calloc((size_t)s->n_classes + 1, sizeof *rr.class_seen);
+    rr.image_seen = calloc((size_t)s->n_images + 1, sizeof *rr.image_seen);
+    rr.image_line = calloc((size_t)s->n_images + 1, sizeof *rr.image_line);
+    rr.hash = XXH3_createState();
+    if (!sw->classes || !sw->support || !sw->queries || !rr.class_seen || !rr.image_seen ||
+        !rr.image_line || !rr.hash) {
         st = fsb_error(FSB_ENOMEM, "%s: out of memory", path);
         goto done;
     }
-    XXH3_128bits_reset(hash);
-    size_t len;
-    char *line = next_line(&r, &len);
-    if (!line || strcmp(line, COLUMNS) != 0) {
-        st = fsb_error(FSB_EFORMAT, "%s:%ld: expected the column row '%s'", path, r.line_no + !line,
-                       COLUMNS);
-        goto done;
-    }
-    XXH3_128bits_update(hash, line, len);
-    XXH3_128bits_update(hash, "\n", 1);
-    long label_line = 0; /* line of the first row of the current (episode, label) */
-    for (int e = 0; e < sw->n_episodes; e++) {
-        for (int c = 0; c < sw->way; c++) {
-            int k = -1;
-            for (int role = 0; role < 2; role++) {
-                int n = role == 0 ? sw->max_shot : sw->query;
-                const char *role_name = role == 0 ? "support" : "query";
-                int *img = role == 0 ? sw->support + ((size_t)e * sw->way + c) * sw->max_shot
-                                     : sw->queries + ((size_t)e * sw->way + c) * sw->query;
-                for (int rank = 0; rank < n; rank++) {
-                    char *f[6];
-                    uint64_t ve, vc, vr;
-                    line = next_line(&r, &len);
-                    if (!line) {
-                        st = fsb_error(FSB_EFORMAT,
-                                       "%s:%ld: rows end early: missing episode %d label %d "
-                                       "%s rank %d (header says %d episodes)",
-                                       path, r.line_no + 1, e, c, role_name, rank, sw->n_episodes);
-                        goto done;
-                    }
-                    XXH3_128bits_update(hash, line, len);
-                    XXH3_128bits_update(hash, "\n", 1);
-                    if (split_row(line, f) || parse_dec(f[0], 0, INT32_MAX, &ve) ||
-                        parse_dec(f[1], 0, INT32_MAX, &vc) || parse_dec(f[4], 0, INT32_MAX, &vr)) {
-                        st = fsb_error(FSB_EFORMAT,
-                                       "%s:%ld: not a row "
-                                       "'episode,label,class,role,rank,file'",
-                                       path, r.line_no);
-                        goto done;
-                    }
-                    if ((int)ve != e || (int)vc != c || strcmp(f[3], role_name) != 0 ||
-                        (int)vr != rank) {
-                        st = fsb_error(FSB_EFORMAT,
-                                       "%s:%ld: expected episode %d label %d %s rank %d here, "
-                                       "found episode %s label %s %s rank %s (a row is missing, "
-                                       "repeated or out of order)",
-                                       path, r.line_no, e, c, role_name, rank, f[0], f[1], f[3],
-                                       f[4]);
-                        goto done;
-                    }
-                    if (k < 0) {
-                        k = fsb_split_class_index(s, f[2]);
-                        label_line = r.line_no;
-                        if (k < 0) {
-                            st = fsb_error(FSB_ENOTFOUND,
-                                           "%s:%ld: class '%s' is not in split "
-                                           "%s (%s)",
-                                           path, r.line_no, f[2], s->name, s->source);
-                            goto done;
-                        }
-                        if (class_seen[k] == e + 1) {
-                            st = fsb_error(FSB_EFORMAT,
-                                           "%s:%ld: class '%s' appears twice in "
-                                           "episode %d",
-                                           path, r.line_no, f[2], e);
-                            goto done;
-                        }
-                        class_seen[k] = e + 1;
-                        sw->classes[(size_t)e * sw->way + c] = k;
-                    } else if (strcmp(f[2], s->class_names[k]) != 0) {
-                        st = fsb_error(FSB_EFORMAT,
-                                       "%s:%ld: class '%s' differs from '%s' given "
-                                       "for episode %d label %d on line %ld",
-                                       path, r.line_no, f[2], s->class_names[k], e, c, label_line);
-                        goto done;
-                    }
-                    int i = fsb_split_image_index(s, k, f[5]);
-                    if (i < 0) {
-                        st = fsb_error(FSB_ENOTFOUND,
-                                       "%s:%ld: image '%s' of class '%s' is not "
-                                       "in split %s (%s)",
-                                       path, r.line_no, f[5], f[2], s->name, s->source);
-                        goto done;
-                    }
-                    if (image_seen[i] == e + 1) {
-                        st = fsb_error(FSB_EFORMAT,
-                                       "%s:%ld: image '%s' is used twice in episode "
-                                       "%d (also on line %ld)",
-                                       path, r.line_no, f[5], e, image_line[i]);
-                        goto done;
-                    }
-                    image_seen[i] = e + 1;
-                    image_line[i] = r.line_no;
-                    img[rank] = i;
-                }
-            }
-        }
-    }
-    while ((line = next_line(&r, &len)))
-        if (len) {
-            st = fsb_error(FSB_EFORMAT,
-                           "%s:%ld: extra row after the %d episodes the header "
-                           "declares",
-                           path, r.line_no, sw->n_episodes);
-            goto done;
-        }
+    XXH3_128bits_reset(rr.hash);
+    if ((st = read_rows(&rr))) goto done;
     XXH128_canonical_t got;
-    XXH128_canonicalFromHash(&got, XXH3_128bits_digest(hash));
+    XXH128_canonicalFromHash(&got, XXH3_128bits_digest(rr.hash));
     if (memcmp(got.digest, want, 16) != 0) {
         char hex[33];
-        for (int b = 0; b < 16; b++)
-            snprintf(hex + 2 * b, 3, "%02x", got.digest[b]);
+        digest_hex(got.digest, hex);
         st = fsb_error(FSB_EMISMATCH,
                        "%s:%ld: content hash mismatch: the header says %s, the "
                        "rows hash to xxh3-128:%s (the file was edited or "
@@ -527,10 +559,10 @@ int fsb_episodes_load(fsb_sweep *sw, const fsb_split *s, const char *path, int *
     }
     if (fingerprint_differs) *fingerprint_differs = sw->fingerprint != s->fingerprint;
 done:
-    XXH3_freeState(hash);
-    free(class_seen);
-    free(image_seen);
-    free(image_line);
+    XXH3_freeState(rr.hash);
+    free(rr.class_seen);
+    free(rr.image_seen);
+    free(rr.image_line);
     free(data);
     if (st) fsb_sweep_free(sw);
     return st;

@@ -87,20 +87,6 @@ void fsb_episode_free(fsb_episode *e)
     memset(e, 0, sizeof *e);
 }
 
-/* Partial Fisher-Yates: a[0..n) is the identity on entry; after step j, a[j] is the j-th draw
- * (docs/episodes.md, "Partial Fisher-Yates"). */
-static void partial_shuffle(fsb_rng *r, int *a, int n, int m)
-{
-    for (int j = 0; j < n; j++)
-        a[j] = j;
-    for (int j = 0; j < m; j++) {
-        int pick = j + (int)fsb_rng_below(r, (uint32_t)(n - j));
-        int t = a[j];
-        a[j] = a[pick];
-        a[pick] = t;
-    }
-}
-
 void fsb_episode_sample(fsb_episode *e, const fsb_split *s, const fsb_episode_params *p,
                         uint64_t index, int *scratch)
 {
@@ -108,13 +94,13 @@ void fsb_episode_sample(fsb_episode *e, const fsb_split *s, const fsb_episode_pa
     assert(p->way <= s->n_classes);
     fsb_rng r;
     fsb_rng_init(&r, fsb_episode_key(p, s->fingerprint), index);
-    partial_shuffle(&r, scratch, s->n_classes, p->way);
+    fsb_rng_partial_shuffle(&r, scratch, s->n_classes, p->way);
     memcpy(e->classes, scratch, sizeof(int) * (size_t)p->way);
     int m = p->query + p->max_shot;
     for (int c = 0; c < p->way; c++) {
         int k = e->classes[c], start = s->class_start[k];
         assert(s->class_count[k] >= m);
-        partial_shuffle(&r, scratch, s->class_count[k], m);
+        fsb_rng_partial_shuffle(&r, scratch, s->class_count[k], m);
         int *q = e->queries + (size_t)c * (size_t)p->query;
         int *sup = e->support + (size_t)c * (size_t)p->max_shot;
         for (int j = 0; j < p->query; j++)

@@ -90,6 +90,18 @@ float fsb_rng_uniformf(fsb_rng *r)
     return (float)(fsb_rng_u32(r) >> 8) * 0x1.0p-24f;
 }
 
+void fsb_rng_partial_shuffle(fsb_rng *r, int *a, int n, int m)
+{
+    for (int j = 0; j < n; j++)
+        a[j] = j;
+    for (int j = 0; j < m; j++) {
+        int pick = j + (int)fsb_rng_below(r, (uint32_t)(n - j));
+        int t = a[j];
+        a[j] = a[pick];
+        a[pick] = t;
+    }
+}
+
 double fsb_rng_normal(fsb_rng *r)
 {
     double u1 = 1.0 - fsb_rng_uniform(r); /* (0, 1]: log is finite */

@@ -7,6 +7,7 @@
  * episodes); all randomness comes from the episode rng, in a fixed order.
  */
 #include "fsb/student.h"
+#include "fsb/arena.h"
 #include "fsb/layers.h"
 #include "fsb/optim.h"
 #include "fsb/status.h"
@@ -616,8 +617,8 @@ static void gather(fsb_student_ctx *c, int n, int with_emb)
 }
 
 /* An optimiser over student parameters [from, to). */
-static int sgd_over(fsb_optim *opt, fsb_param_group *g, fsb_student_ctx *c, const fsb_student_opts *o,
-                    long from, long to, float lr)
+static int sgd_over(fsb_optim *opt, fsb_param_group *g, fsb_student_ctx *c,
+                    const fsb_student_opts *o, long from, long to, float lr)
 {
     long np;
     float *p = fsb_model_params(c->student, &np), *gr = fsb_model_grads(c->student, &np);
@@ -639,36 +640,47 @@ static float step_lr(const fsb_student_opts *o, float lr, int step, int steps)
     return lr;
 }
 
-int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_student_method method,
-                        const int *support_img, const int *support_labels, int way, int shot,
-                        const int *query_img, int n_query, const float *support_feat,
-                        const float *query_feat, fsb_rng *rng, int *pred, fsb_student_stats *stats)
+/* One episode in progress: its inputs and what its stages share. */
+typedef struct episode_run {
+    fsb_student_ctx *c;                 /* the worker's context */
+    const fsb_student_opts *o;          /* the episode's options */
+    const fsb_student_episode_view *ep; /* the episode */
+    fsb_rng *rng;                       /* the episode's generator */
+    int refilled;                       /* 1: REFILLED, 0: finetune */
+    int A;                              /* bank views per support image */
+    long off;                           /* first trainable parameter of the student */
+    long head;                          /* first parameter of the head */
+    long np;                            /* the student's parameter count */
+    fsb_student_stats s;                /* what the episode did */
+} episode_run;
+
+/* The options and the episode's shape against the ctx. */
+static int episode_check(const fsb_student_ctx *c, const fsb_student_opts *opts,
+                         const fsb_student_episode_view *ep)
 {
-    fsb_student_stats s;
-    memset(&s, 0, sizeof s);
     int st = fsb_student_opts_check(opts, "student options");
     if (st) return st;
     if (!ctx_compatible(c, opts))
         return fsb_error(FSB_EINVAL, "student: options differ from the context's in batch, "
                                      "augment, bank, bank_max, views, adapt or prefix");
-    if (way < 1 || way > c->max_way || shot < 1 || shot > c->max_shot || n_query < 1 ||
-        n_query > c->max_way * c->max_query)
+    if (ep->way < 1 || ep->way > c->max_way || ep->shot < 1 || ep->shot > c->max_shot ||
+        ep->n_query < 1 || ep->n_query > c->max_way * c->max_query)
         return fsb_error(FSB_EINVAL,
                          "student: episode way %d shot %d queries %d exceeds the context "
                          "(%d-way, %d-shot, %d queries per class)",
-                         way, shot, n_query, c->max_way, c->max_shot, c->max_query);
-    double t0 = fsb_now();
-    fsb_model *S = c->student;
-    fsb_arena_reset(&c->arena);
-    if ((st = fsb_model_copy_weights(S, c->teacher, 0)) || (st = fsb_model_reset_head(S, way, rng)))
-        return st;
-    uint64_t aug_key = fsb_rng_u64(rng);
-    /* support positions per class, in a per-episode random rotation */
-    int n_s = way * shot;
+                         ep->way, ep->shot, ep->n_query, c->max_way, c->max_shot, c->max_query);
+    return FSB_OK;
+}
+
+/* c->cls: the support positions of every class, each class in a random rotation drawn from
+ * rng; refuses labels that are not way x shot-shot. */
+static int support_rotation(fsb_student_ctx *c, const fsb_student_episode_view *ep, fsb_rng *rng)
+{
+    const int way = ep->way, shot = ep->shot, n_s = way * shot;
     for (int k = 0; k < way; k++)
         c->count[k] = 0;
     for (int i = 0; i < n_s; i++) {
-        int y = support_labels[i];
+        int y = ep->support_labels[i];
         if (y < 0 || y >= way || c->count[y] >= shot)
             return fsb_error(FSB_EINVAL, "student: support labels are not %d x %d-shot", way, shot);
         c->cls[y * shot + c->count[y]++] = i;
@@ -680,113 +692,155 @@ int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_st
             c->cls[k * shot + i] = c->cls[k * shot + j];
             c->cls[k * shot + j] = t;
         }
-    int A = bank_views(opts, n_s), refilled = method == FSB_STUDENT_REFILLED;
-    if ((st = build_bank(c, opts, support_img, support_labels, n_s, A, aug_key, refilled,
-                         support_feat)))
+    return FSB_OK;
+}
+
+/* The student = the teacher + a fresh head (rng), the augmentation key (rng), the class
+ * rotations (rng), the bank; then a zero head if asked (the rng was drawn all the same). */
+static int episode_start(episode_run *r, double t0)
+{
+    fsb_student_ctx *c = r->c;
+    const fsb_student_episode_view *ep = r->ep;
+    fsb_model *S = c->student;
+    int st;
+    fsb_arena_reset(&c->arena);
+    if ((st = fsb_model_copy_weights(S, c->teacher, 0)) ||
+        (st = fsb_model_reset_head(S, ep->way, r->rng)))
         return st;
-    s.bank_views = A;
-    s.bank_ms = (fsb_now() - t0) * 1e3;
-    long np;
-    float *params = fsb_model_params(S, &np);
-    long off = fsb_model_trainable_offset(S), head = np - ((long)way * c->D + way);
-    if (opts->head_init == FSB_HEAD_ZERO)
-        memset(params + head, 0, sizeof(float) * (size_t)(np - head));
-    int D = c->D;
+    uint64_t aug_key = fsb_rng_u64(r->rng);
+    if ((st = support_rotation(c, ep, r->rng))) return st;
+    int n_s = ep->way * ep->shot;
+    r->A = bank_views(r->o, n_s);
+    if ((st = build_bank(c, r->o, ep->support_img, ep->support_labels, n_s, r->A, aug_key,
+                         r->refilled, ep->support_feat)))
+        return st;
+    r->s.bank_views = r->A;
+    r->s.bank_ms = (fsb_now() - t0) * 1e3;
+    float *params = fsb_model_params(S, &r->np);
+    r->off = fsb_model_trainable_offset(S);
+    r->head = r->np - ((long)ep->way * c->D + ep->way);
+    if (r->o->head_init == FSB_HEAD_ZERO)
+        memset(params + r->head, 0, sizeof(float) * (size_t)(r->np - r->head));
+    return FSB_OK;
+}
 
-    /* stage 1: triplet relationship matching on the embedding (backbone parameters only) */
+/* Stage 1 (refilled, a trainable backbone, positives available): triplet relationship
+ * matching on the embedding, backbone parameters only. */
+static int stage1(episode_run *r)
+{
+    fsb_student_ctx *c = r->c;
+    const fsb_student_opts *opts = r->o;
+    const int way = r->ep->way, shot = r->ep->shot, D = c->D;
     int vs1 = stage1_views(opts, way, shot);
-    if (refilled && opts->stage1_steps > 0 && off < head && vs1 > 0) {
-        s.stage1_ran = 1;
-        fsb_refilled_stage1_opts o1 = {opts->tau1, opts->w1, opts->margin, opts->miner};
-        fsb_optim opt;
-        fsb_param_group g;
-        if ((st = sgd_over(&opt, &g, c, opts, off, head, opts->lr1))) return st;
-        int pc = per_class(opts, way, shot, vs1, shot > 1 ? 2 : 1);
-        double trip = 0;
-        for (int step = 0; step < opts->stage1_steps; step++) {
-            int n = make_batch(c, way, shot, A, pc, vs1, step);
-            gather(c, n, 1);
-            const float *emb;
-            if ((st = fsb_model_forward_from(S, c->s0, c->in, n, 1, rng, &emb, NULL))) return st;
-            memset(c->demb, 0, sizeof(float) * (size_t)n * D);
-            fsb_refilled_stage1_result r1;
-            if ((st = fsb_refilled_stage1(&r1, c->demb, emb, c->temb, c->lab, NULL, n, D, D, &o1,
-                                          &c->arena)))
-                return fsb_error_wrap(st, "refilled stage 1, step %d", step);
-            if (!isfinite(r1.loss))
-                return fsb_error(FSB_EINVAL, "refilled stage 1, step %d: loss is not finite", step);
-            trip += (double)r1.n_triplets;
-            if (step == 0) s.stage1_loss_first = r1.loss;
-            s.stage1_loss_last = r1.loss;
-            if (!r1.stepped) {
-                s.stage1_empty++;
-                continue; /* no triplet: no step (momentum and decay must not move weights) */
-            }
-            fsb_model_zero_grad(S);
-            fsb_model_backward(S, NULL, c->demb, NULL);
-            opt.lr = step_lr(opts, opts->lr1, step, opts->stage1_steps);
-            fsb_optim_step(&opt);
-            s.stage1_steps++;
+    if (!(r->refilled && opts->stage1_steps > 0 && r->off < r->head && vs1 > 0)) return FSB_OK;
+    fsb_model *S = c->student;
+    fsb_student_stats *s = &r->s;
+    s->stage1_ran = 1;
+    fsb_refilled_stage1_opts o1 = {opts->tau1, opts->w1, opts->margin, opts->miner};
+    fsb_optim opt;
+    fsb_param_group g;
+    int st = sgd_over(&opt, &g, c, opts, r->off, r->head, opts->lr1);
+    if (st) return st;
+    int pc = per_class(opts, way, shot, vs1, shot > 1 ? 2 : 1);
+    double trip = 0;
+    for (int step = 0; step < opts->stage1_steps; step++) {
+        int n = make_batch(c, way, shot, r->A, pc, vs1, step);
+        gather(c, n, 1);
+        const float *emb;
+        if ((st = fsb_model_forward_from(S, c->s0, c->in, n, 1, r->rng, &emb, NULL))) return st;
+        memset(c->demb, 0, sizeof(float) * (size_t)n * D);
+        fsb_refilled_stage1_result r1;
+        if ((st = fsb_refilled_stage1(&r1, c->demb, emb, c->temb, c->lab, NULL, n, D, D, &o1,
+                                      &c->arena)))
+            return fsb_error_wrap(st, "refilled stage 1, step %d", step);
+        if (!isfinite(r1.loss))
+            return fsb_error(FSB_EINVAL, "refilled stage 1, step %d: loss is not finite", step);
+        trip += (double)r1.n_triplets;
+        if (step == 0) s->stage1_loss_first = r1.loss;
+        s->stage1_loss_last = r1.loss;
+        if (!r1.stepped) {
+            s->stage1_empty++;
+            continue; /* no triplet: no step (momentum and decay must not move weights) */
         }
-        s.stage1_triplets = trip / opts->stage1_steps;
+        fsb_model_zero_grad(S);
+        fsb_model_backward(S, NULL, c->demb, NULL);
+        opt.lr = step_lr(opts, opts->lr1, step, opts->stage1_steps);
+        fsb_optim_step(&opt);
+        s->stage1_steps++;
     }
+    s->stage1_triplets = trip / opts->stage1_steps;
+    return FSB_OK;
+}
 
-    /* stage 2 (refilled: CE + lambda KL to the teacher's NCM classifier) / finetune (CE) */
-    if (opts->stage2_steps > 0) {
-        const float *centres = NULL;
-        if (refilled && !opts->centres_batch) {
-            if ((st = fsb_refilled_ncm_centres(c->centres, c->count, c->bank_emb, c->bank_lab,
-                                               n_s * A, D, way)))
-                return st;
-            centres = c->centres;
-        }
-        fsb_refilled_stage2_opts o2 = {opts->tau2, opts->lambda, 0};
-        fsb_optim opt;
-        fsb_param_group g;
-        if ((st = sgd_over(&opt, &g, c, opts, off, np, opts->lr2))) return st;
-        int pc = per_class(opts, way, shot, 1, 1);
-        for (int step = 0; step < opts->stage2_steps; step++) {
-            int n = make_batch(c, way, shot, A, pc, 1, step);
-            gather(c, n, refilled);
-            const float *logits;
-            if ((st = fsb_model_forward_from(S, c->s0, c->in, n, 1, rng, NULL, &logits))) return st;
-            memset(c->dlog, 0, sizeof(float) * (size_t)n * way);
-            double loss;
-            if (refilled) {
-                fsb_refilled_stage2_result r2;
-                if ((st = fsb_refilled_stage2(&r2, c->dlog, logits, c->temb, centres, c->lab, n, D,
-                                              way, &o2, &c->arena)))
-                    return fsb_error_wrap(st, "refilled stage 2, step %d", step);
-                loss = r2.loss;
-            } else {
-                loss = fsb_softmax_xent(NULL, c->dlog, logits, c->lab, n, way, 1.0f);
-            }
-            if (!isfinite(loss))
-                return fsb_error(FSB_EINVAL, "%s, step %d: loss is not finite (lower lr2?)",
-                                 refilled ? "refilled stage 2" : "finetune", step);
-            if (step == 0) s.loss_first = loss;
-            s.loss_last = loss;
-            fsb_model_zero_grad(S);
-            fsb_model_backward(S, c->dlog, NULL, NULL);
-            opt.lr = step_lr(opts, opts->lr2, step, opts->stage2_steps);
-            fsb_optim_step(&opt);
-            s.stage2_steps++;
-        }
+/* Stage 2 (refilled: CE + lambda KL to the teacher's NCM classifier) / finetune (CE), over
+ * the trainable backbone and the head. */
+static int stage2(episode_run *r)
+{
+    fsb_student_ctx *c = r->c;
+    const fsb_student_opts *opts = r->o;
+    const int way = r->ep->way, shot = r->ep->shot, D = c->D, refilled = r->refilled;
+    if (opts->stage2_steps <= 0) return FSB_OK;
+    fsb_model *S = c->student;
+    fsb_student_stats *s = &r->s;
+    int st;
+    const float *centres = NULL;
+    if (refilled && !opts->centres_batch) {
+        if ((st = fsb_refilled_ncm_centres(c->centres, c->count, c->bank_emb, c->bank_lab,
+                                           way * shot * r->A, D, way)))
+            return st;
+        centres = c->centres;
     }
-    double t1 = fsb_now();
-    s.fit_ms = (t1 - t0) * 1e3;
+    fsb_refilled_stage2_opts o2 = {opts->tau2, opts->lambda, 0};
+    fsb_optim opt;
+    fsb_param_group g;
+    if ((st = sgd_over(&opt, &g, c, opts, r->off, r->np, opts->lr2))) return st;
+    int pc = per_class(opts, way, shot, 1, 1);
+    for (int step = 0; step < opts->stage2_steps; step++) {
+        int n = make_batch(c, way, shot, r->A, pc, 1, step);
+        gather(c, n, refilled);
+        const float *logits;
+        if ((st = fsb_model_forward_from(S, c->s0, c->in, n, 1, r->rng, NULL, &logits))) return st;
+        memset(c->dlog, 0, sizeof(float) * (size_t)n * way);
+        double loss;
+        if (refilled) {
+            fsb_refilled_stage2_result r2;
+            if ((st = fsb_refilled_stage2(&r2, c->dlog, logits, c->temb, centres, c->lab, n, D, way,
+                                          &o2, &c->arena)))
+                return fsb_error_wrap(st, "refilled stage 2, step %d", step);
+            loss = r2.loss;
+        } else {
+            loss = fsb_softmax_xent(NULL, c->dlog, logits, c->lab, n, way, 1.0f);
+        }
+        if (!isfinite(loss))
+            return fsb_error(FSB_EINVAL, "%s, step %d: loss is not finite (lower lr2?)",
+                             refilled ? "refilled stage 2" : "finetune", step);
+        if (step == 0) s->loss_first = loss;
+        s->loss_last = loss;
+        fsb_model_zero_grad(S);
+        fsb_model_backward(S, c->dlog, NULL, NULL);
+        opt.lr = step_lr(opts, opts->lr2, step, opts->stage2_steps);
+        fsb_optim_step(&opt);
+        s->stage2_steps++;
+    }
+    return FSB_OK;
+}
 
-    /* predict: test transform, eval forward, argmax (ties to the lowest class); with a frozen
-     * backbone and the queries' embeddings given, only the head runs */
+/* pred[n_query]: test transform, eval forward, argmax (ties to the lowest class); with a
+ * frozen backbone and the queries' embeddings given, only the head runs. */
+static int predict(fsb_student_ctx *c, const fsb_student_episode_view *ep, int *pred)
+{
     const fsb_cache *ca = c->cache;
-    int chunk = c->max_batch < IMG_CHUNK ? c->max_batch : IMG_CHUNK;
-    int head_only = query_feat && c->s0 == FSB_MODEL_BLOCKS;
+    const int way = ep->way, n_query = ep->n_query;
+    const int *query_img = ep->query_img;
+    int chunk = c->max_batch < IMG_CHUNK ? c->max_batch : IMG_CHUNK, st;
+    int head_only = ep->query_feat && c->s0 == FSB_MODEL_BLOCKS;
     for (int q0 = 0; q0 < n_query; q0 += chunk) {
         int n = n_query - q0 < chunk ? n_query - q0 : chunk;
         const float *logits;
         if (head_only) {
-            st = fsb_model_forward_from(S, FSB_MODEL_BLOCKS, query_feat + (size_t)q0 * D, n, 0,
-                                        NULL, NULL, &logits);
+            st = fsb_model_forward_from(c->student, FSB_MODEL_BLOCKS,
+                                        ep->query_feat + (size_t)q0 * c->D, n, 0, NULL, NULL,
+                                        &logits);
             if (st) return st;
         } else {
             for (int b = 0; b < n; b++)
@@ -796,7 +850,7 @@ int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_st
             if ((st = fsb_transform_test_batch(c->img, ca->px, ca->size, ca->size, ca->channels,
                                                query_img + q0, n, &c->tf, NULL)))
                 return st;
-            if ((st = fsb_model_forward(S, c->img, n, 0, NULL, NULL, &logits))) return st;
+            if ((st = fsb_model_forward(c->student, c->img, n, 0, NULL, NULL, &logits))) return st;
         }
         for (int b = 0; b < n; b++) {
             const float *l = logits + (size_t)b * way;
@@ -806,7 +860,23 @@ int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_st
             pred[q0 + b] = best;
         }
     }
-    s.predict_ms = (fsb_now() - t1) * 1e3;
-    if (stats) *stats = s;
+    return FSB_OK;
+}
+
+int fsb_student_episode(fsb_student_ctx *c, const fsb_student_opts *opts, fsb_student_method method,
+                        const fsb_student_episode_view *ep, fsb_rng *rng, int *pred,
+                        fsb_student_stats *stats)
+{
+    int st = episode_check(c, opts, ep);
+    if (st) return st;
+    episode_run r = {
+        .c = c, .o = opts, .ep = ep, .rng = rng, .refilled = method == FSB_STUDENT_REFILLED};
+    double t0 = fsb_now();
+    if ((st = episode_start(&r, t0)) || (st = stage1(&r)) || (st = stage2(&r))) return st;
+    double t1 = fsb_now();
+    r.s.fit_ms = (t1 - t0) * 1e3;
+    if ((st = predict(c, ep, pred))) return st;
+    r.s.predict_ms = (fsb_now() - t1) * 1e3;
+    if (stats) *stats = r.s;
     return FSB_OK;
 }

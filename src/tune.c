@@ -14,6 +14,7 @@
 #include "fsb/status.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -120,22 +121,78 @@ int fsb_tune_feature_point(const char *point, double *C, int *norm, const char *
     return FSB_OK;
 }
 
-int fsb_tune_expand(const char *grid, const char *method, const char *flag, char **points,
-                    int *n_points)
+/* A grid's axes: the keys the method keeps with their values, as (pointer, length) into the
+ * grid text, in the order given. */
+typedef struct grid_axes {
+    int n;                                /* kept keys */
+    const char *key[MAX_ITEMS];           /* each key's text */
+    size_t key_len[MAX_ITEMS];            /* ... and length */
+    int n_alt[MAX_ITEMS];                 /* values of each key */
+    const char *alt[MAX_ITEMS][MAX_ALTS]; /* each value's text */
+    size_t alt_len[MAX_ITEMS][MAX_ALTS];  /* ... and length */
+} grid_axes;
+
+/* Check one value of a key the method drops, alone (a typo must not vanish silently). */
+static int check_dropped(const char *key, size_t kl, const char *v, size_t vl, int feature,
+                         const char *flag)
 {
-    *n_points = 0;
+    char item[128];
+    if (kl + 1 + vl >= sizeof item)
+        return fsb_error(FSB_EINVAL, "%s: %.*s has a too long value", flag, (int)kl, key);
+    snprintf(item, sizeof item, "%.*s=%.*s", (int)kl, key, (int)vl, v);
+    double C;
+    int norm, st = feature_key(key, kl) ? fsb_tune_feature_point(item, &C, &norm, flag)
+                                        : fsb_student_item_check(item, strlen(item), flag);
+    if (st && feature) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", fsb_error_last());
+        return fsb_error(st, "%s (svm and logreg read C and norm)", why);
+    }
+    return st;
+}
+
+/* The item "key=v1|v2|..." of len bytes at p (eq: its '='): every value must be non-empty; a
+ * kept key becomes axis g->n (not yet counted), a dropped key's values are checked. */
+static int item_values(grid_axes *g, const char *p, size_t len, const char *eq, int keep,
+                       int feature, const char *flag)
+{
+    size_t kl = (size_t)(eq - p);
+    g->key[g->n] = p;
+    g->key_len[g->n] = kl;
+    g->n_alt[g->n] = 0;
+    for (const char *v = eq + 1; v <= p + len;) {
+        size_t vl = strcspn(v, "|,");
+        if (vl > (size_t)(p + len - v)) vl = (size_t)(p + len - v);
+        if (!vl) return fsb_error(FSB_EINVAL, "%s: %.*s has an empty value", flag, (int)kl, p);
+        if (keep) {
+            int *n = &g->n_alt[g->n];
+            if (*n == MAX_ALTS)
+                return fsb_error(FSB_EINVAL, "%s: %.*s has more than %d values", flag, (int)kl, p,
+                                 MAX_ALTS);
+            g->alt[g->n][*n] = v;
+            g->alt_len[g->n][(*n)++] = vl;
+        } else {
+            int st = check_dropped(p, kl, v, vl, feature, flag);
+            if (st) return st;
+        }
+        v += vl + 1;
+    }
+    return FSB_OK;
+}
+
+/* Split the grid into items, refuse malformed items and repeated keys, keep the method's
+ * axes (see fsb_tune_expand). */
+static int grid_parse(grid_axes *g, const char *grid, const char *method, const char *flag)
+{
     int finetune = !strcmp(method, "finetune"), feature = feature_method(method);
-    /* items: key and its alternatives, as (pointer, length) into the grid text */
-    const char *key[MAX_ITEMS], *alt[MAX_ITEMS][MAX_ALTS];
-    size_t key_len[MAX_ITEMS], alt_len[MAX_ITEMS][MAX_ALTS];
-    int n_alt[MAX_ITEMS], n_items = 0;
+    g->n = 0;
     for (const char *p = grid ? grid : ""; *p;) {
         size_t len = strcspn(p, ",");
         const char *eq = memchr(p, '=', len);
         if (!len || !eq || eq == p)
             return fsb_error(FSB_EINVAL, "%s: '%.*s' is not key=value[|value...]", flag, (int)len,
                              p);
-        if (n_items == MAX_ITEMS)
+        if (g->n == MAX_ITEMS)
             return fsb_error(FSB_EINVAL, "%s: more than %d keys", flag, MAX_ITEMS);
         size_t kl = (size_t)(eq - p);
         for (const char *q = grid; q < p; q += strcspn(q, ",") + 1)
@@ -146,83 +203,73 @@ int fsb_tune_expand(const char *grid, const char *method, const char *flag, char
                                  flag, (int)kl, p, (int)kl, p);
         int keep = feature ? feature_key(p, kl)
                            : !feature_key(p, kl) && !(finetune && refilled_only(p, kl));
-        /* every value is checked; a key this method drops is checked alone (a typo must not
-         * vanish silently), a key it keeps becomes a grid axis */
-        key[n_items] = p;
-        key_len[n_items] = kl;
-        n_alt[n_items] = 0;
-        for (const char *v = eq + 1; v <= p + len;) {
-            size_t vl = strcspn(v, "|,");
-            if (vl > (size_t)(p + len - v)) vl = (size_t)(p + len - v);
-            if (!vl) return fsb_error(FSB_EINVAL, "%s: %.*s has an empty value", flag, (int)kl, p);
-            if (keep) {
-                if (n_alt[n_items] == MAX_ALTS)
-                    return fsb_error(FSB_EINVAL, "%s: %.*s has more than %d values", flag, (int)kl,
-                                     p, MAX_ALTS);
-                alt[n_items][n_alt[n_items]] = v;
-                alt_len[n_items][n_alt[n_items]++] = vl;
-            } else {
-                char item[128];
-                if (kl + 1 + vl >= sizeof item)
-                    return fsb_error(FSB_EINVAL, "%s: %.*s has a too long value", flag, (int)kl, p);
-                snprintf(item, sizeof item, "%.*s=%.*s", (int)kl, p, (int)vl, v);
-                double C;
-                int norm, st = feature_key(p, kl)
-                                   ? fsb_tune_feature_point(item, &C, &norm, flag)
-                                   : fsb_student_item_check(item, strlen(item), flag);
-                if (st && feature) {
-                    char why[1024];
-                    snprintf(why, sizeof why, "%s", fsb_error_last());
-                    return fsb_error(st, "%s (svm and logreg read C and norm)", why);
-                }
-                if (st) return st;
-            }
-            v += vl + 1;
-        }
-        n_items += keep;
+        int st = item_values(g, p, len, eq, keep, feature, flag);
+        if (st) return st;
+        g->n += keep;
         p += len;
         if (*p == ',') p++;
     }
+    return FSB_OK;
+}
+
+/* The canonical "key=value,..." of every student option: `point` applied to the defaults
+ * (the defaults alone when it is refused). */
+static int student_canonical(const char *point, char *buf, size_t n, const char *flag)
+{
+    fsb_student_opts so;
+    fsb_student_opts_default(&so);
+    int st = fsb_student_opts_parse(&so, point, flag); /* on error so stays the defaults */
+    fsb_student_opts_string(&so, buf, n);
+    return st;
+}
+
+/* Point g_index of the cross product (mixed radix, the last key fastest) into buf, and its
+ * canonical settings into canon (both FSB_STUDENT_SPEC_MAX bytes). */
+static int grid_point(const grid_axes *g, long g_index, int feature, const char *flag, char *buf,
+                      char *canon)
+{
+    const size_t cap = FSB_STUDENT_SPEC_MAX;
+    int pick[MAX_ITEMS];
+    long rest = g_index;
+    for (int i = g->n - 1; i >= 0; i--) {
+        pick[i] = (int)(rest % g->n_alt[i]);
+        rest /= g->n_alt[i];
+    }
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < g->n && used < cap; i++)
+        used += (size_t)snprintf(buf + used, cap - used, "%s%.*s=%.*s", i ? "," : "",
+                                 (int)g->key_len[i], g->key[i], (int)g->alt_len[i][pick[i]],
+                                 g->alt[i][pick[i]]);
+    if (used >= cap || used > FSB_TUNE_POINT_NAME_MAX)
+        return fsb_error(FSB_EINVAL,
+                         "%s: the point '%.60s...' is longer than %d characters (it names a "
+                         "folder); give only the keys that vary",
+                         flag, buf, FSB_TUNE_POINT_NAME_MAX);
+    if (!feature) return student_canonical(buf, canon, cap, flag);
+    double C;
+    int norm, st = fsb_tune_feature_point(buf, &C, &norm, flag);
+    if (!st) snprintf(canon, cap, "C=%.17g,norm=%d", C, norm);
+    return st;
+}
+
+int fsb_tune_expand(const char *grid, const char *method, const char *flag, char **points,
+                    int *n_points)
+{
+    *n_points = 0;
+    grid_axes g;
+    int st = grid_parse(&g, grid, method, flag);
+    if (st) return st;
     long total = 1;
-    for (int i = 0; i < n_items; i++)
-        if ((total *= n_alt[i]) > FSB_TUNE_MAX_POINTS)
+    for (int i = 0; i < g.n; i++)
+        if ((total *= g.n_alt[i]) > FSB_TUNE_MAX_POINTS)
             return fsb_error(FSB_EINVAL, "%s: more than %d grid points", flag, FSB_TUNE_MAX_POINTS);
-    int st = FSB_OK;
     /* each point's canonical settings: points that spell the same settings differently
      * (0.01 and 0.010) are one point */
     char *canon[FSB_TUNE_MAX_POINTS];
-    for (long g = 0; g < total && !st; g++) {
-        char buf[FSB_STUDENT_SPEC_MAX] = "", key_buf[FSB_STUDENT_SPEC_MAX];
-        long rest = g;
-        size_t used = 0;
-        /* mixed radix, the last key fastest */
-        int pick[MAX_ITEMS];
-        for (int i = n_items - 1; i >= 0; i--) {
-            pick[i] = (int)(rest % n_alt[i]);
-            rest /= n_alt[i];
-        }
-        for (int i = 0; i < n_items && used < sizeof buf; i++)
-            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%.*s=%.*s", i ? "," : "",
-                                     (int)key_len[i], key[i], (int)alt_len[i][pick[i]],
-                                     alt[i][pick[i]]);
-        if (used >= sizeof buf || used > FSB_TUNE_POINT_NAME_MAX) {
-            st = fsb_error(FSB_EINVAL,
-                           "%s: the point '%.60s...' is longer than %d characters (it names a "
-                           "folder); give only the keys that vary",
-                           flag, buf, FSB_TUNE_POINT_NAME_MAX);
-            break;
-        }
-        if (feature) {
-            double C;
-            int norm;
-            if ((st = fsb_tune_feature_point(buf, &C, &norm, flag))) break;
-            snprintf(key_buf, sizeof key_buf, "C=%.17g,norm=%d", C, norm);
-        } else {
-            fsb_student_opts so;
-            fsb_student_opts_default(&so);
-            if ((st = fsb_student_opts_parse(&so, buf, flag))) break;
-            fsb_student_opts_string(&so, key_buf, sizeof key_buf);
-        }
+    for (long i = 0; i < total && !st; i++) {
+        char buf[FSB_STUDENT_SPEC_MAX], key_buf[FSB_STUDENT_SPEC_MAX];
+        if ((st = grid_point(&g, i, feature_method(method), flag, buf, key_buf))) break;
         int dup = 0;
         for (int j = 0; j < *n_points && !dup; j++)
             dup = !strcmp(canon[j], key_buf);
@@ -338,23 +385,39 @@ static int pair_points(const fsb_tune_opts *o, const point_result *ref, const po
     return st;
 }
 
+/* The growing text of val_table.md or chosen.txt: cap bytes at buf, len used (len >= cap once
+ * anything was cut). */
+typedef struct text_buf {
+    char *buf;  /* the text */
+    size_t cap; /* its size */
+    size_t len; /* characters written (or that would have been) */
+} text_buf;
+
+/* Append printf-style text to t (what does not fit is counted in t->len, not written). */
+static void tb_printf(text_buf *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->buf + t->len, t->len < t->cap ? t->cap - t->len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) t->len += (size_t)n;
+}
+
 /* Append the paired REFILLED - fine-tune section to the table (see tune.h). */
 static int paired_section(const fsb_tune_opts *o, point_result *ref, int n_ref, point_result *ft,
-                          int n_ft, char *table, size_t cap, size_t *tl)
+                          int n_ft, text_buf *t)
 {
-    size_t l = *tl;
-    l += (size_t)snprintf(table + l, cap - l,
-                          "\n## REFILLED − fine-tune, paired\n\nPercentage points over the "
-                          "episodes both share (mean ± 95%% CI of the per-episode "
-                          "differences); the fine-tune twin is the point without the "
-                          "refilled-only keys.\n\n| refilled point | fine-tune point |");
+    tb_printf(t, "\n## REFILLED − fine-tune, paired\n\nPercentage points over the "
+                 "episodes both share (mean ± 95%% CI of the per-episode "
+                 "differences); the fine-tune twin is the point without the "
+                 "refilled-only keys.\n\n| refilled point | fine-tune point |");
     for (int s = 0; s < o->n_shots; s++)
-        l += (size_t)snprintf(table + l, cap - l, " %d-shot |", o->shots[s]);
-    l += (size_t)snprintf(table + l, cap - l, "\n|---|---|");
+        tb_printf(t, " %d-shot |", o->shots[s]);
+    tb_printf(t, "\n|---|---|");
     for (int s = 0; s < o->n_shots; s++)
-        l += (size_t)snprintf(table + l, cap - l, "---|");
-    l += (size_t)snprintf(table + l, cap - l, "\n");
-    for (int p = 0; p < n_ref && l < cap; p++) {
+        tb_printf(t, "---|");
+    tb_printf(t, "\n");
+    for (int p = 0; p < n_ref && t->len < t->cap; p++) {
         char *twin[1] = {NULL};
         int nt = 0, st = fsb_tune_expand(ref[p].spec, "finetune", "grid", twin, &nt);
         if (st) return st; /* a single point, already checked */
@@ -365,21 +428,20 @@ static int paired_section(const fsb_tune_opts *o, point_result *ref, int n_ref, 
         if (q == n_ft) continue; /* its twin was not run (the grids differ) */
         double diff[FSB_EPISODES_MAX_SHOTS], ci[FSB_EPISODES_MAX_SHOTS];
         if ((st = pair_points(o, &ref[p], &ft[q], diff, ci))) return st;
-        l += (size_t)snprintf(table + l, cap - l, "| %s | %s |",
-                              *ref[p].spec ? ref[p].spec : "defaults",
-                              *ft[q].spec ? ft[q].spec : "defaults");
+        tb_printf(t, "| %s | %s |", *ref[p].spec ? ref[p].spec : "defaults",
+                  *ft[q].spec ? ft[q].spec : "defaults");
         for (int s = 0; s < o->n_shots; s++) {
             char d[24];
             fsb_report_fmt_diff(d, sizeof d, 100 * diff[s]);
-            l += (size_t)snprintf(table + l, cap - l, " %s ± %.2f |", d, 100 * ci[s]);
+            tb_printf(t, " %s ± %.2f |", d, 100 * ci[s]);
         }
-        l += (size_t)snprintf(table + l, cap - l, "\n");
+        tb_printf(t, "\n");
     }
-    *tl = l;
     return FSB_OK;
 }
 
-int fsb_tune(const fsb_tune_opts *o)
+/* The options fsb_tune needs before anything runs (see tune.h). */
+static int tune_check(const fsb_tune_opts *o)
 {
     if (!o->data) return fsb_error(FSB_EINVAL, "--data is required");
     if (!o->teacher) return fsb_error(FSB_EINVAL, "--teacher is required");
@@ -396,6 +458,133 @@ int fsb_tune(const fsb_tune_opts *o)
             if (!strcmp(o->methods[j], o->methods[m]))
                 return fsb_error(FSB_EINVAL, "--methods: '%s' is given twice", o->methods[m]);
     }
+    return FSB_OK;
+}
+
+/* Run `method` at grid point p (number `index` of `count`) into OUT/<method>/<point>/ (an
+ * ordinary resumable run) and read its means into pr. */
+static int run_point(const fsb_tune_opts *o, const char *method, int index, int count,
+                     point_result *pr)
+{
+    char name[FSB_STUDENT_SPEC_MAX], rel[FSB_STUDENT_SPEC_MAX + 64];
+    point_dir(name, sizeof name, pr->spec);
+    snprintf(rel, sizeof rel, "%s/%s", method, name);
+    char *dir = fsb_path_join(o->out, rel);
+    if (!dir) return fsb_error(FSB_ENOMEM, "out of memory");
+    if (o->log) fprintf(o->log, "tune: %s point %d/%d: %s\n", method, index + 1, count, pr->spec);
+    fsb_run_opts ro;
+    fsb_run_opts_default(&ro);
+    ro.data = o->data;
+    ro.split = o->split;
+    ro.teacher = o->teacher;
+    ro.out = dir;
+    ro.cache_dir = o->cache_dir;
+    ro.episodes = o->episodes;
+    ro.way = o->way;
+    ro.query = o->query;
+    ro.n_shots = o->n_shots;
+    memcpy(ro.shots, o->shots, sizeof ro.shots);
+    ro.seed = o->seed;
+    ro.n_methods = 1;
+    ro.methods[0] = method;
+    ro.threads = o->threads;
+    ro.image_size = o->image_size;
+    ro.resize = o->resize;
+    ro.crop = o->crop;
+    ro.arch = o->arch;
+    int st = FSB_OK;
+    if (feature_method(method))
+        st = fsb_tune_feature_point(pr->spec, &ro.C, &ro.norm, "--grid");
+    else
+        ro.student = pr->spec;
+    ro.progress = o->progress;
+    ro.log = NULL;
+    if (!st) st = fsb_run(&ro);
+    if (!st) st = read_point(o, dir, method, pr);
+    if (st) st = fsb_error_wrap(st, "tune %s point '%s'", method, pr->spec);
+    free(dir);
+    return st;
+}
+
+/* The headers of the table and of the choice. */
+static void table_headers(const fsb_tune_opts *o, text_buf *t, text_buf *ch)
+{
+    tb_printf(t,
+              "# Student hyper-parameters on the %s split (%ld episodes per "
+              "shot, %d-way, %d queries, seed %llu)\n\nAccuracy %% (mean ± 95%% "
+              "CI, 1.96·σ/√E, σ population std).\n\n| method | point |",
+              o->split, o->episodes, o->way, o->query, (unsigned long long)o->seed);
+    for (int s = 0; s < o->n_shots; s++)
+        tb_printf(t, " %d-shot |", o->shots[s]);
+    tb_printf(t, " mean over shots |\n|---|---|");
+    for (int s = 0; s <= o->n_shots; s++)
+        tb_printf(t, "---|");
+    tb_printf(t, "\n");
+    tb_printf(ch,
+              "# best point per method on %s (mean accuracy over shots; ties: fewer "
+              "steps, then adapt head < last < all; svm/logreg: smaller C)\n# method\tpoint\t"
+              "mean%%\tcanonical --student, or --C/--norm\n",
+              o->split);
+}
+
+/* One table row per point of `method`, and its chosen point: the best mean over shots, ties
+ * to the cheaper point (point_cost), then to grid order. */
+static void method_rows(const fsb_tune_opts *o, const char *method, point_result *res, int n_pts,
+                        text_buf *t, text_buf *ch)
+{
+    int best = 0;
+    for (int p = 0; p < n_pts; p++) {
+        point_result *pr = &res[p];
+        tb_printf(t, "| %s | %s |", method, *pr->spec ? pr->spec : "defaults");
+        for (int s = 0; s < o->n_shots; s++)
+            tb_printf(t, " %.2f ± %.2f |", 100 * pr->mean[s], 100 * pr->ci[s]);
+        tb_printf(t, " %.2f |\n", 100 * pr->overall);
+        if (p == 0) continue;
+        point_result *b = &res[best];
+        double sp, sb;
+        int ap, ab;
+        point_cost(pr->spec, method, &sp, &ap);
+        point_cost(b->spec, method, &sb, &ab);
+        if (pr->overall > b->overall ||
+            (pr->overall == b->overall && (sp < sb || (sp == sb && ap < ab))))
+            best = p;
+    }
+    char canon[FSB_STUDENT_SPEC_MAX];
+    if (feature_method(method)) {
+        double C;
+        int norm;
+        fsb_tune_feature_point(res[best].spec, &C, &norm, "grid");
+        char cs[40] = "";
+        if (C > 0) snprintf(cs, sizeof cs, "--C %g", C);
+        snprintf(canon, sizeof canon, "%s%s%s", cs, norm >= 0 ? " --norm " : "",
+                 norm >= 0 ? fsb_norm_name((fsb_norm)norm) : "");
+    } else {
+        student_canonical(res[best].spec, canon, sizeof canon, "grid");
+    }
+    tb_printf(ch, "%s\t%s\t%.2f\t%s\n", method, *res[best].spec ? res[best].spec : "defaults",
+              100 * res[best].overall, canon);
+}
+
+/* OUT/val_table.md and OUT/chosen.txt (and both on o->log). */
+static int write_tables(const fsb_tune_opts *o, const text_buf *t, const text_buf *ch)
+{
+    if (t->len >= t->cap || ch->len >= ch->cap)
+        return fsb_error(FSB_EINVAL, "tune: table too large");
+    char *tp = fsb_path_join(o->out, "val_table.md"), *cp = fsb_path_join(o->out, "chosen.txt");
+    int st = FSB_OK;
+    if (!tp || !cp) st = fsb_error(FSB_ENOMEM, "out of memory");
+    if (!st) st = fsb_write_file(tp, t->buf, t->len);
+    if (!st) st = fsb_write_file(cp, ch->buf, ch->len);
+    if (!st && o->log) fprintf(o->log, "%s\n%s\nwrote %s and %s\n", t->buf, ch->buf, tp, cp);
+    free(tp);
+    free(cp);
+    return st;
+}
+
+int fsb_tune(const fsb_tune_opts *o)
+{
+    int st = tune_check(o);
+    if (st) return st;
     point_result res[FSB_TUNE_MAX_METHODS][FSB_TUNE_MAX_POINTS];
     int n_pts[FSB_TUNE_MAX_METHODS] = {0};
     memset(res, 0, sizeof res);
@@ -406,140 +595,35 @@ int fsb_tune(const fsb_tune_opts *o)
         for (int p = 0; p < n_pts[m]; p++)
             res[m][p].spec = pts[p];
     }
-    char *table = NULL, *chosen = NULL;
     size_t cap = 1 << 20; /* > (4 methods + pairs) x 64 points x (spec + 6 shots) */
-    if (!st && (!(table = malloc(cap)) || !(chosen = malloc(cap))))
+    text_buf table = {NULL, cap, 0}, chosen = {NULL, cap, 0};
+    if (!st && (!(table.buf = malloc(cap)) || !(chosen.buf = malloc(cap))))
         st = fsb_error(FSB_ENOMEM, "out of memory");
     /* every (method, point) run, resumable like any run */
     for (int m = 0; m < o->n_methods && !st; m++)
-        for (int p = 0; p < n_pts[m] && !st; p++) {
-            char name[FSB_STUDENT_SPEC_MAX], rel[FSB_STUDENT_SPEC_MAX + 64];
-            point_dir(name, sizeof name, res[m][p].spec);
-            snprintf(rel, sizeof rel, "%s/%s", o->methods[m], name);
-            char *dir = fsb_path_join(o->out, rel);
-            if (!dir) {
-                st = fsb_error(FSB_ENOMEM, "out of memory");
-                break;
-            }
-            if (o->log)
-                fprintf(o->log, "tune: %s point %d/%d: %s\n", o->methods[m], p + 1, n_pts[m],
-                        res[m][p].spec);
-            fsb_run_opts ro;
-            fsb_run_opts_default(&ro);
-            ro.data = o->data;
-            ro.split = o->split;
-            ro.teacher = o->teacher;
-            ro.out = dir;
-            ro.cache_dir = o->cache_dir;
-            ro.episodes = o->episodes;
-            ro.way = o->way;
-            ro.query = o->query;
-            ro.n_shots = o->n_shots;
-            memcpy(ro.shots, o->shots, sizeof ro.shots);
-            ro.seed = o->seed;
-            ro.n_methods = 1;
-            ro.methods[0] = o->methods[m];
-            ro.threads = o->threads;
-            ro.image_size = o->image_size;
-            ro.resize = o->resize;
-            ro.crop = o->crop;
-            ro.arch = o->arch;
-            if (feature_method(o->methods[m]))
-                st = fsb_tune_feature_point(res[m][p].spec, &ro.C, &ro.norm, "--grid");
-            else
-                ro.student = res[m][p].spec;
-            ro.progress = o->progress;
-            ro.log = NULL;
-            if (!st) st = fsb_run(&ro);
-            if (!st) st = read_point(o, dir, o->methods[m], &res[m][p]);
-            if (st) st = fsb_error_wrap(st, "tune %s point '%s'", o->methods[m], res[m][p].spec);
-            free(dir);
-        }
+        for (int p = 0; p < n_pts[m] && !st; p++)
+            st = run_point(o, o->methods[m], p, n_pts[m], &res[m][p]);
     if (st) goto done;
     /* the table and the choice */
-    size_t tl = 0, cl = 0;
-    tl += (size_t)snprintf(table + tl, cap - tl,
-                           "# Student hyper-parameters on the %s split (%ld episodes per shot, "
-                           "%d-way, %d queries, seed %llu)\n\nAccuracy %% (mean ± 95%% CI, "
-                           "1.96·σ/√E, σ population std).\n\n| method | point |",
-                           o->split, o->episodes, o->way, o->query, (unsigned long long)o->seed);
-    for (int s = 0; s < o->n_shots; s++)
-        tl += (size_t)snprintf(table + tl, cap - tl, " %d-shot |", o->shots[s]);
-    tl += (size_t)snprintf(table + tl, cap - tl, " mean over shots |\n|---|---|");
-    for (int s = 0; s <= o->n_shots; s++)
-        tl += (size_t)snprintf(table + tl, cap - tl, "---|");
-    tl += (size_t)snprintf(table + tl, cap - tl, "\n");
-    cl += (size_t)snprintf(
-        chosen + cl, cap - cl,
-        "# best point per method on %s (mean accuracy over shots; ties: fewer "
-        "steps, then adapt head < last < all; svm/logreg: smaller C)\n# method\tpoint\t"
-        "mean%%\tcanonical --student, or --C/--norm\n",
-        o->split);
-    for (int m = 0; m < o->n_methods; m++) {
-        int best = 0;
-        for (int p = 0; p < n_pts[m]; p++) {
-            point_result *pr = &res[m][p];
-            tl += (size_t)snprintf(table + tl, cap - tl, "| %s | %s |", o->methods[m],
-                                   *pr->spec ? pr->spec : "defaults");
-            for (int s = 0; s < o->n_shots; s++)
-                tl += (size_t)snprintf(table + tl, cap - tl, " %.2f ± %.2f |", 100 * pr->mean[s],
-                                       100 * pr->ci[s]);
-            tl += (size_t)snprintf(table + tl, cap - tl, " %.2f |\n", 100 * pr->overall);
-            if (p == 0) continue;
-            point_result *b = &res[m][best];
-            double sp, sb;
-            int ap, ab;
-            point_cost(pr->spec, o->methods[m], &sp, &ap);
-            point_cost(b->spec, o->methods[m], &sb, &ab);
-            if (pr->overall > b->overall ||
-                (pr->overall == b->overall && (sp < sb || (sp == sb && ap < ab))))
-                best = p;
-        }
-        char canon[FSB_STUDENT_SPEC_MAX];
-        if (feature_method(o->methods[m])) {
-            double C;
-            int norm;
-            fsb_tune_feature_point(res[m][best].spec, &C, &norm, "grid");
-            char cs[40] = "";
-            if (C > 0) snprintf(cs, sizeof cs, "--C %g", C);
-            snprintf(canon, sizeof canon, "%s%s%s", cs, norm >= 0 ? " --norm " : "",
-                     norm >= 0 ? fsb_norm_name((fsb_norm)norm) : "");
-        } else {
-            fsb_student_opts so;
-            fsb_student_opts_default(&so);
-            fsb_student_opts_parse(&so, res[m][best].spec, "grid");
-            fsb_student_opts_string(&so, canon, sizeof canon);
-        }
-        cl += (size_t)snprintf(chosen + cl, cap - cl, "%s\t%s\t%.2f\t%s\n", o->methods[m],
-                               *res[m][best].spec ? res[m][best].spec : "defaults",
-                               100 * res[m][best].overall, canon);
-    }
+    table_headers(o, &table, &chosen);
+    for (int m = 0; m < o->n_methods; m++)
+        method_rows(o, o->methods[m], res[m], n_pts[m], &table, &chosen);
     int mf = -1, mr = -1;
     for (int m = 0; m < o->n_methods; m++) {
         if (!strcmp(o->methods[m], "finetune")) mf = m;
         if (!strcmp(o->methods[m], "refilled")) mr = m;
     }
     if (mf >= 0 && mr >= 0 &&
-        (st = paired_section(o, res[mr], n_pts[mr], res[mf], n_pts[mf], table, cap, &tl)))
+        (st = paired_section(o, res[mr], n_pts[mr], res[mf], n_pts[mf], &table)))
         goto done;
-    if (tl >= cap || cl >= cap) {
-        st = fsb_error(FSB_EINVAL, "tune: table too large");
-        goto done;
-    }
-    char *tp = fsb_path_join(o->out, "val_table.md"), *cp = fsb_path_join(o->out, "chosen.txt");
-    if (!tp || !cp) st = fsb_error(FSB_ENOMEM, "out of memory");
-    if (!st) st = fsb_write_file(tp, table, tl);
-    if (!st) st = fsb_write_file(cp, chosen, cl);
-    if (!st && o->log) fprintf(o->log, "%s\n%s\nwrote %s and %s\n", table, chosen, tp, cp);
-    free(tp);
-    free(cp);
+    st = write_tables(o, &table, &chosen);
 done:
     for (int m = 0; m < FSB_TUNE_MAX_METHODS; m++)
         for (int p = 0; p < n_pts[m]; p++) {
             free(res[m][p].spec);
             free(res[m][p].recs);
         }
-    free(table);
-    free(chosen);
+    free(table.buf);
+    free(chosen.buf);
     return st;
 }

@@ -76,6 +76,37 @@ START_TEST(below_is_uniform_and_in_range)
 }
 END_TEST
 
+/* pfy(n, m) as docs/episodes.md writes it, replayed by hand on a twin generator: the first m
+ * entries are the draws, the whole array stays a permutation, m = 0 draws nothing. */
+START_TEST(partial_shuffle_follows_the_spec)
+{
+    enum { N = 9, M = 4 };
+    fsb_rng r, twin;
+    fsb_rng_init(&r, 5, 1);
+    fsb_rng_init(&twin, 5, 1);
+    int a[N], want[N], seen[N] = {0};
+    fsb_rng_partial_shuffle(&r, a, N, M);
+    for (int j = 0; j < N; j++)
+        want[j] = j;
+    for (int j = 0; j < M; j++) {
+        int p = j + (int)fsb_rng_below(&twin, (uint32_t)(N - j)), t = want[j];
+        want[j] = want[p];
+        want[p] = t;
+    }
+    for (int j = 0; j < N; j++) {
+        ck_assert_int_eq(a[j], want[j]);
+        seen[a[j]]++;
+    }
+    for (int j = 0; j < N; j++)
+        ck_assert_int_eq(seen[j], 1);
+    ck_assert_uint_eq(fsb_rng_u32(&r), fsb_rng_u32(&twin)); /* exactly M draws were taken */
+    fsb_rng_partial_shuffle(&r, a, N, 0);
+    for (int j = 0; j < N; j++)
+        ck_assert_int_eq(a[j], j);
+    ck_assert_uint_eq(fsb_rng_u32(&r), fsb_rng_u32(&twin));
+}
+END_TEST
+
 START_TEST(uniform_and_normal_moments)
 {
     fsb_rng r;
@@ -114,6 +145,7 @@ int main(void)
     tcase_add_test(tc, stream_is_counter_sequence);
     tcase_add_test(tc, streams_differ_and_repeat);
     tcase_add_test(tc, below_is_uniform_and_in_range);
+    tcase_add_test(tc, partial_shuffle_follows_the_spec);
     tcase_add_test(tc, uniform_and_normal_moments);
     tcase_add_test(tc, mix64_known_answer);
     suite_add_tcase(s, tc);

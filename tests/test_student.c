@@ -127,13 +127,28 @@ static fsb_student_ctx *make_ctx(const fsb_student_opts *o, int max_shot)
     return c;
 }
 
+/* The student's view of `way` classes of `shot` support images (sup, lab) and QUERY queries
+ * per class (qry), with the teacher's features sf / qf or NULL. */
+static fsb_student_episode_view view_of(const int *sup, const int *lab, int way, int shot,
+                                        const int *qry, const float *sf, const float *qf)
+{
+    return (fsb_student_episode_view){.way = way,
+                                      .shot = shot,
+                                      .n_query = way * QUERY,
+                                      .support_img = sup,
+                                      .support_labels = lab,
+                                      .query_img = qry,
+                                      .support_feat = sf,
+                                      .query_feat = qf};
+}
+
 static int run_episode(fsb_student_ctx *c, const fsb_student_opts *o, fsb_student_method m,
                        const episode *e, uint64_t seed, int *pred, fsb_student_stats *s)
 {
     fsb_rng r;
     fsb_rng_init(&r, seed, 3);
-    int st = fsb_student_episode(c, o, m, e->sup, e->lab, WAY, e->shot, e->qry, WAY * QUERY, NULL,
-                                 NULL, &r, pred, s);
+    fsb_student_episode_view v = view_of(e->sup, e->lab, WAY, e->shot, e->qry, NULL, NULL);
+    int st = fsb_student_episode(c, o, m, &v, &r, pred, s);
     if (st) fprintf(stderr, "%s\n", fsb_error_last());
     return st;
 }
@@ -536,8 +551,8 @@ START_TEST(smaller_way_than_ctx)
         fsb_rng r;
         fsb_rng_init(&r, 5, 3);
         fsb_student_stats s;
-        int st = fsb_student_episode(c, &o, (fsb_student_method)m, sup, lab, 3, 1, qry, 3 * QUERY,
-                                     NULL, NULL, &r, pred, &s);
+        fsb_student_episode_view v = view_of(sup, lab, 3, 1, qry, NULL, NULL);
+        int st = fsb_student_episode(c, &o, (fsb_student_method)m, &v, &r, pred, &s);
         if (st) fprintf(stderr, "%s\n", fsb_error_last());
         ck_assert_int_eq(st, 0);
         ck_assert_int_eq(s.bank_views, 2);
@@ -762,14 +777,14 @@ START_TEST(given_features_same_bits)
             fsb_student_stats s0, s1;
             fsb_rng r;
             fsb_rng_init(&r, 21, 0);
-            ck_assert_int_eq(fsb_student_episode(c, &o, (fsb_student_method)m, e.sup, e.lab, WAY, 3,
-                                                 e.qry, WAY * QUERY, NULL, NULL, &r, p0, &s0),
+            fsb_student_episode_view v0 = view_of(e.sup, e.lab, WAY, 3, e.qry, NULL, NULL),
+                                     v1 = view_of(e.sup, e.lab, WAY, 3, e.qry, sf, qf);
+            ck_assert_int_eq(fsb_student_episode(c, &o, (fsb_student_method)m, &v0, &r, p0, &s0),
                              0);
             size_t n;
             float *w0 = snapshot(fsb_student_ctx_student(c), &n);
             fsb_rng_init(&r, 21, 0);
-            ck_assert_int_eq(fsb_student_episode(c, &o, (fsb_student_method)m, e.sup, e.lab, WAY, 3,
-                                                 e.qry, WAY * QUERY, sf, qf, &r, p1, &s1),
+            ck_assert_int_eq(fsb_student_episode(c, &o, (fsb_student_method)m, &v1, &r, p1, &s1),
                              0);
             float *w1 = snapshot(fsb_student_ctx_student(c), &n);
             ck_assert_msg(memcmp(p0, p1, sizeof p0) == 0, "%s method %d", specs[i], m);
@@ -793,17 +808,15 @@ START_TEST(given_features_same_bits)
         bad_q[q] = cache.split.n_images;
     fsb_rng r;
     fsb_rng_init(&r, 21, 0);
-    ck_assert_int_eq(fsb_student_episode(c, &o, FSB_STUDENT_REFILLED, e.sup, e.lab, WAY, 3, e.qry,
-                                         WAY * QUERY, sf, qf, &r, p0, NULL),
-                     0);
+    fsb_student_episode_view good = view_of(e.sup, e.lab, WAY, 3, e.qry, sf, qf),
+                             bad = view_of(bad_s, e.lab, WAY, 3, bad_q, sf, qf),
+                             bad_q_only = view_of(e.sup, e.lab, WAY, 3, bad_q, NULL, NULL);
+    ck_assert_int_eq(fsb_student_episode(c, &o, FSB_STUDENT_REFILLED, &good, &r, p0, NULL), 0);
     fsb_rng_init(&r, 21, 0);
-    ck_assert_int_eq(fsb_student_episode(c, &o, FSB_STUDENT_REFILLED, bad_s, e.lab, WAY, 3, bad_q,
-                                         WAY * QUERY, sf, qf, &r, p1, NULL),
-                     0);
+    ck_assert_int_eq(fsb_student_episode(c, &o, FSB_STUDENT_REFILLED, &bad, &r, p1, NULL), 0);
     ck_assert(memcmp(p0, p1, sizeof p0) == 0);
     fsb_rng_init(&r, 21, 0);
-    ck_assert_int_eq(fsb_student_episode(c, &o, FSB_STUDENT_REFILLED, e.sup, e.lab, WAY, 3, bad_q,
-                                         WAY * QUERY, NULL, NULL, &r, p1, NULL),
+    ck_assert_int_eq(fsb_student_episode(c, &o, FSB_STUDENT_REFILLED, &bad_q_only, &r, p1, NULL),
                      FSB_EINVAL);
     fsb_student_ctx_destroy(c);
     free(sf);
@@ -902,10 +915,9 @@ START_TEST(method_table_adapter)
         ck_assert(ms.fit_ms > 0 && ms.predict_ms > 0);
         fsb_rng_init(&r, 77, 0);
         fsb_student_stats s;
-        ck_assert_int_eq(fsb_student_episode(c, &o, (fsb_student_method)m->variant, e.sup, e.lab,
-                                             WAY, 2, e.qry, WAY * QUERY, NULL, NULL, &r, direct,
-                                             &s),
-                         0);
+        fsb_student_episode_view sv = view_of(e.sup, e.lab, WAY, 2, e.qry, NULL, NULL);
+        ck_assert_int_eq(
+            fsb_student_episode(c, &o, (fsb_student_method)m->variant, &sv, &r, direct, &s), 0);
         ck_assert(memcmp(pred, direct, sizeof pred) == 0);
         v.ctx = NULL;
         ck_assert_int_eq(m->run(m, &cfg, &v, NULL, &r, pred, NULL), FSB_EINVAL);

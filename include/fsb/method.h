@@ -151,4 +151,18 @@ int fsb_method_linear_run(const fsb_method *m, const fsb_method_config *cfg,
                           fsb_method_stats *stats);
 size_t fsb_method_linear_scratch(int way, int shot, int query, int dim);
 
+/* The per-episode students (include/fsb/student.h), rows of the table defined in
+ * baselines/student_methods.c: finetune (variant FSB_STUDENT_FINETUNE) and refilled
+ * (FSB_STUDENT_REFILLED). ep->ctx is the worker's fsb_student_ctx*, cfg->extra a const
+ * fsb_student_opts*; the view's features, when their dimension is the teacher's, are passed on
+ * as support_feat / query_feat. fit_ms = training (bank included), predict_ms = query
+ * prediction. The scratch arena is not used (the ctx owns its buffers): the scratch function
+ * returns 0. */
+extern const fsb_method fsb_method_finetune;
+extern const fsb_method fsb_method_refilled;
+int fsb_method_student_run(const fsb_method *m, const fsb_method_config *cfg,
+                           const fsb_episode_view *ep, fsb_arena *scratch, fsb_rng *rng, int *pred,
+                           fsb_method_stats *stats);
+size_t fsb_method_student_scratch(int way, int shot, int query, int dim);
+
 #endif

@@ -1,10 +1,11 @@
 /* perf_methods.h - a benchmark harness for the frozen-feature methods (`bench perf-methods`).
  *
- * Loads features + labels from a tensor file, samples N-way K-shot episodes with a simple
- * local sampler (not the portable episode module: this is for timing and peer comparison
- * only), runs every requested method on every episode in parallel over a thread pool and
- * reports per-episode times and accuracies; optionally dumps the episodes and predictions
- * to a tensor file that tools/sklearn_compare.py reads.
+ * Loads features + labels from a tensor file, samples N-way K-shot episodes of its own (not
+ * the portable nested sweeps of episodes.h: this is for timing and peer comparison only; the
+ * draws are fsb_rng_partial_shuffle's, the views fsb_episode_view_make's), runs every
+ * requested method on every episode in parallel over a thread pool (threads.h) and reports
+ * per-episode times and accuracies; optionally dumps the episodes and predictions to a
+ * tensor file that tools/sklearn_compare.py reads.
  *
  * Feature file: tensors "features" (f32 [N, dim]) and "labels" (i64 [N], any class ids),
  * optionally "base_mean" (f32 [dim], the CL2N mean; without it the mean of all N features).

@@ -41,5 +41,9 @@ double fsb_rng_uniform(fsb_rng *r);
 float fsb_rng_uniformf(fsb_rng *r);
 /* Standard normal (Box-Muller on two uniform doubles, first output only). */
 double fsb_rng_normal(fsb_rng *r);
+/* Partial Fisher-Yates pfy(n, m), 0 <= m <= n (docs/episodes.md): a[0..n) is set to the
+ * identity, then for j = 0 .. m-1 a[j] is swapped with a[j + fsb_rng_below(r, n - j)].
+ * a[0..m) is then m distinct values of [0, n) in draw order; m draws, a has n ints. */
+void fsb_rng_partial_shuffle(fsb_rng *r, int *a, int n, int m);
 
 #endif

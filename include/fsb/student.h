@@ -26,9 +26,7 @@
 #ifndef FSB_STUDENT_H
 #define FSB_STUDENT_H
 
-#include "fsb/arena.h"
 #include "fsb/cache.h"
-#include "fsb/method.h"
 #include "fsb/model.h"
 #include "fsb/refilled.h"
 #include "fsb/rng.h"
@@ -168,36 +166,40 @@ typedef struct fsb_student_stats {
     double loss_last;         /* ... of the last step */
 } fsb_student_stats;
 
-/* Train a student on one episode and predict its queries: pred[n_query] in [0, way) (argmax
- * of the student's head, ties to the lowest class). support_img [way*shot] and query_img
- * [n_query] index ctx's cache; support_labels [way*shot] in [0, way), `shot` per class.
- * `opts` must agree with the ctx's (ctx) fields; every other field (steps, rates, SGD,
- * losses, augmentation strength) is taken from `opts`. way and shot may be any values up to
- * the ctx's. rng is the episode's generator (head init,
- * augmentation key, batch rotation, dropout). stats may be NULL.
- * support_feat [way*shot][D] and query_feat [n_query][D] (each may be NULL) are the teacher's
- * eval-mode embeddings of the same images under the ctx's test transform (the runner's
- * cached features). With a frozen backbone (adapt=head, prefix=1) they replace the forward
- * passes they equal: the bank's clean (test-transform) views, and the query forward, so
- * only the head runs. The results are the same bits as without them (tested),
+/* One episode as the student sees it. Nothing here is owned by the view. Support images may be
+ * in any order; support_labels says which class each one is. The method table's finetune and
+ * refilled rows (fsb_method_finetune / fsb_method_refilled in method.h, defined in
+ * baselines/student_methods.c) fill it from their fsb_episode_view. */
+typedef struct fsb_student_episode_view {
+    int way;                   /* classes N, 1 .. the ctx's max_way */
+    int shot;                  /* support images per class K, 1 .. the ctx's max_shot */
+    int n_query;               /* queries, 1 .. max_way * max_query of the ctx */
+    const int *support_img;    /* [way*shot] image indices into the ctx's cache */
+    const int *support_labels; /* [way*shot] class of each support image, in [0, way), `shot`
+                                  per class */
+    const int *query_img;      /* [n_query] image indices into the ctx's cache */
+    const float *support_feat; /* [way*shot][D] the teacher's embeddings of the support images
+                                  under the ctx's test transform, or NULL (see below) */
+    const float *query_feat;   /* [n_query][D] ... of the query images, or NULL */
+} fsb_student_episode_view;
+
+/* Train a student on episode ep and predict its queries: pred[ep->n_query] in [0, way)
+ * (argmax of the student's head, ties to the lowest class). `opts` must agree with the ctx's
+ * (ctx) fields; every other field (steps, rates, SGD, losses, augmentation strength) is taken
+ * from `opts`. way and shot may be any values up to the ctx's. rng is the episode's generator
+ * (head init, augmentation key, batch rotation, dropout). stats may be NULL.
+ * In order: the student (teacher copy + fresh head) and the bank; stage 1 (REFILLED with a
+ * trainable backbone and stage1_steps > 0, at K > 1, or at K = 1 with k1=views and >= 2 bank
+ * views per image: stats.stage1_ran); stage 2 (REFILLED) or fine-tuning; the prediction.
+ * ep->support_feat and ep->query_feat (each may be NULL) are the teacher's eval-mode
+ * embeddings (D = its embedding dimension) of the same images under the ctx's test transform
+ * (the runner's cached features). With a frozen backbone (adapt=head, prefix=1) they replace
+ * the forward passes they equal: the bank's clean (test-transform) views, and the query
+ * forward, so only the head runs. The results are the same bits as without them (tested),
  * provided they are what they claim to be. Returns FSB_OK, FSB_EINVAL (shapes, options, a
  * non-finite loss naming the stage and step), image errors. */
 int fsb_student_episode(fsb_student_ctx *ctx, const fsb_student_opts *opts,
-                        fsb_student_method method, const int *support_img,
-                        const int *support_labels, int way, int shot, const int *query_img,
-                        int n_query, const float *support_feat, const float *query_feat,
-                        fsb_rng *rng, int *pred, fsb_student_stats *stats);
-
-/* ---- method-table entries (baselines/student_methods.c) -------------------------------------- */
-
-/* finetune (m->variant = FSB_STUDENT_FINETUNE) and refilled (FSB_STUDENT_REFILLED): ep->ctx is
- * the worker's fsb_student_ctx*, cfg->extra a const fsb_student_opts*; the view's features,
- * when their dimension is the teacher's, are passed on as support_feat / query_feat. fit_ms =
- * training (bank included), predict_ms = query prediction. The scratch arena is not used (the ctx
- * owns its buffers): the scratch function returns 0. */
-int fsb_method_student_run(const fsb_method *m, const fsb_method_config *cfg,
-                           const fsb_episode_view *ep, fsb_arena *scratch, fsb_rng *rng, int *pred,
-                           fsb_method_stats *stats);
-size_t fsb_method_student_scratch(int way, int shot, int query, int dim);
+                        fsb_student_method method, const fsb_student_episode_view *ep, fsb_rng *rng,
+                        int *pred, fsb_student_stats *stats);
 
 #endif

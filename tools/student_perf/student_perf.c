@@ -121,37 +121,27 @@ int main(int argc, char **argv)
                     fsb_rng er;
                     fsb_rng_init(&er, 77, (uint64_t)(e * 100 + K));
                     /* 5 distinct classes, K + 15 distinct images each */
-                    int ncls = cache.split.n_classes;
-                    for (int i = 0; i < ncls; i++)
-                        pick[i] = i;
-                    for (int i = 0; i < way; i++) {
-                        int j = i + (int)fsb_rng_below(&er, (uint32_t)(ncls - i));
-                        int tmp = pick[i];
-                        pick[i] = pick[j];
-                        pick[j] = tmp;
-                    }
+                    fsb_rng_partial_shuffle(&er, pick, cache.split.n_classes, way);
                     for (int k = 0; k < way; k++) {
-                        int cnt = cache.split.class_count[pick[k]],
-                            st0 = cache.split.class_start[pick[k]];
-                        for (int i = 0; i < cnt; i++)
-                            img[i] = st0 + i;
-                        for (int i = 0; i < K + query; i++) {
-                            int j = i + (int)fsb_rng_below(&er, (uint32_t)(cnt - i));
-                            int tmp = img[i];
-                            img[i] = img[j];
-                            img[j] = tmp;
-                        }
+                        int st0 = cache.split.class_start[pick[k]];
+                        fsb_rng_partial_shuffle(&er, img, cache.split.class_count[pick[k]],
+                                                K + query);
                         for (int i = 0; i < K; i++) {
-                            sup[k * K + i] = img[i];
+                            sup[k * K + i] = st0 + img[i];
                             lab[k * K + i] = k;
                         }
                         for (int i = 0; i < query; i++)
-                            qry[k * query + i] = img[K + i];
+                            qry[k * query + i] = st0 + img[K + i];
                     }
                     fsb_student_stats s;
+                    fsb_student_episode_view v = {.way = way,
+                                                  .shot = K,
+                                                  .n_query = way * query,
+                                                  .support_img = sup,
+                                                  .support_labels = lab,
+                                                  .query_img = qry};
                     double c0 = cpu_now();
-                    if (fsb_student_episode(c, &o, m, sup, lab, way, K, qry, way * query, NULL,
-                                            NULL, &er, pred, &s)) {
+                    if (fsb_student_episode(c, &o, m, &v, &er, pred, &s)) {
                         fprintf(stderr, "%s\n", fsb_error_last());
                         return 1;
                     }
