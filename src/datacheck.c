@@ -425,126 +425,73 @@ static int content_twins(check_ctx *c, int *n_twins)
     return FSB_OK;
 }
 
-int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_data_check_opts *o,
-                   int *n_problems)
+/* The report of split k (sp[k] listed, its images checked in c): where it comes from, its
+ * problems in listing order, class counts, and the fingerprint when it lists cleanly. A
+ * missing split is one problem, in the loader's own words (not when no split exists at all:
+ * `none`). Adds to *problems. */
+static int report_split(FILE *report, const char *root, split_info *s, int k, const check_ctx *c,
+                        int min_side, int none, int *problems)
 {
-    fsb_data_check_opts def = {0};
-    if (!o) o = &def;
-    int min_side = o->image_size > 0 ? o->image_size : 84;
-    split_info sp[3];
-    memset(sp, 0, sizeof sp);
-    check_ctx c = {0};
-    item **by_path = NULL;
-    int st = FSB_OK, problems = 0;
-    if (n_problems) *n_problems = 0;
-    if (!fsb_is_dir(root)) {
-        fprintf(report, "%s: dataset root not found (not a folder)\nproblems: 1\n", root);
-        if (n_problems) *n_problems = 1;
-        return fsb_error(FSB_ENOTFOUND, "%s: dataset root not found (not a folder)", root);
+    const char *name = split_names[k];
+    int st;
+    if (!s->present) {
+        fprintf(report, "%s: absent\n", name);
+        if (none) return FSB_OK;
+        if ((st = fsb_split_require(root, &name, 1, MISSING_WHY)) != FSB_ENOTFOUND)
+            return st ? st
+                      : fsb_error(FSB_EINTERNAL, "%s: split %s both absent and found", root, name);
+        fprintf(report, "%s\n", fsb_error_last()); /* the loader's own refusal */
+        (*problems)++;
+        return FSB_OK;
     }
-    int n_present = 0, n_checked = 0;
-    for (int k = 0; k < 3; k++) {
-        if (o->skip_split[k]) continue;
-        n_checked++;
-        if ((st = list_split(&sp[k], root, k))) goto done;
-        n_present += sp[k].present;
-        sp[k].first = c.n;
-        c.n += sp[k].n_items;
+    fprintf(report, "%s: %s (%s layout)\n", name, s->source,
+            s->ravi ? "Ravi CSV" : "class folders");
+    int n_listing = s->n_probs;
+    for (int i = 0; i < s->n_items; i++) {
+        const item *it = &s->items[i];
+        const result *r = &c->res[s->first + i];
+        char where[4200] = "";
+        if (it->line > 0) snprintf(where, sizeof where, "%s:%d: ", s->source, it->line);
+        st = FSB_OK;
+        if (r->st)
+            st = add_prob(s, it->line, "%s%s", where, r->msg ? r->msg : "cannot decode");
+        else if (r->w < min_side || r->h < min_side)
+            st = add_prob(s, it->line,
+                          "%s%s/%s: image is %dx%d, smaller than %d on a side (--image-size %d)",
+                          where, root, it->path, r->w, r->h, min_side, min_side);
+        if (st) return st;
     }
-    c.root = root;
-    c.all = malloc((size_t)(c.n ? c.n : 1) * sizeof *c.all);
-    c.res = calloc((size_t)(c.n ? c.n : 1), sizeof *c.res);
-    if (!c.all || !c.res) {
-        st = fsb_error(FSB_ENOMEM, "out of memory");
-        goto done;
-    }
-    for (int k = 0; k < 3; k++)
-        for (int i = 0; i < sp[k].n_items; i++)
-            c.all[sp[k].first + i] = &sp[k].items[i];
-    fsb_progress bar;
-    fsb_progress_init(&bar, o->progress, "checking images", "img", 0, c.n);
-    c.bar = &bar;
-    atomic_init(&c.done, 0);
-    fsb_pool_run(pool, (c.n + IMAGES_PER_TASK - 1) / IMAGES_PER_TASK, check_task, &c);
-    fsb_progress_update(&bar, c.n);
-    fsb_progress_finish(&bar);
-
-    fprintf(report, "dataset: %s\n", root);
-    int none = n_present == 0 && n_checked == 3; /* one problem, not three */
-    if (none) {
+    if (s->n_probs > 1) qsort(s->probs, (size_t)s->n_probs, sizeof *s->probs, cmp_lprob);
+    for (int i = 0; i < s->n_probs; i++)
+        fprintf(report, "%s\n", s->probs[i].text);
+    *problems += s->n_probs;
+    int nc, all_600;
+    class_stats(report, s, name, &nc, &all_600);
+    if (s->ravi && s->n_items == canon_images[k] && nc == canon_classes[k] && all_600)
         fprintf(report,
-                "%s: no split found (looked for split/<name>.csv, <name>.csv and "
-                "<name>/ for train, val, test)\n",
-                root);
-        problems++;
+                "%s: matches the canonical MiniImageNet (Ravi & Larochelle) %s split: "
+                "%d images, %d classes x 600\n",
+                name, name, canon_images[k], canon_classes[k]);
+    fsb_split clean;
+    if (n_listing == 0 && fsb_split_open(&clean, root, name) == FSB_OK) {
+        fprintf(report, "%s: fingerprint %016llx%s\n", name, (unsigned long long)clean.fingerprint,
+                clean.fingerprint == canon_fp[k]
+                    ? " (identical to the published Ravi & Larochelle listing)"
+                    : "");
+        fsb_split_free(&clean);
     }
-    for (int k = 0; k < 3; k++) {
-        split_info *s = &sp[k];
-        const char *name = split_names[k];
-        if (o->skip_split[k]) {
-            fprintf(report, "%s: not checked (--split)\n", name);
-            continue;
-        }
-        if (!s->present) {
-            fprintf(report, "%s: absent\n", name);
-            if (none) continue;
-            if ((st = fsb_split_require(root, &name, 1, MISSING_WHY)) != FSB_ENOTFOUND) {
-                if (!st)
-                    st = fsb_error(FSB_EINTERNAL, "%s: split %s both absent and found", root, name);
-                goto done;
-            }
-            st = FSB_OK;
-            fprintf(report, "%s\n", fsb_error_last()); /* the loader's own refusal */
-            problems++;
-            continue;
-        }
-        fprintf(report, "%s: %s (%s layout)\n", name, s->source,
-                s->ravi ? "Ravi CSV" : "class folders");
-        int n_listing = s->n_probs;
-        for (int i = 0; i < s->n_items; i++) {
-            const item *it = &s->items[i];
-            const result *r = &c.res[s->first + i];
-            char where[4200] = "";
-            if (it->line > 0) snprintf(where, sizeof where, "%s:%d: ", s->source, it->line);
-            if (r->st)
-                st = add_prob(s, it->line, "%s%s", where, r->msg ? r->msg : "cannot decode");
-            else if (r->w < min_side || r->h < min_side)
-                st =
-                    add_prob(s, it->line,
-                             "%s%s/%s: image is %dx%d, smaller than %d on a side (--image-size %d)",
-                             where, root, it->path, r->w, r->h, min_side, min_side);
-            if (st) goto done;
-        }
-        if (s->n_probs > 1) qsort(s->probs, (size_t)s->n_probs, sizeof *s->probs, cmp_lprob);
-        for (int i = 0; i < s->n_probs; i++)
-            fprintf(report, "%s\n", s->probs[i].text);
-        problems += s->n_probs;
-        int nc, all_600;
-        class_stats(report, s, name, &nc, &all_600);
-        if (s->ravi && s->n_items == canon_images[k] && nc == canon_classes[k] && all_600)
-            fprintf(report,
-                    "%s: matches the canonical MiniImageNet (Ravi & Larochelle) %s split: "
-                    "%d images, %d classes x 600\n",
-                    name, name, canon_images[k], canon_classes[k]);
-        fsb_split clean;
-        if (n_listing == 0 && fsb_split_open(&clean, root, name) == FSB_OK) {
-            fprintf(report, "%s: fingerprint %016llx%s\n", name,
-                    (unsigned long long)clean.fingerprint,
-                    clean.fingerprint == canon_fp[k]
-                        ? " (identical to the published Ravi & Larochelle listing)"
-                        : "");
-            fsb_split_free(&clean);
-        }
-    }
-    /* the same file listed in two splits (Ravi: same path under images/) */
-    by_path = malloc((size_t)(c.n ? c.n : 1) * sizeof *by_path);
-    if (!by_path) {
-        st = fsb_error(FSB_ENOMEM, "out of memory");
-        goto done;
-    }
-    memcpy(by_path, c.all, (size_t)c.n * sizeof *by_path);
-    if (c.n > 1) qsort(by_path, (size_t)c.n, sizeof *by_path, cmp_item_path);
-    for (int i = 1; i < c.n; i++) {
+    return FSB_OK;
+}
+
+/* The same file listed in two splits (Ravi: the same path under images/). */
+static int report_same_path(FILE *report, const char *root, const split_info *sp,
+                            const check_ctx *c, int *problems)
+{
+    item **by_path = malloc((size_t)(c->n ? c->n : 1) * sizeof *by_path);
+    if (!by_path) return fsb_error(FSB_ENOMEM, "out of memory");
+    memcpy(by_path, c->all, (size_t)c->n * sizeof *by_path);
+    if (c->n > 1) qsort(by_path, (size_t)c->n, sizeof *by_path, cmp_item_path);
+    for (int i = 1; i < c->n; i++) {
         const item *a = by_path[i - 1], *b = by_path[i];
         if (strcmp(a->path, b->path) != 0 || a->split == b->split) continue;
         int j = i - 1;
@@ -553,14 +500,21 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
         a = by_path[j];
         fprintf(report, "%s:%d: %s/%s is also listed in %s (%s:%d)\n", sp[b->split].source, b->line,
                 root, b->path, split_names[a->split], sp[a->split].source, a->line);
-        problems++;
+        (*problems)++;
     }
-    /* files with the same bytes under other paths, in any layout: overlap between splits
-     * (class folders always differ in path) and duplicates within one */
-    int n_dup = 0;
-    if ((st = content_twins(&c, &n_dup))) goto done;
+    free(by_path);
+    return FSB_OK;
+}
+
+/* Files with the same bytes under other paths, in any layout: overlap between splits (class
+ * folders always differ in path) and duplicates within one. */
+static int report_twins(FILE *report, const char *root, const split_info *sp, check_ctx *c,
+                        int *problems)
+{
+    int n_dup = 0, st = content_twins(c, &n_dup);
+    if (st) return st;
     for (int i = 0; i < n_dup; i++) {
-        const item *b = c.all[c.twins[i].b], *a = c.all[c.twins[i].a];
+        const item *b = c->all[c->twins[i].b], *a = c->all[c->twins[i].a];
         char wb[4200] = "", wa[4200] = "";
         if (b->line > 0) snprintf(wb, sizeof wb, "%s:%d: ", sp[b->split].source, b->line);
         if (a->line > 0) snprintf(wa, sizeof wa, " (%s:%d)", sp[a->split].source, a->line);
@@ -570,8 +524,77 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
         else
             fprintf(report, "%s%s/%s: same content as %s/%s%s: a duplicate image in %s\n", wb, root,
                     b->path, root, a->path, wa, split_names[a->split]);
+        (*problems)++;
+    }
+    return FSB_OK;
+}
+
+/* List the splits asked for into sp and decode every image over the pool into c. */
+static int check_images(check_ctx *c, split_info *sp, const char *root, fsb_pool *pool,
+                        const fsb_data_check_opts *o, int *n_present, int *n_checked)
+{
+    int st;
+    for (int k = 0; k < 3; k++) {
+        if (o->skip_split[k]) continue;
+        (*n_checked)++;
+        if ((st = list_split(&sp[k], root, k))) return st;
+        *n_present += sp[k].present;
+        sp[k].first = c->n;
+        c->n += sp[k].n_items;
+    }
+    c->root = root;
+    c->all = malloc((size_t)(c->n ? c->n : 1) * sizeof *c->all);
+    c->res = calloc((size_t)(c->n ? c->n : 1), sizeof *c->res);
+    if (!c->all || !c->res) return fsb_error(FSB_ENOMEM, "out of memory");
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < sp[k].n_items; i++)
+            c->all[sp[k].first + i] = &sp[k].items[i];
+    fsb_progress bar;
+    fsb_progress_init(&bar, o->progress, "checking images", "img", 0, c->n);
+    c->bar = &bar;
+    atomic_init(&c->done, 0);
+    fsb_pool_run(pool, (c->n + IMAGES_PER_TASK - 1) / IMAGES_PER_TASK, check_task, c);
+    fsb_progress_update(&bar, c->n);
+    fsb_progress_finish(&bar);
+    c->bar = NULL;
+    return FSB_OK;
+}
+
+int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_data_check_opts *o,
+                   int *n_problems)
+{
+    fsb_data_check_opts def = {0};
+    if (!o) o = &def;
+    int min_side = o->image_size > 0 ? o->image_size : 84;
+    split_info sp[3];
+    memset(sp, 0, sizeof sp);
+    check_ctx c = {0};
+    int st = FSB_OK, problems = 0, n_present = 0, n_checked = 0;
+    if (n_problems) *n_problems = 0;
+    if (!fsb_is_dir(root)) {
+        fprintf(report, "%s: dataset root not found (not a folder)\nproblems: 1\n", root);
+        if (n_problems) *n_problems = 1;
+        return fsb_error(FSB_ENOTFOUND, "%s: dataset root not found (not a folder)", root);
+    }
+    if ((st = check_images(&c, sp, root, pool, o, &n_present, &n_checked))) goto done;
+    fprintf(report, "dataset: %s\n", root);
+    int none = n_present == 0 && n_checked == 3; /* one problem, not three */
+    if (none) {
+        fprintf(report,
+                "%s: no split found (looked for split/<name>.csv, <name>.csv and "
+                "<name>/ for train, val, test)\n",
+                root);
         problems++;
     }
+    for (int k = 0; k < 3 && !st; k++) {
+        if (o->skip_split[k])
+            fprintf(report, "%s: not checked (--split)\n", split_names[k]);
+        else
+            st = report_split(report, root, &sp[k], k, &c, min_side, none, &problems);
+    }
+    if (st || (st = report_same_path(report, root, sp, &c, &problems)) ||
+        (st = report_twins(report, root, sp, &c, &problems)))
+        goto done;
     fprintf(report, "problems: %d\n", problems);
     fflush(report);
     if (n_problems) *n_problems = problems;
@@ -579,7 +602,6 @@ int fsb_data_check(const char *root, FILE *report, fsb_pool *pool, const fsb_dat
         st = fsb_error(FSB_EFORMAT, "%d problem%s in %s (see the report)", problems,
                        problems == 1 ? "" : "s", root);
 done:
-    free(by_path);
     free(c.twins);
     for (int i = 0; c.res && i < c.n; i++)
         free(c.res[i].msg);

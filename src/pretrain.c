@@ -703,6 +703,109 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
     return make_identity(t);
 }
 
+/* The best checkpoint so far: the model with its val scores, epoch, what it was trained on,
+ * its input (model.h fsb_model_file_input) and its augmentation. */
+static int save_best(trainer *t, const log_row *row, int epoch)
+{
+    const fsb_pretrain_opts *o = t->o;
+    enum { NV = FSB_PRETRAIN_MAX_VAL_SHOTS };
+    char names[NV][32], vtext[NV][32], ep[32], in[3][16], aug[128];
+    const char *keys[NV + 6], *vals[NV + 6];
+    int nk = 0;
+    for (int k = 0; k < o->n_val_shots; k++, nk++) {
+        snprintf(names[k], sizeof names[k], "val_%dshot", o->val_shots[k]);
+        snprintf(vtext[k], sizeof vtext[k], "%.6f", row->val[k]);
+        keys[nk] = names[k], vals[nk] = vtext[k];
+    }
+    snprintf(ep, sizeof ep, "%d", epoch);
+    keys[nk] = "epoch", vals[nk++] = ep;
+    keys[nk] = "trained_on";
+    vals[nk++] = o->objective == FSB_PRETRAIN_PROTONET
+                     ? "train split (base classes), protonet episodes"
+                     : "train split (base classes)";
+    const int side[3] = {o->image_size, o->resize, o->crop};
+    static const char *const in_key[3] = {"image_size", "resize", "crop"};
+    for (int k = 0; k < 3; k++, nk++) {
+        snprintf(in[k], sizeof in[k], "%d", side[k]);
+        keys[nk] = in_key[k], vals[nk] = in[k];
+    }
+    if (o->augment)
+        snprintf(aug, sizeof aug, "crop_scale=%g,%g jitter=%g flip=%d", o->crop_scale_lo,
+                 o->crop_scale_hi, o->jitter, o->flip);
+    else
+        snprintf(aug, sizeof aug, "off");
+    keys[nk] = "augment", vals[nk++] = aug;
+    return fsb_model_save(t->model, o->out, nk, keys, vals);
+}
+
+/* The first lines of the log: what runs, from where, and whether it resumes. */
+static void log_start(const trainer *t, int resumed)
+{
+    const fsb_pretrain_opts *o = t->o;
+    char how[4200] = ""; /* empty for ce from scratch: its line is unchanged */
+    if (o->objective == FSB_PRETRAIN_PROTONET)
+        snprintf(how, sizeof how, " protonet %d-way %d-shot %d-query x %d episodes/epoch",
+                 o->train_way, o->train_shot, o->train_query, o->train_episodes);
+    if (o->init) snprintf(how + strlen(how), sizeof how - strlen(how), " from %.4000s", o->init);
+    fprintf(o->log, "pretrain %s%s on %d images of %d classes (%s/train), val %d episodes; %s\n",
+            fsb_arch_name(o->arch), how, t->n_sub, t->train.split.n_classes, o->data,
+            o->val_episodes, resumed ? "resuming" : "starting");
+    if (resumed) fprintf(o->log, "resumed after epoch %d of %d\n", t->epochs_done, o->epochs);
+    if (t->init_subnormal)
+        fprintf(o->log,
+                "note: %ld of the starting parameters are subnormal floats; they count as "
+                "zero (threads.h)\n",
+                t->init_subnormal);
+    fflush(o->log);
+}
+
+/* One line per epoch. */
+static void log_epoch(const trainer *t, const log_row *row, int e)
+{
+    const fsb_pretrain_opts *o = t->o;
+    fprintf(o->log, "epoch %d/%d lr %.4g loss %.4f acc %.4f", e + 1, o->epochs, row->lr, row->loss,
+            row->acc);
+    if (row->val[0] >= 0) {
+        for (int k = 0; k < o->n_val_shots; k++)
+            fprintf(o->log, "%s%d-shot %.4f", k ? " " : " val ", o->val_shots[k], row->val[k]);
+        fprintf(o->log, "%s", t->best_epoch == e + 1 ? " (best)" : "");
+    }
+    fprintf(o->log, " %.1f s\n", row->seconds);
+    fflush(o->log);
+}
+
+/* Epoch e: train, validate when due (keeping the best checkpoint), save the state. */
+static int run_epoch(trainer *t, int e, long *steps_here, int writer)
+{
+    const fsb_pretrain_opts *o = t->o;
+    double t0 = fsb_now();
+    log_row *row = &t->rows[e];
+    memset(row, 0, sizeof *row);
+    row->epoch = e + 1;
+    for (int k = 0; k < FSB_PRETRAIN_MAX_VAL_SHOTS; k++)
+        row->val[k] = -1;
+    int st = o->objective == FSB_PRETRAIN_PROTONET ? train_epoch_protonet(t, e, steps_here, row)
+                                                   : train_epoch(t, e, steps_here, row);
+    if (st || (st = fsb_pretrain_dist_average_bn(t->model))) return st;
+    if ((e + 1) % o->val_every == 0 || e + 1 == o->epochs) {
+        if ((st = validate(t, row->val))) return st;
+        double score = 0;
+        for (int k = 0; k < o->n_val_shots; k++)
+            score += row->val[k];
+        score /= o->n_val_shots;
+        if (score > t->best) {
+            if (writer && (st = save_best(t, row, e + 1))) return st;
+            t->best = score;
+            t->best_epoch = e + 1;
+        }
+    }
+    row->seconds = fsb_now() - t0;
+    t->epochs_done = e + 1;
+    if (writer && ((st = save_state(t)) || (st = write_log_and_plot(t)))) return st;
+    if (o->log) log_epoch(t, row, e);
+    return FSB_OK;
+}
+
 int fsb_pretrain(const fsb_pretrain_opts *o)
 {
     if (!o->data) return fsb_error(FSB_EINVAL, "--data is required");
@@ -729,94 +832,10 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
     /* a kill between the state's rename and the log's would leave the CSV and plot behind
      * the state: bring them level with it (the same bytes when they already are) */
     if (resumed && writer && (st = write_log_and_plot(&t))) goto done;
-    if (o->log) {
-        char how[4200] = ""; /* empty for ce from scratch: its line is unchanged */
-        if (o->objective == FSB_PRETRAIN_PROTONET)
-            snprintf(how, sizeof how, " protonet %d-way %d-shot %d-query x %d episodes/epoch",
-                     o->train_way, o->train_shot, o->train_query, o->train_episodes);
-        if (o->init)
-            snprintf(how + strlen(how), sizeof how - strlen(how), " from %.4000s", o->init);
-        fprintf(o->log,
-                "pretrain %s%s on %d images of %d classes (%s/train), val %d episodes; %s\n",
-                fsb_arch_name(o->arch), how, t.n_sub, t.train.split.n_classes, o->data,
-                o->val_episodes, resumed ? "resuming" : "starting");
-        if (resumed) fprintf(o->log, "resumed after epoch %d of %d\n", t.epochs_done, o->epochs);
-        if (t.init_subnormal)
-            fprintf(o->log,
-                    "note: %ld of the starting parameters are subnormal floats; they count as "
-                    "zero (threads.h)\n",
-                    t.init_subnormal);
-        fflush(o->log);
-    }
+    if (o->log) log_start(&t, resumed);
     long steps_here = 0;
-    for (int e = t.epochs_done; e < o->epochs && !st; e++) {
-        double t0 = fsb_now();
-        log_row *row = &t.rows[e];
-        memset(row, 0, sizeof *row);
-        row->epoch = e + 1;
-        for (int k = 0; k < FSB_PRETRAIN_MAX_VAL_SHOTS; k++)
-            row->val[k] = -1;
-        if ((st = o->objective == FSB_PRETRAIN_PROTONET
-                      ? train_epoch_protonet(&t, e, &steps_here, row)
-                      : train_epoch(&t, e, &steps_here, row)) ||
-            (st = fsb_pretrain_dist_average_bn(t.model)))
-            break;
-        if ((e + 1) % o->val_every == 0 || e + 1 == o->epochs) {
-            if ((st = validate(&t, row->val))) break;
-            double score = 0;
-            for (int k = 0; k < o->n_val_shots; k++)
-                score += row->val[k];
-            score /= o->n_val_shots;
-            if (score > t.best) {
-                enum { NV = FSB_PRETRAIN_MAX_VAL_SHOTS };
-                char names[NV][32], vtext[NV][32], ep[32], in[3][16], aug[128];
-                const char *keys[NV + 6], *vals[NV + 6];
-                int nk = 0;
-                for (int k = 0; k < o->n_val_shots; k++, nk++) {
-                    snprintf(names[k], sizeof names[k], "val_%dshot", o->val_shots[k]);
-                    snprintf(vtext[k], sizeof vtext[k], "%.6f", row->val[k]);
-                    keys[nk] = names[k], vals[nk] = vtext[k];
-                }
-                snprintf(ep, sizeof ep, "%d", e + 1);
-                keys[nk] = "epoch", vals[nk++] = ep;
-                keys[nk] = "trained_on";
-                vals[nk++] = o->objective == FSB_PRETRAIN_PROTONET
-                                 ? "train split (base classes), protonet episodes"
-                                 : "train split (base classes)";
-                /* the input it was trained on (model.h fsb_model_file_input) */
-                const int side[3] = {o->image_size, o->resize, o->crop};
-                static const char *const in_key[3] = {"image_size", "resize", "crop"};
-                for (int k = 0; k < 3; k++, nk++) {
-                    snprintf(in[k], sizeof in[k], "%d", side[k]);
-                    keys[nk] = in_key[k], vals[nk] = in[k];
-                }
-                if (o->augment)
-                    snprintf(aug, sizeof aug, "crop_scale=%g,%g jitter=%g flip=%d",
-                             o->crop_scale_lo, o->crop_scale_hi, o->jitter, o->flip);
-                else
-                    snprintf(aug, sizeof aug, "off");
-                keys[nk] = "augment", vals[nk++] = aug;
-                if (writer && (st = fsb_model_save(t.model, o->out, nk, keys, vals))) break;
-                t.best = score;
-                t.best_epoch = e + 1;
-            }
-        }
-        row->seconds = fsb_now() - t0;
-        t.epochs_done = e + 1;
-        if (writer && ((st = save_state(&t)) || (st = write_log_and_plot(&t)))) break;
-        if (o->log) {
-            fprintf(o->log, "epoch %d/%d lr %.4g loss %.4f acc %.4f", e + 1, o->epochs, row->lr,
-                    row->loss, row->acc);
-            if (row->val[0] >= 0) {
-                for (int k = 0; k < o->n_val_shots; k++)
-                    fprintf(o->log, "%s%d-shot %.4f", k ? " " : " val ", o->val_shots[k],
-                            row->val[k]);
-                fprintf(o->log, "%s", t.best_epoch == e + 1 ? " (best)" : "");
-            }
-            fprintf(o->log, " %.1f s\n", row->seconds);
-            fflush(o->log);
-        }
-    }
+    for (int e = t.epochs_done; e < o->epochs && !st; e++)
+        st = run_epoch(&t, e, &steps_here, writer);
     if (!st && o->log)
         fprintf(o->log, "done: best epoch %d (val mean %.4f) in %s\n", t.best_epoch, t.best,
                 o->out);

@@ -457,6 +457,103 @@ static int export_episodes(const run_state *r)
     return st;
 }
 
+/* The packed-image cache options of this run. */
+static fsb_cache_opts cache_opts(const run_state *r)
+{
+    const fsb_run_opts *o = r->o;
+    return (fsb_cache_opts){
+        .dir = o->cache_dir, .size = o->image_size, .pool = r->pool, .progress = o->progress};
+}
+
+/* Everything the run reads before it claims its folder: the teacher's input settles the
+ * packed size and transform (a contradicting flag, or a combination that cannot work, fails
+ * before anything is packed), the split is listed and packed, the teacher loaded, the
+ * episodes drawn, and the train split listed when CL2N needs its mean. */
+static int open_inputs(run_state *r)
+{
+    fsb_run_opts *o = &r->opts;
+    fsb_model_input in;
+    int st = fsb_model_file_input(o->teacher, &in);
+    if (st) return fsb_error_wrap(st, "--teacher");
+    if ((st = fsb_model_input_settle(&in, "the teacher", o->teacher, &o->image_size, &o->resize,
+                                     &o->crop)))
+        return st;
+    /* mpirun (shard.h): rank 0 packs and embeds first, the other ranks then load its files */
+    if (o->shard.shared && o->shard.index > 0 && (st = fsb_dist_barrier())) return st;
+    fsb_cache_opts co = cache_opts(r);
+    const char *need[2] = {o->split, "train"}; /* both listed before either is packed */
+    if ((st = fsb_split_require(o->data, need, needs_base_mean(r) ? 2 : 1,
+                                "bench run reads --split, and train for cl2n's base mean")) ||
+        (st = fsb_cache_open(&r->cache, o->data, o->split, &co)))
+        return fsb_error_wrap(st, "--data");
+    if ((st = file_hash(o->teacher, &r->teacher_hash))) return fsb_error_wrap(st, "--teacher");
+    if ((st = fsb_model_create_from_file(&r->teacher, o->teacher, o->crop, FSB_FEATURES_BATCH,
+                                         r->pool)))
+        return st;
+    r->dim = fsb_model_embed_dim(r->teacher);
+    const char *arch = fsb_arch_name(fsb_model_options(r->teacher)->arch);
+    if (o->arch && strcmp(o->arch, arch) != 0)
+        return fsb_error(FSB_EMISMATCH, "--teacher: %s is a %s checkpoint, --arch says %s",
+                         o->teacher, arch, o->arch);
+    if ((st = load_episodes(r))) return st;
+    if (needs_base_mean(r)) { /* the train split's listing is part of the run's identity */
+        fsb_split base;
+        if ((st = fsb_split_open(&base, o->data, "train")))
+            return fsb_error_wrap(st, "--data (the train split, for CL2N's base mean)");
+        r->base_fp = base.fingerprint;
+        fsb_split_free(&base);
+    }
+    return FSB_OK;
+}
+
+/* CL2N: the mean train-split feature, summed in image order in double. */
+static int base_mean(run_state *r, fsb_cache *train)
+{
+    const fsb_run_opts *o = r->o;
+    fsb_cache_opts co = cache_opts(r);
+    const float *tf;
+    int st;
+    if ((st = fsb_cache_open(train, o->data, "train", &co)) ||
+        (st = split_features(r, train, &r->mean_tf, &tf)))
+        return st;
+    r->base_mean = calloc((size_t)r->dim, sizeof *r->base_mean);
+    double *acc = calloc((size_t)r->dim, sizeof *acc);
+    if (!r->base_mean || !acc) {
+        free(acc);
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < train->split.n_images; i++)
+        for (int j = 0; j < r->dim; j++)
+            acc[j] += tf[(size_t)i * r->dim + j];
+    for (int j = 0; j < r->dim; j++)
+        r->base_mean[j] = (float)(acc[j] / train->split.n_images);
+    free(acc);
+    for (int m = 0; m < o->n_methods; m++) {
+        r->cfg[m].base_mean = r->base_mean;
+        r->cfg[m].base_mean_dim = r->dim;
+    }
+    return FSB_OK;
+}
+
+/* Replay the journal, then run every task it lacks, group by group. */
+static int run_tasks(run_state *r, size_t n_tasks)
+{
+    const fsb_run_opts *o = r->o;
+    r->done = calloc(n_tasks, 1);
+    r->recs = calloc(n_tasks, sizeof *r->recs);
+    if (!r->done || !r->recs) return fsb_error(FSB_ENOMEM, "out of memory");
+    char *jpath = NULL; /* journal.log, or journal.r<i>of<n>.log of an mpirun rank */
+    int st = fsb_shard_journal_path(o->out, &o->shard, &jpath);
+    if (st) return st;
+    st = fsb_journal_open(&r->journal, jpath, replay_record, r);
+    free(jpath);
+    if (st || (st = workers_init(r))) return st;
+    for (int m = 0; m < o->n_methods && !st; m++)
+        for (int s = 0; s < o->n_shots && !st; s++)
+            st = run_group(r, m, s);
+    return st;
+}
+
 int fsb_run(const fsb_run_opts *given)
 {
     if (!given->data) return fsb_error(FSB_EINVAL, "--data is required");
@@ -465,7 +562,7 @@ int fsb_run(const fsb_run_opts *given)
     double t0 = fsb_now();
     run_state r;
     memset(&r, 0, sizeof r);
-    r.opts = *given; /* a manifest may fill in way, query and shots (load_episodes) */
+    r.opts = *given; /* the teacher's input and a manifest may fill in settings */
     const fsb_run_opts *o = &r.opts;
     r.o = o;
     fsb_cache train;
@@ -473,104 +570,23 @@ int fsb_run(const fsb_run_opts *given)
     int st = fsb_pool_create(&r.pool, o->threads);
     if (st) return st;
     fsb_blas_set_threads(1);
-    if ((st = resolve_methods(&r))) goto done;
-    /* the input the teacher was trained on decides the packed size and the transform; a
-     * contradicting flag, or a combination that cannot work, fails before anything is
-     * packed or claimed */
-    fsb_model_input in;
-    if ((st = fsb_model_file_input(o->teacher, &in))) {
-        st = fsb_error_wrap(st, "--teacher");
-        goto done;
-    }
-    if ((st = fsb_model_input_settle(&in, "the teacher", o->teacher, &r.opts.image_size,
-                                     &r.opts.resize, &r.opts.crop)))
-        goto done;
-    /* mpirun (shard.h): rank 0 packs and embeds first, the other ranks then load its files */
-    if (o->shard.shared && o->shard.index > 0 && (st = fsb_dist_barrier())) goto done;
-    fsb_cache_opts co = {
-        .dir = o->cache_dir, .size = o->image_size, .pool = r.pool, .progress = o->progress};
-    const char *need[2] = {o->split, "train"}; /* both listed before either is packed */
-    if ((st = fsb_split_require(o->data, need, needs_base_mean(&r) ? 2 : 1,
-                                "bench run reads --split, and train for cl2n's base mean")) ||
-        (st = fsb_cache_open(&r.cache, o->data, o->split, &co))) {
-        st = fsb_error_wrap(st, "--data");
-        goto done;
-    }
-    if ((st = file_hash(o->teacher, &r.teacher_hash))) {
-        st = fsb_error_wrap(st, "--teacher");
-        goto done;
-    }
-    if ((st = fsb_model_create_from_file(&r.teacher, o->teacher, o->crop, FSB_FEATURES_BATCH,
-                                         r.pool)))
-        goto done;
-    r.dim = fsb_model_embed_dim(r.teacher);
-    if (o->arch && strcmp(o->arch, fsb_arch_name(fsb_model_options(r.teacher)->arch)) != 0) {
-        st = fsb_error(FSB_EMISMATCH, "--teacher: %s is a %s checkpoint, --arch says %s",
-                       o->teacher, fsb_arch_name(fsb_model_options(r.teacher)->arch), o->arch);
-        goto done;
-    }
-    if ((st = load_episodes(&r))) goto done;
-    if (needs_base_mean(&r)) { /* the train split's listing is part of the run's identity */
-        fsb_split base;
-        if ((st = fsb_split_open(&base, o->data, "train"))) {
-            st = fsb_error_wrap(st, "--data (the train split, for CL2N's base mean)");
-            goto done;
-        }
-        r.base_fp = base.fingerprint;
-        fsb_split_free(&base);
-    }
-    if ((st = make_run_id(&r, &r.run_id)) ||
+    if ((st = resolve_methods(&r)) || (st = open_inputs(&r)) || (st = make_run_id(&r, &r.run_id)) ||
         (st = fsb_runfolder_claim(o->out, r.run_id, "--out")) || (st = export_episodes(&r)))
         goto done;
-    if (o->log)
+    if (o->log) {
         fprintf(o->log, "run: %d episodes (hash %s) x shots", r.sweep.n_episodes, r.ep_hash);
-    for (int s = 0; o->log && s < o->n_shots; s++)
-        fprintf(o->log, "%s%d", s ? "," : " ", o->shots[s]);
-    if (o->log)
+        for (int s = 0; s < o->n_shots; s++)
+            fprintf(o->log, "%s%d", s ? "," : " ", o->shots[s]);
         fprintf(o->log, " on %s/%s, teacher %s (%s, %d-d)\n", o->data, o->split, o->teacher,
                 fsb_arch_name(fsb_model_options(r.teacher)->arch), r.dim);
-    if ((st = split_features(&r, &r.cache, &r.feat_tf, &r.feats))) goto done;
-    if (needs_base_mean(&r)) {
-        const float *tf;
-        if ((st = fsb_cache_open(&train, o->data, "train", &co)) ||
-            (st = split_features(&r, &train, &r.mean_tf, &tf)))
-            goto done;
-        r.base_mean = calloc((size_t)r.dim, sizeof *r.base_mean);
-        double *acc = calloc((size_t)r.dim, sizeof *acc);
-        if (!r.base_mean || !acc) {
-            free(acc);
-            st = fsb_error(FSB_ENOMEM, "out of memory");
-            goto done;
-        }
-        for (int i = 0; i < train.split.n_images; i++)
-            for (int j = 0; j < r.dim; j++)
-                acc[j] += tf[(size_t)i * r.dim + j];
-        for (int j = 0; j < r.dim; j++)
-            r.base_mean[j] = (float)(acc[j] / train.split.n_images);
-        free(acc);
-        for (int m = 0; m < o->n_methods; m++) {
-            r.cfg[m].base_mean = r.base_mean;
-            r.cfg[m].base_mean_dim = r.dim;
-        }
     }
+    if ((st = split_features(&r, &r.cache, &r.feat_tf, &r.feats)) ||
+        (needs_base_mean(&r) && (st = base_mean(&r, &train))))
+        goto done;
     if (o->shard.shared && o->shard.index == 0 && (st = fsb_dist_barrier()))
         goto done; /* rank 0's caches are written: release the other ranks */
     size_t n_tasks = (size_t)o->n_methods * o->n_shots * r.sweep.n_episodes;
-    r.done = calloc(n_tasks, 1);
-    r.recs = calloc(n_tasks, sizeof *r.recs);
-    if (!r.done || !r.recs) {
-        st = fsb_error(FSB_ENOMEM, "out of memory");
-        goto done;
-    }
-    char *jpath = NULL; /* journal.log, or journal.r<i>of<n>.log of an mpirun rank */
-    if ((st = fsb_shard_journal_path(o->out, &o->shard, &jpath))) goto done;
-    st = fsb_journal_open(&r.journal, jpath, replay_record, &r);
-    free(jpath);
-    if (st || (st = workers_init(&r))) goto done;
-    for (int m = 0; m < o->n_methods && !st; m++)
-        for (int s = 0; s < o->n_shots && !st; s++)
-            st = run_group(&r, m, s);
-    if (st) goto done;
+    if ((st = run_tasks(&r, n_tasks))) goto done;
     /* sharded (shard.h): a --shard folder ends with shard.done, mpirun ranks gather their
      * records on rank 0, which alone writes the final files */
     int write_final = 1;

@@ -6,7 +6,6 @@
 #include "fsb/perf_methods.h"
 #include "fsb/status.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,87 +42,38 @@ static int parse_methods(char *text, fsb_mperf_options *o)
     return FSB_OK;
 }
 
+/* --methods a,b,c (the text is our argv, which is writable) */
+static int parse_methods_flag(void *dst, const char *flag, const char *text)
+{
+    (void)flag;
+    return parse_methods((char *)text, dst);
+}
+
 int fsb_cmd_perf_methods(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"features", required_argument, NULL, 'f'},
-                                             {"episodes", required_argument, NULL, 'e'},
-                                             {"shots", required_argument, NULL, 's'},
-                                             {"way", required_argument, NULL, 'w'},
-                                             {"query", required_argument, NULL, 'q'},
-                                             {"methods", required_argument, NULL, 'm'},
-                                             {"norm", required_argument, NULL, 'n'},
-                                             {"C", required_argument, NULL, 'C'},
-                                             {"eps", required_argument, NULL, 'E'},
-                                             {"seed", required_argument, NULL, 'S'},
-                                             {"threads", required_argument, NULL, 't'},
-                                             {"dump", required_argument, NULL, 'd'},
-                                             {"report", required_argument, NULL, 'r'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
     fsb_mperf_options o;
     fsb_mperf_options_default(&o);
-    optind = 1;
-    opterr = 0;
-    int c, st = FSB_OK;
-    long v = 0;
-    double d = 0;
-    st = fsb_cli_exact_names(argc, argv, longopts, "perf-methods");
-    while (st == FSB_OK && (c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            o.features = optarg;
-            break;
-        case 'e':
-            st = fsb_cli_int("--episodes", optarg, 1, 10000000, &v), o.episodes = (int)v;
-            break;
-        case 's':
-            st =
-                fsb_cli_int_list("--shots", optarg, 1000, o.shots, FSB_MPERF_MAX_SHOTS, &o.n_shots);
-            break;
-        case 'w':
-            st = fsb_cli_int("--way", optarg, 1, 1000, &v), o.way = (int)v;
-            break;
-        case 'q':
-            st = fsb_cli_int("--query", optarg, 1, 10000, &v), o.query = (int)v;
-            break;
-        case 'm':
-            st = parse_methods(optarg, &o);
-            break;
-        case 'n': {
-            fsb_norm nm;
-            st = fsb_norm_parse("--norm", optarg, &nm);
-            o.norm = (int)nm;
-            break;
-        }
-        case 'C':
-            st = fsb_cli_double("--C", optarg, 1e-12, 1e12, &d), o.C = d;
-            break;
-        case 'E':
-            st = fsb_cli_double("--eps", optarg, 1e-15, 1, &d), o.eps = d;
-            break;
-        case 'S':
-            st = fsb_cli_int("--seed", optarg, 0, INT64_MAX, &v), o.seed = (uint64_t)v;
-            break;
-        case 't':
-            st = fsb_cli_int("--threads", optarg, 0, 1024, &v), o.threads = (int)v;
-            break;
-        case 'd':
-            o.dump = optarg;
-            break;
-        case 'r':
-            o.report_dir = optarg;
-            break;
-        case 'h':
-            perf_usage(stdout);
-            return FSB_OK;
-        case ':':
-            return fsb_error(FSB_EINVAL, "%s needs a value", argv[optind - 1]);
-        default:
-            return fsb_error(FSB_EINVAL, "unknown flag '%s'", argv[optind - 1]);
-        }
-    }
-    if (st) return st;
-    if (optind < argc) return fsb_error(FSB_EINVAL, "unexpected argument '%s'", argv[optind]);
+    const fsb_cli_flag flags[] = {
+        FSB_FLAG("features", FSB_FLAG_STR, &o.features),
+        FSB_FLAG("episodes", FSB_FLAG_INT, &o.episodes, .lo = 1, .hi = 10000000),
+        FSB_FLAG("shots", FSB_FLAG_INTLIST, o.shots, .lo = FSB_MPERF_MAX_SHOTS, .hi = 1000,
+                 .count = &o.n_shots),
+        FSB_FLAG("way", FSB_FLAG_INT, &o.way, .lo = 1, .hi = 1000),
+        FSB_FLAG("query", FSB_FLAG_INT, &o.query, .lo = 1, .hi = 10000),
+        FSB_FLAG("methods", FSB_FLAG_FN, &o, .fn = parse_methods_flag),
+        FSB_FLAG("norm", FSB_FLAG_FN, &o.norm, .fn = fsb_cli_norm),
+        FSB_FLAG("C", FSB_FLAG_DOUBLE, &o.C, .lo = 1e-12, .hi = 1e12),
+        FSB_FLAG("eps", FSB_FLAG_DOUBLE, &o.eps, .lo = 1e-15, .hi = 1),
+        FSB_FLAG("seed", FSB_FLAG_U64, &o.seed, .lo = 0, .hi = 9.2e18),
+        FSB_FLAG("threads", FSB_FLAG_INT, &o.threads, .lo = 0, .hi = 1024),
+        FSB_FLAG("dump", FSB_FLAG_STR, &o.dump),
+        FSB_FLAG("report", FSB_FLAG_STR, &o.report_dir),
+        FSB_FLAG("help", FSB_FLAG_HELP, NULL),
+    };
+    int help, st = fsb_cli_parse(argc, argv, flags, (int)(sizeof flags / sizeof flags[0]),
+                                 "perf-methods", &help);
+    if (!st && help) perf_usage(stdout);
+    if (st || help) return st;
     if (!o.features) return fsb_error(FSB_EINVAL, "--features FILE.fsbt is required");
     fsb_mperf_result r;
     if ((st = fsb_perf_methods(&o, &r))) return st;
