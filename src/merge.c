@@ -339,8 +339,9 @@ int fsb_merge_partial(const char *run_dir, const fsb_report_options *opt, fsb_pa
     fsb_report_sort(recs, n);
     fsb_report_options o = {0};
     if (opt) o = *opt;
-    char backbone[16], title[160];
-    fsb_run_ident_report_options(id, &o, backbone);
+    char title[160];
+    fsb_run_report_text text;
+    fsb_run_ident_report_options(id, &o, &text);
     if (!o.title) {
         snprintf(title, sizeof title, "PARTIAL: %ld of %ld tasks done; few-shot accuracy (%%)%s",
                  pr.done, pr.total, o.no_paper ? "" : ", fsbench vs the paper");

@@ -296,13 +296,24 @@ void fsb_run_ident_diff(const char *a, const char *b, char *out, size_t n)
     diff_keys(b, a, 1, out, n);
 }
 
-void fsb_run_ident_report_options(const fsb_run_ident *id, fsb_report_options *o, char backbone[16])
+void fsb_run_ident_report_options(const fsb_run_ident *id, fsb_report_options *o,
+                                  fsb_run_report_text *text)
 {
     /* the paper's numbers are 5-way with 15 queries per class on the canonical test split:
      * another protocol is not comparable, cell for cell */
-    o->no_paper = !fsb_report_paper_applies(id->data_fp) || id->way != 5 || id->query != 15;
-    snprintf(backbone, 16, "%s", id->teacher_arch);
-    o->backbone = backbone[0] ? backbone : NULL;
+    int canonical = fsb_report_paper_applies(id->data_fp);
+    o->no_paper = !canonical || id->way != 5 || id->query != 15;
+    snprintf(text->backbone, sizeof text->backbone, "%s", id->teacher_arch);
+    o->backbone = text->backbone[0] ? text->backbone : NULL;
+    if (canonical)
+        snprintf(text->setting, sizeof text->setting, "MiniImageNet %s", id->split);
+    else
+        snprintf(text->setting, sizeof text->setting, "split %s (fingerprint %016" PRIx64 ")",
+                 id->split, id->data_fp);
+    size_t len = strlen(text->setting);
+    snprintf(text->setting + len, sizeof text->setting - len,
+             ", %d-way, %d queries/class, %s teacher", id->way, id->query, id->teacher_arch);
+    o->setting = text->setting;
 }
 
 /* ---- the folder -------------------------------------------------------------------------- */
@@ -411,8 +422,8 @@ int fsb_runfolder_write_results(const char *out, const char *id_text, fsb_episod
     fsb_report_result res;
     memset(&res, 0, sizeof res);
     fsb_report_options ropt = {.no_paper = 1};
-    char backbone[16];
-    fsb_run_ident_report_options(&id, &ropt, backbone);
+    fsb_run_report_text text;
+    fsb_run_ident_report_options(&id, &ropt, &text);
     if ((st = fsb_report_write(out, recs, n, &ropt, &res))) return st;
     if (res.note[0] && log) fprintf(log, "note: %s\n", res.note);
     st = write_manifest(out, id_text, manifest_extra, fsb_now() - t0);
@@ -439,12 +450,12 @@ int fsb_runfolder_rebuild(const char *run_dir, const fsb_report_options *opt,
     int st = fsb_is_file(path) ? fsb_report_read_episodes(path, &recs, &n)
                                : fsb_error(FSB_ENOTFOUND, "%s: not found", path);
     fsb_report_options o2 = {0};
-    char backbone[16];
+    fsb_run_report_text text;
     if (opt) o2 = *opt;
     fsb_run_ident id;
     if (st == FSB_OK && fsb_is_file(id_path)) {
         if ((st = fsb_run_ident_read(run_dir, &id, NULL)) == FSB_OK)
-            fsb_run_ident_report_options(&id, &o2, backbone);
+            fsb_run_ident_report_options(&id, &o2, &text);
     }
     if (st == FSB_OK) st = fsb_report_derive(run_dir, recs, n, &o2, res);
     free(recs);

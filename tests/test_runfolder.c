@@ -103,10 +103,11 @@ START_TEST(committed_run_ids_parse_back)
     ck_assert_int_eq(fsb_run_ident_format(&id, &again), FSB_OK);
     ck_assert_str_eq(again, text);
     fsb_report_options o = {0};
-    char bb[16];
-    fsb_run_ident_report_options(&id, &o, bb);
+    fsb_run_report_text names;
+    fsb_run_ident_report_options(&id, &o, &names);
     ck_assert_int_eq(o.no_paper, 0);
     ck_assert_str_eq(o.backbone, "conv4");
+    ck_assert_str_eq(o.setting, "MiniImageNet test, 5-way, 15 queries/class, conv4 teacher");
     free(text), free(again), free(dir);
 }
 END_TEST
@@ -186,10 +187,13 @@ START_TEST(report_options_follow_the_identity)
         fsb_run_ident id = full_ident();
         id.data_fp = cases[i].fp, id.way = cases[i].way, id.query = cases[i].query;
         fsb_report_options o = {0};
-        char bb[16];
-        fsb_run_ident_report_options(&id, &o, bb);
+        fsb_run_report_text text;
+        fsb_run_ident_report_options(&id, &o, &text);
         ck_assert_msg(o.no_paper == cases[i].no_paper, "case %zu", i);
         ck_assert_str_eq(o.backbone, "conv4");
+        ck_assert_ptr_nonnull(strstr(o.setting, cases[i].fp == 0x120c10c9ea03f538ull
+                                                    ? "MiniImageNet test, "
+                                                    : "split test (fingerprint 3cfb3ee002e3d937)"));
     }
     char diff[256];
     fsb_run_ident_diff("a=1\nb=2\n", "a=1\nb=3\n", diff, sizeof diff);

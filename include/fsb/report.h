@@ -63,6 +63,9 @@ typedef struct fsb_report_options {
     int no_paper; /* 1: no paper columns (not the MiniImageNet test split, or not 5-way 15-query) */
     const char *backbone; /* "conv4" / "res12": the paper row plain "refilled" compares
                              with (NULL: none) */
+    const char *setting;  /* what was run, e.g. "MiniImageNet test, 5-way, 15 queries/class,
+                             conv4 teacher": it heads the default title and the plot's
+                             (NULL: not named) */
 } fsb_report_options;
 
 /* What writing the reports did, for the caller to show. */

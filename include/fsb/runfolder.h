@@ -81,11 +81,18 @@ int fsb_run_ident_read(const char *dir, fsb_run_ident *id, char **text);
  * into out (always NUL-terminated, cut at n). */
 void fsb_run_ident_diff(const char *a, const char *b, char *out, size_t n);
 
+/* Text the report options point to (it must outlive their use). */
+typedef struct fsb_run_report_text {
+    char backbone[16]; /* the teacher's architecture */
+    char setting[192]; /* "MiniImageNet test, 5-way, 15 queries/class, conv4 teacher" */
+} fsb_run_report_text;
+
 /* The report options a run's identity decides: the paper's columns only for the canonical
- * MiniImageNet test split at 5-way 15-query, and the backbone's REFILLED row (backbone is
- * the caller's storage for o->backbone). */
+ * MiniImageNet test split at 5-way 15-query, the backbone's REFILLED row, and the setting
+ * that names the tables and the plot (the dataset as "MiniImageNet" when its fingerprint is
+ * the canonical split's, else the split's name and fingerprint). */
 void fsb_run_ident_report_options(const fsb_run_ident *id, fsb_report_options *o,
-                                  char backbone[16]);
+                                  fsb_run_report_text *text);
 
 /* Refuse (FSB_EMISMATCH, naming the folder and the first differing line) a folder `out`
  * that holds another run, or results or a journal without a run.id; FSB_OK for an absent

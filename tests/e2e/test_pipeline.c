@@ -553,6 +553,13 @@ START_TEST(run_takes_the_teachers_input)
     ta = tu_drop_last_column(ca), tb = tu_drop_last_column(cb); /* times: fit and predict */
     ck_assert_str_eq(ta, tb);
     free(ta), free(tb), free(ca), free(cb), free(pa), free(pb);
+    /* the table and the plot name the setting */
+    char *md = tu_path(plain, "table.md"), *gp = tu_path(plain, "accuracy_vs_shots.gp");
+    ta = tu_read(md, NULL), tb = tu_read(gp, NULL);
+    ck_assert_ptr_nonnull(strstr(ta, "# split test (fingerprint "));
+    ck_assert_ptr_nonnull(strstr(ta, ", 3-way, 4 queries/class, conv4 teacher: Few-shot"));
+    ck_assert_ptr_nonnull(strstr(tb, "3-way, 4 queries/class, conv4 teacher\""));
+    free(ta), free(tb), free(md), free(gp);
     /* refused before the folder is claimed: a flag against the teacher, a resize that would
      * blow the images up */
     char *fresh = tu_path(work, "fresh");
