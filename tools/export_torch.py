@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """export_torch.py - convert an fsbench checkpoint (.fsbt) back into a PyTorch state_dict.
 
-Reads meta arch / widths / n_class, builds the reference module of tools/torch_models.py,
+Reads meta arch / widths / n_class (and flatten / in_hw: a ConvNet-4 whose embedding is the
+flattened last map), builds the reference module of tools/torch_models.py,
 loads exactly its state_dict entries (strictly: every one must be present with its shape;
 other tensors in the file, e.g. optimiser state or test vectors, are ignored) and saves.
 
@@ -28,7 +29,9 @@ def to_model(path):
         if k not in meta:
             raise ValueError(f"{path}: not an fsbench checkpoint (no '{k}' metadata)")
     widths = [int(w) for w in meta["widths"].split(",")]
-    model = tm.build(meta["arch"], widths, int(meta["n_class"]))
+    flatten = meta.get("flatten") == "1"
+    model = tm.build(meta["arch"], widths, int(meta["n_class"]), flatten=flatten,
+                     in_hw=int(meta.get("in_hw") or 84))
     sd = model.state_dict()
     missing = [k for k in sd if k not in tensors]
     if missing:
