@@ -1,11 +1,11 @@
 /* fuzz_journal.c - run journals through their public API only: fsb_journal_replay and
  * fsb_journal_open (which cuts a torn tail) on a scratch file, each record parsed as a run
- * record (fsb_shard_parse_record, what run.c and merge do). Properties: a record has no tab
+ * record (fsb_run_record_parse, what run.c and merge.c do). Properties: a record has no tab
  * or newline; after a successful open the file replays cleanly to the same records.
  */
 #include "common.h"
 #include "fsb/journal.h"
-#include "fsb/shard.h"
+#include "fsb/runfolder.h"
 #include "fsb/status.h"
 
 #include <stdlib.h>
@@ -36,7 +36,7 @@ static int on_record(void *ctx, const char *payload, int line)
     s->last = line;
     s->sum += strlen(payload);
     fsb_episode_record rec;
-    if (fsb_shard_parse_record(payload, &rec) == FSB_OK &&
+    if (fsb_run_record_parse(payload, &rec) == FSB_OK &&
         (rec.n_correct < 0 || rec.n_correct > rec.n_query || !(rec.accuracy >= 0) ||
          !(rec.accuracy <= 1)))
         fuzz_fail("record '%s' parsed out of range", payload);
