@@ -12,7 +12,7 @@ ORDER=(
     # core: status, memory, threads, files, BLAS, tensor files
     status rng arena threads fileio progress blas plot dist version tensorfile journal
     # engine: layers, networks, optimisers, losses
-    layers attention model optim protoloss
+    layers attention featloss model optim protoloss
     # data: listings, decoding, transforms, the packed cache
     dataset image transform cache idx datacheck
     # episodes: the sampler and manifests

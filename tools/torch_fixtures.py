@@ -15,6 +15,11 @@ seeds, CPU, single thread. Writes (tests/fixtures/README.md describes each file)
                     B=2 sets of n=5 vectors: parameters, input, output, loss and the
                     input/parameter gradients of sum(output * loss.weight), eval mode (FEAT's
                     dropout rates, inactive) and train mode with both dropouts at p = 0
+  torch_featloss.fsbt  FEAT's episode loss (FEAT._forward with use_euclidean, plus
+                    fsl_trainer's loss + balance * CE(reg)) on one 5-way 2-shot 3-query
+                    episode of d=16 embeddings in FEAT's row order: parameters, embeddings,
+                    per mode (eval: main loss only; train: dropouts 0, balance 0.1) logits,
+                    losses and the embedding/parameter gradients
   torch_roundtrip_conv4.fsbt  a tiny random ConvNet-4 saved FEAT-style (.pth) by torch,
                     imported with tools/import_torch.py, plus a test input and its embedding
 Precision: the model fixtures are computed in float64 by torch from float32-representable
@@ -274,6 +279,85 @@ def feat_attention_fixture(seed, B=2, n=5, d=64):
     return meta, out
 
 
+# ---- FEAT episode loss -------------------------------------------------------------------
+
+def feat_episode(attn, emb, way, shot, query, temperature, temperature2):
+    """FEAT._forward (Sha-Lab/FEAT model/models/feat.py, use_euclidean, one task) on emb
+    (way*(shot+query), d) in FEAT's instance-major order: row j*way + c is shot j of class c,
+    row way*shot + j*way + c query j of class c. Returns the query logits (rows j*way + c,
+    label c) and, when attn is training, the regulariser's logits (rows i*way + c = element
+    i of class c's support-then-query set, label c), else None."""
+    d = emb.shape[1]
+    ns = way * shot
+    support = emb[:ns].reshape(shot, way, d)
+    queries = emb[ns:].reshape(query, way, d)
+    proto = attn(support.mean(0)[None])[0]  # one set of `way` prototypes
+    q = queries.reshape(-1, d)
+    logits = -((q[:, None, :] - proto[None, :, :]) ** 2).sum(2) / temperature
+    if not attn.training:
+        return logits, None
+    task = torch.cat([support, queries], 0)  # (shot+query, way, d)
+    center = attn(task.transpose(0, 1).contiguous()).mean(1)  # way sets of shot+query
+    rows = task.reshape(-1, d)  # the untransformed embeddings
+    logits_reg = -((rows[:, None, :] - center[None, :, :]) ** 2).sum(2) / temperature2
+    return logits, logits_reg
+
+
+def featloss_fixture(seed, way=5, shot=2, query=3, d=16, balance=0.1, t1=32.0, t2=64.0):
+    torch.manual_seed(seed)  # FEAT's initialisation draws from the global generator
+    gen = torch.Generator().manual_seed(seed)
+    model = tm.FeatAttention(d)
+    with torch.no_grad():  # LayerNorm's affine off the identity, as in the attention fixture
+        model.layer_norm.weight.copy_(torch.rand(d, generator=gen) + 0.5)
+        model.layer_norm.bias.copy_(torch.rand(d, generator=gen) * 0.6 - 0.3)
+    emb = torch.randn(way * (shot + query), d, generator=gen)
+    model = model.double()
+    out = {k: f32(v) for k, v in model.state_dict().items()}
+    out["emb"] = f32(emb)
+    label = torch.arange(way).repeat(query)  # fsl_trainer.prepare_label
+    label_aux = torch.arange(way).repeat(shot + query)
+    correct = {}
+    for mode in ("eval", "train"):
+        m = copy.deepcopy(model)
+        if mode == "train":  # parity without dropout: torch's masks are not fsbench's
+            m.attn_dropout.p = 0.0
+            m.dropout.p = 0.0
+        m.train(mode == "train")
+        e = emb.double().clone().requires_grad_(True)
+        logits, logits_reg = feat_episode(m, e, way, shot, query, t1, t2)
+        loss_main = F.cross_entropy(logits, label)
+        loss = loss_main
+        if logits_reg is not None:
+            loss_reg = F.cross_entropy(logits_reg, label_aux)
+            loss = loss_main + balance * loss_reg
+            out[f"{mode}.logits_reg"] = f32(logits_reg)
+            out[f"{mode}.loss_reg"] = f32(loss_reg)
+        loss.backward()
+        out[f"{mode}.logits"] = f32(logits)
+        out[f"{mode}.loss_main"] = f32(loss_main)
+        out[f"{mode}.loss"] = f32(loss)
+        correct[mode] = str(int((logits.argmax(1) == label).sum()))
+        out[f"{mode}.grad.emb"] = f32(e.grad)
+        for name, p in m.named_parameters():
+            out[f"{mode}.grad.{name}"] = f32(p.grad)
+    meta = {
+        "module": "FEAT._forward (use_euclidean) + fsl_trainer loss, slf_attn = "
+                  "MultiHeadAttention(1, d, d, d, dropout=0.5) (Sha-Lab/FEAT)",
+        "way": str(way), "shot": str(shot), "query": str(query), "d": str(d),
+        "temperature": repr(t1), "temperature2": repr(t2), "balance": repr(balance),
+        "layout": "FEAT instance-major: emb row j*way+c = shot j of class c, "
+                  "way*shot + j*way+c = query j of class c; logits rows j*way+c; "
+                  "logits_reg rows i*way+c = element i (supports, then queries) of class c",
+        "eval.attn_dropout": "0.1", "eval.dropout": "0.5",
+        "train.attn_dropout": "0", "train.dropout": "0",
+        "eval.n_correct": correct["eval"], "train.n_correct": correct["train"],
+        "torch_version": torch.__version__,
+        "seed": str(seed),
+        "precision": "float64 reference, stored float32",
+    }
+    return meta, out
+
+
 # ---- import round trip ------------------------------------------------------------------
 
 def roundtrip_fixture(seed, tmpdir):
@@ -331,6 +415,7 @@ def main():
         ("torch_sgd.fsbt", lambda: sgd_fixture(3)),
         ("torch_adam.fsbt", lambda: adam_fixture(5)),
         ("torch_feat_attention.fsbt", lambda: feat_attention_fixture(6)),
+        ("torch_featloss.fsbt", lambda: featloss_fixture(7)),
     ]
     if a.only:
         jobs = [j for j in jobs if j[0] in a.only]
