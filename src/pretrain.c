@@ -771,6 +771,12 @@ static void log_epoch(const trainer *t, const log_row *row, int e)
         fprintf(o->log, "%s", t->best_epoch == e + 1 ? " (best)" : "");
     }
     fprintf(o->log, " %.1f s\n", row->seconds);
+    /* watch for subnormal weights (dead filters decayed towards zero): they count as zero
+     * here (threads.h), but a checkpoint full of them slows any peer that does not flush */
+    long n;
+    const float *p = fsb_model_params(t->model, &n);
+    long sub = fsb_count_subnormal(p, n);
+    if (sub) fprintf(o->log, "note: %ld parameters are subnormal floats after this epoch\n", sub);
     fflush(o->log);
 }
 
