@@ -11,6 +11,7 @@
 #include <assert.h>
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---- batched matrix products ---------------------------------------------------------------- */
@@ -224,6 +225,64 @@ const char *fsb_feat_attn_tensor(float **data, long *numel, const fsb_feat_attn_
     *data = ptr[i];
     *numel = size[i];
     return names[i];
+}
+
+/* ---- FEAT self-attention: tensor files ------------------------------------------------------ */
+
+int fsb_feat_attn_to_tensorfile(fsb_tensorfile *tf, const fsb_feat_attn_params *p, int d,
+                                const char *prefix)
+{
+    float *data;
+    long n;
+    const char *name;
+    int st = FSB_OK;
+    for (int i = 0; !st && (name = fsb_feat_attn_tensor(&data, &n, p, d, i)); i++) {
+        char full[128];
+        int64_t dims[2] = {d, d};
+        snprintf(full, sizeof full, "%s%s", prefix, name);
+        st = fsb_tensorfile_add(tf, full, FSB_F32, n == d ? 1 : 2, dims, data);
+    }
+    return st;
+}
+
+int fsb_feat_attn_from_tensorfile(fsb_feat_attn_params *p, int d, const fsb_tensorfile *tf,
+                                  const char *what, const char *prefix)
+{
+    const float *src[7];
+    float *data;
+    long n;
+    const char *name;
+    for (int pass = 0; pass < 2; pass++) /* check all, then copy: no half-loaded block */
+        for (int i = 0; (name = fsb_feat_attn_tensor(&data, &n, p, d, i)); i++) {
+            if (pass) {
+                memcpy(data, src[i], sizeof(float) * (size_t)n);
+                continue;
+            }
+            char full[128];
+            snprintf(full, sizeof full, "%s%s", prefix, name);
+            const fsb_tensor *t = fsb_tensorfile_get(tf, full);
+            if (!t)
+                return fsb_error(FSB_EMISMATCH, "%s: tensor %s is missing (no FEAT block)", what,
+                                 full);
+            if (t->dtype != FSB_F32 || t->numel != (size_t)n)
+                return fsb_error(FSB_EMISMATCH,
+                                 "%s: tensor %s has %zu elements, a FEAT block of dimension %d "
+                                 "wants %ld",
+                                 what, full, t->numel, d, n);
+            src[i] = t->data;
+        }
+    return FSB_OK;
+}
+
+int fsb_feat_attn_load(const char *path, fsb_feat_attn_params *p, float *mem, int d)
+{
+    fsb_tensorfile tf;
+    fsb_tensorfile_init(&tf);
+    fsb_feat_attn_bind(p, mem, d);
+    int st = fsb_tensorfile_load(&tf, path);
+    if (!st) st = fsb_feat_attn_from_tensorfile(p, d, &tf, path, FSB_FEAT_ATTN_PREFIX);
+    fsb_tensorfile_free(&tf);
+    return st;
 }
 
 /* ---- FEAT self-attention: workspace --------------------------------------------------------- */

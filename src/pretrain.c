@@ -9,8 +9,14 @@
  *   protonet         episode s of epoch e: fsb_episode_sample on the train split with seed
  *                    mix(mix(seed ^ TAG_EPIS) ^ e), index s; its way*(shot+query) images
  *                    augmented like a batch whose first position is s*way*(shot+query)
+ *   feat             the same episodes and augmentation as protonet; the attention block's
+ *                    initial weights key mix(seed ^ TAG_INIT), stream 1 (the backbone has
+ *                    stream 0); its dropout masks (featloss.h: the prototypes', then the
+ *                    auxiliary task's) key mix(seed ^ TAG_FATT), stream = global step
+ *                    e * train_episodes + s
  * The state file written after each epoch holds the weights, BN statistics, momentum
- * buffers and the log; nothing else carries over between epochs.
+ * buffers and the log (feat: also the block and its group's buffers); nothing else carries
+ * over between epochs.
  */
 #include "fsb/pretrain.h"
 #include "fsb/dist.h"
@@ -19,6 +25,7 @@
 #include "fsb/cache.h"
 #include "fsb/episodes.h"
 #include "fsb/features.h"
+#include "fsb/featloss.h"
 #include "fsb/fileio.h"
 #include "fsb/method.h"
 #include "fsb/optim.h"
@@ -41,6 +48,7 @@
 #define TAG_AUG 0x41554731ull   /* "AUG1" */
 #define TAG_DROP 0x44524f50ull  /* "DROP" */
 #define TAG_EPIS 0x45504953ull  /* "EPIS" */
+#define TAG_FATT 0x46415454ull  /* "FATT" */
 
 void fsb_pretrain_opts_default(fsb_pretrain_opts *o)
 {
@@ -55,6 +63,9 @@ void fsb_pretrain_opts_default(fsb_pretrain_opts *o)
     o->train_query = 15;
     o->train_episodes = 100;
     o->temperature = 1;
+    o->temperature2 = 16; /* FEAT's 1-shot ConvNet recipe, like the 1-shot default episodes */
+    o->balance = 1;
+    o->lr_mul = 10;
     o->optimizer = FSB_OPT_SGD;
     o->momentum = 0.9;
     o->weight_decay = 5e-4;
@@ -85,24 +96,29 @@ typedef struct log_row {
 } log_row;
 
 typedef struct trainer {
-    const fsb_pretrain_opts *o;                       /* options */
-    fsb_pool *pool;                                   /* workers */
-    fsb_cache train, val;                             /* packed splits */
-    int *subset;                                      /* [n_sub] train images used */
-    int n_sub;                                        /* their count */
-    fsb_sweep val_sweep;                              /* fixed val episodes (the val shots) */
-    fsb_model *model;                                 /* the network being trained */
-    fsb_param_group group;                            /* all parameters */
-    float *momentum;                                  /* its momentum buffer (Adam: exp_avg) */
-    float *second;                                    /* Adam: exp_avg_sq */
-    fsb_optim sgd;                                    /* optimiser */
-    fsb_lr_schedule sched;                            /* learning-rate schedule */
-    fsb_transform tf;                                 /* augmentation and val transform */
-    char *identity;                                   /* settings that must match to resume */
-    log_row *rows;                                    /* [epochs] */
-    int epochs_done;                                  /* completed epochs */
-    double best;                                      /* best validation score so far (-1: none) */
-    int best_epoch;                                   /* its epoch (0: none) */
+    const fsb_pretrain_opts *o; /* options */
+    fsb_pool *pool;             /* workers */
+    fsb_cache train, val;       /* packed splits */
+    int *subset;                /* [n_sub] train images used */
+    int n_sub;                  /* their count */
+    fsb_sweep val_sweep;        /* fixed val episodes (the val shots) */
+    fsb_model *model;           /* the network being trained */
+    fsb_param_group groups[2];  /* the model's parameters; feat: the attention block's */
+    int n_groups;               /* 1, feat 2 */
+    float *momentum;            /* the model's momentum buffer (Adam: exp_avg) */
+    float *second;              /* Adam: the model's exp_avg_sq */
+    float *attn_mem;            /* feat: the block's parameters, gradients, momentum (exp_avg)
+                                   and exp_avg_sq, fsb_feat_attn_n_params(dim) floats each */
+    fsb_feat_attn_params attn;  /* feat: the block's parameters (views into attn_mem) */
+    fsb_feat_attn_params dattn; /* feat: their gradients */
+    fsb_optim sgd;              /* optimiser */
+    fsb_lr_schedule sched;      /* learning-rate schedule */
+    fsb_transform tf;           /* augmentation and val transform */
+    char *identity;             /* settings that must match to resume */
+    log_row *rows;              /* [epochs] */
+    int epochs_done;            /* completed epochs */
+    double best;                /* best validation score so far (-1: none) */
+    int best_epoch;             /* its epoch (0: none) */
     char *state_path, *csv_path, *png_path, *gp_path; /* derived file names */
     uint64_t init_hash;  /* XXH3-64 of the init checkpoint file (0: none) */
     fsb_split ep_split;  /* protonet: the train split as the episode sampler sees it
@@ -149,11 +165,15 @@ static int make_identity(trainer *t)
         for (int i = 0; i < o->n_val_shots; i++)
             fprintf(f, "%s%d", i ? "," : "", o->val_shots[i]);
     }
-    if (o->objective == FSB_PRETRAIN_PROTONET)
+    if (o->objective != FSB_PRETRAIN_CE)
         fprintf(f,
-                " objective=protonet train_way=%d train_shot=%d train_query=%d episodes=%d "
+                " objective=%s train_way=%d train_shot=%d train_query=%d episodes=%d "
                 "temperature=%.17g",
-                o->train_way, o->train_shot, o->train_query, o->train_episodes, o->temperature);
+                o->objective == FSB_PRETRAIN_FEAT ? "feat" : "protonet", o->train_way,
+                o->train_shot, o->train_query, o->train_episodes, o->temperature);
+    if (o->objective == FSB_PRETRAIN_FEAT)
+        fprintf(f, " temperature2=%.17g balance=%.17g lr_mul=%.17g", o->temperature2, o->balance,
+                o->lr_mul);
     if (ferror(f) | fclose(f)) {
         free(t->identity);
         t->identity = NULL;
@@ -252,6 +272,9 @@ static int save_state(trainer *t)
     const char *vals[] = {t->identity, done, best, best_epoch, log ? log : ""};
     int st = log ? fsb_model_to_tensorfile(t->model, &tf, 5, keys, vals)
                  : fsb_error(FSB_ENOMEM, "out of memory");
+    if (!st && t->attn_mem)
+        st = fsb_feat_attn_to_tensorfile(&tf, &t->attn, fsb_model_embed_dim(t->model),
+                                         FSB_FEAT_ATTN_PREFIX);
     if (!st) st = fsb_optim_state_save(&t->sgd, &tf, "optim");
     if (!st) st = fsb_tensorfile_save(&tf, t->state_path);
     fsb_tensorfile_free(&tf);
@@ -284,6 +307,9 @@ static int load_state(trainer *t, int *resumed)
             st = fsb_error(FSB_EFORMAT, "%s: epochs_done %lld out of range", t->state_path, done);
     }
     if (!st) st = fsb_model_from_tensorfile(t->model, &tf, t->state_path);
+    if (!st && t->attn_mem)
+        st = fsb_feat_attn_from_tensorfile(&t->attn, fsb_model_embed_dim(t->model), &tf,
+                                           t->state_path, FSB_FEAT_ATTN_PREFIX);
     if (!st) fsb_model_resume_warmup(t->model); /* DropBlock continues, not restarts */
     if (!st) st = fsb_optim_state_load(&t->sgd, &tf, t->state_path, "optim");
     if (!st) {
@@ -336,6 +362,43 @@ static int prototype_accuracy(trainer *t, const float *feats, int dim, int shot,
     return st;
 }
 
+/* FEAT: mean accuracy over the val sweep at `shot` of the FEAT classifier, the block in eval
+ * mode on the raw features feats (attention-adapted prototypes, featloss.h's main logits). */
+static int feat_accuracy(trainer *t, const float *feats, int dim, int shot, double *acc)
+{
+    const fsb_pretrain_opts *o = t->o;
+    int way = t->val_sweep.way, q = t->val_sweep.query, ns = way * shot;
+    float *emb = malloc(sizeof(float) * (size_t)way * (shot + q) * dim);
+    float *mem = malloc(sizeof(float) * (size_t)fsb_featloss_work_floats(way, shot, q, dim));
+    if (!emb || !mem) {
+        free(emb), free(mem);
+        return fsb_error(FSB_ENOMEM, "out of memory");
+    }
+    fsb_featloss_work w;
+    fsb_featloss_work_bind(&w, mem, way, shot, q, dim);
+    fsb_featloss_cfg cfg = {o->temperature, o->temperature2, o->balance, 0, 0, 0}; /* eval */
+    size_t row = sizeof(float) * (size_t)dim;
+    double sum = 0;
+    for (int e = 0; e < t->val_sweep.n_episodes; e++) {
+        fsb_episode ep;
+        fsb_sweep_episode(&t->val_sweep, e, &ep);
+        for (int c = 0; c < way; c++) { /* label-major: supports, then queries */
+            for (int j = 0; j < shot; j++)
+                memcpy(emb + (size_t)(c * shot + j) * dim,
+                       feats + (size_t)ep.support[c * ep.max_shot + j] * dim, row);
+            for (int j = 0; j < q; j++)
+                memcpy(emb + (size_t)(ns + c * q + j) * dim,
+                       feats + (size_t)ep.queries[c * ep.query + j] * dim, row);
+        }
+        int ok = 0;
+        fsb_featloss(emb, way, shot, q, dim, &t->attn, &cfg, NULL, NULL, NULL, &ok, NULL, &w);
+        sum += (double)ok / ((double)way * q);
+    }
+    *acc = sum / t->val_sweep.n_episodes;
+    free(emb), free(mem);
+    return FSB_OK;
+}
+
 /* Embed the val images the sweep uses (support up to the largest val shot and queries), eval
  * mode, and score every val shot into val[]. */
 static int validate(trainer *t, double *val)
@@ -365,7 +428,9 @@ static int validate(trainer *t, double *val)
     for (int i = 0; !st && i < n_used; i++)
         memcpy(feats + (size_t)list[i] * dim, out + (size_t)i * dim, sizeof(float) * dim);
     for (int k = 0; !st && k < t->o->n_val_shots; k++)
-        st = prototype_accuracy(t, feats, dim, t->o->val_shots[k], &val[k]);
+        st = t->o->objective == FSB_PRETRAIN_FEAT
+                 ? feat_accuracy(t, feats, dim, t->o->val_shots[k], &val[k])
+                 : prototype_accuracy(t, feats, dim, t->o->val_shots[k], &val[k]);
     free(out);
     free(feats);
     free(used);
@@ -454,10 +519,12 @@ static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row
     return st;
 }
 
-/* One protonet epoch: train_episodes episodes, one SGD step each (see the top). */
-static int train_epoch_protonet(trainer *t, int e, long *steps_this_process, log_row *row)
+/* One protonet or feat epoch: train_episodes episodes, one optimiser step each (see the
+ * top); feat's loss also trains the attention block (its own group). */
+static int train_epoch_episodic(trainer *t, int e, long *steps_this_process, log_row *row)
 {
     const fsb_pretrain_opts *o = t->o;
+    int feat = o->objective == FSB_PRETRAIN_FEAT;
     int way = o->train_way, shot = o->train_shot, q = o->train_query, hw = o->crop;
     int ns = way * shot, n = way * (shot + q), steps = o->train_episodes;
     int dim = fsb_model_embed_dim(t->model);
@@ -468,11 +535,17 @@ static int train_epoch_protonet(trainer *t, int e, long *steps_this_process, log
     int *scratch = malloc(sizeof(int) * fsb_episode_scratch_len(&t->ep_split));
     float *images = malloc(sizeof(float) * (size_t)n * 3 * hw * hw);
     float *demb = malloc(sizeof(float) * (size_t)n * dim);
-    double *work = malloc(sizeof(double) * fsb_protoloss_scratch(way, shot, q, dim));
-    if (!idx || !scratch || !images || !demb || !work) {
+    double *work = feat ? NULL : malloc(sizeof(double) * fsb_protoloss_scratch(way, shot, q, dim));
+    float *fmem =
+        feat ? malloc(sizeof(float) * (size_t)fsb_featloss_work_floats(way, shot, q, dim)) : NULL;
+    if (!idx || !scratch || !images || !demb || (feat ? !fmem : !work)) {
         st = fsb_error(FSB_ENOMEM, "out of memory");
         goto done;
     }
+    fsb_featloss_work fw;
+    if (feat) fsb_featloss_work_bind(&fw, fmem, way, shot, q, dim);
+    fsb_featloss_cfg cfg = {o->temperature,        o->temperature2,      o->balance,
+                            FSB_FEAT_ATTN_DROPOUT, FSB_FEAT_OUT_DROPOUT, 1};
     t->sgd.lr = (float)fsb_lr_at(&t->sched, e);
     row->lr = t->sgd.lr;
     fsb_episode_params p = {fsb_mix64(fsb_mix64(o->seed ^ TAG_EPIS) ^ (uint64_t)e), way, shot, q};
@@ -495,7 +568,15 @@ static int train_epoch_protonet(trainer *t, int e, long *steps_this_process, log
         fsb_model_zero_grad(t->model);
         if ((st = fsb_model_forward(t->model, images, n, 1, &drop, &emb, NULL))) break;
         int ok = 0;
-        loss_sum += fsb_protoloss(emb, way, shot, q, dim, o->temperature, demb, &ok, work);
+        if (feat) { /* the block's gradients are zeroed here, the backbone's above */
+            memset(t->dattn.wq, 0, sizeof(float) * t->groups[1].count);
+            fsb_rng fd;
+            fsb_rng_init(&fd, fsb_mix64(o->seed ^ TAG_FATT), (uint64_t)e * steps + s);
+            loss_sum += fsb_featloss(emb, way, shot, q, dim, &t->attn, &cfg, &fd, demb, &t->dattn,
+                                     &ok, NULL, &fw);
+        } else {
+            loss_sum += fsb_protoloss(emb, way, shot, q, dim, o->temperature, demb, &ok, work);
+        }
         correct += ok;
         fsb_model_backward(t->model, NULL, demb, NULL);
         fsb_optim_step(&t->sgd);
@@ -508,11 +589,11 @@ static int train_epoch_protonet(trainer *t, int e, long *steps_this_process, log
     row->acc = (double)correct / ((double)steps * way * q);
 done:
     fsb_episode_free(&ep);
-    free(idx), free(scratch), free(images), free(demb), free(work);
+    free(idx), free(scratch), free(images), free(demb), free(work), free(fmem);
     return st;
 }
 
-/* Protonet: the sampler's view of the train split (max_per_class applied) and its checks. */
+/* Protonet, feat: the sampler's view of the train split (max_per_class applied) and its checks. */
 static int setup_episodes(trainer *t)
 {
     const fsb_pretrain_opts *o = t->o;
@@ -521,6 +602,10 @@ static int setup_episodes(trainer *t)
         !(o->temperature > 0))
         return fsb_error(FSB_EINVAL, "--train-way (>= 2), --train-shot, --train-query, "
                                      "--episodes-per-epoch and --temperature must be positive");
+    if (o->objective == FSB_PRETRAIN_FEAT &&
+        (!(o->temperature2 > 0) || !(o->balance >= 0) || !(o->lr_mul >= 0)))
+        return fsb_error(FSB_EINVAL, "--temperature2 must be positive, --balance and --lr-mul "
+                                     "non-negative");
     if (s->n_classes < o->train_way)
         return fsb_error(FSB_EINVAL, "--train-way: the train split has %d classes, fewer than %d",
                          s->n_classes, o->train_way);
@@ -597,10 +682,58 @@ static int settle_input(fsb_pretrain_opts *o)
                                   &o->resize, &o->crop);
 }
 
+/* The optimiser over the model's parameters and, for feat, a second group: the attention
+ * block, created here (fsb_feat_attn_init from the init key, stream 1) at lr * lr_mul. */
+static int setup_optim(trainer *t)
+{
+    const fsb_pretrain_opts *o = t->o;
+    long n;
+    float *params = fsb_model_params(t->model, &n);
+    int adam = o->optimizer != FSB_OPT_SGD;
+    t->momentum = calloc((size_t)n, sizeof(float));
+    t->second = adam ? calloc((size_t)n, sizeof(float)) : NULL;
+    if (!t->momentum || (adam && !t->second)) return fsb_error(FSB_ENOMEM, "out of memory");
+    t->groups[0] = (fsb_param_group){.params = params,
+                                     .grads = fsb_model_grads(t->model, &n),
+                                     .momentum = t->momentum,
+                                     .second = t->second,
+                                     .count = (size_t)n,
+                                     .lr_mult = 1,
+                                     .weight_decay = (float)o->weight_decay};
+    t->n_groups = 1;
+    t->init_subnormal = fsb_count_subnormal(params, n);
+    if (o->objective == FSB_PRETRAIN_FEAT) {
+        int d = fsb_model_embed_dim(t->model);
+        size_t np = (size_t)fsb_feat_attn_n_params(d);
+        if (!(t->attn_mem = calloc(4 * np, sizeof(float))))
+            return fsb_error(FSB_ENOMEM, "out of memory");
+        fsb_feat_attn_bind(&t->attn, t->attn_mem, d);
+        fsb_feat_attn_bind(&t->dattn, t->attn_mem + np, d);
+        fsb_rng init;
+        fsb_rng_init(&init, fsb_mix64(o->seed ^ TAG_INIT), 1);
+        fsb_feat_attn_init(&t->attn, d, &init);
+        t->groups[1] = (fsb_param_group){.params = t->attn_mem,
+                                         .grads = t->attn_mem + np,
+                                         .momentum = t->attn_mem + 2 * np,
+                                         .second = adam ? t->attn_mem + 3 * np : NULL,
+                                         .count = np,
+                                         .lr_mult = (float)o->lr_mul,
+                                         .weight_decay = (float)o->weight_decay};
+        t->n_groups = 2;
+    }
+    int st = adam ? fsb_adam_init(&t->sgd, t->groups, t->n_groups, (float)o->lr, 0.9, 0.999, 1e-8,
+                                  o->optimizer == FSB_OPT_ADAMW)
+                  : fsb_sgd_init(&t->sgd, t->groups, t->n_groups, (float)o->lr, (float)o->momentum,
+                                 0, 1);
+    return st ? fsb_error_wrap(st, "--optimizer") : FSB_OK;
+}
+
 static int setup(trainer *t, fsb_pretrain_opts *o)
 {
     int st;
-    int proto = o->objective == FSB_PRETRAIN_PROTONET;
+    int proto = o->objective != FSB_PRETRAIN_CE; /* episodic: protonet or feat */
+    if (o->objective < FSB_PRETRAIN_CE || o->objective > FSB_PRETRAIN_FEAT)
+        return fsb_error(FSB_EINVAL, "--objective: unknown objective %d", o->objective);
     if (o->epochs < 1 || o->batch < 2 || o->val_every < 1 || o->val_episodes < 1)
         return fsb_error(FSB_EINVAL, "--epochs, --batch (>= 2), --val-every and --val-episodes "
                                      "must be positive");
@@ -666,24 +799,7 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
     snprintf(spec, sizeof spec, "cosine:%d", o->epochs);
     if ((st = fsb_lr_schedule_parse(&t->sched, o->schedule ? o->schedule : spec, o->lr)))
         return fsb_error_wrap(st, "--schedule");
-    long n;
-    float *params = fsb_model_params(t->model, &n);
-    int adam = o->optimizer != FSB_OPT_SGD;
-    t->momentum = calloc((size_t)n, sizeof(float));
-    t->second = adam ? calloc((size_t)n, sizeof(float)) : NULL;
-    if (!t->momentum || (adam && !t->second)) return fsb_error(FSB_ENOMEM, "out of memory");
-    t->group = (fsb_param_group){.params = params,
-                                 .grads = fsb_model_grads(t->model, &n),
-                                 .momentum = t->momentum,
-                                 .second = t->second,
-                                 .count = (size_t)n,
-                                 .lr_mult = 1,
-                                 .weight_decay = (float)o->weight_decay};
-    st = adam ? fsb_adam_init(&t->sgd, &t->group, 1, (float)o->lr, 0.9, 0.999, 1e-8,
-                              o->optimizer == FSB_OPT_ADAMW)
-              : fsb_sgd_init(&t->sgd, &t->group, 1, (float)o->lr, (float)o->momentum, 0, 1);
-    if (st) return fsb_error_wrap(st, "--optimizer");
-    t->init_subnormal = fsb_count_subnormal(params, n);
+    if ((st = setup_optim(t))) return st;
     t->rows = calloc((size_t)o->epochs, sizeof *t->rows);
     t->state_path = suffixed(o->out, ".state");
     t->csv_path = suffixed(o->out, ".csv");
@@ -720,9 +836,10 @@ static int save_best(trainer *t, const log_row *row, int epoch)
     snprintf(ep, sizeof ep, "%d", epoch);
     keys[nk] = "epoch", vals[nk++] = ep;
     keys[nk] = "trained_on";
-    vals[nk++] = o->objective == FSB_PRETRAIN_PROTONET
-                     ? "train split (base classes), protonet episodes"
-                     : "train split (base classes)";
+    static const char *const trained_on[] = {"train split (base classes)",
+                                             "train split (base classes), protonet episodes",
+                                             "train split (base classes), feat episodes"};
+    vals[nk++] = trained_on[o->objective];
     const int side[3] = {o->image_size, o->resize, o->crop};
     static const char *const in_key[3] = {"image_size", "resize", "crop"};
     for (int k = 0; k < 3; k++, nk++) {
@@ -735,7 +852,16 @@ static int save_best(trainer *t, const log_row *row, int epoch)
     else
         snprintf(aug, sizeof aug, "off");
     keys[nk] = "augment", vals[nk++] = aug;
-    return fsb_model_save(t->model, o->out, nk, keys, vals);
+    if (o->objective != FSB_PRETRAIN_FEAT) return fsb_model_save(t->model, o->out, nk, keys, vals);
+    fsb_tensorfile tf; /* feat: the backbone, then the block as FEAT's state_dict orders them */
+    fsb_tensorfile_init(&tf);
+    int st = fsb_model_to_tensorfile(t->model, &tf, nk, keys, vals);
+    if (!st)
+        st = fsb_feat_attn_to_tensorfile(&tf, &t->attn, fsb_model_embed_dim(t->model),
+                                         FSB_FEAT_ATTN_PREFIX);
+    if (!st) st = fsb_tensorfile_save(&tf, o->out);
+    fsb_tensorfile_free(&tf);
+    return st ? fsb_error_wrap(st, "saving model to %s", o->out) : FSB_OK;
 }
 
 /* The first lines of the log: what runs, from where, and whether it resumes. */
@@ -743,9 +869,10 @@ static void log_start(const trainer *t, int resumed)
 {
     const fsb_pretrain_opts *o = t->o;
     char how[4200] = ""; /* empty for ce from scratch: its line is unchanged */
-    if (o->objective == FSB_PRETRAIN_PROTONET)
-        snprintf(how, sizeof how, " protonet %d-way %d-shot %d-query x %d episodes/epoch",
-                 o->train_way, o->train_shot, o->train_query, o->train_episodes);
+    if (o->objective != FSB_PRETRAIN_CE)
+        snprintf(how, sizeof how, " %s %d-way %d-shot %d-query x %d episodes/epoch",
+                 o->objective == FSB_PRETRAIN_FEAT ? "feat" : "protonet", o->train_way,
+                 o->train_shot, o->train_query, o->train_episodes);
     if (o->init) snprintf(how + strlen(how), sizeof how - strlen(how), " from %.4000s", o->init);
     fprintf(o->log, "pretrain %s%s on %d images of %d classes (%s/train), val %d episodes; %s\n",
             fsb_arch_name(o->arch), how, t->n_sub, t->train.split.n_classes, o->data,
@@ -790,8 +917,8 @@ static int run_epoch(trainer *t, int e, long *steps_here, int writer)
     row->epoch = e + 1;
     for (int k = 0; k < FSB_PRETRAIN_MAX_VAL_SHOTS; k++)
         row->val[k] = -1;
-    int st = o->objective == FSB_PRETRAIN_PROTONET ? train_epoch_protonet(t, e, steps_here, row)
-                                                   : train_epoch(t, e, steps_here, row);
+    int st = o->objective != FSB_PRETRAIN_CE ? train_epoch_episodic(t, e, steps_here, row)
+                                             : train_epoch(t, e, steps_here, row);
     if (st || (st = fsb_pretrain_dist_average_bn(t->model))) return st;
     if ((e + 1) % o->val_every == 0 || e + 1 == o->epochs) {
         if ((st = validate(t, row->val))) return st;
@@ -816,11 +943,13 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
 {
     if (!o->data) return fsb_error(FSB_EINVAL, "--data is required");
     if (!o->out) return fsb_error(FSB_EINVAL, "--out is required");
-    if (o->objective == FSB_PRETRAIN_PROTONET && fsb_dist_size() > 1)
-        return fsb_error(FSB_EINVAL, "--objective protonet: data-parallel training under mpirun "
-                                     "is for ce only; run it as one process");
+    if (o->objective != FSB_PRETRAIN_CE && fsb_dist_size() > 1)
+        return fsb_error(FSB_EINVAL,
+                         "--objective %s: data-parallel training under mpirun is for ce only; "
+                         "run it as one process",
+                         o->objective == FSB_PRETRAIN_FEAT ? "feat" : "protonet");
     fsb_pretrain_opts eff = *o; /* o with the defaults that depend on other settings */
-    if (eff.lr < 0) eff.lr = eff.objective == FSB_PRETRAIN_PROTONET ? 0.001 : 0.1;
+    if (eff.lr < 0) eff.lr = eff.objective != FSB_PRETRAIN_CE ? 0.001 : 0.1;
     o = &eff;
     trainer t;
     memset(&t, 0, sizeof t);
@@ -849,6 +978,7 @@ done:
     fsb_model_destroy(t.model);
     free(t.momentum);
     free(t.second);
+    free(t.attn_mem);
     free(t.subset);
     free(t.ep_count);
     free(t.rows);

@@ -448,6 +448,57 @@ START_TEST(feat_block_init_and_layout)
 }
 END_TEST
 
+/* The block through a tensor file under FEAT's names and shapes, and back with
+ * fsb_feat_attn_load; a file without the block or with another dimension is refused naming
+ * the file and the tensor, leaving the destination untouched. */
+START_TEST(feat_block_tensorfile_round_trip)
+{
+    int d = 6;
+    long np = fsb_feat_attn_n_params(d);
+    float *mem = zeros(np), *back = zeros(np), *other = zeros(fsb_feat_attn_n_params(4));
+    fsb_feat_attn_params p, q, r;
+    fsb_feat_attn_bind(&p, mem, d);
+    fsb_rng rng;
+    fsb_rng_init(&rng, 7, 0);
+    fsb_feat_attn_init(&p, d, &rng);
+    char *dir = tu_tmpdir(), *path = tu_path(dir, "feat.fsbt"), *bare = tu_path(dir, "bare.fsbt");
+    fsb_tensorfile tf;
+    fsb_tensorfile_init(&tf);
+    ck_assert_int_eq(fsb_tensorfile_add(&tf, "encoder.x", FSB_F32, 0, NULL, NULL), FSB_OK);
+    ck_assert_int_eq(fsb_feat_attn_to_tensorfile(&tf, &p, d, FSB_FEAT_ATTN_PREFIX), FSB_OK);
+    const fsb_tensor *t = fsb_tensorfile_get(&tf, "slf_attn.w_qs.weight");
+    ck_assert_ptr_nonnull(t);
+    ck_assert(t->ndim == 2 && t->dims[0] == d && t->dims[1] == d);
+    t = fsb_tensorfile_get(&tf, "slf_attn.fc.bias");
+    ck_assert(t && t->ndim == 1 && t->dims[0] == d);
+    ck_assert_ptr_nonnull(fsb_tensorfile_get(&tf, "slf_attn.layer_norm.weight"));
+    ck_assert_int_eq(fsb_tensorfile_save(&tf, path), FSB_OK);
+    fsb_tensorfile_free(&tf);
+    ck_assert_msg(fsb_feat_attn_load(path, &q, back, d) == FSB_OK, "%s", fsb_error_last());
+    ck_assert_ptr_eq(q.wq, back);
+    ck_assert(memcmp(mem, back, sizeof(float) * (size_t)np) == 0);
+    /* another dimension: refused, naming the tensor; nothing copied */
+    ck_assert_int_eq(fsb_feat_attn_load(path, &r, other, 4), FSB_EMISMATCH);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "feat.fsbt"));
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "slf_attn.w_qs.weight"));
+    for (long i = 0; i < fsb_feat_attn_n_params(4); i++)
+        ck_assert_float_eq(other[i], 0);
+    /* a plain backbone file: no FEAT block */
+    fsb_tensorfile_init(&tf);
+    ck_assert_int_eq(fsb_tensorfile_add(&tf, "encoder.x", FSB_F32, 0, NULL, NULL), FSB_OK);
+    ck_assert_int_eq(fsb_tensorfile_save(&tf, bare), FSB_OK);
+    fsb_tensorfile_free(&tf);
+    ck_assert_int_eq(fsb_feat_attn_load(bare, &q, back, d), FSB_EMISMATCH);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "bare.fsbt"));
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "no FEAT block"));
+    /* a missing file */
+    char *none = tu_path(dir, "none.fsbt");
+    ck_assert_int_ne(fsb_feat_attn_load(none, &q, back, d), FSB_OK);
+    tu_rmrf(dir);
+    free(dir), free(path), free(bare), free(none), free(mem), free(back), free(other);
+}
+END_TEST
+
 START_TEST(feat_block_workspace_arena)
 {
     ck_assert_int_eq(fsb_feat_attn_work_floats(2, 5, 64), 11L * 640 + 5L * 50 + 2L * 10);
@@ -578,6 +629,7 @@ int main(void)
     tcase_add_test(tc, feat_block_dropout_modes);
     tcase_add_test(tc, feat_block_init_and_layout);
     tcase_add_test(tc, feat_block_workspace_arena);
+    tcase_add_test(tc, feat_block_tensorfile_round_trip);
     tcase_add_test(tc, feat_block_matches_torch);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);

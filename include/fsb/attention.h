@@ -29,10 +29,12 @@
 
 #include "fsb/arena.h"
 #include "fsb/rng.h"
+#include "fsb/tensorfile.h"
 
-#define FSB_LN_EPS 1e-5f           /* torch.nn.LayerNorm's default eps */
-#define FSB_FEAT_ATTN_DROPOUT 0.1f /* FEAT: dropout on the attention weights */
-#define FSB_FEAT_OUT_DROPOUT 0.5f  /* FEAT: dropout on fc's output (FEAT passes 0.5) */
+#define FSB_LN_EPS 1e-5f                 /* torch.nn.LayerNorm's default eps */
+#define FSB_FEAT_ATTN_DROPOUT 0.1f       /* FEAT: dropout on the attention weights */
+#define FSB_FEAT_OUT_DROPOUT 0.5f        /* FEAT: dropout on fc's output (FEAT passes 0.5) */
+#define FSB_FEAT_ATTN_PREFIX "slf_attn." /* the block's tensors in FEAT's state_dict */
 
 /* ---- batched matrix products (one fsb_sgemm per batch item) --------------------------------- */
 
@@ -101,6 +103,23 @@ void fsb_feat_attn_init(fsb_feat_attn_params *p, int d, fsb_rng *rng);
  * and sets *data and *numel; returns NULL (outputs untouched) when i is out of range. */
 const char *fsb_feat_attn_tensor(float **data, long *numel, const fsb_feat_attn_params *p, int d,
                                  int i);
+
+/* Add the block's seven tensors to tf as "<prefix><name>" (names as fsb_feat_attn_tensor,
+ * shapes as FEAT's: (d,d) matrices, (d) vectors; prefix FSB_FEAT_ATTN_PREFIX for a
+ * checkpoint FEAT's code would read), copied. Errors as fsb_tensorfile_add's (a duplicate). */
+int fsb_feat_attn_to_tensorfile(fsb_tensorfile *tf, const fsb_feat_attn_params *p, int d,
+                                const char *prefix);
+/* Copy the block's seven tensors "<prefix><name>" of tf into p (bound for d). A missing
+ * tensor, or one of another dtype or size than d gives, is FSB_EMISMATCH naming `what` (the
+ * file) and the tensor; everything is checked before anything is copied. */
+int fsb_feat_attn_from_tensorfile(fsb_feat_attn_params *p, int d, const fsb_tensorfile *tf,
+                                  const char *what, const char *prefix);
+/* Read the block of a FEAT checkpoint (`bench pretrain --objective feat` writes its
+ * "slf_attn.*" tensors beside the backbone's): bind p to mem (fsb_feat_attn_n_params(d)
+ * floats, caller-owned) and fill it from path's FSB_FEAT_ATTN_PREFIX tensors. d is the
+ * backbone's embedding dimension. Errors name the file: unreadable or corrupt (tensorfile.h),
+ * no FEAT block (a plain backbone checkpoint), a block of another dimension than d. */
+int fsb_feat_attn_load(const char *path, fsb_feat_attn_params *p, float *mem, int d);
 
 /* Activations the forward saves for backward, plus backward's scratch: named views into one
  * caller-owned block of fsb_feat_attn_work_floats(B, n, d) floats, bound for fixed shapes.

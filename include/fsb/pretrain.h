@@ -12,13 +12,28 @@
  *             distance to the mean support embedding / temperature, cross-entropy over the
  *             queries), back-propagated through support and query embeddings. The model has no
  *             head (n_class 0); the checkpoint is a head-less model `bench` takes as --teacher.
+ *   feat      FEAT meta-training (Ye et al. CVPR 2020, as Sha-Lab/FEAT trains its ConvNet from
+ *             a CE initialisation): protonet's episodes (same draws), embeddings in train
+ *             mode, loss featloss.h in train mode (prototypes -> FEAT's one-head
+ *             self-attention -> -squared distance / temperature, plus the contrastive
+ *             regulariser at temperature2 weighted by balance; dropouts 0.1 on the attention
+ *             weights and 0.5 on the block's output), back-propagated through the backbone.
+ *             The block (attention.h, initialised by fsb_feat_attn_init) is a second
+ *             optimiser group at lr * lr_mul (FEAT's lr_mul 10), same weight decay.
+ *             Validation classifies the val episodes with the block in eval mode on the
+ *             backbone's raw embeddings (attention-adapted prototypes; val_norm unused). The
+ *             checkpoint holds the backbone plus the block under FEAT's names
+ *             ("slf_attn.w_qs.weight", ...; attention.h fsb_feat_attn_load reads it back);
+ *             `bench --teacher` ignores the block and uses the embedding.
  * Protonet defaults: FEAT's episode shape (5-way 1-shot, 15 queries, 100 episodes per epoch)
  * with Snell's temperature 1 and lr 0.001 (not tuned here). FEAT's ConvNet recipe
  * (docs/protocol.md) fine-tunes the pre-trained backbone with Adam, no weight decay, no
  * augmentation, temperature 64 (1-shot episodes) or 32 (5-shot), lr 1e-4 halved every 20
  * epochs, 200 epochs: --optimizer adam --weight-decay 0 --augment off --temperature 64
  * --lr 0.0001 --schedule step:20:0.5 --epochs 200 (its ResNet-12 recipe: SGD, lr 2e-4,
- * step 40 x 0.5).
+ * step 40 x 0.5). FEAT's own recipe (docs/protocol.md) adds --objective feat with
+ * --lr-mul 10 and, for 1-shot episodes, --temperature2 16 --balance 1 (the defaults), for
+ * 5-shot --temperature 32 --temperature2 64 --balance 0.1.
  * Either starts from `init` (a checkpoint: its backbone weights and BN statistics, its
  * architecture; a ce run gets a fresh head) or from a fresh initialisation.
  *
@@ -31,7 +46,8 @@
  * last state; the final checkpoint is bit-identical to an uninterrupted run's, because every
  * random draw of epoch e is a pure function of (seed, e, position) and the state holds all
  * else. The state records the run's settings (and the init checkpoint's XXH3-64) and refuses
- * to resume a different run. Data-parallel runs under mpirun (pretrain_dist.h) are ce only.
+ * to resume a different run (feat's state also holds the block and both groups' optimiser
+ * state). Data-parallel runs under mpirun (pretrain_dist.h) are ce only.
  * The settings added since the first format (optimizer, augment, val shots) enter the
  * identity only when they differ from the defaults, so earlier states still resume.
  */
@@ -47,7 +63,11 @@
 #define FSB_PRETRAIN_MAX_VAL_SHOTS 8
 
 /* Training objective (see the top). */
-typedef enum { FSB_PRETRAIN_CE = 0, FSB_PRETRAIN_PROTONET = 1 } fsb_pretrain_objective;
+typedef enum {
+    FSB_PRETRAIN_CE = 0,       /* cross-entropy with a linear head */
+    FSB_PRETRAIN_PROTONET = 1, /* ProtoNet episodes */
+    FSB_PRETRAIN_FEAT = 2      /* FEAT episodes: the backbone plus the attention block */
+} fsb_pretrain_objective;
 
 typedef struct fsb_pretrain_opts {
     const char *data;      /* dataset root with train and val splits (required) */
@@ -59,7 +79,8 @@ typedef struct fsb_pretrain_opts {
     const char *init;      /* checkpoint to start from (NULL: fresh initialisation) */
     int epochs;            /* epochs in all (100) */
     int batch;             /* ce: images per step (128); the last partial batch is dropped */
-    double lr;             /* base learning rate; < 0 (default): 0.1 for ce, 0.001 for protonet */
+    double lr;             /* base learning rate; < 0 (default): 0.1 for ce, 0.001 for protonet
+                              and feat */
     const char *schedule;  /* optim.h schedule spec; NULL: cosine over `epochs` */
     int optimizer;         /* fsb_opt_kind: SGD with Nesterov momentum (FSB_OPT_SGD), or Adam /
                               AdamW with torch's betas (0.9, 0.999) and eps 1e-8 (FEAT's
@@ -77,11 +98,16 @@ typedef struct fsb_pretrain_opts {
     uint64_t seed;         /* initialisation, order and augmentation (0) */
     int threads;           /* workers (0: one per core); results depend on it only through
                               nothing: the engine's reductions use fixed chunks */
-    int train_way;         /* protonet: classes per training episode (5) */
-    int train_shot;        /* protonet: support images per class (1) */
-    int train_query;       /* protonet: query images per class (15) */
-    int train_episodes;    /* protonet: episodes (= steps) per epoch (100) */
-    double temperature;    /* protonet: logits = -squared distance / temperature (1) */
+    int train_way;         /* protonet, feat: classes per training episode (5) */
+    int train_shot;        /* protonet, feat: support images per class (1) */
+    int train_query;       /* protonet, feat: query images per class (15) */
+    int train_episodes;    /* protonet, feat: episodes (= steps) per epoch (100) */
+    double temperature;    /* protonet, feat: logits = -squared distance / temperature (1) */
+    double temperature2;   /* feat: the regulariser's temperature (16: FEAT's 1-shot ConvNet
+                              recipe; 64 for 5-shot) */
+    double balance;        /* feat: weight of the regulariser, >= 0 (1: FEAT's 1-shot
+                              ConvNet recipe; 0.1 for 5-shot) */
+    double lr_mul;         /* feat: the attention block's lr = lr * lr_mul (FEAT's 10) */
     int val_every;         /* validate every k epochs and at the last (1) */
     int val_episodes;      /* fixed val episodes per shot (500) */
     int val_shots[FSB_PRETRAIN_MAX_VAL_SHOTS]; /* shots validated; the checkpoint kept is the
@@ -108,7 +134,8 @@ void fsb_pretrain_opts_default(fsb_pretrain_opts *o);
 /* Train (or resume) as described at the top. Errors name the flag or file: no train split,
  * a val split with fewer classes than val_way, train episodes that the train split cannot
  * supply (--train-way/--train-shot/--train-query), an unreadable init checkpoint or one of
- * another architecture than an explicit --arch, protonet under mpirun, a state file of
+ * another architecture than an explicit --arch, protonet or feat under mpirun, feat's
+ * --temperature2 (> 0), --balance or --lr-mul (>= 0) out of range, a state file of
  * another run or corrupt, a write failure (the previous files survive intact). */
 int fsb_pretrain(const fsb_pretrain_opts *o);
 

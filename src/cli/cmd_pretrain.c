@@ -1,6 +1,6 @@
 /* cmd_pretrain.c - `bench pretrain --data ROOT --arch conv4 --out PATH ...`: teacher
- * pre-training on the train split (cross-entropy, or ProtoNet episodes from an --init
- * checkpoint), resumable by rerunning the same command. */
+ * pre-training on the train split (cross-entropy, or ProtoNet or FEAT episodes from an
+ * --init checkpoint), resumable by rerunning the same command. */
 #include "cli.h"
 #include "fsb/method.h"
 #include "fsb/optim.h"
@@ -15,20 +15,25 @@ static void pretrain_usage(FILE *out)
 {
     fprintf(out,
             "usage: bench pretrain --data ROOT --out PATH [flags]\n"
-            "  --objective ce|protonet  cross-entropy on all train classes, or episodic\n"
-            "                       ProtoNet meta-training (ce)\n"
+            "  --objective ce|protonet|feat  cross-entropy on all train classes, or episodic\n"
+            "                       ProtoNet or FEAT (Ye et al. 2020) meta-training (ce)\n"
             "  --init PATH          start from this checkpoint's backbone and architecture\n"
             "                       (fresh initialisation)\n"
             "  --arch conv4|res12   backbone (conv4, or --init's; must match it if given)\n"
             "  --epochs N           epochs (100)\n"
             "  --batch N            ce: images per step (128)\n"
-            "  --train-way N        protonet: classes per training episode (5)\n"
-            "  --train-shot N       protonet: support images per class (1)\n"
-            "  --train-query N      protonet: query images per class (15)\n"
-            "  --episodes-per-epoch N  protonet: episodes (SGD steps) per epoch (100)\n"
-            "  --temperature X      protonet: logits = -squared distance / X (1; FEAT's\n"
+            "  --train-way N        protonet, feat: classes per training episode (5)\n"
+            "  --train-shot N       protonet, feat: support images per class (1)\n"
+            "  --train-query N      protonet, feat: query images per class (15)\n"
+            "  --episodes-per-epoch N  protonet, feat: episodes (steps) per epoch (100)\n"
+            "  --temperature X      protonet, feat: logits = -squared distance / X (1; FEAT's\n"
             "                       recipes use 64 with --lr 0.0001 --schedule step:20:0.5)\n"
-            "  --lr X               base learning rate (ce 0.1, protonet 0.001)\n"
+            "  --temperature2 X     feat: the regulariser's temperature (16; FEAT's ConvNet:\n"
+            "                       16 for 1-shot, 64 for 5-shot episodes)\n"
+            "  --balance X          feat: weight of the regulariser (1; FEAT's ConvNet: 1 for\n"
+            "                       1-shot, 0.1 for 5-shot)\n"
+            "  --lr-mul X           feat: the attention block's lr = --lr x X (10, FEAT's)\n"
+            "  --lr X               base learning rate (ce 0.1, protonet and feat 0.001)\n"
             "  --schedule SPEC      cosine:T[:min] | step:k:gamma | multistep:a,b:gamma |\n"
             "                       constant, optionally +warmup=W[:f] (cosine over --epochs)\n"
             "  --optimizer sgd|adam|adamw  SGD with Nesterov momentum, or Adam / AdamW with\n"
@@ -53,8 +58,9 @@ static void pretrain_usage(FILE *out)
             "  --resize N / --crop N  val transform and network input (--init's, else 92 / 84;\n"
             "                       the checkpoint records all three for bench run)\n"
             "Writes PATH (best checkpoint), PATH.state (resume), PATH.csv (log), PATH.png (plot).\n"
-            "Rerun the same command after an interruption to resume. A protonet checkpoint\n"
-            "has no classifier head; `bench --teacher` uses only its embedding.\n");
+            "Rerun the same command after an interruption to resume. A protonet or feat\n"
+            "checkpoint has no classifier head (feat's holds FEAT's slf_attn.* block besides);\n"
+            "`bench --teacher` uses only its embedding.\n");
 }
 
 /* --arch NAME into an fsb_arch, noting that it was given (it must then match --init). */
@@ -103,8 +109,10 @@ static int parse_objective(void *dst, const char *flag, const char *text)
         *(int *)dst = FSB_PRETRAIN_CE;
     else if (strcmp(text, "protonet") == 0)
         *(int *)dst = FSB_PRETRAIN_PROTONET;
+    else if (strcmp(text, "feat") == 0)
+        *(int *)dst = FSB_PRETRAIN_FEAT;
     else
-        return fsb_error(FSB_EINVAL, "%s: '%s' is not ce or protonet", flag, text);
+        return fsb_error(FSB_EINVAL, "%s: '%s' is not ce, protonet or feat", flag, text);
     return FSB_OK;
 }
 
@@ -115,6 +123,7 @@ int fsb_cmd_pretrain(int argc, char **argv)
     o.progress = stderr;
     o.log = stdout;
     int episodic_set = 0, batch_set = 0, momentum_set = 0, aug_set = 0; /* of one setting */
+    int feat_set = 0;
     const fsb_cli_flag flags[] = {
         FSB_FLAG("data", FSB_FLAG_STR, &o.data),
         FSB_FLAG("out", FSB_FLAG_STR, &o.out),
@@ -132,6 +141,10 @@ int fsb_cmd_pretrain(int argc, char **argv)
                  .given = &episodic_set),
         FSB_FLAG("temperature", FSB_FLAG_DOUBLE, &o.temperature, .lo = 1e-6, .hi = 1e6,
                  .given = &episodic_set),
+        FSB_FLAG("temperature2", FSB_FLAG_DOUBLE, &o.temperature2, .lo = 1e-6, .hi = 1e6,
+                 .given = &feat_set),
+        FSB_FLAG("balance", FSB_FLAG_DOUBLE, &o.balance, .lo = 0, .hi = 1e6, .given = &feat_set),
+        FSB_FLAG("lr-mul", FSB_FLAG_DOUBLE, &o.lr_mul, .lo = 0, .hi = 1e6, .given = &feat_set),
         FSB_FLAG("epochs", FSB_FLAG_INT, &o.epochs, .lo = 1, .hi = 100000),
         FSB_FLAG("batch", FSB_FLAG_INT, &o.batch, .lo = 2, .hi = 4096, .given = &batch_set),
         FSB_FLAG("lr", FSB_FLAG_DOUBLE, &o.lr, .lo = 0, .hi = 100),
@@ -170,17 +183,20 @@ int fsb_cmd_pretrain(int argc, char **argv)
         return FSB_OK;
     }
     if (st) return st;
-    int proto = o.objective == FSB_PRETRAIN_PROTONET;
+    int proto = o.objective != FSB_PRETRAIN_CE; /* episodic: protonet or feat */
     if (!proto && episodic_set)
         return fsb_error(FSB_EINVAL, "--train-way, --train-shot, --train-query, "
                                      "--episodes-per-epoch and --temperature apply to "
-                                     "--objective protonet only");
+                                     "--objective protonet or feat only");
+    if (o.objective != FSB_PRETRAIN_FEAT && feat_set)
+        return fsb_error(FSB_EINVAL, "--temperature2, --balance and --lr-mul apply to "
+                                     "--objective feat only");
     if (!o.augment && aug_set)
         return fsb_error(FSB_EINVAL, "--crop-scale, --jitter and --flip apply to --augment on");
     if (o.optimizer != FSB_OPT_SGD && momentum_set)
         return fsb_error(FSB_EINVAL, "--momentum applies to --optimizer sgd only");
     if (proto && batch_set)
-        return fsb_error(FSB_EINVAL, "--batch applies to --objective ce only (a protonet batch "
+        return fsb_error(FSB_EINVAL, "--batch applies to --objective ce only (an episodic batch "
                                      "is one episode: --train-way x (--train-shot + "
                                      "--train-query))");
     /* mpirun: data-parallel over the ranks (pretrain_dist.h); rank 0 alone talks */
