@@ -11,8 +11,8 @@ cd "$(dirname "$0")/.."
 ORDER=(
     # core: status, memory, threads, files, BLAS, tensor files
     status rng arena threads fileio progress blas plot dist version tensorfile journal
-    # engine: layers, networks, optimisers, losses
-    layers attention featloss model optim protoloss
+    # engine: layers, networks, optimisers, MAML's meta-gradient, losses
+    layers attention featloss model optim maml protoloss
     # data: listings, decoding, transforms, the packed cache
     dataset image transform cache idx datacheck
     # episodes: the sampler and manifests
