@@ -439,7 +439,8 @@ END_TEST
 START_TEST(adam_state_save_restore_continues_identically)
 {
     enum { N0 = 5, N1 = 3 };
-    float p0[N0], p1[N1], g0[N0], g1[N1], m0[N0], m1[N1], v0[N0], v1[N1];
+    float p0[N0], p1[N1], g0[N0] = {0}, g1[N1] = {0}, m0[N0] = {0}, m1[N1] = {0}, v0[N0] = {0},
+                          v1[N1] = {0};
     for (int i = 0; i < N0; i++)
         p0[i] = (float)i * 0.1f;
     for (int i = 0; i < N1; i++)
