@@ -31,13 +31,17 @@ static const fsb_method feature_rows[] = {
     {"logreg", "logistic regression (liblinear L2R_LR primal, one-vs-rest) on frozen features",
      FSB_NEEDS_FEATURES, FSB_NORM_L2N, fsb_method_linear_run, fsb_method_linear_scratch,
      SOLVER_L2R_LR, LOGREG_DEFAULT_C},
+    {"feat",
+     "FEAT: prototypes adapted by the teacher's set-to-set attention block, nearest "
+     "(squared Euclidean) on frozen features",
+     FSB_NEEDS_FEATURES, FSB_NORM_UN, fsb_method_feat_run, fsb_method_feat_scratch, 0, 0},
 };
 
 /* The table, in this order (help output, fsb_method_at); the students' rows are defined with
  * their adapter. */
-static const fsb_method *const methods[] = {&feature_rows[0],     &feature_rows[1],
-                                            &feature_rows[2],     &feature_rows[3],
-                                            &fsb_method_finetune, &fsb_method_refilled};
+static const fsb_method *const methods[] = {
+    &feature_rows[0], &feature_rows[1],     &feature_rows[2],    &feature_rows[3],
+    &feature_rows[4], &fsb_method_finetune, &fsb_method_refilled};
 static const int n_methods = (int)(sizeof methods / sizeof methods[0]);
 
 int fsb_method_count(void)

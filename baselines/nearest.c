@@ -5,6 +5,7 @@
  * bits on any thread and any x86-64 machine; ties go to the lowest support index (1nn) or the
  * lowest class (protonet).
  */
+#include "fsb/attention.h"
 #include "fsb/method.h"
 #include "fsb/status.h"
 #include "fsb/threads.h"
@@ -94,37 +95,89 @@ size_t fsb_method_protonet_scratch(int way, int shot, int query, int dim)
            sizeof(double) * (size_t)dim * (size_t)way + 512;
 }
 
-int fsb_method_protonet_run(const fsb_method *m, const fsb_method_config *cfg,
-                            const fsb_episode_view *ep, fsb_arena *scratch, fsb_rng *rng, int *pred,
-                            fsb_method_stats *stats)
+/* Class prototypes (the mean of each class's normalised support rows, summed in support
+ * order in double) into proto [way][dim]; sup and qry receive the normalised rows. */
+static int prototypes(const fsb_method *m, const fsb_method_config *cfg, const fsb_episode_view *ep,
+                      fsb_arena *scratch, float **sup, float **qry, float **proto)
 {
-    int st = fsb_method_check(m, cfg, ep);
-    if (st) return st;
-    size_t mark = fsb_arena_mark(scratch);
     const int dim = ep->dim, way = ep->way;
-    double t0 = fsb_now();
-    float *sup = fsb_arena_floats(scratch, (size_t)ep->n_support * dim);
-    float *qry = fsb_arena_floats(scratch, (size_t)ep->n_query * dim);
-    float *proto = fsb_arena_floats(scratch, (size_t)way * dim);
+    *sup = fsb_arena_floats(scratch, (size_t)ep->n_support * dim);
+    *qry = fsb_arena_floats(scratch, (size_t)ep->n_query * dim);
+    *proto = fsb_arena_floats(scratch, (size_t)way * dim);
     double *sum = fsb_arena_alloc(scratch, sizeof(double) * (size_t)way * dim, 64);
-    if (!sup || !qry || !proto || !sum) {
-        st = fsb_error_wrap(FSB_ENOMEM, "%s: episode scratch", m->name);
-        goto done;
-    }
-    fsb_features_normalise(sup, ep->support_feat, ep->n_support, dim, cfg->norm, cfg->base_mean);
-    fsb_features_normalise(qry, ep->query_feat, ep->n_query, dim, cfg->norm, cfg->base_mean);
-    /* prototype c = mean of class c's support features, summed in support order */
+    if (!*sup || !*qry || !*proto || !sum)
+        return fsb_error_wrap(FSB_ENOMEM, "%s: episode scratch", m->name);
+    fsb_features_normalise(*sup, ep->support_feat, ep->n_support, dim, cfg->norm, cfg->base_mean);
+    fsb_features_normalise(*qry, ep->query_feat, ep->n_query, dim, cfg->norm, cfg->base_mean);
     memset(sum, 0, sizeof(double) * (size_t)way * dim);
     for (int i = 0; i < ep->n_support; i++) {
         double *s = sum + (size_t)ep->support_labels[i] * dim;
-        const float *x = sup + (size_t)i * dim;
+        const float *x = *sup + (size_t)i * dim;
         for (int j = 0; j < dim; j++)
             s[j] += x[j];
     }
     for (size_t k = 0; k < (size_t)way * dim; k++)
-        proto[k] = (float)(sum[k] / ep->shot);
+        (*proto)[k] = (float)(sum[k] / ep->shot);
+    return FSB_OK;
+}
+
+int fsb_method_protonet_run(const fsb_method *m, const fsb_method_config *cfg,
+                            const fsb_episode_view *ep, fsb_arena *scratch, fsb_rng *rng, int *pred,
+                            fsb_method_stats *stats)
+{
+    (void)rng;
+    int st = fsb_method_check(m, cfg, ep);
+    if (st) return st;
+    size_t mark = fsb_arena_mark(scratch);
+    double t0 = fsb_now();
+    float *sup, *qry, *proto;
+    if ((st = prototypes(m, cfg, ep, scratch, &sup, &qry, &proto))) goto done;
     double t1 = fsb_now();
-    nearest(pred, qry, ep->n_query, proto, way, dim);
+    nearest(pred, qry, ep->n_query, proto, ep->way, ep->dim);
+    if (stats) {
+        stats->fit_ms = (t1 - t0) * 1e3;
+        stats->predict_ms = (fsb_now() - t1) * 1e3;
+    }
+done:
+    fsb_arena_reset_to(scratch, mark);
+    return st;
+}
+
+size_t fsb_method_feat_scratch(int way, int shot, int query, int dim)
+{
+    return fsb_method_protonet_scratch(way, shot, query, dim) +
+           sizeof(float) * ((size_t)way * dim + (size_t)fsb_feat_attn_work_floats(1, way, dim)) +
+           128;
+}
+
+int fsb_method_feat_run(const fsb_method *m, const fsb_method_config *cfg,
+                        const fsb_episode_view *ep, fsb_arena *scratch, fsb_rng *rng, int *pred,
+                        fsb_method_stats *stats)
+{
+    (void)rng;
+    const fsb_method_feat_block *blk = cfg->extra;
+    int st = fsb_method_check(m, cfg, ep);
+    if (st) return st;
+    if (!blk || blk->dim != ep->dim)
+        return fsb_error(FSB_EINVAL,
+                         "%s: no attention block of dimension %d (the teacher must be "
+                         "a FEAT checkpoint: bench pretrain --objective feat)",
+                         m->name, ep->dim);
+    size_t mark = fsb_arena_mark(scratch);
+    double t0 = fsb_now();
+    float *sup, *qry, *proto;
+    float *adapted = fsb_arena_floats(scratch, (size_t)ep->way * ep->dim);
+    float *wmem = fsb_arena_floats(scratch, (size_t)fsb_feat_attn_work_floats(1, ep->way, ep->dim));
+    if (!adapted || !wmem) st = fsb_error_wrap(FSB_ENOMEM, "%s: episode scratch", m->name);
+    if (st || (st = prototypes(m, cfg, ep, scratch, &sup, &qry, &proto))) goto done;
+    /* FEAT's test-time classifier: the prototypes adapted as a set by the block (eval mode:
+     * no dropout), then the nearest adapted prototype (the temperature does not change the
+     * argmax) */
+    fsb_feat_attn_work w;
+    fsb_feat_attn_work_bind(&w, wmem, 1, ep->way, ep->dim);
+    fsb_feat_attn_forward(adapted, &w, proto, &blk->params, 0, 0, 0, NULL, 1, ep->way, ep->dim);
+    double t1 = fsb_now();
+    nearest(pred, qry, ep->n_query, adapted, ep->way, ep->dim);
     if (stats) {
         stats->fit_ms = (t1 - t0) * 1e3;
         stats->predict_ms = (fsb_now() - t1) * 1e3;

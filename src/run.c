@@ -96,11 +96,13 @@ typedef struct run_state {
     fsb_episode_record *recs;                       /* same indexing */
     fsb_journal journal;                            /* finished tasks */
     worker *workers;                                /* [pool size] */
-    long tasks_here;          /* tasks journaled by this process (fault injection) */
-    char *run_id;             /* the run identity text */
-    fsb_run_opts opts;        /* the options, completed from a manifest; o points here */
-    int has_images;           /* some method trains per episode (FSB_NEEDS_IMAGES) */
-    fsb_student_opts student; /* their options (--student), cfg.extra of those methods */
+    long tasks_here;                  /* tasks journaled by this process (fault injection) */
+    char *run_id;                     /* the run identity text */
+    fsb_run_opts opts;                /* the options, completed from a manifest; o points here */
+    int has_images;                   /* some method trains per episode (FSB_NEEDS_IMAGES) */
+    fsb_student_opts student;         /* their options (--student), cfg.extra of those methods */
+    fsb_method_feat_block feat_block; /* feat: the teacher's attention block (cfg.extra) */
+    float *feat_mem;                  /* its tensors (owned), or NULL */
 } run_state;
 
 static size_t task_index(const run_state *r, int m, int s, int e)
@@ -465,6 +467,24 @@ static fsb_cache_opts cache_opts(const run_state *r)
         .dir = o->cache_dir, .size = o->image_size, .pool = r->pool, .progress = o->progress};
 }
 
+/* feat: the teacher checkpoint's attention block (its slf_attn.* tensors), for every feat
+ * method of the run; a teacher without them is refused naming the file. */
+static int load_feat_block(run_state *r)
+{
+    for (int m = 0; m < r->o->n_methods; m++) {
+        if (strcmp(r->methods[m]->name, "feat") != 0) continue;
+        if (!r->feat_mem) {
+            r->feat_mem = malloc(sizeof(float) * (size_t)fsb_feat_attn_n_params(r->dim));
+            if (!r->feat_mem) return fsb_error(FSB_ENOMEM, "out of memory");
+            int st = fsb_feat_attn_load(r->o->teacher, &r->feat_block.params, r->feat_mem, r->dim);
+            if (st) return fsb_error_wrap(st, "--methods feat needs a FEAT teacher");
+            r->feat_block.dim = r->dim;
+        }
+        r->cfg[m].extra = &r->feat_block;
+    }
+    return FSB_OK;
+}
+
 /* Everything the run reads before it claims its folder: the teacher's input settles the
  * packed size and transform (a contradicting flag, or a combination that cannot work, fails
  * before anything is packed), the split is listed and packed, the teacher loaded, the
@@ -495,6 +515,7 @@ static int open_inputs(run_state *r)
     if (o->arch && strcmp(o->arch, arch) != 0)
         return fsb_error(FSB_EMISMATCH, "--teacher: %s is a %s checkpoint, --arch says %s",
                          o->teacher, arch, o->arch);
+    if ((st = load_feat_block(r))) return st;
     if ((st = load_episodes(r))) return st;
     if (needs_base_mean(r)) { /* the train split's listing is part of the run's identity */
         fsb_split base;
@@ -603,6 +624,7 @@ done:
     free(r.done);
     free(r.recs);
     free(r.base_mean);
+    free(r.feat_mem);
     free(r.run_id);
     fsb_tensorfile_free(&r.feat_tf);
     fsb_tensorfile_free(&r.mean_tf);

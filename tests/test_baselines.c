@@ -3,6 +3,7 @@
  * normalisations, prototypes, liblinear's regularised bias, ties, determinism across threads.
  */
 #include "fsb/arena.h"
+#include "fsb/featloss.h"
 #include "fsb/method.h"
 #include "fsb/rng.h"
 #include "fsb/status.h"
@@ -69,9 +70,9 @@ static int run(const char *name, int norm, const float *mean, const fsb_episode_
 
 START_TEST(table_lookup)
 {
-    ck_assert_int_eq(fsb_method_count(), 6);
-    const char *names[] = {"1nn", "protonet", "svm", "logreg"};
-    for (int i = 0; i < 4; i++) {
+    ck_assert_int_eq(fsb_method_count(), 7);
+    const char *names[] = {"1nn", "protonet", "svm", "logreg", "feat"};
+    for (int i = 0; i < 5; i++) {
         const fsb_method *m = fsb_method_find(names[i]);
         ck_assert_ptr_nonnull(m);
         ck_assert_str_eq(m->name, names[i]);
@@ -79,13 +80,13 @@ START_TEST(table_lookup)
         ck_assert_uint_eq(m->needs, FSB_NEEDS_FEATURES);
     }
     /* the per-episode training methods follow (tests/test_student.c) */
-    ck_assert_str_eq(fsb_method_at(4)->name, "finetune");
-    ck_assert_str_eq(fsb_method_at(5)->name, "refilled");
-    ck_assert_uint_eq(fsb_method_at(5)->needs, FSB_NEEDS_IMAGES);
-    ck_assert_ptr_null(fsb_method_at(6));
+    ck_assert_str_eq(fsb_method_at(5)->name, "finetune");
+    ck_assert_str_eq(fsb_method_at(6)->name, "refilled");
+    ck_assert_uint_eq(fsb_method_at(6)->needs, FSB_NEEDS_IMAGES);
+    ck_assert_ptr_null(fsb_method_at(7));
     ck_assert_ptr_null(fsb_method_find("maml"));
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "unknown method 'maml'"));
-    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "1nn, protonet, svm, logreg"));
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "1nn, protonet, svm, logreg, feat"));
     fsb_norm n;
     ck_assert_int_eq(fsb_norm_parse("--norm", "cl2n", &n), FSB_OK);
     ck_assert_int_eq(n, FSB_NORM_CL2N);
@@ -395,6 +396,55 @@ START_TEST(bad_episodes)
 }
 END_TEST
 
+/* feat's predictions are the argmax of FEAT's eval-mode logits computed by featloss.h (tested
+ * against PyTorch): an independent path; without a block the method is refused. */
+START_TEST(feat_is_the_nearest_adapted_prototype)
+{
+    enum { W = 4, K = 2, Q = 3, D = 16 };
+    fsb_rng rng;
+    fsb_rng_init(&rng, 11, 0);
+    float emb[W * (K + Q) * D];
+    for (int i = 0; i < W * (K + Q) * D; i++)
+        emb[i] = (float)fsb_rng_normal(&rng);
+    int lab[W * K];
+    for (int i = 0; i < W * K; i++)
+        lab[i] = i / K; /* label-major, as featloss.h lays an episode out */
+    fsb_method_feat_block blk;
+    float *mem = malloc(sizeof(float) * (size_t)fsb_feat_attn_n_params(D));
+    fsb_feat_attn_bind(&blk.params, mem, D);
+    fsb_feat_attn_init(&blk.params, D, &rng);
+    blk.dim = D;
+    const fsb_method *m = fsb_method_find("feat");
+    ck_assert_ptr_nonnull(m);
+    fsb_method_config cfg;
+    fsb_method_config_default(&cfg, m);
+    ck_assert_int_eq(cfg.norm, FSB_NORM_UN);
+    fsb_episode_view ep = view(W, K, Q, D, emb, lab, emb + W * K * D);
+    fsb_arena ar;
+    ck_assert_int_eq(fsb_arena_init(&ar, 1 << 20), FSB_OK);
+    int pred[W * Q];
+    ck_assert_int_eq(m->run(m, &cfg, &ep, &ar, NULL, pred, NULL), FSB_EINVAL); /* no block */
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "FEAT"));
+    cfg.extra = &blk;
+    ck_assert_int_eq(m->run(m, &cfg, &ep, &ar, NULL, pred, NULL), FSB_OK);
+    float *wmem = malloc(sizeof(float) * (size_t)fsb_featloss_work_floats(W, K, Q, D));
+    fsb_featloss_work w;
+    fsb_featloss_work_bind(&w, wmem, W, K, Q, D);
+    fsb_featloss_cfg fc = {.temperature = 64, .temperature2 = 16, .balance = 0, .train = 0};
+    fsb_featloss(emb, W, K, Q, D, &blk.params, &fc, NULL, NULL, NULL, NULL, NULL, &w);
+    int differ = 0;
+    for (int i = 0; i < W * Q; i++) {
+        int best = 0;
+        for (int c = 1; c < W; c++)
+            if (w.logits[(size_t)i * W + c] > w.logits[(size_t)i * W + best]) best = c;
+        differ += best != pred[i];
+    }
+    ck_assert_int_eq(differ, 0);
+    free(wmem), free(mem);
+    fsb_arena_free(&ar);
+}
+END_TEST
+
 /* Many overlapping random episodes, run serially and on a 3-thread pool: same predictions. */
 enum { DET_EPISODES = 24, DET_WAY = 5, DET_SHOT = 3, DET_QUERY = 6, DET_DIM = 40 };
 
@@ -405,6 +455,7 @@ typedef struct {
     int *pred; /* [DET_EPISODES][DET_WAY * DET_QUERY] */
     fsb_arena arenas[3];
     int status[DET_EPISODES];
+    fsb_method_feat_block feat; /* a random attention block for the feat method */
 } det_ctx;
 
 static void det_task(void *vctx, int e, int worker)
@@ -413,6 +464,7 @@ static void det_task(void *vctx, int e, int worker)
     fsb_method_config cfg;
     fsb_method_config_default(&cfg, c->m);
     cfg.norm = FSB_NORM_L2N;
+    cfg.extra = strcmp(c->m->name, "feat") ? NULL : &c->feat;
     fsb_episode_view ep = view(DET_WAY, DET_SHOT, DET_QUERY, DET_DIM,
                                c->sup + (size_t)e * DET_WAY * DET_SHOT * DET_DIM, c->lab,
                                c->qry + (size_t)e * DET_WAY * DET_QUERY * DET_DIM);
@@ -442,6 +494,10 @@ START_TEST(same_predictions_on_any_thread)
     int *serial = malloc(sizeof(int) * np);
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(fsb_arena_init(&c.arenas[i], 16 << 20), FSB_OK);
+    float *block = malloc(sizeof(float) * (size_t)fsb_feat_attn_n_params(DET_DIM));
+    fsb_feat_attn_bind(&c.feat.params, block, DET_DIM);
+    fsb_feat_attn_init(&c.feat.params, DET_DIM, &rng);
+    c.feat.dim = DET_DIM;
     fsb_pool *pool;
     ck_assert_int_eq(fsb_pool_create(&pool, 3), FSB_OK);
     for (int k = 0; k < fsb_method_count(); k++) {
@@ -464,6 +520,7 @@ START_TEST(same_predictions_on_any_thread)
     for (int i = 0; i < 3; i++)
         fsb_arena_free(&c.arenas[i]);
     free(serial);
+    free(block);
     free(c.sup);
     free(c.qry);
     free(c.lab);
@@ -594,6 +651,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, table_lookup);
+    tcase_add_test(tc, feat_is_the_nearest_adapted_prototype);
     tcase_add_test(tc, normalise_by_hand);
     tcase_add_test(tc, nn_obvious);
     tcase_add_test(tc, norms_change_answers);

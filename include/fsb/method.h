@@ -10,6 +10,7 @@
 #define FSB_METHOD_H
 
 #include "fsb/arena.h"
+#include "fsb/attention.h"
 #include "fsb/episodes.h"
 #include "fsb/rng.h"
 
@@ -143,6 +144,20 @@ int fsb_method_protonet_run(const fsb_method *m, const fsb_method_config *cfg,
                             const fsb_episode_view *ep, fsb_arena *scratch, fsb_rng *rng, int *pred,
                             fsb_method_stats *stats);
 size_t fsb_method_protonet_scratch(int way, int shot, int query, int dim);
+/* feat: FEAT's test-time classifier on frozen features — the class prototypes (as protonet,
+ * un-normalised by default) adapted as a set by the teacher's one-head self-attention block
+ * in eval mode (attention.h), then the nearest adapted prototype. cfg->extra is a
+ * const fsb_method_feat_block*, loaded by the runner from the teacher checkpoint's slf_attn.*
+ * tensors (a teacher without them is refused). */
+typedef struct fsb_method_feat_block {
+    fsb_feat_attn_params params; /* the block's tensors */
+    int dim;                     /* their dimension = the teacher's embedding dimension */
+} fsb_method_feat_block;
+int fsb_method_feat_run(const fsb_method *m, const fsb_method_config *cfg,
+                        const fsb_episode_view *ep, fsb_arena *scratch, fsb_rng *rng, int *pred,
+                        fsb_method_stats *stats);
+size_t fsb_method_feat_scratch(int way, int shot, int query, int dim);
+
 /* svm (L2R_L2LOSS_SVC, solver 2) and logreg (L2R_LR, solver 0): one-vs-rest liblinear on
  * normalised features, primal trust-region Newton (no rand()), decision values computed from
  * the weights; argmax with ties to the lowest class. */

@@ -118,6 +118,28 @@ START_TEST(feat_resume_is_bit_identical)
     ck_assert_ptr_nonnull(text);
     ck_assert_ptr_nonnull(strstr(text, "logreg"));
     free(text), free(sum), free(r);
+    /* the feat method: FEAT's classifier with the checkpoint's own block; a teacher without
+     * one is refused before the folder is claimed */
+    r = tu_path(work, "run-feat");
+    rc = tu_run(&out,
+                "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
+                "--shots 1,3 --query 4 --episodes 4 --methods protonet,feat" IMG,
+                tu_bench(), root, work, p1, r);
+    ck_assert_msg(rc == 0, "%s", out);
+    free(out);
+    sum = tu_path(r, "summary.csv"), text = tu_read(sum, NULL);
+    ck_assert_ptr_nonnull(strstr(text, "\nfeat,1,4,"));
+    free(text), free(sum), free(r);
+    r = tu_path(work, "run-feat-ce");
+    rc = tu_run(&out,
+                "'%s' --data '%s' --cache '%s/cache' --teacher '%s' --out '%s' --way 3 "
+                "--shots 1 --query 4 --episodes 2 --methods feat" IMG,
+                tu_bench(), root, work, teacher, r);
+    ck_assert_msg(rc != 0 && strstr(out, "needs a FEAT teacher") && strstr(out, "slf_attn"), "%s",
+                  out);
+    free(out);
+    ck_assert_int_eq(tu_run(NULL, "test ! -e '%s/run.id'", r), 0);
+    free(r);
     free(p1), free(p2);
 }
 END_TEST
