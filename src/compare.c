@@ -7,6 +7,7 @@
 #include "fsb/runfolder.h"
 #include "fsb/status.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -190,7 +191,7 @@ int fsb_compare(const fsb_compare_opts *o)
             !(pm = fsb_path_join(o->out, "compare.md")))
             st = fsb_error(FSB_ENOMEM, "out of memory");
         if (!st) st = fsb_write_file(pc, csv, strlen(csv));
-        if (!st) st = fsb_write_file(pm, md, strlen(md));
+        if (!st && (st = fsb_write_file(pm, md, strlen(md)))) remove(pc); /* both or neither */
     }
     if (!st && o->log) fputs(md, o->log);
 done:

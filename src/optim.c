@@ -133,7 +133,7 @@ static void step_group_adam(const fsb_optim *opt, fsb_param_group *pg)
     float *p = pg->params, *m = pg->momentum, *v = pg->second;
     const float *grad = pg->grads;
     assert(grad || pg->count == 0);
-    if (!pg->has_buf) {
+    if (!pg->has_buf && pg->count) {
         memset(m, 0, pg->count * sizeof *m);
         memset(v, 0, pg->count * sizeof *v);
     }

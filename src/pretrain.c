@@ -186,10 +186,14 @@ static int make_identity(trainer *t)
 
 static void format_row(char *buf, size_t n, const log_row *r, int n_val)
 {
-    int len = snprintf(buf, n, "%d,%.6g,%.6f,%.6f", r->epoch, r->lr, r->loss, r->acc);
-    for (int k = 0; k < n_val; k++)
-        len += snprintf(buf + len, n - (size_t)len, ",%.6f", r->val[k]);
-    snprintf(buf + len, n - (size_t)len, ",%.1f", r->seconds);
+    size_t len = 0;
+    int k = snprintf(buf, n, "%d,%.6g,%.6f,%.6f", r->epoch, r->lr, r->loss, r->acc);
+    len += k > 0 ? (size_t)k : 0;
+    for (int v = 0; v <= n_val && len < n; v++) { /* a cut row stays inside buf */
+        k = v < n_val ? snprintf(buf + len, n - len, ",%.6f", r->val[v])
+                      : snprintf(buf + len, n - len, ",%.1f", r->seconds);
+        len += k > 0 ? (size_t)k : 0;
+    }
 }
 
 static char *log_text(const trainer *t)

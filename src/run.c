@@ -556,7 +556,7 @@ static int base_mean(run_state *r, fsb_cache *train)
     return FSB_OK;
 }
 
-/* Replay the journal, then run every task it lacks, group by group. */
+/* Replay the journal, then run every task it lacks, group by group (the workers exist). */
 static int run_tasks(run_state *r, size_t n_tasks)
 {
     const fsb_run_opts *o = r->o;
@@ -568,7 +568,7 @@ static int run_tasks(run_state *r, size_t n_tasks)
     if (st) return st;
     st = fsb_journal_open(&r->journal, jpath, replay_record, r);
     free(jpath);
-    if (st || (st = workers_init(r))) return st;
+    if (st) return st;
     for (int m = 0; m < o->n_methods && !st; m++)
         for (int s = 0; s < o->n_shots && !st; s++)
             st = run_group(r, m, s);
@@ -591,8 +591,10 @@ int fsb_run(const fsb_run_opts *given)
     int st = fsb_pool_create(&r.pool, o->threads);
     if (st) return st;
     fsb_blas_set_threads(1);
+    /* everything that can fail on the user's input happens before the folder is claimed (a
+     * folder of another run is refused at once): a corrected command then runs there */
     if ((st = resolve_methods(&r)) || (st = open_inputs(&r)) || (st = make_run_id(&r, &r.run_id)) ||
-        (st = fsb_runfolder_claim(o->out, r.run_id, "--out")) || (st = export_episodes(&r)))
+        (st = fsb_runfolder_check(o->out, r.run_id, "--out")))
         goto done;
     if (o->log) {
         fprintf(o->log, "run: %d episodes (hash %s) x shots", r.sweep.n_episodes, r.ep_hash);
@@ -602,7 +604,8 @@ int fsb_run(const fsb_run_opts *given)
                 fsb_arch_name(fsb_model_options(r.teacher)->arch), r.dim);
     }
     if ((st = split_features(&r, &r.cache, &r.feat_tf, &r.feats)) ||
-        (needs_base_mean(&r) && (st = base_mean(&r, &train))))
+        (needs_base_mean(&r) && (st = base_mean(&r, &train))) || (st = workers_init(&r)) ||
+        (st = fsb_runfolder_claim(o->out, r.run_id, "--out")) || (st = export_episodes(&r)))
         goto done;
     if (o->shard.shared && o->shard.index == 0 && (st = fsb_dist_barrier()))
         goto done; /* rank 0's caches are written: release the other ranks */

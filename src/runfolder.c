@@ -10,6 +10,7 @@
 #include "fsb/threads.h"
 #include "fsb/version.h"
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -18,10 +19,16 @@
 
 /* ---- identity: format ------------------------------------------------------------------ */
 
-/* A name that formats back to itself inside "name(...)," lists and key=value lines. */
+/* A name that formats back to itself inside "name(...)," lists and key=value lines, and is
+ * safe wherever reports quote it (gnuplot titles, Markdown, LaTeX): [A-Za-z0-9_.+-] only. */
 static int plain_name(const char *s)
 {
-    return *s && !strpbrk(s, ",()=\n");
+    if (!*s) return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '.' || *s == '+' || *s == '-'))
+            return 0;
+    return 1;
 }
 
 int fsb_run_ident_format(const fsb_run_ident *id, char **text)
@@ -161,21 +168,21 @@ static int parse_value(fsb_run_ident *id, int k, char *v)
     case 0:
         return strcmp(v, "fsbench-run/1") == 0;
     case 1:
-        return take(id->split, sizeof id->split, v, strlen(v));
+        return plain_name(v) && take(id->split, sizeof id->split, v, strlen(v));
     case 2:
         return parse_u64(v, 16, &id->data_fp);
     case 3:
         return parse_u64(v, 16, &id->teacher_xxh3);
     case 4:
-        return take(id->teacher_arch, sizeof id->teacher_arch, v, strlen(v));
+        return plain_name(v) && take(id->teacher_arch, sizeof id->teacher_arch, v, strlen(v));
     case 5:
         return take(id->episodes_hash, sizeof id->episodes_hash, v, strlen(v));
-    case 6:
-        return parse_long(v, 1, &id->episodes);
-    case 7:
-        return parse_int(v, &id->way);
+    case 6: /* the runner counts episodes in int, and tasks = methods x shots x episodes */
+        return parse_long(v, 1, &id->episodes) && id->episodes <= 100000000L;
+    case 7: /* bench's own limits, so way x query stays an int */
+        return parse_int(v, &id->way) && id->way <= 1000;
     case 8:
-        return parse_int(v, &id->query);
+        return parse_int(v, &id->query) && id->query <= 100000;
     case 9:
         return parse_shots(id, v);
     case 10:
@@ -318,6 +325,23 @@ void fsb_run_ident_report_options(const fsb_run_ident *id, fsb_report_options *o
 
 /* ---- the folder -------------------------------------------------------------------------- */
 
+/* 1 when folder `out` holds an mpirun rank's journal (journal.r<i>of<n>.log) or shard.done. */
+static int holds_run_files(const char *out)
+{
+    DIR *d = opendir(out);
+    if (!d) return 0;
+    int found = 0, r, n, len;
+    struct dirent *ent;
+    while (!found && (ent = readdir(d))) {
+        len = 0;
+        found = !strcmp(ent->d_name, "shard.done") ||
+                (sscanf(ent->d_name, "journal.r%dof%d.log%n", &r, &n, &len) == 2 &&
+                 ent->d_name[len] == '\0');
+    }
+    closedir(d);
+    return found;
+}
+
 int fsb_runfolder_check(const char *out, const char *id_text, const char *flag)
 {
     if (!fsb_is_dir(out))
@@ -334,7 +358,7 @@ int fsb_runfolder_check(const char *out, const char *id_text, const char *flag)
         st = fsb_error(FSB_EMISMATCH, "%s: %s holds a different run (%s); use another folder", flag,
                        out, diff);
     } else if (st == FSB_ENOTFOUND) {
-        st = fsb_is_file(pe) || fsb_is_file(jl)
+        st = fsb_is_file(pe) || fsb_is_file(jl) || holds_run_files(out)
                  ? fsb_error(FSB_EMISMATCH,
                              "%s: %s holds results without a run.id; use another folder", flag, out)
                  : FSB_OK;

@@ -143,6 +143,10 @@ START_TEST(ident_parse_refuses_naming_the_line)
         {3, "data_fingerprint=120C10C9EA03F538", "form"}, /* not canonical */
         {7, "episodes=0", "episodes"},
         {7, "episodes=600junk", "episodes"},
+        {7, "episodes=4611686018427387904", "episodes"}, /* the task count would wrap */
+        {2, "split=te`touch x`st", "split"},             /* names end up in gnuplot titles */
+        {5, "teacher_arch=conv4\"", "teacher_arch"},
+        {9, "query=2000000", "query"},
         {8, "way=-5", "way"},
         {10, "shots=1,,5", "form"},
         {10, "shots=1,x", "shots"},
@@ -222,8 +226,9 @@ START_TEST(claim_refuses_another_run_and_writes_nothing)
     ck_assert_str_eq(text, FULL); /* left alone */
     free(text);
     /* results or a journal without a run.id */
-    static const char *leftovers[] = {"per_episode.csv", "journal.log"};
-    for (int i = 0; i < 2; i++) {
+    static const char *leftovers[] = {"per_episode.csv", "journal.log", "journal.r1of2.log",
+                                       "shard.done"};
+    for (int i = 0; i < 4; i++) {
         char *d = tu_path(dir, leftovers[i]);
         ck_assert_int_eq(fsb_mkdir_p(d), FSB_OK);
         tu_write_str(d, leftovers[i], "x\n");

@@ -68,8 +68,10 @@ typedef struct fsb_run_ident {
 int fsb_run_ident_format(const fsb_run_ident *id, char **text);
 
 /* Parse run.id text into *id. Every line must be a known key in the order above with a
- * well-formed value, every required line present: anything else is FSB_EFORMAT naming
- * `what` (e.g. the file) and the line. format(parse(text)) == text for every accepted text. */
+ * well-formed value (names [A-Za-z0-9_.+-] only, episodes <= 1e8, way <= 1000, query <=
+ * 100000, as bench itself allows), every required line present: anything else is
+ * FSB_EFORMAT naming `what` (e.g. the file) and the line. format(parse(text)) == text for
+ * every accepted text. */
 int fsb_run_ident_parse(fsb_run_ident *id, const char *text, const char *what);
 
 /* Read and parse dir/run.id; *text (may be NULL) receives the file's text (malloc'd).
