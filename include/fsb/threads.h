@@ -24,7 +24,7 @@ int fsb_pool_size(const fsb_pool *pool);
  * the caller. Not re-entrant: a task must not call fsb_pool_run on the same pool. */
 void fsb_pool_run(fsb_pool *pool, int n_tasks, fsb_task_fn fn, void *ctx);
 
-/* Make the calling thread treat subnormal floats as zero, in and out (x86: MXCSR FTZ and DAZ;
+/* Make the calling thread treat subnormal floats as zero, in and out (x86-64: MXCSR FTZ and DAZ;
  * AArch64: FPCR.FZ; elsewhere a no-op that returns 0). Subnormal weights (dead filters decayed
  * by weight decay, as in FEAT's published ConvNet) otherwise slow every multiply that meets
  * them by up to two orders of magnitude. fsb_pool_create calls it in the creating thread and
