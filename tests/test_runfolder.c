@@ -227,7 +227,7 @@ START_TEST(claim_refuses_another_run_and_writes_nothing)
     free(text);
     /* results or a journal without a run.id */
     static const char *leftovers[] = {"per_episode.csv", "journal.log", "journal.r1of2.log",
-                                       "shard.done"};
+                                      "shard.done"};
     for (int i = 0; i < 4; i++) {
         char *d = tu_path(dir, leftovers[i]);
         ck_assert_int_eq(fsb_mkdir_p(d), FSB_OK);
