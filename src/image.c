@@ -187,6 +187,17 @@ static int decode_png(fsb_image *img, const unsigned char *data, size_t size, co
     }
     png_set_read_fn(png, &src, png_read_mem);
     png_set_user_limits(png, 65535, 65535);
+    /* the ancillary chunks libpng reads into a buffer of their declared length (palettes
+     * suggestions, ICC profiles, text, EXIF, calibration) mean nothing to pixels here: skip
+     * them unread, so a crafted length cannot make libpng allocate it (found by
+     * tests/fuzz/fuzz_image: a 58-byte file's sPLT claimed 1.96 GB); and no chunk may claim
+     * more than the file holds */
+    static const png_byte skip[] = {
+        's', 'P', 'L', 'T', 0, 'i', 'C', 'C', 'P', 0, 'i', 'T', 'X', 't', 0, 't', 'E', 'X', 't', 0,
+        'z', 'T', 'X', 't', 0, 'e', 'X', 'I', 'f', 0, 'p', 'C', 'A', 'L', 0, 's', 'C', 'A', 'L', 0};
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, skip, (int)(sizeof skip / 5));
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, 0); /* unknown ones too */
+    png_set_chunk_malloc_max(png, size + 1024);
     png_read_info(png, info);
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
     int depth = png_get_bit_depth(png, info), ct = png_get_color_type(png, info);

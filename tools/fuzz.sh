@@ -44,7 +44,7 @@ for n in "${names[@]}"; do
     [ -f "tests/fuzz/dict/$n.dict" ] && dict=("-dict=tests/fuzz/dict/$n.dict")
     log="build-fuzz/crashes/$n/last-run.log"
     rc=0
-    "build-fuzz/fuzz_$n" "${dict[@]}" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+    "build-fuzz/fuzz_$n" "${dict[@]}" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 \
         -print_final_stats=1 -artifact_prefix="build-fuzz/crashes/$n/" "$tmp/corpus/$n" \
         >"$log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
