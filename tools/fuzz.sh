@@ -6,7 +6,9 @@
 # target; fails on any crash, leak, UB, timeout or out-of-memory, whose input is kept in
 # build-fuzz/crashes/<name>/. tools/test.sh runs it as its 4th pass; tests/fuzz/README.md
 # describes longer runs, minimising a crash and adding a regression input.
-# Usage: tools/fuzz.sh [SECONDS [NAME...]]   (FSB_FUZZ_JOBS=N: build jobs, default nproc)
+# Usage: tools/fuzz.sh [SECONDS [NAME...]]   (FSB_FUZZ_JOBS=N: build jobs, default nproc;
+# FSB_FUZZ_RUNS=N: instead of SECONDS, exactly N inputs per target from libFuzzer seed 1, so
+# that a pass is reproducible: what tools/test.sh does)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
@@ -44,7 +46,9 @@ for n in "${names[@]}"; do
     [ -f "tests/fuzz/dict/$n.dict" ] && dict=("-dict=tests/fuzz/dict/$n.dict")
     log="build-fuzz/crashes/$n/last-run.log"
     rc=0
-    "build-fuzz/fuzz_$n" "${dict[@]}" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 \
+    budget=(-max_total_time="$secs")
+    [ -n "${FSB_FUZZ_RUNS:-}" ] && budget=(-runs="$FSB_FUZZ_RUNS" -seed=1)
+    "build-fuzz/fuzz_$n" "${dict[@]}" "${budget[@]}" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 \
         -print_final_stats=1 -artifact_prefix="build-fuzz/crashes/$n/" "$tmp/corpus/$n" \
         >"$log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
