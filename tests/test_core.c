@@ -134,10 +134,11 @@ static void probe_flush(void *ctx, int i, int worker)
 
 START_TEST(pool_threads_flush_subnormals)
 {
-    if (!fsb_fpu_flush_subnormals()) { /* a CPU without a flush mode: nothing to check */
-        fprintf(stderr, "SKIP pool_threads_flush_subnormals: no flush-to-zero on this CPU\n");
-        return;
-    }
+#if !defined(__x86_64__) && !defined(__aarch64__) /* no flush mode (threads.c): nothing to check   \
+                                                   */
+    fprintf(stderr, "SKIP pool_threads_flush_subnormals: no flush-to-zero on this CPU\n");
+    return;
+#endif
     fsb_pool *pool;
     ck_assert_int_eq(fsb_pool_create(&pool, 3), FSB_OK);
     flush_ctx c;
