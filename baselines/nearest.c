@@ -121,17 +121,32 @@ static int prototypes(const fsb_method *m, const fsb_method_config *cfg, const f
     return FSB_OK;
 }
 
-int fsb_method_protonet_run(const fsb_method *m, const fsb_method_config *cfg,
-                            const fsb_episode_view *ep, fsb_arena *scratch, fsb_rng *rng, int *pred,
-                            fsb_method_stats *stats)
+/* Nearest class prototype, the prototypes first adapted as a set by blk's attention block
+ * (eval mode: no dropout; the temperature does not change the argmax) when blk is not NULL:
+ * protonet without, FEAT's test-time classifier with. */
+static int prototype_classifier(const fsb_method *m, const fsb_method_config *cfg,
+                                const fsb_episode_view *ep, fsb_arena *scratch, int *pred,
+                                fsb_method_stats *stats, const fsb_method_feat_block *blk)
 {
-    (void)rng;
     int st = fsb_method_check(m, cfg, ep);
     if (st) return st;
     size_t mark = fsb_arena_mark(scratch);
     double t0 = fsb_now();
     float *sup, *qry, *proto;
     if ((st = prototypes(m, cfg, ep, scratch, &sup, &qry, &proto))) goto done;
+    if (blk) {
+        float *adapted = fsb_arena_floats(scratch, (size_t)ep->way * ep->dim);
+        float *wmem =
+            fsb_arena_floats(scratch, (size_t)fsb_feat_attn_work_floats(1, ep->way, ep->dim));
+        if (!adapted || !wmem) {
+            st = fsb_error_wrap(FSB_ENOMEM, "%s: episode scratch", m->name);
+            goto done;
+        }
+        fsb_feat_attn_work w;
+        fsb_feat_attn_work_bind(&w, wmem, 1, ep->way, ep->dim);
+        fsb_feat_attn_forward(adapted, &w, proto, &blk->params, 0, 0, 0, NULL, 1, ep->way, ep->dim);
+        proto = adapted;
+    }
     double t1 = fsb_now();
     nearest(pred, qry, ep->n_query, proto, ep->way, ep->dim);
     if (stats) {
@@ -141,6 +156,14 @@ int fsb_method_protonet_run(const fsb_method *m, const fsb_method_config *cfg,
 done:
     fsb_arena_reset_to(scratch, mark);
     return st;
+}
+
+int fsb_method_protonet_run(const fsb_method *m, const fsb_method_config *cfg,
+                            const fsb_episode_view *ep, fsb_arena *scratch, fsb_rng *rng, int *pred,
+                            fsb_method_stats *stats)
+{
+    (void)rng;
+    return prototype_classifier(m, cfg, ep, scratch, pred, stats, NULL);
 }
 
 size_t fsb_method_feat_scratch(int way, int shot, int query, int dim)
@@ -156,33 +179,10 @@ int fsb_method_feat_run(const fsb_method *m, const fsb_method_config *cfg,
 {
     (void)rng;
     const fsb_method_feat_block *blk = cfg->extra;
-    int st = fsb_method_check(m, cfg, ep);
-    if (st) return st;
     if (!blk || blk->dim != ep->dim)
         return fsb_error(FSB_EINVAL,
                          "%s: no attention block of dimension %d (the teacher must be "
                          "a FEAT checkpoint: bench pretrain --objective feat)",
                          m->name, ep->dim);
-    size_t mark = fsb_arena_mark(scratch);
-    double t0 = fsb_now();
-    float *sup, *qry, *proto;
-    float *adapted = fsb_arena_floats(scratch, (size_t)ep->way * ep->dim);
-    float *wmem = fsb_arena_floats(scratch, (size_t)fsb_feat_attn_work_floats(1, ep->way, ep->dim));
-    if (!adapted || !wmem) st = fsb_error_wrap(FSB_ENOMEM, "%s: episode scratch", m->name);
-    if (st || (st = prototypes(m, cfg, ep, scratch, &sup, &qry, &proto))) goto done;
-    /* FEAT's test-time classifier: the prototypes adapted as a set by the block (eval mode:
-     * no dropout), then the nearest adapted prototype (the temperature does not change the
-     * argmax) */
-    fsb_feat_attn_work w;
-    fsb_feat_attn_work_bind(&w, wmem, 1, ep->way, ep->dim);
-    fsb_feat_attn_forward(adapted, &w, proto, &blk->params, 0, 0, 0, NULL, 1, ep->way, ep->dim);
-    double t1 = fsb_now();
-    nearest(pred, qry, ep->n_query, adapted, ep->way, ep->dim);
-    if (stats) {
-        stats->fit_ms = (t1 - t0) * 1e3;
-        stats->predict_ms = (fsb_now() - t1) * 1e3;
-    }
-done:
-    fsb_arena_reset_to(scratch, mark);
-    return st;
+    return prototype_classifier(m, cfg, ep, scratch, pred, stats, blk);
 }
