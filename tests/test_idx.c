@@ -13,15 +13,6 @@
 #include <unistd.h>
 #include <zlib.h>
 
-/* AddressSanitizer reserves terabytes of address space: no RLIMIT_AS under it */
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN 1
-#endif
-#endif
-
 START_TEST(reads_images_and_labels)
 {
     char *dir = tu_tmpdir();
@@ -103,17 +94,7 @@ START_TEST(truncated_claim_is_not_allocated)
     fx_idx(dir, "huge-images", 3, huge, px, sizeof px);
     fx_idx(dir, "labels", 1, ldims, lab, sizeof lab);
     char *a = tu_path(dir, "huge-images"), *b = tu_path(dir, "labels");
-#ifndef TEST_ASAN
-    /* Check runs each test in its own process: the limit ends with it */
-    long pages = 0;
-    FILE *fp = fopen("/proc/self/statm", "r");
-    ck_assert_ptr_nonnull(fp);
-    ck_assert_int_eq(fscanf(fp, "%ld", &pages), 1);
-    fclose(fp);
-    rlim_t lim = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)1 << 30);
-    struct rlimit rl = {lim, lim};
-    ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
-#endif
+    tu_limit_address_space((size_t)1 << 30);
     fsb_idx idx;
     ck_assert_int_eq(fsb_idx_read(&idx, a, b), FSB_EFORMAT);
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "huge-images: truncated"));

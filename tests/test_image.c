@@ -15,15 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* AddressSanitizer reserves terabytes of address space: no RLIMIT_AS under it */
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN_IMAGE 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN_IMAGE 1
-#endif
-#endif
-
 static char *dir;
 
 static void setup(void)
@@ -391,16 +382,7 @@ START_TEST(png_chunk_length_is_not_allocated)
         0x52, 0x00, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00, 0x05, 0x10, 0x00, 0x00, 0x00, 0x00, 0x13,
         0xa3, 0x1e, 0x79, 0x00, 0x00, 0x00, 0x03, 0x74, 0x52, 0x4e, 0x53, 0x00, 0x01, 0x01, 0x41,
         0x64, 0x6f, 0x62, 0x75, 0x00, 0x02, 0x74, 0x73, 0x50, 0x4c, 0x54, 0x45, 0x42};
-#ifndef TEST_ASAN_IMAGE
-    long pages = 0;
-    FILE *fp = fopen("/proc/self/statm", "r");
-    ck_assert_ptr_nonnull(fp);
-    ck_assert_int_eq(fscanf(fp, "%ld", &pages), 1);
-    fclose(fp);
-    rlim_t lim = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)1 << 30);
-    struct rlimit rl = {lim, lim};
-    ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
-#endif
+    tu_limit_address_space((size_t)1 << 30);
     fsb_image img;
     ck_assert_int_eq(fsb_image_decode(&img, crafted, sizeof crafted, "crafted.png"), FSB_EFORMAT);
     ck_assert_ptr_nonnull(strstr(fsb_error_last(), "crafted.png"));

@@ -20,15 +20,6 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-/* AddressSanitizer reserves terabytes of address space: no RLIMIT_AS under it */
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN 1
-#endif
-#endif
-
 static float *rnd(long n, float scale, uint64_t seed)
 {
     fsb_rng r;
@@ -603,17 +594,7 @@ START_TEST(checkpoint_claiming_a_huge_model)
     ck_assert_int_eq(fsb_tensorfile_set_meta(&tf, "n_class", "1000000"), FSB_OK);
     ck_assert_int_eq(fsb_tensorfile_save(&tf, bad), FSB_OK);
     fsb_tensorfile_free(&tf);
-#ifndef TEST_ASAN
-    /* Check runs each test in its own process: the limit ends with it */
-    long pages = 0;
-    FILE *fp = fopen("/proc/self/statm", "r");
-    ck_assert_ptr_nonnull(fp);
-    ck_assert_int_eq(fscanf(fp, "%ld", &pages), 1);
-    fclose(fp);
-    rlim_t lim = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)1 << 30);
-    struct rlimit rl = {lim, lim};
-    ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
-#endif
+    tu_limit_address_space((size_t)1 << 30);
     fsb_model *m = NULL;
     ck_assert_int_eq(fsb_model_create_from_file(&m, bad, 84, 1, NULL), FSB_EMISMATCH);
     ck_assert_msg(strstr(fsb_error_last(), "huge.fsbt: tensor encoder.0.0.weight has shape [") &&

@@ -3,6 +3,8 @@
 #include "fsb/fileio.h"
 
 #include <check.h>
+#include <unistd.h>
+#include <sys/resource.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -119,4 +121,30 @@ int tu_run_suite(Suite *s)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TU_ASAN 1
+#endif
+#endif
+
+int tu_limit_address_space(size_t extra)
+{
+#ifdef TU_ASAN
+    (void)extra;
+    return 0;
+#else
+    long pages = 0;
+    FILE *fp = fopen("/proc/self/statm", "r");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_int_eq(fscanf(fp, "%ld", &pages), 1);
+    fclose(fp);
+    rlim_t lim = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (rlim_t)extra;
+    struct rlimit rl = {lim, lim};
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
+    return 1;
+#endif
 }

@@ -27,6 +27,11 @@ int tu_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)
  * EXIT_SUCCESS when none failed. The body of every suite's main(). */
 typedef struct Suite Suite;
 int tu_run_suite(Suite *s);
+/* Limit this test process's address space to what it uses now plus `extra` bytes (Check
+ * runs each test in its own process, so the limit ends with it). Returns 0 and does nothing
+ * under AddressSanitizer, which reserves terabytes of address space; 1 when the limit is set
+ * (a failure to set it fails the test). */
+int tu_limit_address_space(size_t extra);
 /* Path of the `bench` binary under test ($FSB_BENCH, set by ctest). */
 const char *tu_bench(void);
 
