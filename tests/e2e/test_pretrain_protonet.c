@@ -64,19 +64,7 @@ static char *strip_last_column(const char *path)
 {
     char *text = tu_read(path, NULL);
     ck_assert_ptr_nonnull(text);
-    char *out = malloc(strlen(text) + 1), *o = out;
-    for (const char *line = text; *line;) {
-        const char *nl = strchr(line, '\n');
-        size_t len = nl ? (size_t)(nl - line) : strlen(line), keep = len;
-        while (keep > 0 && line[keep - 1] != ',')
-            keep--;
-        keep = keep ? keep - 1 : len;
-        memcpy(o, line, keep);
-        o += keep;
-        *o++ = '\n';
-        line += len + (nl != NULL);
-    }
-    *o = '\0';
+    char *out = tu_drop_last_column(text);
     free(text);
     return out;
 }
