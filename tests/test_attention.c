@@ -17,35 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static float *randn(long n, float scale, uint64_t seed)
-{
-    fsb_rng r;
-    fsb_rng_init(&r, seed, 1);
-    float *p = malloc(sizeof(float) * (size_t)n);
-    for (long i = 0; i < n; i++)
-        p[i] = (float)fsb_rng_normal(&r) * scale;
-    return p;
-}
-
-static float *zeros(long n)
-{
-    return calloc((size_t)n, sizeof(float));
-}
-
 static double dot(const float *a, const float *b, long n)
 {
     double s = 0;
     for (long i = 0; i < n; i++)
         s += (double)a[i] * b[i];
     return s;
-}
-
-static double max_abs(const float *a, long n)
-{
-    double m = 0;
-    for (long i = 0; i < n; i++)
-        m = fabs(a[i]) > m ? fabs(a[i]) : m;
-    return m;
 }
 
 /* Every op here is smooth, so a central difference (float forward, eps step) of the loss
@@ -56,7 +33,7 @@ typedef double (*loss_fn)(void *ctx);
 static double grad_check(const char *what, loss_fn f, void *ctx, float *x, const float *g, long n,
                          float eps, double tol)
 {
-    double scale = max_abs(g, n) > 1e-3 ? max_abs(g, n) : 1e-3, worst = 0;
+    double scale = tu_max_abs(g, n) > 1e-3 ? tu_max_abs(g, n) : 1e-3, worst = 0;
     long step = n > 150 ? n / 150 : 1;
     for (long i = 0; i < n; i += step) {
         float x0 = x[i];
@@ -94,15 +71,15 @@ START_TEST(bmm_matches_reference_and_fd)
         for (int tb = 0; tb <= 1; tb++) {
             bmm_ctx c = {.ta = ta, .tb = tb, .B = 3, .M = 4, .K = 5, .N = 6, .alpha = 0.7f};
             long na = (long)c.B * c.M * c.K, nb = (long)c.B * c.K * c.N, no = (long)c.B * c.M * c.N;
-            c.a = randn(na, 1, 1), c.b = randn(nb, 1, 2), c.r = randn(no, 1, 3);
-            c.out = zeros(no);
-            float *ref = zeros(no);
+            c.a = tu_randn(na, 1, 1), c.b = tu_randn(nb, 1, 2), c.r = tu_randn(no, 1, 3);
+            c.out = tu_zeros(no);
+            float *ref = tu_zeros(no);
             bmm_loss(&c);
             fsb_bmm_forward_ref(ref, c.a, c.b, ta, tb, c.alpha, c.B, c.M, c.K, c.N);
             for (long i = 0; i < no; i++)
                 ck_assert_float_eq_tol(c.out[i], ref[i], 1e-5f * (1 + fabsf(ref[i])));
             /* backward onto nonzero buffers: both must ADD the same amount */
-            float *da = randn(na, 1, 4), *db = randn(nb, 1, 5);
+            float *da = tu_randn(na, 1, 4), *db = tu_randn(nb, 1, 5);
             float *rda = malloc(sizeof(float) * (size_t)na), *rdb = malloc(sizeof(float) * nb);
             memcpy(rda, da, sizeof(float) * (size_t)na);
             memcpy(rdb, db, sizeof(float) * (size_t)nb);
@@ -190,12 +167,12 @@ START_TEST(layernorm_fd)
 {
     ln_ctx c = {.N = 6, .C = 7};
     long n = (long)c.N * c.C;
-    c.x = randn(n, 2, 10), c.w = randn(c.C, 1, 11), c.b = randn(c.C, 1, 12);
-    c.r = randn(n, 1, 13), c.out = zeros(n), c.mean = zeros(c.N), c.rstd = zeros(c.N);
+    c.x = tu_randn(n, 2, 10), c.w = tu_randn(c.C, 1, 11), c.b = tu_randn(c.C, 1, 12);
+    c.r = tu_randn(n, 1, 13), c.out = tu_zeros(n), c.mean = tu_zeros(c.N), c.rstd = tu_zeros(c.N);
     for (long i = 0; i < n; i++)
         c.x[i] += (float)(i / c.C); /* rows with different means */
     ln_loss(&c);
-    float *dx = zeros(n), *dw = zeros(c.C), *db = zeros(c.C);
+    float *dx = tu_zeros(n), *dw = tu_zeros(c.C), *db = tu_zeros(c.C);
     fsb_layernorm_backward(dx, dw, db, c.r, c.x, c.mean, c.rstd, c.w, c.N, c.C);
     grad_check("layernorm dinp", ln_loss, &c, c.x, dx, n, 1e-2f, 2e-4);
     grad_check("layernorm dweight", ln_loss, &c, c.w, dw, c.C, 1e-2f, 2e-4);
@@ -248,9 +225,9 @@ START_TEST(softmax_fd)
 {
     sm_ctx c = {.N = 5, .C = 6};
     long n = (long)c.N * c.C;
-    c.x = randn(n, 2, 20), c.r = randn(n, 1, 21), c.out = zeros(n);
+    c.x = tu_randn(n, 2, 20), c.r = tu_randn(n, 1, 21), c.out = tu_zeros(n);
     sm_loss(&c);
-    float *dx = zeros(n);
+    float *dx = tu_zeros(n);
     fsb_softmax_rows_backward(dx, c.r, c.out, c.N, c.C);
     grad_check("softmax dinp", sm_loss, &c, c.x, dx, n, 1e-2f, 1e-4);
     free(c.x), free(c.r), free(c.out), free(dx);
@@ -272,10 +249,10 @@ static void blk_setup(blk_ctx *c, int B, int n, int d, uint64_t seed)
 {
     c->B = B, c->n = n, c->d = d, c->seed = seed;
     long nx = (long)B * n * d, np = fsb_feat_attn_n_params(d);
-    c->x = randn(nx, 1, seed + 1);
-    c->r = randn(nx, 1, seed + 2);
-    c->out = zeros(nx);
-    c->pmem = zeros(np), c->gmem = zeros(np);
+    c->x = tu_randn(nx, 1, seed + 1);
+    c->r = tu_randn(nx, 1, seed + 2);
+    c->out = tu_zeros(nx);
+    c->pmem = tu_zeros(np), c->gmem = tu_zeros(np);
     fsb_feat_attn_bind(&c->p, c->pmem, d);
     fsb_feat_attn_bind(&c->g, c->gmem, d);
     fsb_rng rng;
@@ -285,7 +262,7 @@ static void blk_setup(blk_ctx *c, int B, int n, int d, uint64_t seed)
         c->p.ln_w[i] = 0.5f + fsb_rng_uniformf(&rng);
         c->p.ln_b[i] = 0.6f * fsb_rng_uniformf(&rng) - 0.3f;
     }
-    c->wmem = zeros(fsb_feat_attn_work_floats(B, n, d));
+    c->wmem = tu_zeros(fsb_feat_attn_work_floats(B, n, d));
     fsb_feat_attn_work_bind(&c->w, c->wmem, B, n, d);
 }
 
@@ -311,7 +288,7 @@ static void blk_fd(int train, float attn_p, float out_p)
     blk_setup(&c, 2, 5, 8, train ? 40 : 30);
     long nx = (long)c.B * c.n * c.d;
     blk_loss(&c);
-    float *dx = zeros(nx);
+    float *dx = tu_zeros(nx);
     fsb_feat_attn_backward(dx, &c.g, &c.w, c.r, c.x, &c.p, c.B, c.n, c.d);
     if (train) ck_assert(c.w.attn_dropped && c.w.out_dropped);
     grad_check("block dinp", blk_loss, &c, c.x, dx, nx, 1e-2f, 1e-3);
@@ -320,7 +297,7 @@ static void blk_fd(int train, float attn_p, float out_p)
         long n;
         const char *name = fsb_feat_attn_tensor(&pt, &n, &c.p, c.d, t);
         fsb_feat_attn_tensor(&gt, &n, &c.g, c.d, t);
-        ck_assert_double_gt(max_abs(gt, n), 1e-3); /* every tensor gets a gradient */
+        ck_assert_double_gt(tu_max_abs(gt, n), 1e-3); /* every tensor gets a gradient */
         grad_check(name, blk_loss, &c, pt, gt, n, 1e-2f, 1e-3);
     }
     free(dx);
@@ -347,7 +324,7 @@ START_TEST(feat_block_dropout_modes)
     memset(&c, 0, sizeof c);
     blk_setup(&c, 3, 6, 16, 50);
     long nx = 3L * 6 * 16, na = 3L * 6 * 6;
-    float *ev = zeros(nx), *t0 = zeros(nx), *t1 = zeros(nx), *t2 = zeros(nx);
+    float *ev = tu_zeros(nx), *t0 = tu_zeros(nx), *t1 = tu_zeros(nx), *t2 = tu_zeros(nx);
     fsb_rng r, before;
     fsb_rng_init(&r, 7, 0);
     before = r;
@@ -383,7 +360,7 @@ START_TEST(feat_block_dropout_modes)
                           3, 6, 16);
     ck_assert(memcmp(t1, t2, sizeof(float) * (size_t)nx) != 0);
     /* backward twice (same saved state) doubles everything; NULL dinp / grads are allowed */
-    float *dx = zeros(nx);
+    float *dx = tu_zeros(nx);
     long np = fsb_feat_attn_n_params(16);
     fsb_feat_attn_backward(dx, &c.g, &c.w, c.r, c.x, &c.p, 3, 6, 16);
     float *dx1 = malloc(sizeof(float) * (size_t)nx), *g1 = malloc(sizeof(float) * (size_t)np);
@@ -405,7 +382,7 @@ START_TEST(feat_block_init_and_layout)
     int d = 64;
     long np = fsb_feat_attn_n_params(d);
     ck_assert_int_eq(np, 4 * 64 * 64 + 3 * 64);
-    float *mem = zeros(np), *mem2 = zeros(np);
+    float *mem = tu_zeros(np), *mem2 = tu_zeros(np);
     fsb_feat_attn_params p, p2;
     fsb_feat_attn_bind(&p, mem, d);
     fsb_feat_attn_bind(&p2, mem2, d);
@@ -455,7 +432,7 @@ START_TEST(feat_block_tensorfile_round_trip)
 {
     int d = 6;
     long np = fsb_feat_attn_n_params(d);
-    float *mem = zeros(np), *back = zeros(np), *other = zeros(fsb_feat_attn_n_params(4));
+    float *mem = tu_zeros(np), *back = tu_zeros(np), *other = tu_zeros(fsb_feat_attn_n_params(4));
     fsb_feat_attn_params p, q, r;
     fsb_feat_attn_bind(&p, mem, d);
     fsb_rng rng;
@@ -520,7 +497,7 @@ START_TEST(feat_block_workspace_arena)
     ck_assert_int_eq(fsb_arena_init(&a, 1 << 20), FSB_OK);
     fsb_feat_attn_work wa;
     ck_assert_int_eq(fsb_feat_attn_work_alloc(&wa, &a, 2, 5, 8), FSB_OK);
-    float *o1 = zeros(80), *o2 = zeros(80);
+    float *o1 = tu_zeros(80), *o2 = tu_zeros(80);
     fsb_feat_attn_forward(o1, &c.w, c.x, &c.p, 0, 0, 0, NULL, 2, 5, 8);
     fsb_feat_attn_forward(o2, &wa, c.x, &c.p, 0, 0, 0, NULL, 2, 5, 8);
     ck_assert(memcmp(o1, o2, sizeof(float) * 80) == 0);
@@ -539,19 +516,11 @@ static double expect_close(const fsb_tensorfile *tf, const char *name, const flo
     const float *want;
     ck_assert_msg(fsb_tensorfile_get_f32(tf, "fixture", name, (size_t)n, &want) == FSB_OK, "%s",
                   fsb_error_last());
-    double scale = max_abs(want, n), err = 0;
+    double scale = tu_max_abs(want, n), err = 0;
     for (long i = 0; i < n; i++)
         err = fabs((double)got[i] - want[i]) > err ? fabs((double)got[i] - want[i]) : err;
     ck_assert_msg(err <= tol * scale, "%s: max error %g, scale %g", name, err, scale);
     return err / scale;
-}
-
-static long meta_long(const fsb_tensorfile *tf, const char *key)
-{
-    long long v;
-    ck_assert_msg(fsb_tensorfile_meta_int(tf, "fixture", key, &v) == FSB_OK, "%s",
-                  fsb_error_last());
-    return (long)v;
 }
 
 START_TEST(feat_block_matches_torch)
@@ -561,11 +530,13 @@ START_TEST(feat_block_matches_torch)
     fsb_tensorfile tf;
     fsb_tensorfile_init(&tf);
     ck_assert_msg(fsb_tensorfile_load(&tf, path) == FSB_OK, "%s", fsb_error_last());
-    int B = (int)meta_long(&tf, "B"), n = (int)meta_long(&tf, "n"), d = (int)meta_long(&tf, "d");
+    int B = (int)tu_meta_long(&tf, "B"), n = (int)tu_meta_long(&tf, "n"),
+        d = (int)tu_meta_long(&tf, "d");
     ck_assert(B == 2 && n == 5 && d == 64);
     long nx = (long)B * n * d, np = fsb_feat_attn_n_params(d);
-    float *pmem = zeros(np), *gmem = zeros(np), *wmem = zeros(fsb_feat_attn_work_floats(B, n, d));
-    float *out = zeros(nx), *dx = zeros(nx);
+    float *pmem = tu_zeros(np), *gmem = tu_zeros(np),
+          *wmem = tu_zeros(fsb_feat_attn_work_floats(B, n, d));
+    float *out = tu_zeros(nx), *dx = tu_zeros(nx);
     fsb_feat_attn_params p, g;
     fsb_feat_attn_work w;
     fsb_feat_attn_bind(&p, pmem, d);

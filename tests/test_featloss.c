@@ -20,29 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static float *randn(long n, float scale, uint64_t seed)
-{
-    fsb_rng r;
-    fsb_rng_init(&r, seed, 1);
-    float *p = malloc(sizeof(float) * (size_t)n);
-    for (long i = 0; i < n; i++)
-        p[i] = (float)fsb_rng_normal(&r) * scale;
-    return p;
-}
-
-static float *zeros(long n)
-{
-    return calloc((size_t)n, sizeof(float));
-}
-
-static double max_abs(const float *a, long n)
-{
-    double m = 0;
-    for (long i = 0; i < n; i++)
-        m = fabs(a[i]) > m ? fabs(a[i]) : m;
-    return m;
-}
-
 /* ---- a test episode ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -58,8 +35,8 @@ static void ep_setup(ep_ctx *c, int way, int shot, int query, int dim, uint64_t 
 {
     c->way = way, c->shot = shot, c->query = query, c->dim = dim, c->seed = seed;
     long ne = (long)way * (shot + query) * dim, np = fsb_feat_attn_n_params(dim);
-    c->emb = randn(ne, 1, seed + 1);
-    c->pmem = zeros(np), c->gmem = zeros(np);
+    c->emb = tu_randn(ne, 1, seed + 1);
+    c->pmem = tu_zeros(np), c->gmem = tu_zeros(np);
     fsb_feat_attn_bind(&c->p, c->pmem, dim);
     fsb_feat_attn_bind(&c->g, c->gmem, dim);
     fsb_rng rng;
@@ -69,7 +46,7 @@ static void ep_setup(ep_ctx *c, int way, int shot, int query, int dim, uint64_t 
         c->p.ln_w[i] = 0.5f + fsb_rng_uniformf(&rng);
         c->p.ln_b[i] = 0.6f * fsb_rng_uniformf(&rng) - 0.3f;
     }
-    c->wmem = zeros(fsb_featloss_work_floats(way, shot, query, dim));
+    c->wmem = tu_zeros(fsb_featloss_work_floats(way, shot, query, dim));
     fsb_featloss_work_bind(&c->w, c->wmem, way, shot, query, dim);
 }
 
@@ -99,7 +76,7 @@ static double ep_loss(void *p)
 static double grad_check(const char *what, double (*f)(void *), void *ctx, float *x, const float *g,
                          long n, float eps, double tol)
 {
-    double scale = max_abs(g, n) > 1e-3 ? max_abs(g, n) : 1e-3, worst = 0;
+    double scale = tu_max_abs(g, n) > 1e-3 ? tu_max_abs(g, n) : 1e-3, worst = 0;
     long step = n > 150 ? n / 150 : 1;
     for (long i = 0; i < n; i += step) {
         float x0 = x[i];
@@ -129,7 +106,7 @@ static void ep_fd(int train, float attn_p, float out_p, uint64_t seed)
                                .out_p = out_p,
                                .train = train};
     long ne = 3L * 4 * 8;
-    float *demb = zeros(ne);
+    float *demb = tu_zeros(ne);
     ep_run(&c, demb, &c.g, NULL, NULL);
     if (train && attn_p > 0) /* both blocks drew both masks */
         ck_assert(c.w.attn.attn_dropped && c.w.attn.out_dropped && c.w.attn_aux.attn_dropped &&
@@ -140,7 +117,7 @@ static void ep_fd(int train, float attn_p, float out_p, uint64_t seed)
         long n;
         const char *name = fsb_feat_attn_tensor(&pt, &n, &c.p, c.dim, t);
         fsb_feat_attn_tensor(&gt, &n, &c.g, c.dim, t);
-        ck_assert_msg(max_abs(gt, n) > 1e-4, "%s: no gradient", name);
+        ck_assert_msg(tu_max_abs(gt, n) > 1e-4, "%s: no gradient", name);
         worst = fmax(worst, grad_check(name, ep_loss, &c, pt, gt, n, 1e-2f, 2e-3));
     }
     fprintf(stderr, "featloss fd (train %d, p %g/%g): max error %.2g\n", train, (double)attn_p,
@@ -180,7 +157,8 @@ static void ln_rows(float *out, float *mean, float *rstd, const float *x, const 
 static double reg_by_hand(const ep_ctx *c)
 {
     int way = c->way, n = c->shot + c->query, dim = c->dim, ns = way * c->shot;
-    float *x = zeros((long)n * dim), *y = zeros((long)n * dim), *m = zeros(n), *r = zeros(n);
+    float *x = tu_zeros((long)n * dim), *y = tu_zeros((long)n * dim), *m = tu_zeros(n),
+          *r = tu_zeros(n);
     double *cen = calloc((size_t)way * dim, sizeof(double)), loss = 0;
     for (int pass = 0; pass < 2; pass++)
         for (int cl = 0; cl < way; cl++) {
@@ -225,8 +203,8 @@ START_TEST(featloss_degenerate_layernorm_block)
     memset(c.p.fc_b, 0, sizeof(float) * (size_t)dim);
     c.cfg = (fsb_featloss_cfg){.temperature = 2, .temperature2 = 3, .balance = 0};
     /* protoloss on emb2: every shot of class c replaced by LayerNorm(p_c) */
-    float *proto = zeros((long)way * dim), *lnp = zeros((long)way * dim), *mu = zeros(way),
-          *rs = zeros(way), *emb2 = zeros(ne), *d2 = zeros(ne), *demb = zeros(ne);
+    float *proto = tu_zeros((long)way * dim), *lnp = tu_zeros((long)way * dim), *mu = tu_zeros(way),
+          *rs = tu_zeros(way), *emb2 = tu_zeros(ne), *d2 = tu_zeros(ne), *demb = tu_zeros(ne);
     for (int cl = 0; cl < way; cl++)
         for (int k = 0; k < dim; k++) {
             double s = 0;
@@ -248,10 +226,10 @@ START_TEST(featloss_degenerate_layernorm_block)
         ck_assert_double_eq_tol(got, want, 1e-12 * want);
         ck_assert_int_eq(got_ok, want_ok);
         for (long i = (long)ns * dim; i < ne; i++) /* queries: the same gradient */
-            ck_assert_float_eq_tol(demb[i], d2[i], 1e-6f * (float)max_abs(d2, ne));
+            ck_assert_float_eq_tol(demb[i], d2[i], 1e-6f * (float)tu_max_abs(d2, ne));
         /* dL/dP_c = sum over its shots of protoloss' gradient, through LayerNorm, / shot */
-        float *dP = zeros((long)way * dim), *dp = zeros((long)way * dim), *lw = zeros(dim),
-              *lb = zeros(dim);
+        float *dP = tu_zeros((long)way * dim), *dp = tu_zeros((long)way * dim), *lw = tu_zeros(dim),
+              *lb = tu_zeros(dim);
         for (int i = 0; i < ns; i++)
             for (int k = 0; k < dim; k++)
                 dP[(i / shot) * dim + k] += d2[i * dim + k];
@@ -259,7 +237,7 @@ START_TEST(featloss_degenerate_layernorm_block)
         for (int i = 0; i < ns; i++)
             for (int k = 0; k < dim; k++)
                 ck_assert_float_eq_tol(demb[i * dim + k], dp[(i / shot) * dim + k] / shot,
-                                       1e-6f * (float)max_abs(dp, (long)way * dim));
+                                       1e-6f * (float)tu_max_abs(dp, (long)way * dim));
         /* parameters: LayerNorm's affine and fc's bias (the residual sum's gradient) only */
         for (int k = 0; k < dim; k++) {
             double fb = 0;
@@ -269,8 +247,8 @@ START_TEST(featloss_degenerate_layernorm_block)
             ck_assert_float_eq_tol(c.g.ln_b[k], lb[k], 1e-6f * (1 + fabsf(lb[k])));
             ck_assert_float_eq_tol(c.g.fc_b[k], (float)fb, 1e-6f * (1 + fabsf((float)fb)));
         }
-        ck_assert_double_eq(max_abs(c.g.wq, dd) + max_abs(c.g.wk, dd), 0);
-        ck_assert_double_eq(max_abs(c.g.wv, dd) + max_abs(c.g.fc_w, dd), 0);
+        ck_assert_double_eq(tu_max_abs(c.g.wq, dd) + tu_max_abs(c.g.wk, dd), 0);
+        ck_assert_double_eq(tu_max_abs(c.g.wv, dd) + tu_max_abs(c.g.fc_w, dd), 0);
         free(dP), free(dp), free(lw), free(lb);
     }
     /* the regulariser: which rows, which centres, which labels, computed directly */
@@ -298,7 +276,7 @@ START_TEST(featloss_modes)
     int way = 5, shot = 2, query = 3, dim = 16, nq = way * query;
     ep_setup(&c, way, shot, query, dim, 50);
     long ne = (long)way * (shot + query) * dim, np = fsb_feat_attn_n_params(dim);
-    float *d1 = zeros(ne), *d2 = zeros(ne), *g1 = zeros(np);
+    float *d1 = tu_zeros(ne), *d2 = tu_zeros(ne), *g1 = tu_zeros(np);
     fsb_rng r, before;
     fsb_rng_init(&r, 9, 0);
     before = r;
@@ -399,19 +377,11 @@ static double expect_close(const fsb_tensorfile *tf, const char *name, const flo
     const float *want;
     ck_assert_msg(fsb_tensorfile_get_f32(tf, "fixture", name, (size_t)n, &want) == FSB_OK, "%s",
                   fsb_error_last());
-    double scale = max_abs(want, n), err = 0;
+    double scale = tu_max_abs(want, n), err = 0;
     for (long i = 0; i < n; i++)
         err = fmax(err, fabs((double)got[i] - want[i]));
     ck_assert_msg(err <= tol * scale, "%s: max error %g, scale %g", name, err, scale);
     return err / scale;
-}
-
-static long meta_long(const fsb_tensorfile *tf, const char *key)
-{
-    long long v;
-    ck_assert_msg(fsb_tensorfile_meta_int(tf, "fixture", key, &v) == FSB_OK, "%s",
-                  fsb_error_last());
-    return (long)v;
 }
 
 /* FEAT's row (instance-major) of fsbench's row i (label-major), featloss.h's mapping. */
@@ -433,7 +403,7 @@ static double torch_mode(const fsb_tensorfile *tf, ep_ctx *c, int train)
     /* eval: FEAT's rates (inactive); train: both 0, as in the fixture */
     c->cfg.attn_p = train ? 0 : FSB_FEAT_ATTN_DROPOUT;
     c->cfg.out_p = train ? 0 : FSB_FEAT_OUT_DROPOUT;
-    float *demb = zeros(n * dim), *dfeat = zeros(n * dim), *buf = zeros((long)nq * way);
+    float *demb = tu_zeros(n * dim), *dfeat = tu_zeros(n * dim), *buf = tu_zeros((long)nq * way);
     memset(c->gmem, 0, sizeof(float) * (size_t)np);
     int correct;
     double lmain, loss = ep_run(c, demb, &c->g, &correct, &lmain), worst = 0;
@@ -445,7 +415,7 @@ static double torch_mode(const fsb_tensorfile *tf, ep_ctx *c, int train)
     if (train) /* the regulariser alone (loss = main + balance * reg) */
         worst = fmax(worst, expect_close(tf, "train.loss_reg", lf + 2, 1, 1e-5));
     snprintf(key, sizeof key, "%s.n_correct", mode);
-    ck_assert_int_eq(correct, meta_long(tf, key));
+    ck_assert_int_eq(correct, tu_meta_long(tf, key));
     for (int i = 0; i < nq; i++) /* logits rows: FEAT's j*way + c is fsbench's c*query + j */
         for (int k = 0; k < way; k++)
             buf[(feat_row(way * shot + i, way, shot, query) - way * shot) * way + k] =
@@ -475,8 +445,8 @@ START_TEST(featloss_matches_torch)
     fsb_tensorfile tf;
     fsb_tensorfile_init(&tf);
     ck_assert_msg(fsb_tensorfile_load(&tf, path) == FSB_OK, "%s", fsb_error_last());
-    int way = (int)meta_long(&tf, "way"), shot = (int)meta_long(&tf, "shot"),
-        query = (int)meta_long(&tf, "query"), dim = (int)meta_long(&tf, "d");
+    int way = (int)tu_meta_long(&tf, "way"), shot = (int)tu_meta_long(&tf, "shot"),
+        query = (int)tu_meta_long(&tf, "query"), dim = (int)tu_meta_long(&tf, "d");
     ck_assert(way == 5 && shot == 2 && query == 3 && dim == 16);
     ep_ctx c;
     memset(&c, 0, sizeof c);

@@ -1,11 +1,15 @@
 /* testutil.c - test helpers (see testutil.h). */
 #include "testutil.h"
 #include "fsb/fileio.h"
+#include "fsb/status.h"
+#include "fsb/tensorfile.h"
+#include "fsb/rng.h"
 
 #include <check.h>
 #include <unistd.h>
 #include <sys/resource.h>
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,4 +151,35 @@ int tu_limit_address_space(size_t extra)
     ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
     return 1;
 #endif
+}
+
+float *tu_randn(long n, float scale, uint64_t seed)
+{
+    fsb_rng r;
+    fsb_rng_init(&r, seed, 1);
+    float *p = malloc(sizeof(float) * (size_t)n);
+    for (long i = 0; i < n; i++)
+        p[i] = (float)fsb_rng_normal(&r) * scale;
+    return p;
+}
+
+float *tu_zeros(long n)
+{
+    return calloc((size_t)n, sizeof(float));
+}
+
+double tu_max_abs(const float *a, long n)
+{
+    double m = 0;
+    for (long i = 0; i < n; i++)
+        m = fabs(a[i]) > m ? fabs(a[i]) : m;
+    return m;
+}
+
+long tu_meta_long(const fsb_tensorfile *tf, const char *key)
+{
+    long long v;
+    ck_assert_msg(fsb_tensorfile_meta_int(tf, "fixture", key, &v) == FSB_OK, "%s",
+                  fsb_error_last());
+    return (long)v;
 }

@@ -4,7 +4,10 @@
 #ifndef FSB_TESTUTIL_H
 #define FSB_TESTUTIL_H
 
+#include "fsb/tensorfile.h"
+
 #include <stddef.h>
+#include <stdint.h>
 
 /* A fresh empty folder under $TMPDIR (or /tmp); malloc'd path. */
 char *tu_tmpdir(void);
@@ -32,6 +35,14 @@ int tu_run_suite(Suite *s);
  * under AddressSanitizer, which reserves terabytes of address space; 1 when the limit is set
  * (a failure to set it fails the test). */
 int tu_limit_address_space(size_t extra);
+
+/* n normal draws x scale from fsb_rng(seed, stream 1) (malloc'd); n zeros (calloc'd). */
+float *tu_randn(long n, float scale, uint64_t seed);
+float *tu_zeros(long n);
+/* max |a_i| over n values (0 for n = 0). */
+double tu_max_abs(const float *a, long n);
+/* A fixture's integer meta value (the test fails when it is missing). */
+long tu_meta_long(const fsb_tensorfile *tf, const char *key);
 /* Path of the `bench` binary under test ($FSB_BENCH, set by ctest). */
 const char *tu_bench(void);
 
