@@ -53,9 +53,12 @@ int fsb_run_ident_format(const fsb_run_ident *id, char **text)
     for (int i = 0; i < id->n_shots; i++)
         fprintf(f, "%s%d", i ? "," : "", id->shots[i]);
     fprintf(f, "\nseed=%" PRIu64 "\nmethods=", id->seed);
-    for (int i = 0; i < id->n_methods; i++)
-        fprintf(f, "%s%s(norm=%s,C=%g)", i ? "," : "", id->methods[i].name, id->methods[i].norm,
-                id->methods[i].C);
+    for (int i = 0; i < id->n_methods; i++) {
+        const fsb_run_method_id *m = &id->methods[i];
+        fprintf(f, "%s%s(norm=%s,C=%g", i ? "," : "", m->name, m->norm, m->C);
+        if (m->has_model) fprintf(f, ",model=%016" PRIx64, m->model_xxh3);
+        fprintf(f, ")");
+    }
     fprintf(f, "\nimage_size=%d\nresize=%d\ncrop=%d\n", id->image_size, id->resize, id->crop);
     if (id->has_base_fp) fprintf(f, "base_fingerprint=%016" PRIx64 "\n", id->base_fp);
     if (id->student[0]) fprintf(f, "student=%s\n", id->student);
@@ -116,7 +119,7 @@ static int parse_shots(fsb_run_ident *id, char *v)
     return id->n_shots > 0;
 }
 
-/* "name(norm=N,C=c),name(...)" */
+/* "name(norm=N,C=c),name(norm=N,C=c,model=<hex>),..." (fsb_run_method_id) */
 static int parse_methods(fsb_run_ident *id, const char *v)
 {
     id->n_methods = 0;
@@ -133,7 +136,15 @@ static int parse_methods(fsb_run_ident *id, const char *v)
         if (!comma || !take(m->norm, sizeof m->norm, inner + 5, (size_t)(comma - inner - 5)))
             return 0;
         m->C = strtod(comma + 3, &end);
-        if (end == comma + 3 || *end || !isfinite(m->C)) return 0;
+        if (end == comma + 3 || !isfinite(m->C)) return 0;
+        if (!strncmp(end, ",model=", 7)) { /* the method's own model; the format check of
+                                              fsb_run_ident_parse refuses a non-canonical hash */
+            m->has_model = 1;
+            end += 7;
+            if (strlen(end) != 16 || !parse_u64(end, 16, &m->model_xxh3)) return 0;
+        } else if (*end) {
+            return 0;
+        }
         v = close + 1;
         if (*v == ',') v++;
     }

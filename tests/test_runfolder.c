@@ -1,5 +1,6 @@
 /* test_runfolder.c - the run folder's contract: the run identity formats and parses back to
- * the same text (the committed results' run.id included), refuses every malformed text
+ * the same text (the committed results' run.id included; a method's own model recorded in
+ * its entry, identities without one unchanged), refuses every malformed text
  * naming the line, and decides the report options; a folder holding another run or
  * results without a run.id is refused and left alone; journal records round-trip and are
  * parsed strictly.
@@ -130,6 +131,68 @@ static char *edit_line(int line, const char *with)
     *o = '\0';
     return out;
 }
+
+/* A method with its own model (bench run --model) records the file's hash in its entry;
+ * the other methods, and every identity without a model, keep the earlier spelling. */
+START_TEST(ident_records_a_methods_own_model)
+{
+    fsb_run_ident id = full_ident(), back;
+    id.methods[1].has_model = 1;
+    id.methods[1].model_xxh3 = 0x0123456789abcdefull;
+    char *text = NULL, *again = NULL;
+    ck_assert_int_eq(fsb_run_ident_format(&id, &text), FSB_OK);
+    ck_assert_ptr_nonnull(
+        strstr(text, "\nmethods=1nn(norm=cl2n,C=1),svm(norm=l2n,C=0.25,model=0123456789abcdef)\n"));
+    ck_assert_int_eq(fsb_run_ident_parse(&back, text, "x"), FSB_OK);
+    ck_assert_int_eq(back.methods[0].has_model, 0);
+    ck_assert_int_eq(back.methods[1].has_model, 1);
+    ck_assert(back.methods[1].model_xxh3 == 0x0123456789abcdefull);
+    ck_assert_double_eq(back.methods[1].C, 0.25);
+    ck_assert_int_eq(fsb_run_ident_format(&back, &again), FSB_OK);
+    ck_assert_str_eq(again, text);
+    free(again);
+    /* without a model: byte for byte the text of earlier run folders */
+    id.methods[1].has_model = 0;
+    ck_assert_int_eq(fsb_run_ident_format(&id, &again), FSB_OK);
+    ck_assert_str_eq(again, FULL);
+    ck_assert_int_eq(fsb_run_ident_parse(&back, FULL, "x"), FSB_OK);
+    ck_assert(!back.methods[0].has_model && !back.methods[1].has_model);
+    free(again);
+    /* another model file is another run, and the refusal names the key */
+    char *other = NULL;
+    id.methods[1].has_model = 1;
+    id.methods[1].model_xxh3 = 0x0123456789abcdeeull;
+    ck_assert_int_eq(fsb_run_ident_format(&id, &other), FSB_OK);
+    char diff[1024];
+    fsb_run_ident_diff(text, other, diff, sizeof diff);
+    ck_assert_ptr_nonnull(strstr(diff, "its methods="));
+    ck_assert_ptr_nonnull(strstr(diff, "model=0123456789abcdef)"));
+    ck_assert_ptr_nonnull(strstr(diff, "this run's methods="));
+    ck_assert_ptr_nonnull(strstr(diff, "model=0123456789abcdee)"));
+    free(other);
+    free(text);
+    /* the entry is parsed strictly: 16 lowercase hex digits, after C, nothing else */
+    static const char *bad[] = {
+        "methods=1nn(norm=cl2n,C=1,model=0123456789ABCDEF)",
+        "methods=1nn(norm=cl2n,C=1,model=0123456789abcde)",
+        "methods=1nn(norm=cl2n,C=1,model=0123456789abcdef0)",
+        "methods=1nn(norm=cl2n,C=1,model=0x23456789abcdef)",
+        "methods=1nn(norm=cl2n,C=1,model=)",
+        "methods=1nn(norm=cl2n,C=1,model=0123456789abcdeg)",
+        "methods=1nn(norm=cl2n,C=1,model=0123456789abcdef,x=1)",
+        "methods=1nn(norm=cl2n,model=0123456789abcdef,C=1)",
+        "methods=1nn(norm=cl2n,C=1,mode=0123456789abcdef)",
+        "methods=1nn(norm=cl2n,C=1,)",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *t = edit_line(12, bad[i]);
+        ck_assert_msg(fsb_run_ident_parse(&back, t, "dir/run.id") == FSB_EFORMAT, "accepted '%s'",
+                      bad[i]);
+        ck_assert_msg(strstr(fsb_error_last(), "dir/run.id"), "%s", fsb_error_last());
+        free(t);
+    }
+}
+END_TEST
 
 START_TEST(ident_parse_refuses_naming_the_line)
 {
@@ -287,6 +350,7 @@ int main(void)
     tcase_add_test(tc, ident_formats_and_parses_back);
     tcase_add_test(tc, committed_run_ids_parse_back);
     tcase_add_test(tc, ident_parse_refuses_naming_the_line);
+    tcase_add_test(tc, ident_records_a_methods_own_model);
     tcase_add_test(tc, report_options_follow_the_identity);
     tcase_add_test(tc, claim_refuses_another_run_and_writes_nothing);
     tcase_add_test(tc, records_round_trip_strictly);

@@ -27,18 +27,23 @@
 #define FSB_RUN_MAX_METHODS 16      /* methods in one run */
 #define FSB_RUN_ID_STUDENT_MAX 1024 /* longest student= value */
 
-/* One method of a run as its identity names it: "name(norm=N,C=c)". */
+/* One method of a run as its identity names it: "name(norm=N,C=c)", or
+ * "name(norm=N,C=c,model=<16 hex digits>)" for a method that brings its own model (bench run
+ * --model METHOD=PATH; run.h): the XXH3-64 of that checkpoint file, so that another file is
+ * another run. Methods without a model keep the shorter spelling of earlier run folders. */
 typedef struct fsb_run_method_id {
     char name[FSB_METHOD_NAME_MAX]; /* registry name */
     char norm[8];                   /* feature normalisation name (un, l2n, cl2n) */
     double C;                       /* svm / logreg C as %g formats it (other methods: theirs) */
+    int has_model;                  /* 1: the method's own model, not the teacher (model=) */
+    uint64_t model_xxh3;            /* XXH3-64 of its checkpoint file when has_model */
 } fsb_run_method_id;
 
 /* The typed run identity; its text is fsb_run_ident_format's. Lines in order:
  * format=fsbench-run/1, split, data_fingerprint, teacher_xxh3, teacher_arch, episodes_hash,
- * episodes, way, query, shots, seed, methods, image_size, resize, crop, then optional
- * base_fingerprint (when a method reads the train split's mean), student (when a method
- * trains per episode) and shard (a --shard i/n folder). */
+ * episodes, way, query, shots, seed, methods (fsb_run_method_id each), image_size, resize,
+ * crop, then optional base_fingerprint (when a method reads the train split's mean), student
+ * (when a method trains per episode) and shard (a --shard i/n folder). */
 typedef struct fsb_run_ident {
     char split[64];                                 /* evaluated split */
     uint64_t data_fp;                               /* its fingerprint (dataset.h) */
