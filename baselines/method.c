@@ -19,22 +19,26 @@ enum { SOLVER_L2R_LR = 0, SOLVER_L2R_L2LOSS_SVC = 2 };
 #define SVM_DEFAULT_C 1.0
 #define LOGREG_DEFAULT_C 10.0
 
-/* The frozen-feature methods' rows. */
+/* The frozen-feature methods' rows: each may bring its own model (FSB_TAKES_MODEL), whose
+ * features it then sees instead of the teacher's. */
 static const fsb_method feature_rows[] = {
-    {"1nn", "nearest support example (Euclidean) on frozen features", FSB_NEEDS_FEATURES,
-     FSB_NORM_CL2N, fsb_method_1nn_run, fsb_method_1nn_scratch, 0, 0},
+    {"1nn", "nearest support example (Euclidean) on frozen features",
+     FSB_NEEDS_FEATURES | FSB_TAKES_MODEL, FSB_NORM_CL2N, fsb_method_1nn_run,
+     fsb_method_1nn_scratch, 0, 0},
     {"protonet", "nearest class prototype (squared Euclidean) on frozen features",
-     FSB_NEEDS_FEATURES, FSB_NORM_UN, fsb_method_protonet_run, fsb_method_protonet_scratch, 0, 0},
+     FSB_NEEDS_FEATURES | FSB_TAKES_MODEL, FSB_NORM_UN, fsb_method_protonet_run,
+     fsb_method_protonet_scratch, 0, 0},
     {"svm", "linear SVM (liblinear L2R_L2LOSS_SVC primal, one-vs-rest) on frozen features",
-     FSB_NEEDS_FEATURES, FSB_NORM_L2N, fsb_method_linear_run, fsb_method_linear_scratch,
-     SOLVER_L2R_L2LOSS_SVC, SVM_DEFAULT_C},
+     FSB_NEEDS_FEATURES | FSB_TAKES_MODEL, FSB_NORM_L2N, fsb_method_linear_run,
+     fsb_method_linear_scratch, SOLVER_L2R_L2LOSS_SVC, SVM_DEFAULT_C},
     {"logreg", "logistic regression (liblinear L2R_LR primal, one-vs-rest) on frozen features",
-     FSB_NEEDS_FEATURES, FSB_NORM_L2N, fsb_method_linear_run, fsb_method_linear_scratch,
-     SOLVER_L2R_LR, LOGREG_DEFAULT_C},
+     FSB_NEEDS_FEATURES | FSB_TAKES_MODEL, FSB_NORM_L2N, fsb_method_linear_run,
+     fsb_method_linear_scratch, SOLVER_L2R_LR, LOGREG_DEFAULT_C},
     {"feat",
      "FEAT: prototypes adapted by the teacher's set-to-set attention block, nearest "
      "(squared Euclidean) on frozen features",
-     FSB_NEEDS_FEATURES, FSB_NORM_UN, fsb_method_feat_run, fsb_method_feat_scratch, 0, 0},
+     FSB_NEEDS_FEATURES | FSB_TAKES_MODEL, FSB_NORM_UN, fsb_method_feat_run,
+     fsb_method_feat_scratch, 0, 0},
 };
 
 /* The table, in this order (help output, fsb_method_at); the students' rows are defined with

@@ -77,11 +77,12 @@ START_TEST(table_lookup)
         ck_assert_ptr_nonnull(m);
         ck_assert_str_eq(m->name, names[i]);
         ck_assert_ptr_eq(fsb_method_at(i), m);
-        ck_assert_uint_eq(m->needs, FSB_NEEDS_FEATURES);
+        ck_assert_uint_eq(m->needs, FSB_NEEDS_FEATURES | FSB_TAKES_MODEL); /* --model */
     }
     /* the per-episode training methods follow (tests/test_student.c) */
     ck_assert_str_eq(fsb_method_at(5)->name, "finetune");
     ck_assert_str_eq(fsb_method_at(6)->name, "refilled");
+    ck_assert_uint_eq(fsb_method_at(5)->needs, FSB_NEEDS_IMAGES); /* no own model */
     ck_assert_uint_eq(fsb_method_at(6)->needs, FSB_NEEDS_IMAGES);
     ck_assert_ptr_null(fsb_method_at(7));
     ck_assert_ptr_null(fsb_method_find("maml"));

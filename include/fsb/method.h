@@ -24,10 +24,13 @@ typedef enum fsb_norm {
     FSB_NORM_CL2N = 2, /* (x - base_mean) / ||x - base_mean||_2 (SimpleShot) */
 } fsb_norm;
 
-/* What a method consumes (bit flags in fsb_method.needs). */
+/* What a method consumes, and what it may be given (bit flags in fsb_method.needs). */
 enum {
     FSB_NEEDS_FEATURES = 1, /* support_feat / query_feat must be set */
     FSB_NEEDS_IMAGES = 2,   /* support_img / query_img and ctx must be set (training methods) */
+    FSB_TAKES_MODEL = 4,    /* may bring its own model (bench run --model METHOD=PATH, run.h):
+                               its features (and feat's attention block) then come from that
+                               checkpoint instead of the teacher */
 };
 
 /* One episode as a method sees it. Nothing here is owned by the view. Support examples may
@@ -99,7 +102,8 @@ typedef size_t (*fsb_method_scratch_fn)(int way, int shot, int query, int dim);
 struct fsb_method {
     const char *name;              /* table key, e.g. "1nn" */
     const char *summary;           /* one line for help output */
-    unsigned needs;                /* FSB_NEEDS_FEATURES and/or FSB_NEEDS_IMAGES */
+    unsigned needs;                /* FSB_NEEDS_FEATURES and/or FSB_NEEDS_IMAGES, and
+                                      FSB_TAKES_MODEL */
     fsb_norm default_norm;         /* norm used when the user does not choose one */
     fsb_method_run_fn run;         /* see fsb_method_run_fn */
     fsb_method_scratch_fn scratch; /* see fsb_method_scratch_fn */
@@ -147,8 +151,9 @@ size_t fsb_method_protonet_scratch(int way, int shot, int query, int dim);
 /* feat: FEAT's test-time classifier on frozen features — the class prototypes (as protonet,
  * un-normalised by default) adapted as a set by the teacher's one-head self-attention block
  * in eval mode (attention.h), then the nearest adapted prototype. cfg->extra is a
- * const fsb_method_feat_block*, loaded by the runner from the teacher checkpoint's slf_attn.*
- * tensors (a teacher without them is refused). */
+ * const fsb_method_feat_block*, loaded by the runner from the slf_attn.* tensors of the
+ * checkpoint whose features feat sees: its own model (--model feat=PATH) or else the teacher
+ * (a checkpoint without them is refused). */
 typedef struct fsb_method_feat_block {
     fsb_feat_attn_params params; /* the block's tensors */
     int dim;                     /* their dimension = the teacher's embedding dimension */
