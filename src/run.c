@@ -1,7 +1,8 @@
 /* run.c - the benchmark runner (see include/fsb/run.h).
  *
- * Order of work: pack/open the split, draw or load the episodes, load the teacher, embed
- * the split once (cached beside the packed images), then for each (method, shot) run every
+ * Order of work: pack/open the split, draw or load the episodes, load the teacher and the
+ * methods' own models, embed the split once per distinct checkpoint a method sees (cached
+ * beside the packed images), then for each (method, shot) run every
  * episode not yet in the journal, in parallel chunks; each chunk's records are appended to
  * the journal and synced before the next chunk starts. When every task is done the final
  * files are written atomically from the records, sorted, so they never depend on the order
@@ -63,10 +64,26 @@ typedef struct worker {
     int *qidx;                /* [way*query] query image indices */
     int *qlab;                /* [way*query] query labels */
     int *pred;                /* [way*query] predictions */
-    float *sfeat;             /* [way*max_shot][dim] gathered support features */
-    float *qfeat;             /* [way*query][dim] gathered query features */
+    float *sfeat;             /* [way*max_shot][max_dim] gathered support features */
+    float *qfeat;             /* [way*query][max_dim] gathered query features */
     fsb_student_ctx *student; /* training methods' context (NULL without image methods) */
 } worker;
+
+/* A frozen network whose features methods see: the teacher, or a method's own model
+ * (--model). One per distinct checkpoint content, so the split is embedded once each. */
+typedef struct run_net {
+    const char *path;                 /* checkpoint */
+    fsb_model *model;                 /* the network, eval mode */
+    uint64_t hash;                    /* XXH3-64 of the file */
+    int dim;                          /* embedding dimension */
+    int used;                         /* 1: some method sees its features */
+    fsb_tensorfile feat_tf;           /* holds the split's features */
+    const float *feats;               /* [n_images][dim], once embedded */
+    fsb_tensorfile mean_tf;           /* holds the train split's features (CL2N) */
+    float *base_mean;                 /* [dim] mean train-split feature, or NULL */
+    fsb_method_feat_block feat_block; /* feat: this checkpoint's attention block */
+    float *feat_mem;                  /* its tensors (owned), or NULL */
+} run_net;
 
 /* Outcome of one task of a chunk. */
 typedef struct task_out {
@@ -77,32 +94,28 @@ typedef struct task_out {
 } task_out;
 
 typedef struct run_state {
-    const fsb_run_opts *o;  /* options */
-    fsb_pool *pool;         /* workers */
-    fsb_cache cache;        /* the evaluated split, packed */
-    fsb_sweep sweep;        /* the episodes */
-    char ep_hash[33];       /* their content hash */
-    fsb_model *teacher;     /* frozen teacher */
-    uint64_t teacher_hash;  /* XXH3-64 of the checkpoint file */
-    fsb_tensorfile feat_tf; /* holds the split's features */
-    const float *feats;     /* [n_images][dim] */
-    int dim;                /* embedding dimension */
-    fsb_tensorfile mean_tf; /* holds the train split's features when CL2N is used */
-    float *base_mean;       /* [dim] mean train-split feature, or NULL */
-    uint64_t base_fp;       /* the train split's fingerprint, when CL2N needs its mean */
+    const fsb_run_opts *o;                 /* options */
+    fsb_pool *pool;                        /* workers */
+    fsb_cache cache;                       /* the evaluated split, packed */
+    fsb_sweep sweep;                       /* the episodes */
+    char ep_hash[33];                      /* their content hash */
+    run_net nets[1 + FSB_RUN_MAX_METHODS]; /* [0] the teacher, then the distinct own models */
+    int n_nets;                            /* nets in use */
+    int net_of[FSB_RUN_MAX_METHODS];       /* the net whose features method m sees */
+    const char *own[FSB_RUN_MAX_METHODS];  /* method m's own model (--model PATH), or NULL */
+    int max_dim;                           /* largest embedding dimension a method sees */
+    uint64_t base_fp;                      /* the train split's fingerprint (CL2N's mean) */
     const fsb_method *methods[FSB_RUN_MAX_METHODS]; /* resolved methods */
     fsb_method_config cfg[FSB_RUN_MAX_METHODS];     /* their configurations */
     unsigned char *done;                            /* [method][shot][episode] 1 when recorded */
     fsb_episode_record *recs;                       /* same indexing */
     fsb_journal journal;                            /* finished tasks */
     worker *workers;                                /* [pool size] */
-    long tasks_here;                  /* tasks journaled by this process (fault injection) */
-    char *run_id;                     /* the run identity text */
-    fsb_run_opts opts;                /* the options, completed from a manifest; o points here */
-    int has_images;                   /* some method trains per episode (FSB_NEEDS_IMAGES) */
-    fsb_student_opts student;         /* their options (--student), cfg.extra of those methods */
-    fsb_method_feat_block feat_block; /* feat: the teacher's attention block (cfg.extra) */
-    float *feat_mem;                  /* its tensors (owned), or NULL */
+    long tasks_here;          /* tasks journaled by this process (fault injection) */
+    char *run_id;             /* the run identity text */
+    fsb_run_opts opts;        /* the options, completed from a manifest; o points here */
+    int has_images;           /* some method trains per episode (FSB_NEEDS_IMAGES) */
+    fsb_student_opts student; /* their options (--student), cfg.extra of those methods */
 } run_state;
 
 static size_t task_index(const run_state *r, int m, int s, int e)
@@ -155,9 +168,9 @@ static int make_run_id(const run_state *r, char **text)
     memset(&id, 0, sizeof id);
     snprintf(id.split, sizeof id.split, "%s", r->sweep.split);
     id.data_fp = r->cache.split.fingerprint;
-    id.teacher_xxh3 = r->teacher_hash;
+    id.teacher_xxh3 = r->nets[0].hash;
     snprintf(id.teacher_arch, sizeof id.teacher_arch, "%s",
-             fsb_arch_name(fsb_model_options(r->teacher)->arch));
+             fsb_arch_name(fsb_model_options(r->nets[0].model)->arch));
     snprintf(id.episodes_hash, sizeof id.episodes_hash, "%s", r->ep_hash);
     id.episodes = r->sweep.n_episodes;
     id.way = r->sweep.way;
@@ -171,6 +184,8 @@ static int make_run_id(const run_state *r, char **text)
         snprintf(m->name, sizeof m->name, "%s", r->methods[i]->name);
         snprintf(m->norm, sizeof m->norm, "%s", fsb_norm_name(r->cfg[i].norm));
         m->C = r->cfg[i].C;
+        m->has_model = r->own[i] != NULL; /* --model: another file is another run */
+        m->model_xxh3 = m->has_model ? r->nets[r->net_of[i]].hash : 0;
     }
     id.image_size = o->image_size;
     id.resize = o->resize;
@@ -185,24 +200,25 @@ static int make_run_id(const run_state *r, char **text)
 
 /* ---- features ---------------------------------------------------------------------------- */
 
-/* The test transform of the run (and the augmentation settings of training methods). */
-static int run_transform(const run_state *r, fsb_transform *t)
+/* The test transform of the run for network `net` (its architecture decides the pixel
+ * normalisation; for the teacher also the augmentation settings of training methods). */
+static int run_transform(const run_state *r, const run_net *net, fsb_transform *t)
 {
-    fsb_arch arch = fsb_model_options(r->teacher)->arch;
+    fsb_arch arch = fsb_model_options(net->model)->arch;
     fsb_transform_defaults(t, arch == FSB_ARCH_RES12 ? FSB_PIXNORM_RESNET12 : FSB_PIXNORM_CONVNET);
     t->resize = r->o->resize;
     t->crop = r->o->crop;
     return fsb_transform_check(t);
 }
 
-/* Features of every image of `c` under the teacher, cached beside the packed images. */
-static int split_features(run_state *r, fsb_cache *c, fsb_tensorfile *tf, const float **out)
+/* Features of every image of `c` under `net`, cached beside the packed images. */
+static int split_features(run_state *r, const run_net *net, const fsb_cache *c, fsb_tensorfile *tf,
+                          const float **out)
 {
     fsb_transform xf;
-    int st = run_transform(r, &xf);
+    int st = run_transform(r, net, &xf);
     return st ? st
-              : fsb_features_split(tf, out, r->teacher, r->teacher_hash, c, &xf, r->pool,
-                                   r->o->progress);
+              : fsb_features_split(tf, out, net->model, net->hash, c, &xf, r->pool, r->o->progress);
 }
 
 /* ---- tasks ------------------------------------------------------------------------------- */
@@ -220,12 +236,13 @@ static void run_task(void *ctx, int t, int wi)
     run_state *r = c->r;
     worker *w = &r->workers[wi];
     const fsb_method *m = r->methods[c->m];
-    int ep_i = c->episodes[t], k = c->shot, d = r->dim;
+    const run_net *net = &r->nets[r->net_of[c->m]]; /* the features this method sees */
+    int ep_i = c->episodes[t], k = c->shot;
     fsb_episode e;
     fsb_sweep_episode(&r->sweep, ep_i, &e);
     fsb_view_buffers bufs = {w->sidx, w->slab, w->qidx, w->qlab, w->sfeat, w->qfeat};
     fsb_episode_view v;
-    fsb_episode_view_make(&v, &e, ep_i, k, r->feats, d, &bufs);
+    fsb_episode_view_make(&v, &e, ep_i, k, net->feats, net->dim, &bufs);
     if (m->needs & FSB_NEEDS_IMAGES) v.ctx = w->student;
     int nq = v.n_query;
     /* the episode's generator: a pure function of (seed, method, shot, episode) */
@@ -246,11 +263,11 @@ static void run_task(void *ctx, int t, int wi)
 static int workers_init(run_state *r)
 {
     int nw = fsb_pool_size(r->pool), way = r->sweep.way, q = r->sweep.query;
-    int ms = r->sweep.max_shot, d = r->dim;
+    int ms = r->sweep.max_shot, d = r->max_dim; /* gather buffers fit every method's dim */
     size_t scratch = 0;
     for (int m = 0; m < r->o->n_methods; m++)
         for (int s = 0; s < r->o->n_shots; s++) {
-            size_t b = r->methods[m]->scratch(way, r->o->shots[s], q, d);
+            size_t b = r->methods[m]->scratch(way, r->o->shots[s], q, r->nets[r->net_of[m]].dim);
             if (b > scratch) scratch = b;
         }
     r->workers = calloc((size_t)nw, sizeof *r->workers);
@@ -271,7 +288,7 @@ static int workers_init(run_state *r)
     }
     if (r->has_images) { /* one teacher replica + student per worker, reused every episode */
         fsb_transform t;
-        int st = run_transform(r, &t);
+        int st = run_transform(r, &r->nets[0], &t);
         for (int i = 0; i < nw && !st; i++)
             st = fsb_student_ctx_create(&r->workers[i].student, r->o->teacher, &r->cache, &t, way,
                                         ms, q, &r->student);
@@ -374,6 +391,48 @@ static int run_group(run_state *r, int m, int s)
     return st;
 }
 
+/* --model METHOD=PATH: the method must be in the run, able to take a model of its own
+ * (FSB_TAKES_MODEL) and given one at most once; r->own[m] = PATH. */
+static int resolve_models(run_state *r)
+{
+    const fsb_run_opts *o = r->o;
+    for (int i = 0; i < o->n_models; i++) {
+        const char *name = o->models[i].method, *path = o->models[i].path;
+        if (!name || !*name || !path || !*path)
+            return fsb_error(FSB_EINVAL, "--model: '%s=%s' is not METHOD=PATH", name ? name : "",
+                             path ? path : "");
+        int m = method_slot(r, name);
+        if (m < 0) {
+            char listed[512] = "";
+            for (int j = 0; j < o->n_methods; j++)
+                snprintf(listed + strlen(listed), sizeof listed - strlen(listed), "%s%s",
+                         j ? "," : "", r->methods[j]->name);
+            return fsb_error(FSB_EINVAL, "--model %s=%s: %s is not among --methods (%s)", name,
+                             path, name, listed);
+        }
+        if (!(r->methods[m]->needs & FSB_TAKES_MODEL)) {
+            char takes[256] = "";
+            for (int j = 0; j < fsb_method_count(); j++)
+                if (fsb_method_at(j)->needs & FSB_TAKES_MODEL)
+                    snprintf(takes + strlen(takes), sizeof takes - strlen(takes), "%s%s",
+                             *takes ? ", " : "", fsb_method_at(j)->name);
+            return fsb_error(FSB_EINVAL,
+                             "--model %s=%s: %s cannot take a model of its own%s; --model is "
+                             "for %s",
+                             name, path, name,
+                             (r->methods[m]->needs & FSB_NEEDS_IMAGES)
+                                 ? " (it trains a student from the teacher in every episode)"
+                                 : "",
+                             takes);
+        }
+        if (r->own[m])
+            return fsb_error(FSB_EINVAL, "--model: %s is given twice (%s and %s)", name, r->own[m],
+                             path);
+        r->own[m] = path;
+    }
+    return FSB_OK;
+}
+
 static int resolve_methods(run_state *r)
 {
     const fsb_run_opts *o = r->o;
@@ -396,7 +455,7 @@ static int resolve_methods(run_state *r)
         if (o->norm >= 0) r->cfg[i].norm = (fsb_norm)o->norm;
         if (o->C > 0) r->cfg[i].C = o->C;
     }
-    return FSB_OK;
+    return resolve_models(r);
 }
 
 static int load_episodes(run_state *r)
@@ -467,28 +526,92 @@ static fsb_cache_opts cache_opts(const run_state *r)
         .dir = o->cache_dir, .size = o->image_size, .pool = r->pool, .progress = o->progress};
 }
 
-/* feat: the teacher checkpoint's attention block (its slf_attn.* tensors), for every feat
- * method of the run; a teacher without them is refused naming the file. */
+/* feat: the attention block (slf_attn.* tensors) of the checkpoint whose features it sees,
+ * its own model's or the teacher's; a checkpoint without one is refused naming the file. */
 static int load_feat_block(run_state *r)
 {
     for (int m = 0; m < r->o->n_methods; m++) {
         if (strcmp(r->methods[m]->name, "feat") != 0) continue;
-        if (!r->feat_mem) {
-            r->feat_mem = malloc(sizeof(float) * (size_t)fsb_feat_attn_n_params(r->dim));
-            if (!r->feat_mem) return fsb_error(FSB_ENOMEM, "out of memory");
-            int st = fsb_feat_attn_load(r->o->teacher, &r->feat_block.params, r->feat_mem, r->dim);
+        run_net *n = &r->nets[r->net_of[m]];
+        if (!n->feat_mem) {
+            n->feat_mem = malloc(sizeof(float) * (size_t)fsb_feat_attn_n_params(n->dim));
+            if (!n->feat_mem) return fsb_error(FSB_ENOMEM, "out of memory");
+            int st = fsb_feat_attn_load(n->path, &n->feat_block.params, n->feat_mem, n->dim);
+            if (st && r->own[m])
+                return fsb_error_wrap(st,
+                                      "--model feat=%s: feat needs a FEAT checkpoint (bench "
+                                      "pretrain --objective feat)",
+                                      r->own[m]);
             if (st) return fsb_error_wrap(st, "--methods feat needs a FEAT teacher");
-            r->feat_block.dim = r->dim;
+            n->feat_block.dim = n->dim;
         }
-        r->cfg[m].extra = &r->feat_block;
+        r->cfg[m].extra = &n->feat_block;
+    }
+    return FSB_OK;
+}
+
+/* --model: every own model takes the run's settled input (image_size / resize / crop, the
+ * teacher's): read from the checkpoints' meta before anything is packed. */
+static int check_model_inputs(run_state *r)
+{
+    const fsb_run_opts *o = r->o;
+    for (int m = 0; m < o->n_methods; m++) {
+        if (!r->own[m]) continue;
+        const char *name = r->methods[m]->name;
+        fsb_model_input in;
+        int st = fsb_model_file_input(r->own[m], &in);
+        if (st) return fsb_error_wrap(st, "--model %s=%s", name, r->own[m]);
+        if (in.image_size != o->image_size || in.resize != o->resize || in.crop != o->crop)
+            return fsb_error(FSB_EMISMATCH,
+                             "--model %s=%s: the model takes image_size %d, resize %d, crop %d, "
+                             "but this run's input is image_size %d, resize %d, crop %d (the "
+                             "teacher %s's): a method's model must take the run's input",
+                             name, r->own[m], in.image_size, in.resize, in.crop, o->image_size,
+                             o->resize, o->crop, o->teacher);
+    }
+    return FSB_OK;
+}
+
+/* The teacher is net 0 (loaded); load every distinct own model (two files of the same content
+ * share one net) and note whose features each method sees and the largest dimension. */
+static int load_models(run_state *r)
+{
+    const fsb_run_opts *o = r->o;
+    r->n_nets = 1;
+    for (int m = 0; m < o->n_methods; m++) {
+        r->net_of[m] = 0;
+        if (!r->own[m]) continue;
+        const char *name = r->methods[m]->name;
+        uint64_t h;
+        int st = file_hash(r->own[m], &h), k = 0;
+        if (st) return fsb_error_wrap(st, "--model %s=%s", name, r->own[m]);
+        while (k < r->n_nets && r->nets[k].hash != h)
+            k++;
+        if (k == r->n_nets) {
+            run_net *n = &r->nets[r->n_nets++];
+            n->path = r->own[m];
+            n->hash = h;
+            if ((st = fsb_model_create_from_file(&n->model, n->path, o->crop, FSB_FEATURES_BATCH,
+                                                 r->pool)))
+                return fsb_error_wrap(st, "--model %s=%s", name, r->own[m]);
+            n->dim = fsb_model_embed_dim(n->model);
+        }
+        r->net_of[m] = k;
+    }
+    r->max_dim = 0;
+    for (int m = 0; m < o->n_methods; m++) {
+        run_net *n = &r->nets[r->net_of[m]];
+        n->used = 1;
+        if (n->dim > r->max_dim) r->max_dim = n->dim;
     }
     return FSB_OK;
 }
 
 /* Everything the run reads before it claims its folder: the teacher's input settles the
- * packed size and transform (a contradicting flag, or a combination that cannot work, fails
- * before anything is packed), the split is listed and packed, the teacher loaded, the
- * episodes drawn, and the train split listed when CL2N needs its mean. */
+ * packed size and transform (a contradicting flag, a combination that cannot work, or a
+ * method's model that takes another input fails before anything is packed), the split is
+ * listed and packed, the teacher and the methods' own models loaded, the episodes drawn,
+ * and the train split listed when CL2N needs its mean. */
 static int open_inputs(run_state *r)
 {
     fsb_run_opts *o = &r->opts;
@@ -496,7 +619,8 @@ static int open_inputs(run_state *r)
     int st = fsb_model_file_input(o->teacher, &in);
     if (st) return fsb_error_wrap(st, "--teacher");
     if ((st = fsb_model_input_settle(&in, "the teacher", o->teacher, &o->image_size, &o->resize,
-                                     &o->crop)))
+                                     &o->crop)) ||
+        (st = check_model_inputs(r)))
         return st;
     /* mpirun (shard.h): rank 0 packs and embeds first, the other ranks then load its files */
     if (o->shard.shared && o->shard.index > 0 && (st = fsb_dist_barrier())) return st;
@@ -506,16 +630,18 @@ static int open_inputs(run_state *r)
                                 "bench run reads --split, and train for cl2n's base mean")) ||
         (st = fsb_cache_open(&r->cache, o->data, o->split, &co)))
         return fsb_error_wrap(st, "--data");
-    if ((st = file_hash(o->teacher, &r->teacher_hash))) return fsb_error_wrap(st, "--teacher");
-    if ((st = fsb_model_create_from_file(&r->teacher, o->teacher, o->crop, FSB_FEATURES_BATCH,
+    run_net *t = &r->nets[0];
+    t->path = o->teacher;
+    if ((st = file_hash(o->teacher, &t->hash))) return fsb_error_wrap(st, "--teacher");
+    if ((st = fsb_model_create_from_file(&t->model, o->teacher, o->crop, FSB_FEATURES_BATCH,
                                          r->pool)))
         return st;
-    r->dim = fsb_model_embed_dim(r->teacher);
-    const char *arch = fsb_arch_name(fsb_model_options(r->teacher)->arch);
+    t->dim = fsb_model_embed_dim(t->model);
+    const char *arch = fsb_arch_name(fsb_model_options(t->model)->arch);
     if (o->arch && strcmp(o->arch, arch) != 0)
         return fsb_error(FSB_EMISMATCH, "--teacher: %s is a %s checkpoint, --arch says %s",
                          o->teacher, arch, o->arch);
-    if ((st = load_feat_block(r))) return st;
+    if ((st = load_models(r)) || (st = load_feat_block(r))) return st;
     if ((st = load_episodes(r))) return st;
     if (needs_base_mean(r)) { /* the train split's listing is part of the run's identity */
         fsb_split base;
@@ -527,33 +653,55 @@ static int open_inputs(run_state *r)
     return FSB_OK;
 }
 
-/* CL2N: the mean train-split feature, summed in image order in double. */
-static int base_mean(run_state *r, fsb_cache *train)
+/* CL2N: the mean train-split feature under `net`, summed in image order in double. */
+static int net_base_mean(run_state *r, run_net *net, const fsb_cache *train)
 {
-    const fsb_run_opts *o = r->o;
-    fsb_cache_opts co = cache_opts(r);
     const float *tf;
-    int st;
-    if ((st = fsb_cache_open(train, o->data, "train", &co)) ||
-        (st = split_features(r, train, &r->mean_tf, &tf)))
-        return st;
-    r->base_mean = calloc((size_t)r->dim, sizeof *r->base_mean);
-    double *acc = calloc((size_t)r->dim, sizeof *acc);
-    if (!r->base_mean || !acc) {
+    int st = split_features(r, net, train, &net->mean_tf, &tf), d = net->dim;
+    if (st) return st;
+    net->base_mean = calloc((size_t)d, sizeof *net->base_mean);
+    double *acc = calloc((size_t)d, sizeof *acc);
+    if (!net->base_mean || !acc) {
         free(acc);
         return fsb_error(FSB_ENOMEM, "out of memory");
     }
     for (int i = 0; i < train->split.n_images; i++)
-        for (int j = 0; j < r->dim; j++)
-            acc[j] += tf[(size_t)i * r->dim + j];
-    for (int j = 0; j < r->dim; j++)
-        r->base_mean[j] = (float)(acc[j] / train->split.n_images);
+        for (int j = 0; j < d; j++)
+            acc[j] += tf[(size_t)i * d + j];
+    for (int j = 0; j < d; j++)
+        net->base_mean[j] = (float)(acc[j] / train->split.n_images);
     free(acc);
-    for (int m = 0; m < o->n_methods; m++) {
-        r->cfg[m].base_mean = r->base_mean;
-        r->cfg[m].base_mean_dim = r->dim;
-    }
     return FSB_OK;
+}
+
+/* CL2N: the base mean of every net a CL2N method sees (the train split packed once), given to
+ * the methods that see that net. */
+static int base_means(run_state *r, fsb_cache *train)
+{
+    const fsb_run_opts *o = r->o;
+    fsb_cache_opts co = cache_opts(r);
+    int st = fsb_cache_open(train, o->data, "train", &co);
+    for (int m = 0; m < o->n_methods && !st; m++) {
+        run_net *n = &r->nets[r->net_of[m]];
+        if (r->cfg[m].norm == FSB_NORM_CL2N && !n->base_mean) st = net_base_mean(r, n, train);
+    }
+    for (int m = 0; m < o->n_methods && !st; m++) {
+        const run_net *n = &r->nets[r->net_of[m]];
+        r->cfg[m].base_mean = n->base_mean;
+        r->cfg[m].base_mean_dim = n->base_mean ? n->dim : 0;
+    }
+    return st;
+}
+
+/* The split's features under every net a method sees (each from the feature cache or
+ * embedded once). */
+static int nets_features(run_state *r)
+{
+    int st = FSB_OK;
+    for (int k = 0; k < r->n_nets && !st; k++)
+        if (r->nets[k].used)
+            st = split_features(r, &r->nets[k], &r->cache, &r->nets[k].feat_tf, &r->nets[k].feats);
+    return st;
 }
 
 /* Replay the journal, then run every task it lacks, group by group (the workers exist). */
@@ -601,11 +749,16 @@ int fsb_run(const fsb_run_opts *given)
         for (int s = 0; s < o->n_shots; s++)
             fprintf(o->log, "%s%d", s ? "," : " ", o->shots[s]);
         fprintf(o->log, " on %s/%s, teacher %s (%s, %d-d)\n", o->data, o->split, o->teacher,
-                fsb_arch_name(fsb_model_options(r.teacher)->arch), r.dim);
+                fsb_arch_name(fsb_model_options(r.nets[0].model)->arch), r.nets[0].dim);
+        for (int m = 0; m < o->n_methods; m++)
+            if (r.own[m])
+                fprintf(o->log, "run: %s sees its own model %s (%s, %d-d)\n", r.methods[m]->name,
+                        r.own[m], fsb_arch_name(fsb_model_options(r.nets[r.net_of[m]].model)->arch),
+                        r.nets[r.net_of[m]].dim);
     }
-    if ((st = split_features(&r, &r.cache, &r.feat_tf, &r.feats)) ||
-        (needs_base_mean(&r) && (st = base_mean(&r, &train))) || (st = workers_init(&r)) ||
-        (st = fsb_runfolder_claim(o->out, r.run_id, "--out")) || (st = export_episodes(&r)))
+    if ((st = nets_features(&r)) || (needs_base_mean(&r) && (st = base_means(&r, &train))) ||
+        (st = workers_init(&r)) || (st = fsb_runfolder_claim(o->out, r.run_id, "--out")) ||
+        (st = export_episodes(&r)))
         goto done;
     if (o->shard.shared && o->shard.index == 0 && (st = fsb_dist_barrier()))
         goto done; /* rank 0's caches are written: release the other ranks */
@@ -617,21 +770,29 @@ int fsb_run(const fsb_run_opts *given)
     if ((st = fsb_shard_finish(o->out, &o->shard, r.recs, r.done, n_tasks, &write_final)) ||
         !write_final)
         goto done;
-    char extra[8192];
-    snprintf(extra, sizeof extra, "data=%s\nteacher=%s\nthreads=%d\n", o->data, o->teacher,
-             fsb_pool_size(r.pool));
+    char extra[16384];
+    int len = snprintf(extra, sizeof extra, "data=%s\nteacher=%s\n", o->data, o->teacher);
+    for (int m = 0; m < o->n_methods; m++) /* the files whose hashes run.id records */
+        if (r.own[m] && len < (int)sizeof extra)
+            len += snprintf(extra + len, sizeof extra - (size_t)len, "model.%s=%s\n",
+                            r.methods[m]->name, r.own[m]);
+    if (len < (int)sizeof extra)
+        snprintf(extra + len, sizeof extra - (size_t)len, "threads=%d\n", fsb_pool_size(r.pool));
     st = fsb_runfolder_write_results(o->out, r.run_id, r.recs, n_tasks, extra, t0, o->log);
 done:
     workers_free(&r);
     fsb_journal_close(&r.journal);
     free(r.done);
     free(r.recs);
-    free(r.base_mean);
-    free(r.feat_mem);
     free(r.run_id);
-    fsb_tensorfile_free(&r.feat_tf);
-    fsb_tensorfile_free(&r.mean_tf);
-    fsb_model_destroy(r.teacher);
+    for (int k = 0; k < 1 + FSB_RUN_MAX_METHODS; k++) {
+        run_net *n = &r.nets[k];
+        free(n->base_mean);
+        free(n->feat_mem);
+        fsb_tensorfile_free(&n->feat_tf);
+        fsb_tensorfile_free(&n->mean_tf);
+        fsb_model_destroy(n->model);
+    }
     fsb_sweep_free(&r.sweep);
     fsb_cache_close(&train);
     fsb_cache_close(&r.cache);

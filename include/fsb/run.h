@@ -11,6 +11,11 @@
  * after the last finished task; a folder holding another run is refused, never mixed. Results do
  * not depend on the thread count: a task's computation is single-threaded and a pure function of
  * its inputs.
+ *
+ * Feature methods see the frozen teacher's features of the split, unless a method brings its
+ * own model (models[] below): the split is embedded once per distinct checkpoint, and each
+ * method sees its own checkpoint's features. Every check of the inputs (the teacher, the
+ * models, the episodes) happens before the folder is claimed: a refused run writes nothing.
  */
 #ifndef FSB_RUN_H
 #define FSB_RUN_H
@@ -21,6 +26,12 @@
 
 #include <stdint.h>
 #include <stdio.h>
+
+/* A method's own model (bench run --model METHOD=PATH). */
+typedef struct fsb_run_model {
+    const char *method; /* a method of the run that may take one (method.h FSB_TAKES_MODEL) */
+    const char *path;   /* its checkpoint */
+} fsb_run_model;
 
 typedef struct fsb_run_opts {
     const char *data;      /* dataset root (required) */
@@ -53,6 +64,14 @@ typedef struct fsb_run_opts {
     FILE *progress;        /* progress bars (stderr; drawn on terminals only), or NULL */
     FILE *log;             /* one-line notes for the user (stdout), or NULL */
     fsb_shard shard;       /* run only this shard's tasks (shard.h); zeroed: all of them */
+    /* Methods with their own model (--model), at most one each: that method's features (and
+     * feat's attention block) come from the checkpoint instead of the teacher; the file's
+     * XXH3-64 joins the method's identity (runfolder.h), its path manifest.txt. The
+     * checkpoint must take the run's input (image_size / resize / crop: model.h
+     * fsb_model_file_input); a model for a method not in methods[], for one that cannot take
+     * one (method.h FSB_TAKES_MODEL), or given twice is refused naming --model. */
+    int n_models;                              /* 0: every method uses the teacher */
+    fsb_run_model models[FSB_RUN_MAX_METHODS]; /* [n_models] */
 } fsb_run_opts;
 
 /* The defaults listed above; required fields NULL. */

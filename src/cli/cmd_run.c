@@ -28,6 +28,12 @@ static void run_usage(FILE *out)
             "                     .csv.gz) (600)\n"
             "  --seed N           episode seed (0)\n"
             "  --methods LIST     methods (1nn,svm,protonet,finetune,refilled)\n"
+            "  --model M=PATH     method M sees the features of its own checkpoint PATH\n"
+            "                     instead of the teacher's (feat: also its attention block,\n"
+            "                     so a FEAT checkpoint); repeatable or comma-separated,\n"
+            "                     e.g. feat=feat.fsbt. For 1nn, protonet, svm, logreg, feat;\n"
+            "                     M must be in --methods, PATH take the run's input; its\n"
+            "                     hash joins the run identity\n"
             "  --norm un|l2n|cl2n feature normalisation for every feature method (1nn: cl2n,\n"
             "                     svm/logreg: l2n, protonet: un)\n"
             "  --C X              SVM / logistic regression C (each method's val-chosen\n"
@@ -81,6 +87,26 @@ static int parse_student(void *dst, const char *flag, const char *text)
     return st;
 }
 
+/* --model METHOD=PATH[,METHOD=PATH...], repeatable: appended to the run options (split in
+ * place: the text is our argv, which is writable); fsb_run checks the methods. */
+static int parse_model(void *dst, const char *flag, const char *text)
+{
+    fsb_run_opts *o = dst;
+    char *save = NULL;
+    if (!*text) return fsb_error(FSB_EINVAL, "%s: empty (METHOD=PATH, e.g. feat=feat.fsbt)", flag);
+    for (char *tok = strtok_r((char *)text, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq || eq == tok || !eq[1])
+            return fsb_error(FSB_EINVAL, "%s: '%s' is not METHOD=PATH (e.g. feat=feat.fsbt)", flag,
+                             tok);
+        if (o->n_models == FSB_RUN_MAX_METHODS)
+            return fsb_error(FSB_EINVAL, "%s: more than %d models", flag, FSB_RUN_MAX_METHODS);
+        *eq = '\0';
+        o->models[o->n_models++] = (fsb_run_model){tok, eq + 1};
+    }
+    return FSB_OK;
+}
+
 static int parse_shard(void *dst, const char *flag, const char *text)
 {
     return fsb_shard_parse(flag, text, dst);
@@ -111,6 +137,7 @@ int fsb_cmd_run(int argc, char **argv)
         FSB_FLAG("episodes", FSB_FLAG_FN, &o, .fn = parse_episodes),
         FSB_FLAG("seed", FSB_FLAG_U64, &o.seed, .lo = 0, .hi = 9.2e18, .given = &seed_set),
         FSB_FLAG("methods", FSB_FLAG_STR, &methods_text),
+        FSB_FLAG("model", FSB_FLAG_FN, &o, .fn = parse_model),
         FSB_FLAG("norm", FSB_FLAG_FN, &o.norm, .fn = fsb_cli_norm),
         FSB_FLAG("C", FSB_FLAG_DOUBLE, &o.C, .lo = 1e-8, .hi = 1e8),
         FSB_FLAG("threads", FSB_FLAG_INT, &o.threads, .lo = 0, .hi = 1024),
