@@ -543,7 +543,7 @@ static const char default_title[] = "Few-shot accuracy (%) on frozen-teacher epi
 static const char default_title_no_paper[] = "Few-shot accuracy (%), fsbench";
 
 int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title, const char *paper,
-                        char **out)
+                        const char *models, char **out)
 {
     table_axes ax;
     int st = axes_init(&ax, rows, n);
@@ -612,6 +612,7 @@ int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title
     }
     fprintf(fp, "%s\n", mapped ? "." : "");
 md_done:
+    if (models) fprintf(fp, "%s\n", models); /* rows with their own model (bench run --model) */
     if (fclose(fp)) {
         axes_free(&ax);
         free(*out);
@@ -650,7 +651,7 @@ static void tex_name(FILE *fp, const char *s)
 }
 
 int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *title,
-                         const char *paper, char **out)
+                         const char *paper, const char *models, char **out)
 {
     table_axes ax;
     int st = axes_init(&ax, rows, n);
@@ -718,7 +719,13 @@ int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *titl
         }
         fprintf(fp, " \\\\\n");
     }
-    fprintf(fp, "\\bottomrule\n\\end{tabular}\n\\end{table}\n");
+    fprintf(fp, "\\bottomrule\n\\end{tabular}\n");
+    if (models) { /* rows with their own model (bench run --model) */
+        fprintf(fp, "\\par\\smallskip{\\footnotesize ");
+        tex_text(fp, models);
+        fprintf(fp, "}\n");
+    }
+    fprintf(fp, "\\end{table}\n");
     if (fclose(fp)) {
         axes_free(&ax);
         free(*out);
@@ -904,8 +911,8 @@ int fsb_report_derive(const char *run_dir, const fsb_episode_record *recs, size_
                  paper ? default_title : default_title_no_paper);
         t = title;
     }
-    if ((st = fsb_report_table_md(sum, n_sum, t, paper, &md)) ||
-        (st = fsb_report_table_tex(sum, n_sum, t, paper, &tex)))
+    if ((st = fsb_report_table_md(sum, n_sum, t, paper, opt->models, &md)) ||
+        (st = fsb_report_table_tex(sum, n_sum, t, paper, opt->models, &tex)))
         goto done;
     if ((st = write_summary(run_dir, sum, n_sum)) || (st = write_timing(run_dir, sum, n_sum)) ||
         (st = write_paired(run_dir, pair, n_pair)) ||

@@ -332,6 +332,26 @@ void fsb_run_ident_report_options(const fsb_run_ident *id, fsb_report_options *o
     snprintf(text->setting + len, sizeof text->setting - len,
              ", %d-way, %d queries/class, %s teacher", id->way, id->query, id->teacher_arch);
     o->setting = text->setting;
+    /* rows with their own model (bench run --model): named, with the hashes run.id holds */
+    int own = 0;
+    text->models[0] = '\0';
+    for (int i = 0; i < id->n_methods; i++) {
+        if (!id->methods[i].has_model) continue;
+        len = strlen(text->models);
+        snprintf(text->models + len, sizeof text->models - len,
+                 "%s%s uses its own model (checkpoint XXH3-64 %016" PRIx64 ")",
+                 own++ ? ", " : "Models: ", id->methods[i].name, id->methods[i].model_xxh3);
+    }
+    if (own) {
+        len = strlen(text->models);
+        if (own < id->n_methods)
+            snprintf(text->models + len, sizeof text->models - len,
+                     "; the other rows use the teacher (XXH3-64 %016" PRIx64 ").",
+                     id->teacher_xxh3);
+        else
+            snprintf(text->models + len, sizeof text->models - len, ".");
+    }
+    o->models = own ? text->models : NULL;
 }
 
 /* ---- the folder -------------------------------------------------------------------------- */

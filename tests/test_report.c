@@ -242,11 +242,28 @@ START_TEST(table_golden)
     size_t ns;
     ck_assert_int_eq(fsb_report_summarise(r, n, &s, &ns), FSB_OK);
     char *md;
-    ck_assert_int_eq(fsb_report_table_md(s, ns, NULL, "", &md), FSB_OK);
+    ck_assert_int_eq(fsb_report_table_md(s, ns, NULL, "", NULL, &md), FSB_OK);
     ck_assert_str_eq(md, golden_md);
     free(md);
+    /* rows with their own model (bench run --model): one line under each table, the rest as
+     * without it */
+    const char *models = "Models: zeta_2 uses its own model (checkpoint XXH3-64 "
+                         "0123456789abcdef); the other rows use the teacher (XXH3-64 "
+                         "72f37f049a605602).";
+    ck_assert_int_eq(fsb_report_table_md(s, ns, NULL, "", models, &md), FSB_OK);
+    ck_assert_int_eq(strncmp(md, golden_md, strlen(golden_md)), 0);
+    ck_assert_str_eq(md + strlen(golden_md),
+                     "Models: zeta_2 uses its own model (checkpoint XXH3-64 0123456789abcdef); "
+                     "the other rows use the teacher (XXH3-64 72f37f049a605602).\n");
+    free(md);
     char *tex;
-    ck_assert_int_eq(fsb_report_table_tex(s, ns, "T_1 & 50% \\x", "", &tex), FSB_OK);
+    ck_assert_int_eq(fsb_report_table_tex(s, ns, NULL, NULL, models, &tex), FSB_OK);
+    ck_assert_ptr_nonnull(strstr(tex, "\\end{tabular}\n\\par\\smallskip{\\footnotesize Models: "
+                                      "zeta\\_2 uses its own model (checkpoint XXH3-64 "
+                                      "0123456789abcdef); the other rows use the teacher "
+                                      "(XXH3-64 72f37f049a605602).}\n\\end{table}\n"));
+    free(tex);
+    ck_assert_int_eq(fsb_report_table_tex(s, ns, "T_1 & 50% \\x", "", NULL, &tex), FSB_OK);
     ck_assert_ptr_nonnull(
         strstr(tex, "\\caption{T\\_1 \\& 50\\% \\textbackslash{}x. Mean $\\pm$ 95\\% CI"));
     ck_assert_ptr_nonnull(strstr(tex, "\\begin{tabular}{lrrrrrr}"));
@@ -256,30 +273,30 @@ START_TEST(table_golden)
     ck_assert_ptr_nonnull(strstr(tex, "zeta & 75.00 $\\pm$ 0.00 & -- & -- & -- & -- & -- \\\\"));
     free(tex);
     /* another dataset: no paper columns, and a note saying why */
-    ck_assert_int_eq(fsb_report_table_md(s, ns, NULL, NULL, &md), FSB_OK);
+    ck_assert_int_eq(fsb_report_table_md(s, ns, NULL, NULL, NULL, &md), FSB_OK);
     ck_assert_ptr_null(strstr(md, "paper |"));
     ck_assert_ptr_nonnull(strstr(md, "| 1nn | 70.00 ± 18.48 | 50.00 ± 0.00 |"));
     ck_assert_ptr_nonnull(strstr(md, "not shown for this dataset"));
     free(md);
-    ck_assert_int_eq(fsb_report_table_tex(s, ns, NULL, NULL, &tex), FSB_OK);
+    ck_assert_int_eq(fsb_report_table_tex(s, ns, NULL, NULL, NULL, &tex), FSB_OK);
     ck_assert_ptr_nonnull(strstr(tex, "\\begin{tabular}{lrr}"));
     ck_assert_ptr_nonnull(strstr(tex, "1nn & 70.00 $\\pm$ 18.48 & 50.00 $\\pm$ 0.00 \\\\"));
     free(tex);
     /* plain "refilled" takes the paper row of the run's backbone */
     fsb_summary_row rf = {.method = "refilled", .shot = 1, .episodes = 1, .mean = 0.5};
-    ck_assert_int_eq(fsb_report_table_md(&rf, 1, NULL, "conv4", &md), FSB_OK);
+    ck_assert_int_eq(fsb_report_table_md(&rf, 1, NULL, "conv4", NULL, &md), FSB_OK);
     ck_assert_ptr_nonnull(strstr(md, "| refilled | 50.00 ± 0.00 | 53.44 | -3.44 † |"));
     ck_assert_ptr_nonnull(strstr(md, "refilled = REFILLED (ConvNet backbone)"));
     free(md);
     /* the paper's value inside our mean ± CI: no mark */
     fsb_summary_row in = {.method = "refilled", .shot = 1, .episodes = 9, .mean = .53, .ci95 = .01};
-    ck_assert_int_eq(fsb_report_table_md(&in, 1, NULL, "conv4", &md), FSB_OK);
+    ck_assert_int_eq(fsb_report_table_md(&in, 1, NULL, "conv4", NULL, &md), FSB_OK);
     ck_assert_ptr_nonnull(strstr(md, "| refilled | 53.00 ± 1.00 | 53.44 | -0.44 |"));
     free(md);
-    ck_assert_int_eq(fsb_report_table_md(&rf, 1, NULL, "res12", &md), FSB_OK);
+    ck_assert_int_eq(fsb_report_table_md(&rf, 1, NULL, "res12", NULL, &md), FSB_OK);
     ck_assert_ptr_nonnull(strstr(md, "| 54.82 |"));
     free(md);
-    ck_assert_int_eq(fsb_report_table_md(&rf, 1, NULL, "", &md), FSB_OK);
+    ck_assert_int_eq(fsb_report_table_md(&rf, 1, NULL, "", NULL, &md), FSB_OK);
     ck_assert_ptr_nonnull(strstr(md, "| refilled | 50.00 ± 0.00 | – | – |"));
     free(md);
     ck_assert(fsb_report_paper_applies(0x120c10c9ea03f538ull));

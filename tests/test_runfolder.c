@@ -269,6 +269,24 @@ START_TEST(report_options_follow_the_identity)
     ck_assert_str_eq(diff, "its nothing, this run's b=3");
     fsb_run_ident_diff("a=1\nb=2\nc=5\n", "a=2\nc=5\n", diff, sizeof diff);
     ck_assert_str_eq(diff, "its a=1, this run's a=2; its b=2, this run's nothing");
+    /* the rows that bring their own model are named under the tables; no line otherwise */
+    fsb_run_ident id = full_ident();
+    fsb_report_options o = {0};
+    fsb_run_report_text text;
+    fsb_run_ident_report_options(&id, &o, &text);
+    ck_assert_ptr_null(o.models);
+    id.methods[1].has_model = 1;
+    id.methods[1].model_xxh3 = 0x0123456789abcdefull;
+    fsb_run_ident_report_options(&id, &o, &text);
+    ck_assert_str_eq(o.models, "Models: svm uses its own model (checkpoint XXH3-64 "
+                               "0123456789abcdef); the other rows use the teacher (XXH3-64 "
+                               "72f37f049a605602).");
+    id.methods[0].has_model = 1;
+    id.methods[0].model_xxh3 = 0xfedcba9876543210ull;
+    fsb_run_ident_report_options(&id, &o, &text);
+    ck_assert_str_eq(o.models, "Models: 1nn uses its own model (checkpoint XXH3-64 "
+                               "fedcba9876543210), svm uses its own model (checkpoint XXH3-64 "
+                               "0123456789abcdef).");
 }
 END_TEST
 

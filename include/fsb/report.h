@@ -66,6 +66,9 @@ typedef struct fsb_report_options {
     const char *setting;  /* what was run, e.g. "MiniImageNet test, 5-way, 15 queries/class,
                              conv4 teacher": it heads the default title and the plot's
                              (NULL: not named) */
+    const char *models;   /* which rows bring their own model (bench run --model), a line
+                             under table.md and table.tex (runfolder.h makes it from the
+                             run identity); NULL: none, every row uses the teacher */
 } fsb_report_options;
 
 /* What writing the reports did, for the caller to show. */
@@ -113,11 +116,12 @@ double fsb_report_paper_value(const char *method, int shot);
 /* Render table.md / table.tex content from summary rows (malloc'd NUL-terminated string in
  * *out, caller frees). paper: NULL leaves out the paper's columns; otherwise they are shown,
  * and "conv4" / "res12" name the backbone whose REFILLED row plain "refilled" is compared
- * with ("" for none). */
+ * with ("" for none). models: a last line under the table saying which rows bring their own
+ * model (fsb_report_options.models), or NULL for none. */
 int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title, const char *paper,
-                        char **out);
+                        const char *models, char **out);
 int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *title,
-                         const char *paper, char **out);
+                         const char *paper, const char *models, char **out);
 
 /* Write summary.csv, paired.csv, table.md, table.tex, timing.csv (mean fit / predict ms
  * per episode and the summed seconds of every cell: the only derived file that depends on

@@ -92,12 +92,16 @@ void fsb_run_ident_diff(const char *a, const char *b, char *out, size_t n);
 typedef struct fsb_run_report_text {
     char backbone[16]; /* the teacher's architecture */
     char setting[192]; /* "MiniImageNet test, 5-way, 15 queries/class, conv4 teacher" */
+    char models[2048]; /* "Models: feat uses its own model (checkpoint XXH3-64 H); the other
+                          rows use the teacher (XXH3-64 T)." or "" */
 } fsb_run_report_text;
 
 /* The report options a run's identity decides: the paper's columns only for the canonical
- * MiniImageNet test split at 5-way 15-query, the backbone's REFILLED row, and the setting
+ * MiniImageNet test split at 5-way 15-query, the backbone's REFILLED row, the setting
  * that names the tables and the plot (the dataset as "MiniImageNet" when its fingerprint is
- * the canonical split's, else the split's name and fingerprint). */
+ * the canonical split's, else the split's name and fingerprint), and, when some method
+ * brings its own model, the line under the tables naming those rows and the checkpoints'
+ * hashes (NULL otherwise, so that runs without --model keep their tables). */
 void fsb_run_ident_report_options(const fsb_run_ident *id, fsb_report_options *o,
                                   fsb_run_report_text *text);
 
