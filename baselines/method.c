@@ -35,7 +35,8 @@ static const fsb_method feature_rows[] = {
      FSB_NEEDS_FEATURES | FSB_TAKES_MODEL, FSB_NORM_L2N, fsb_method_linear_run,
      fsb_method_linear_scratch, SOLVER_L2R_LR, LOGREG_DEFAULT_C},
     {"feat",
-     "FEAT: prototypes adapted by the teacher's set-to-set attention block, nearest "
+     "FEAT: prototypes adapted by the set-to-set attention block of its checkpoint (the "
+     "teacher, or its own with --model feat=PATH), nearest "
      "(squared Euclidean) on frozen features",
      FSB_NEEDS_FEATURES | FSB_TAKES_MODEL, FSB_NORM_UN, fsb_method_feat_run,
      fsb_method_feat_scratch, 0, 0},
