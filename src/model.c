@@ -612,6 +612,19 @@ void fsb_model_profile_at(const fsb_model *m, int i, const char **name, double *
     *bwd = m->u[i].t_bwd;
 }
 
+void fsb_model_profile_flops(const fsb_model *m, int i, double *fwd, double *bwd)
+{
+    assert(i >= 0 && i <= m->nunits);
+    if (i == m->nunits) {
+        *fwd = 2.0 * m->D * m->n_class;
+        *bwd = 2 * *fwd; /* weight gradient and embedding gradient */
+        return;
+    }
+    const unit *u = &m->u[i];
+    *fwd = 2.0 * u->cout * u->cin * u->k * u->k * u->h * u->w;
+    *bwd = u->src < 0 && u->block == 0 ? *fwd : 2 * *fwd;
+}
+
 void fsb_model_profile_reset(fsb_model *m)
 {
     for (int i = 0; i < m->nunits; i++)

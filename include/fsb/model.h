@@ -221,5 +221,13 @@ int fsb_model_create_from_file(fsb_model **out, const char *path, int in_hw, int
 int fsb_model_profile_n(const fsb_model *m);
 void fsb_model_profile_at(const fsb_model *m, int i, const char **name, double *fwd, double *bwd);
 void fsb_model_profile_reset(fsb_model *m);
+/* Floating-point operations per image of profile entry i (a multiply-add counts 2): *fwd its
+ * forward (the convolution of a unit; the head's linear layer), *bwd its backward in a full
+ * training step from stage 0 (the weight gradient, plus the input gradient for every entry
+ * but the units that read the network's images, whose input gradient a step does not
+ * compute). Batch norm, activation, pooling and bias terms are not counted (they are O(1)
+ * per output, the convolution O(cin*k*k)). Divided by fsb_model_profile_at's seconds this
+ * gives each layer's achieved GFLOP/s, to set against the machine's FMA peak. */
+void fsb_model_profile_flops(const fsb_model *m, int i, double *fwd, double *bwd);
 
 #endif
