@@ -3,6 +3,8 @@
  * (see include/fsb/layers.h). With K = 9*C tiny, im2col + GEMM is memory-bound; here the
  * zero-padded input (a few KB per row strip) stays in L1 and each output is written once.
  * AVX-512 kernels (16 columns x 8 output channels per step) with a portable C fallback.
+ * Output channels are independent: the _part functions compute a range of them with the
+ * same bits as the whole call (which is the range [0, OC)).
  */
 #include "fsb/layers.h"
 
@@ -55,13 +57,13 @@ int fsb_conv3_small_simd(void)
 #endif
 }
 
-/* Portable forward: each output summed in tap order. */
+/* Portable forward of output channels [o0, o1): each output summed in tap order. */
 static void fwd_portable(float *out, const float *pad, const float *weight, int C, int H, int W,
-                         int OC)
+                         int o0, int o1)
 {
     long pw = pad_w(W);
     int K = 9 * C;
-    for (int o = 0; o < OC; o++)
+    for (int o = o0; o < o1; o++)
         for (int y = 0; y < H; y++)
             for (int x = 0; x < W; x++) {
                 float s = 0;
@@ -195,27 +197,35 @@ __attribute__((target("avx512f"))) static void dw_reduce_avx512(float *dweight, 
 }
 #endif
 
-/* Start of output-channel block b of OC >= OCB: the last block overlaps its predecessor
- * (recomputing the same values) instead of needing a remainder kernel. */
-static int block_start(int b, int OC)
+/* Start of block b of the output channels [o0, o1), o1 - o0 >= OCB: the last block
+ * overlaps its predecessor (recomputing the same values) instead of needing a remainder
+ * kernel. Every channel's arithmetic is the same in whichever block computes it. */
+static int block_start(int b, int o0, int o1)
 {
-    return b * OCB + OCB <= OC ? b * OCB : OC - OCB;
+    return o0 + b * OCB + OCB <= o1 ? o0 + b * OCB : o1 - OCB;
 }
 
 void fsb_conv3_small_forward(float *out, double *mom, float *pad, const float *inp,
                              const float *weight, int C, int H, int W, int OC, int simd)
 {
+    fsb_conv3_small_forward_part(out, mom, pad, inp, weight, C, H, W, OC, 0, OC, simd);
+}
+
+void fsb_conv3_small_forward_part(float *out, double *mom, float *pad, const float *inp,
+                                  const float *weight, int C, int H, int W, int OC, int o0, int o1,
+                                  int simd)
+{
     make_pad(pad, inp, C, H, W);
 #ifdef FSB_HAVE_X86
-    if (simd && OC >= OCB && fsb_conv3_small_simd()) {
-        for (int b = 0; b * OCB < OC; b++)
-            fwd_avx512(out, mom, pad, weight, C, H, W, block_start(b, OC), OC);
+    if (simd && o1 - o0 >= OCB && fsb_conv3_small_simd()) {
+        for (int b = 0; o0 + b * OCB < o1; b++)
+            fwd_avx512(out, mom, pad, weight, C, H, W, block_start(b, o0, o1), OC);
         return;
     }
 #endif
-    fwd_portable(out, pad, weight, C, H, W, OC);
+    fwd_portable(out, pad, weight, C, H, W, o0, o1);
     long n = (long)H * W;
-    for (int o = 0; mom && o < OC; o++) { /* two passes in double */
+    for (int o = o0; mom && o < o1; o++) { /* two passes in double */
         const float *p = out + o * n;
         double s = 0, q = 0;
         for (long i = 0; i < n; i++)
@@ -232,25 +242,34 @@ void fsb_conv3_small_dweight_fn(float *dweight, float *pad, fsb_conv3_dout_fn do
                                 const float *inp, int C, int H, int W, int OC, int accumulate,
                                 int simd)
 {
+    fsb_conv3_small_dweight_fn_part(dweight, pad, dout, ctx, inp, C, H, W, OC, 0, OC, accumulate,
+                                    simd);
+}
+
+void fsb_conv3_small_dweight_fn_part(float *dweight, float *pad, fsb_conv3_dout_fn dout, void *ctx,
+                                     const float *inp, int C, int H, int W, int OC, int c0, int c1,
+                                     int accumulate, int simd)
+{
     make_pad(pad, inp, C, H, W);
     int K = 9 * C;
-    long pw = pad_w(W), n = (long)OC * K;
+    long pw = pad_w(W), n = (long)(c1 - c0) * K;
     float *acc = pad + pad_size(C, H, W);
 #ifdef FSB_HAVE_X86
-    if (simd && OC >= OCB && fsb_conv3_small_simd()) {
-        memset(acc, 0, sizeof(float) * (size_t)n * 16);
-        for (int b = 0; b * OCB < OC; b++) {
-            int o0 = block_start(b, OC);
+    if (simd && c1 - c0 >= OCB && fsb_conv3_small_simd()) {
+        memset(acc + (long)c0 * K * 16, 0, sizeof(float) * (size_t)n * 16);
+        for (int b = 0; c0 + b * OCB < c1; b++) {
+            int o0 = block_start(b, c0, c1);
             long cs;
             const float *d = dout(ctx, o0, OCB, &cs);
-            dw_block_avx512(acc, pad, d, cs, C, H, W, o0, b * OCB);
+            dw_block_avx512(acc, pad, d, cs, C, H, W, o0, c0 + b * OCB);
         }
-        dw_reduce_avx512(dweight, acc, n, accumulate);
+        dw_reduce_avx512(dweight + (long)c0 * K, acc + (long)c0 * K * 16, n, accumulate);
         return;
     }
 #endif
-    for (int o0 = 0; o0 < OC; o0 += OCB) {
-        int nb = OC - o0 < OCB ? OC - o0 : OCB;
+    (void)OC;
+    for (int o0 = c0; o0 < c1; o0 += OCB) {
+        int nb = c1 - o0 < OCB ? c1 - o0 : OCB;
         long cs;
         const float *d = dout(ctx, o0, nb, &cs);
         for (int o = o0; o < o0 + nb; o++)
@@ -286,6 +305,14 @@ static const float *dense_rows_fn(void *ctx, int o0, int n, long *cstride)
 void fsb_conv3_small_dweight(float *dweight, float *pad, const float *dout, const float *inp, int C,
                              int H, int W, int OC, int accumulate, int simd)
 {
+    fsb_conv3_small_dweight_part(dweight, pad, dout, inp, C, H, W, OC, 0, OC, accumulate, simd);
+}
+
+void fsb_conv3_small_dweight_part(float *dweight, float *pad, const float *dout, const float *inp,
+                                  int C, int H, int W, int OC, int c0, int c1, int accumulate,
+                                  int simd)
+{
     dense_rows d = {.dout = dout, .H = H, .W = W};
-    fsb_conv3_small_dweight_fn(dweight, pad, dense_rows_fn, &d, inp, C, H, W, OC, accumulate, simd);
+    fsb_conv3_small_dweight_fn_part(dweight, pad, dense_rows_fn, &d, inp, C, H, W, OC, c0, c1,
+                                    accumulate, simd);
 }

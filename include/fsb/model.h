@@ -7,12 +7,15 @@
  * allocated at create time: forward/backward never allocate. Images are float NCHW
  * (n,3,in_hw,in_hw), already normalised.
  *
- * Threads: work is split per image over the fsb_pool given at create (borrowed); OpenBLAS
- * is set to 1 thread. Per-image results (eval forward, embeddings) never depend on the
- * thread count. Batch reductions (BN statistics, BN/bias gradients) are per-image partial
- * sums added in image order; weight gradients are per-chunk partials (opts.grad_splits
- * fixed chunks of the batch) added in chunk order, so a training step gives the same bits
- * for the same seed and grad_splits whatever the thread count.
+ * Threads: work is split per image over the fsb_pool given at create (borrowed), and
+ * below 16 images each image's work further (channel groups, row tiles, weight-gradient
+ * column groups: a fixed rule of the shapes and the batch size, never of the pool size,
+ * with the same arithmetic as per image); OpenBLAS is set to 1 thread. Per-image results
+ * (eval forward, embeddings) never depend on the thread count. Batch reductions (BN
+ * statistics, BN/bias gradients) are per-image partial sums added in image order; weight
+ * gradients are per-chunk partials (opts.grad_splits fixed chunks of the batch) added in
+ * chunk order, so a training step gives the same bits for the same seed and grad_splits
+ * whatever the thread count.
  *
  * Blocks: ConvNet-4 has 4 blocks conv3x3(bias)-BN-ReLU-maxpool2; ResNet-12 4 residual blocks
  * (FEAT/MetaOptNet, see docs/protocol.md). Stage s (0..4) names the input of block s;
