@@ -370,7 +370,7 @@ int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, i
     }
     m->colmax = (long)colmax;
     m->direct_conv = fsb_conv3_small_simd();
-    m->small_batch = FSB_SMALL_BATCH;
+    m->small_batch = m->o.per_image ? 0 : FSB_SMALL_BATCH;
     for (int i = 0; i < m->nunits; i++)
         m->cmax = m->u[i].cout > m->cmax ? m->u[i].cout : m->cmax;
     m->cvec = falloc(3 * (size_t)m->cmax);

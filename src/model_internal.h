@@ -111,8 +111,8 @@ struct fsb_model {
     float *wflip;                 /* largest conv weight: the flipped kernel for dx */
     long colmax;                  /* floats of one im2col matrix (per worker) */
     int direct_conv;              /* 1: 3x3 units with cin <= 4 use the AVX-512 direct conv */
-    int small_batch;              /* batches below this split each image's work (at most
-                                     FSB_SMALL_BATCH; tests set 0: always per image) */
+    int small_batch;              /* batches below this split each image's work
+                                     (FSB_SMALL_BATCH, 0 with opts.per_image) */
     int cmax;                     /* widest unit */
     float *cvec;                  /* 3 x cmax per-channel backward constants */
     float *input;                 /* copy of the last forward's input (B, stage size) */

@@ -34,6 +34,7 @@ static int run_net(const perf_net *net, int batch, const fsb_perf_opts *o, fsb_p
     fsb_model_opts mo;
     fsb_model_opts_default(&mo, arch);
     mo.in_hw = hw;
+    mo.per_image = o->per_image;
     if (net->width > 0)
         for (int b = 0; b < 4; b++)
             mo.widths[b] = net->width;

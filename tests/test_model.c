@@ -270,8 +270,8 @@ START_TEST(bits_independent_of_threads)
 END_TEST
 
 /* Every output and gradient of two training steps at batch n, then an input gradient and
- * eval embeddings, with `threads` workers (1 = no pool); per_image: force the per-image
- * work split (small_batch 0) instead of the small-batch split. Returns the bytes hashed
+ * eval embeddings, with `threads` workers (1 = no pool); per_image: opts.per_image (one
+ * task per image) instead of the small-batch split. Returns the bytes hashed
  * (FNV-1a) so runs compare by value. */
 static uint64_t step_hash(fsb_arch arch, const int *widths, int hw, int n, int threads,
                           int per_image)
@@ -282,11 +282,11 @@ static uint64_t step_hash(fsb_arch arch, const int *widths, int hw, int n, int t
     fsb_model_opts_default(&o, arch);
     memcpy(o.widths, widths, sizeof o.widths);
     o.in_hw = hw;
+    o.per_image = per_image;
     fsb_rng r;
     fsb_rng_init(&r, 21, 1);
     fsb_model *m;
     ck_assert_int_eq(fsb_model_create(&m, &o, 6, n, pool, &r), FSB_OK);
-    if (per_image) m->small_batch = 0;
     long nx = (long)n * 3 * hw * hw, np;
     float *x = rnd(nx, 1, 22), *dx = calloc((size_t)nx, sizeof(float));
     int y[16];
@@ -339,7 +339,7 @@ static uint64_t step_hash(fsb_arch arch, const int *widths, int hw, int n, int t
  * gradient column groups): at the real ConvNet-4 shapes (84x84, 64 and 32 filters; the
  * direct first conv included) and at ResNet-12 widths (1x1 shortcuts, unpooled units,
  * residuals, dropout), training steps, input gradients and embeddings at batch 5 (and 1)
- * have the same bits with 1, 2 and 3 threads, and the same as the per-image split. */
+ * have the same bits with 1, 2 and 3 threads, and the same as with opts.per_image. */
 START_TEST(small_batch_split_same_bits)
 {
     static const int c64[4] = {64, 64, 64, 64}, c32[4] = {32, 32, 32, 32},

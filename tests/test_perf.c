@@ -114,6 +114,7 @@ START_TEST(command_flags_and_json)
     ck_assert_int_eq(count(out, "\"bwd_gflop\": "), 8 * 5);
     ck_assert_ptr_nonnull(strstr(out, "\"openblas_core\": "));
     ck_assert_ptr_nonnull(strstr(out, "\"threads\": 2"));
+    ck_assert_ptr_nonnull(strstr(out, "\"split\": \"on\""));
     ck_assert_msg(out[strlen(out) - 2] == '}', "%s", out);
     free(out);
     ck_assert_int_eq(
@@ -121,6 +122,15 @@ START_TEST(command_flags_and_json)
     ck_assert_ptr_nonnull(strstr(out, "fwd GF/s"));
     ck_assert_ptr_nonnull(strstr(out, "conv4-32-infer"));
     ck_assert_int_eq(count(out, "encoder.3.0"), 2);
+    free(out);
+    ck_assert_int_eq(tu_run(&out,
+                            "'%s' perf --arch conv4 --batch 2 --iters 1 --hw 16 --split off --json",
+                            tu_bench()),
+                     0);
+    ck_assert_ptr_nonnull(strstr(out, "\"split\": \"off\""));
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "'%s' perf --split maybe", tu_bench()), 2);
+    ck_assert_ptr_nonnull(strstr(out, "--split: 'maybe' is not on or off"));
     free(out);
     ck_assert_int_eq(tu_run(&out, "'%s' perf --arch conv5", tu_bench()), 2);
     ck_assert_ptr_nonnull(strstr(out, "--arch: 'conv5' is not"));

@@ -12,7 +12,7 @@ compared). Prints every round, then per workload the medians and the ratio fsben
 Networks: conv4 (64 filters per block), conv4-32 (32 filters, MAML's backbone), res12.
 
 Usage: tools/perf_torch.py [--bench build/bench] [--rounds 3] [--arch conv4,conv4-32,res12|all]
-                           [--batch 5,25,64] [--iters N] [--json FILE]
+                           [--batch 5,25,64] [--iters N] [--split on|off] [--json FILE]
 Needs Debian's /usr/bin/python3 with torch; never needed to build or test fsbench.
 """
 import argparse
@@ -96,7 +96,8 @@ def run_torch(args, net, batch):
 
 
 def run_bench(args, net, batch):
-    cmd = [args.bench, "perf", "--json", "--arch", net, "--batch", str(batch), "--threads", "2"]
+    cmd = [args.bench, "perf", "--json", "--arch", net, "--batch", str(batch), "--threads", "2",
+           "--split", args.split]
     if args.iters:
         cmd += ["--iters", str(args.iters)]
     if not os.access(args.bench, os.X_OK):
@@ -140,6 +141,8 @@ def main():
                     help="comma list of batch sizes (default 64 for ConvNet-4, 32 for ResNet-12)")
     ap.add_argument("--iters", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write every round and the medians here")
+    ap.add_argument("--split", default="on", choices=["on", "off"],
+                    help="bench perf --split: off runs fsbench without its small-batch split")
     ap.add_argument("--no-tcmalloc", action="store_true")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -167,7 +170,8 @@ def main():
                       " ".join(f"{w['name']}={w['img_s']:.1f}" for w in b["workloads"]),
                       flush=True)
     print(f"\nPyTorch {t['torch']} threads {t['threads']} tcmalloc {t['tcmalloc']} channels_last; "
-          f"fsbench openblas core {b['openblas_core']}, peak RSS {max(rss):.0f} MB")
+          f"fsbench openblas core {b['openblas_core']}, small-batch split {args.split}, "
+          f"peak RSS {max(rss):.0f} MB")
     print(f"{'workload':<16} {'batch':>5} {'PyTorch img/s':>14} {'fsbench img/s':>14} "
           f"{'ratio':>7}   (medians of {args.rounds}, interleaved per network and batch)")
     rows = []
@@ -181,7 +185,8 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"torch": t["torch"], "openblas_core": b["openblas_core"],
-                       "rounds": args.rounds, "workloads": rows}, f, indent=1)
+                       "split": args.split, "rounds": args.rounds, "workloads": rows}, f,
+                      indent=1)
             f.write("\n")
 
 

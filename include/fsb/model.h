@@ -56,6 +56,9 @@ typedef struct fsb_model_opts {
                              every forward, eval included, so it ramps up sooner) */
     int dropblock_size;   /* res12: DropBlock block size (default 5) */
     int grad_splits;      /* fixed batch chunks for weight-gradient partials (default 4) */
+    int per_image;        /* 1: one task per image even below 16 images (the engine before
+                             the small-batch split, for before/after measurements; the
+                             same bits either way); default 0 */
 } fsb_model_opts;
 
 /* Defaults for an architecture (see the field comments). */

@@ -22,9 +22,10 @@ typedef struct fsb_perf_opts {
     int res12;                         /* run the ResNet-12 workloads */
     int batches[FSB_PERF_MAX_BATCHES]; /* batch sizes, each run in turn */
     int n_batches;                     /* 0 = 64 for ConvNet-4, 32 for ResNet-12 */
-    int iters;   /* timed iterations (0 = 10 / 20 for ConvNet-4 train / infer, 3 / 5 res12) */
-    int threads; /* worker threads (0 = one per core) */
-    int in_hw;   /* image side (0 = 84) */
+    int iters;     /* timed iterations (0 = 10 / 20 for ConvNet-4 train / infer, 3 / 5 res12) */
+    int threads;   /* worker threads (0 = one per core) */
+    int in_hw;     /* image side (0 = 84) */
+    int per_image; /* 1: fsb_model_opts.per_image (the engine without its small-batch split) */
 } fsb_perf_opts;
 
 typedef struct fsb_perf_layer {

@@ -16,7 +16,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: bench perf [--arch LIST] [--batch LIST] [--iters N] [--threads N] [--hw N] "
-            "[--json]\n"
+            "[--split on|off] [--json]\n"
             "  --arch    comma list of conv4 (64 filters per block), conv4-32 (32 filters,\n"
             "            MAML's backbone), res12, or all (default: all)\n"
             "  --batch   comma list of batch sizes, e.g. 5,25,64 (default: 64 for ConvNet-4,\n"
@@ -24,6 +24,8 @@ static void usage(FILE *out)
             "  --iters   timed iterations (0 = 10/20 ConvNet-4 train/infer, 3/5 ResNet-12)\n"
             "  --threads worker threads (0 = one per core)\n"
             "  --hw      image side (default 84)\n"
+            "  --split   off: one task per image at every batch size, as the engine ran before\n"
+            "            batches below 16 split each image's work (same bits; for before/after)\n"
             "  --json    one JSON object instead of the text report\n"
             "  Random inputs, a 64-way CE head and an SGD-momentum step. The text report gives\n"
             "  per layer the forward/backward milliseconds and GFLOP/s per iteration.\n");
@@ -34,10 +36,10 @@ static double gfs(double gflop, double s)
     return s > 0 ? gflop / s : 0.0;
 }
 
-static void print_text(const fsb_perf_result *r, int n, long rss_kb, int threads)
+static void print_text(const fsb_perf_result *r, int n, long rss_kb, int threads, int split)
 {
-    printf("openblas core %s, %d threads, peak RSS %.1f MB\n", fsb_blas_core(), threads,
-           rss_kb / 1024.0);
+    printf("openblas core %s, %d threads, small-batch split %s, peak RSS %.1f MB\n",
+           fsb_blas_core(), threads, split ? "on" : "off", rss_kb / 1024.0);
     for (int i = 0; i < n; i++) {
         printf("\n%-15s batch %3d  %8.1f img/s  %7.1f GFLOP/s  (%.4f s/iter, median of %d)\n",
                r[i].workload, r[i].batch, r[i].img_s, r[i].gflop_s, r[i].seconds, r[i].iters);
@@ -55,10 +57,11 @@ static void print_text(const fsb_perf_result *r, int n, long rss_kb, int threads
     }
 }
 
-static void print_json(const fsb_perf_result *r, int n, long rss_kb, int threads)
+static void print_json(const fsb_perf_result *r, int n, long rss_kb, int threads, int split)
 {
-    printf("{\"openblas_core\": \"%s\", \"threads\": %d, \"peak_rss_mb\": %.1f, \"workloads\": [",
-           fsb_blas_core(), threads, rss_kb / 1024.0);
+    printf("{\"openblas_core\": \"%s\", \"threads\": %d, \"split\": \"%s\", \"peak_rss_mb\": %.1f, "
+           "\"workloads\": [",
+           fsb_blas_core(), threads, split ? "on" : "off", rss_kb / 1024.0);
     for (int i = 0; i < n; i++) {
         printf("%s\n  {\"name\": \"%s\", \"arch\": \"%s\", \"mode\": \"%s\", \"batch\": %d, "
                "\"iters\": %d, \"seconds\": %.6f, \"img_s\": %.2f, \"gflop_s\": %.2f, "
@@ -76,6 +79,19 @@ static void print_json(const fsb_perf_result *r, int n, long rss_kb, int threads
         printf("]}");
     }
     printf("\n]}\n");
+}
+
+/* --split on|off -> per_image */
+static int parse_split(void *dst, const char *flag, const char *text)
+{
+    int *per_image = dst;
+    if (!strcmp(text, "on"))
+        *per_image = 0;
+    else if (!strcmp(text, "off"))
+        *per_image = 1;
+    else
+        return fsb_error(FSB_EINVAL, "%s: '%s' is not on or off", flag, text);
+    return FSB_OK;
 }
 
 /* --arch: a comma list of conv4, conv4-32, res12, all. */
@@ -114,6 +130,7 @@ int fsb_cmd_perf(int argc, char **argv)
         FSB_FLAG("iters", FSB_FLAG_INT, &o.iters, .lo = 0, .hi = 100000),
         FSB_FLAG("threads", FSB_FLAG_INT, &o.threads, .lo = 0, .hi = 256),
         FSB_FLAG("hw", FSB_FLAG_INT, &o.in_hw, .lo = 16, .hi = 1024),
+        FSB_FLAG("split", FSB_FLAG_FN, &o.per_image, .fn = parse_split),
         FSB_FLAG("json", FSB_FLAG_SWITCH, &json),
         FSB_FLAG("help", FSB_FLAG_HELP, NULL),
     };
@@ -128,8 +145,8 @@ int fsb_cmd_perf(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     int threads = o.threads > 0 ? o.threads : fsb_ncores();
     if (json)
-        print_json(r, n, ru.ru_maxrss, threads);
+        print_json(r, n, ru.ru_maxrss, threads, !o.per_image);
     else
-        print_text(r, n, ru.ru_maxrss, threads);
+        print_text(r, n, ru.ru_maxrss, threads, !o.per_image);
     return FSB_OK;
 }
