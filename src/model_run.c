@@ -43,11 +43,11 @@ typedef struct job {
  * and the batch size, never of the pool size: per-channel phases (BN moments, epilogue,
  * backward phase 1, dy) into groups of at least 8 channels; the forward convolution into
  * the row tiles every batch uses (direct conv: the channel groups); each chunk's weight
- * gradient into groups of input channels (GEMM: columns of dW) or output channels (direct
- * conv); the input gradient into row pieces. Every value keeps the arithmetic of the
- * per-image path: channels are independent, a GEMM piece narrows only the independent
- * M or N dimension and keeps each output's whole inner sum and its beta chain, and a piece
- * that is not one of the per-image path's own GEMM calls does at least SPLIT_MIN_WORK
+ * gradient, when no input gradient runs beside it, into groups of input channels (GEMM:
+ * columns of dW) or output channels (direct conv); the input gradient into row pieces. Every value
+ * keeps the arithmetic of the per-image path: channels are independent, a GEMM piece narrows only
+ * the independent M or N dimension and keeps each output's whole inner sum and its beta chain, and
+ * a piece that is not one of the per-image path's own GEMM calls does at least SPLIT_MIN_WORK
  * multiply-adds, so that OpenBLAS stays on its blocked kernels (it switches to small-matrix
  * kernels that sum in another order below 10^6; test_model's small_batch_split_same_bits
  * fails without this floor). So the bits equal the per-image path's, whatever the pool
@@ -197,6 +197,8 @@ static void make_plan(const fsb_model *m, const unit *u, int n, int trainable, i
     int S = m->o.grad_splits, want_w = (SPLIT_TASKS + S - 1) / S;
     if (trainable && direct) {
         pl->Gw = chan_groups(want_w, C);
+    } else if (trainable && dx) { /* the input-gradient pieces in the same run fill the gaps */
+        pl->Gw = 1;
     } else if (trainable) { /* groups of input channels; the smallest piece does enough work */
         int tiles = (u->h + pl->Rb - 1) / pl->Rb;
         long nmin = (long)(u->h - (tiles - 1) * pl->Rb) * u->w;
