@@ -44,7 +44,8 @@ typedef struct job {
  * backward phase 1, dy) into groups of at least 8 channels; the forward convolution into
  * the row tiles every batch uses (direct conv: the channel groups); each chunk's weight
  * gradient, when no input gradient runs beside it, into groups of input channels (GEMM:
- * columns of dW) or output channels (direct conv); the input gradient into row pieces. Every value
+ * columns of dW) or output channels (direct conv); the input gradient into the per-image
+ * path's row tiles, or, with no weight gradient beside it, into more row pieces. Every value
  * keeps the arithmetic of the per-image path: channels are independent, a GEMM piece narrows only
  * the independent M or N dimension and keeps each output's whole inner sum and its beta chain, and
  * a piece that is not one of the per-image path's own GEMM calls does at least SPLIT_MIN_WORK
@@ -194,7 +195,8 @@ static void make_plan(const fsb_model *m, const unit *u, int n, int trainable, i
         pl->T = (u->h + pl->R - 1) / pl->R;
     }
     pl->Rb = u->k == 1 ? u->h : tile_rows(u, K > KO ? K : KO, C > u->cin ? C : u->cin);
-    int S = m->o.grad_splits, want_w = (SPLIT_TASKS + S - 1) / S;
+    /* half as many weight-gradient tasks: the chunks of a small batch are uneven anyway */
+    int S = m->o.grad_splits, want_w = (SPLIT_TASKS / 2 + S - 1) / S;
     if (trainable && direct) {
         pl->Gw = chan_groups(want_w, C);
     } else if (trainable && dx) { /* the input-gradient pieces in the same run fill the gaps */
@@ -207,8 +209,10 @@ static void make_plan(const fsb_model *m, const unit *u, int n, int trainable, i
             g--;
         pl->Gw = g;
     }
-    if (dx) { /* the per-image path's tiles, or more even pieces that each do enough work */
-        int own = u->k == 1 ? 1 : (u->h + pl->Rb - 1) / pl->Rb, want = (SPLIT_TASKS + n - 1) / n;
+    if (dx) { /* the per-image path's tiles, or, without weight-gradient tasks beside them,
+                 more even pieces that each do enough work */
+        int own = u->k == 1 ? 1 : (u->h + pl->Rb - 1) / pl->Rb;
+        int want = trainable ? own : (SPLIT_TASKS + n - 1) / n;
         long len = u->k == 1 ? HW : u->h;
         long per = u->k == 1 ? (long)u->cin * C : (long)u->cin * KO * u->w; /* work per len */
         int p = want;
@@ -452,6 +456,19 @@ static void task_epilogue_part(void *ctx, int t, int worker)
     epilogue_image(u, j->r ? j->r + i * sz : NULL, i, c0, c1);
 }
 
+/* Small batches, eval mode, direct conv: task t = (image, channel group) runs the
+ * convolution and then the epilogue of its channels. */
+static void task_conv_epilogue_part(void *ctx, int t, int worker)
+{
+    job *j = ctx;
+    const unit *u = j->u;
+    int i = t / j->pl->T, c0, c1;
+    part_range(t % j->pl->T, j->pl->T, u->cout, &c0, &c1);
+    task_conv_part(ctx, t, worker);
+    long sz = (long)u->cout * u->h * u->w;
+    epilogue_image(u, j->r ? j->r + i * sz : NULL, i, c0, c1);
+}
+
 static void fold_bn(fsb_model *m, unit *u)
 {
     const float *g = m->params + u->g_off, *b = m->params + u->be_off;
@@ -477,7 +494,7 @@ static int unit_forward(fsb_model *m, unit *u, const float *x, const float *r, i
         j.pl = &pl;
     }
     if (train) {
-        if (!small) {
+        if (!small || (pl.T == 1 && !use_direct(m, u))) { /* conv and moments per image */
             fsb_pool_run(m->pool, n, task_fwd_train, &j);
         } else {
             fsb_pool_run(m->pool, n * pl.T, task_conv_part, &j);
@@ -522,10 +539,12 @@ static int unit_forward(fsb_model *m, unit *u, const float *x, const float *r, i
             u->rstd[c] = (float)(1.0 / sqrt((double)rv[c] + FSB_BN_EPS));
         }
         fold_bn(m, u);
-        if (small) {
+        if (small && use_direct(m, u)) { /* conv and epilogue of a channel group, y hot */
+            fsb_pool_run(m->pool, n * pl.T, task_conv_epilogue_part, &j);
+        } else if (small && pl.T > 1) {
             fsb_pool_run(m->pool, n * pl.T, task_conv_part, &j);
             fsb_pool_run(m->pool, n * pl.G, task_epilogue_part, &j);
-        } else {
+        } else { /* one tile per image: the per-image task already does both */
             fsb_pool_run(m->pool, n, task_fwd_eval, &j);
         }
     }
