@@ -12,7 +12,10 @@ compared). Prints every round, then per workload the medians and the ratio fsben
 Networks: conv4 (64 filters per block), conv4-32 (32 filters, MAML's backbone), res12.
 
 Usage: tools/perf_torch.py [--bench build/bench] [--rounds 3] [--arch conv4,conv4-32,res12|all]
-                           [--batch 5,25,64] [--iters N] [--split on|off] [--json FILE]
+                           [--batch 5,25,64] [--iters N] [--split on|off|both] [--json FILE]
+--split both adds fsbench without its small-batch split (bench perf --split off, the engine
+before it) as a third engine in every round (A B C A B C): before/after and the ratio to
+PyTorch of both from one run.
 Needs Debian's /usr/bin/python3 with torch; never needed to build or test fsbench.
 """
 import argparse
@@ -95,9 +98,9 @@ def run_torch(args, net, batch):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def run_bench(args, net, batch):
+def run_bench(args, net, batch, split):
     cmd = [args.bench, "perf", "--json", "--arch", net, "--batch", str(batch), "--threads", "2",
-           "--split", args.split]
+           "--split", split]
     if args.iters:
         cmd += ["--iters", str(args.iters)]
     if not os.access(args.bench, os.X_OK):
@@ -141,54 +144,68 @@ def main():
                     help="comma list of batch sizes (default 64 for ConvNet-4, 32 for ResNet-12)")
     ap.add_argument("--iters", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write every round and the medians here")
-    ap.add_argument("--split", default="on", choices=["on", "off"],
-                    help="bench perf --split: off runs fsbench without its small-batch split")
+    ap.add_argument("--split", default="on", choices=["on", "off", "both"],
+                    help="bench perf --split: off runs fsbench without its small-batch split, "
+                         "both runs the two in every round")
     ap.add_argument("--no-tcmalloc", action="store_true")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         torch_worker(args.arch[0], args.batch[0], args.iters)
         return
-    torch_runs, bench_runs, order = {}, {}, []
+    splits = ["on", "off"] if args.split == "both" else [args.split]
+    torch_runs, bench_runs, order = {}, {sp: {} for sp in splits}, []
     rss, t, b = [], None, None
     for net in args.arch:
         for batch in args.batch or [DEFAULT_BATCH[net]]:
             for r in range(args.rounds):
                 t = run_torch(args, net, batch)
-                b = run_bench(args, net, batch)
-                rss.append(b["peak_rss_mb"])
                 for w in t["workloads"]:
                     torch_runs.setdefault((w["name"], batch), []).append(w["img_s"])
-                for w in b["workloads"]:
-                    key = (w["name"], batch)
-                    if key not in order:
-                        order.append(key)
-                    bench_runs.setdefault(key, []).append(w["img_s"])
-                print(f"{net} batch {batch} round {r + 1}: torch " +
-                      " ".join(f"{w['name']}={w['img_s']:.1f}" for w in t["workloads"]) +
-                      " | fsbench " +
-                      " ".join(f"{w['name']}={w['img_s']:.1f}" for w in b["workloads"]),
-                      flush=True)
+                line = f"{net} batch {batch} round {r + 1}: torch " + " ".join(
+                    f"{w['name']}={w['img_s']:.1f}" for w in t["workloads"])
+                for sp in splits:
+                    b = run_bench(args, net, batch, sp)
+                    rss.append(b["peak_rss_mb"])
+                    for w in b["workloads"]:
+                        key = (w["name"], batch)
+                        if key not in order:
+                            order.append(key)
+                        bench_runs[sp].setdefault(key, []).append(w["img_s"])
+                    line += f" | fsbench split {sp} " + " ".join(
+                        f"{w['name']}={w['img_s']:.1f}" for w in b["workloads"])
+                print(line, flush=True)
     print(f"\nPyTorch {t['torch']} threads {t['threads']} tcmalloc {t['tcmalloc']} channels_last; "
-          f"fsbench openblas core {b['openblas_core']}, small-batch split {args.split}, "
-          f"peak RSS {max(rss):.0f} MB")
-    print(f"{'workload':<16} {'batch':>5} {'PyTorch img/s':>14} {'fsbench img/s':>14} "
-          f"{'ratio':>7}   (medians of {args.rounds}, interleaved per network and batch)")
+          f"fsbench openblas core {b['openblas_core']}, peak RSS {max(rss):.0f} MB")
+    head = f"{'workload':<16} {'batch':>5} {'PyTorch img/s':>14}"
+    for sp in splits:
+        head += f" {'split ' + sp + ' img/s':>16} {'ratio':>7}"
+    if len(splits) == 2:
+        head += f" {'on/off':>7}"
+    print(head + f"   (medians of {args.rounds}, interleaved per network and batch)")
     rows = []
     for name, batch in order:
         tm = statistics.median(torch_runs[(name, batch)])
-        bm = statistics.median(bench_runs[(name, batch)])
-        rows.append({"name": name, "batch": batch, "torch_img_s": torch_runs[(name, batch)],
-                     "fsbench_img_s": bench_runs[(name, batch)], "torch_median": tm,
-                     "fsbench_median": bm, "ratio": bm / tm})
-        print(f"{name:<16} {batch:>5} {tm:>14.1f} {bm:>14.1f} {bm / tm:>6.2f}x")
+        row = {"name": name, "batch": batch, "torch_img_s": torch_runs[(name, batch)],
+               "torch_median": tm}
+        line = f"{name:<16} {batch:>5} {tm:>14.1f}"
+        for sp in splits:
+            bm = statistics.median(bench_runs[sp][(name, batch)])
+            row[f"fsbench_split_{sp}_img_s"] = bench_runs[sp][(name, batch)]
+            row[f"fsbench_split_{sp}_median"] = bm
+            row[f"ratio_split_{sp}"] = bm / tm
+            line += f" {bm:>16.1f} {bm / tm:>6.2f}x"
+        if len(splits) == 2:
+            on_off = row["fsbench_split_on_median"] / row["fsbench_split_off_median"]
+            row["split_on_over_off"] = on_off
+            line += f" {on_off:>6.2f}x"
+        rows.append(row)
+        print(line)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"torch": t["torch"], "openblas_core": b["openblas_core"],
-                       "split": args.split, "rounds": args.rounds, "workloads": rows}, f,
-                      indent=1)
+                       "rounds": args.rounds, "workloads": rows}, f, indent=1)
             f.write("\n")
-
 
 if __name__ == "__main__":
     main()
