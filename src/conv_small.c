@@ -3,12 +3,22 @@
  * (see include/fsb/layers.h). With K = 9*C tiny, im2col + GEMM is memory-bound; here the
  * zero-padded input (a few KB per row strip) stays in L1 and each output is written once.
  * AVX-512 kernels (16 columns x 8 output channels per step) with a portable C fallback.
+ * Output channels are independent: the _part functions compute a range of them with the
+ * same bits as the whole call (which is the range [0, OC)).
  */
 #include "fsb/layers.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 #define FSB_HAVE_X86 1
+/* AVX-512 kernels, optimised at -O3 in every build type: at -O2 (RelWithDebInfo, the
+ * default) GCC 12 keeps the 24 accumulators of a register block in memory, about 3x
+ * slower. The arithmetic is the intrinsics' (same bits at any level). */
+#if defined(__clang__)
+#define FSB_KERNEL __attribute__((target("avx512f")))
+#else
+#define FSB_KERNEL __attribute__((target("avx512f"), optimize("O3")))
+#endif
 #endif
 #include <string.h>
 
@@ -55,13 +65,13 @@ int fsb_conv3_small_simd(void)
 #endif
 }
 
-/* Portable forward: each output summed in tap order. */
+/* Portable forward of output channels [o0, o1): each output summed in tap order. */
 static void fwd_portable(float *out, const float *pad, const float *weight, int C, int H, int W,
-                         int OC)
+                         int o0, int o1)
 {
     long pw = pad_w(W);
     int K = 9 * C;
-    for (int o = 0; o < OC; o++)
+    for (int o = o0; o < o1; o++)
         for (int y = 0; y < H; y++)
             for (int x = 0; x < W; x++) {
                 float s = 0;
@@ -78,9 +88,8 @@ static void fwd_portable(float *out, const float *pad, const float *weight, int 
 #ifdef FSB_HAVE_X86
 /* Output channels o0..o0+7, all rows: per row and per block of XB*16 columns, 24 float
  * accumulators; each tap loads XB input vectors and broadcasts OCB weights. */
-__attribute__((target("avx512f"))) static void fwd_avx512(float *out, double *mom, const float *pad,
-                                                          const float *weight, int C, int H, int W,
-                                                          int o0, int OC)
+FSB_KERNEL static void fwd_avx512(float *out, double *mom, const float *pad, const float *weight,
+                                  int C, int H, int W, int o0, int OC)
 {
     long pw = pad_w(W);
     int K = 9 * C;
@@ -145,9 +154,8 @@ __attribute__((target("avx512f"))) static void fwd_avx512(float *out, double *mo
  * strip of RS rows and per (c, ki), 8 x 3 lane accumulators over the strip's pixels (dout
  * masked to 0 past W), added to the lane sums acc (OC, K, 16) in strip order; channels
  * below `from` (an overlapping last block) are left alone. */
-__attribute__((target("avx512f"))) static void dw_block_avx512(float *acc, const float *pad,
-                                                               const float *d0, long cs, int C,
-                                                               int H, int W, int o0, int from)
+FSB_KERNEL static void dw_block_avx512(float *acc, const float *pad, const float *d0, long cs,
+                                       int C, int H, int W, int o0, int from)
 {
     long pw = pad_w(W);
     int K = 9 * C;
@@ -185,8 +193,7 @@ __attribute__((target("avx512f"))) static void dw_block_avx512(float *acc, const
 }
 
 /* dweight (+)= the 16 lanes of acc (OC, K, 16), each reduced in a fixed order. */
-__attribute__((target("avx512f"))) static void dw_reduce_avx512(float *dweight, const float *acc,
-                                                                long n, int accumulate)
+FSB_KERNEL static void dw_reduce_avx512(float *dweight, const float *acc, long n, int accumulate)
 {
     for (long q = 0; q < n; q++) {
         float s = _mm512_reduce_add_ps(_mm512_loadu_ps(acc + q * 16));
@@ -195,27 +202,35 @@ __attribute__((target("avx512f"))) static void dw_reduce_avx512(float *dweight, 
 }
 #endif
 
-/* Start of output-channel block b of OC >= OCB: the last block overlaps its predecessor
- * (recomputing the same values) instead of needing a remainder kernel. */
-static int block_start(int b, int OC)
+/* Start of block b of the output channels [o0, o1), o1 - o0 >= OCB: the last block
+ * overlaps its predecessor (recomputing the same values) instead of needing a remainder
+ * kernel. Every channel's arithmetic is the same in whichever block computes it. */
+static int block_start(int b, int o0, int o1)
 {
-    return b * OCB + OCB <= OC ? b * OCB : OC - OCB;
+    return o0 + b * OCB + OCB <= o1 ? o0 + b * OCB : o1 - OCB;
 }
 
 void fsb_conv3_small_forward(float *out, double *mom, float *pad, const float *inp,
                              const float *weight, int C, int H, int W, int OC, int simd)
 {
+    fsb_conv3_small_forward_part(out, mom, pad, inp, weight, C, H, W, OC, 0, OC, simd);
+}
+
+void fsb_conv3_small_forward_part(float *out, double *mom, float *pad, const float *inp,
+                                  const float *weight, int C, int H, int W, int OC, int o0, int o1,
+                                  int simd)
+{
     make_pad(pad, inp, C, H, W);
 #ifdef FSB_HAVE_X86
-    if (simd && OC >= OCB && fsb_conv3_small_simd()) {
-        for (int b = 0; b * OCB < OC; b++)
-            fwd_avx512(out, mom, pad, weight, C, H, W, block_start(b, OC), OC);
+    if (simd && o1 - o0 >= OCB && fsb_conv3_small_simd()) {
+        for (int b = 0; o0 + b * OCB < o1; b++)
+            fwd_avx512(out, mom, pad, weight, C, H, W, block_start(b, o0, o1), OC);
         return;
     }
 #endif
-    fwd_portable(out, pad, weight, C, H, W, OC);
+    fwd_portable(out, pad, weight, C, H, W, o0, o1);
     long n = (long)H * W;
-    for (int o = 0; mom && o < OC; o++) { /* two passes in double */
+    for (int o = o0; mom && o < o1; o++) { /* two passes in double */
         const float *p = out + o * n;
         double s = 0, q = 0;
         for (long i = 0; i < n; i++)
@@ -232,25 +247,34 @@ void fsb_conv3_small_dweight_fn(float *dweight, float *pad, fsb_conv3_dout_fn do
                                 const float *inp, int C, int H, int W, int OC, int accumulate,
                                 int simd)
 {
+    fsb_conv3_small_dweight_fn_part(dweight, pad, dout, ctx, inp, C, H, W, OC, 0, OC, accumulate,
+                                    simd);
+}
+
+void fsb_conv3_small_dweight_fn_part(float *dweight, float *pad, fsb_conv3_dout_fn dout, void *ctx,
+                                     const float *inp, int C, int H, int W, int OC, int c0, int c1,
+                                     int accumulate, int simd)
+{
     make_pad(pad, inp, C, H, W);
     int K = 9 * C;
-    long pw = pad_w(W), n = (long)OC * K;
+    long pw = pad_w(W), n = (long)(c1 - c0) * K;
     float *acc = pad + pad_size(C, H, W);
 #ifdef FSB_HAVE_X86
-    if (simd && OC >= OCB && fsb_conv3_small_simd()) {
-        memset(acc, 0, sizeof(float) * (size_t)n * 16);
-        for (int b = 0; b * OCB < OC; b++) {
-            int o0 = block_start(b, OC);
+    if (simd && c1 - c0 >= OCB && fsb_conv3_small_simd()) {
+        memset(acc + (long)c0 * K * 16, 0, sizeof(float) * (size_t)n * 16);
+        for (int b = 0; c0 + b * OCB < c1; b++) {
+            int o0 = block_start(b, c0, c1);
             long cs;
             const float *d = dout(ctx, o0, OCB, &cs);
-            dw_block_avx512(acc, pad, d, cs, C, H, W, o0, b * OCB);
+            dw_block_avx512(acc, pad, d, cs, C, H, W, o0, c0 + b * OCB);
         }
-        dw_reduce_avx512(dweight, acc, n, accumulate);
+        dw_reduce_avx512(dweight + (long)c0 * K, acc + (long)c0 * K * 16, n, accumulate);
         return;
     }
 #endif
-    for (int o0 = 0; o0 < OC; o0 += OCB) {
-        int nb = OC - o0 < OCB ? OC - o0 : OCB;
+    (void)OC;
+    for (int o0 = c0; o0 < c1; o0 += OCB) {
+        int nb = c1 - o0 < OCB ? c1 - o0 : OCB;
         long cs;
         const float *d = dout(ctx, o0, nb, &cs);
         for (int o = o0; o < o0 + nb; o++)
@@ -286,6 +310,14 @@ static const float *dense_rows_fn(void *ctx, int o0, int n, long *cstride)
 void fsb_conv3_small_dweight(float *dweight, float *pad, const float *dout, const float *inp, int C,
                              int H, int W, int OC, int accumulate, int simd)
 {
+    fsb_conv3_small_dweight_part(dweight, pad, dout, inp, C, H, W, OC, 0, OC, accumulate, simd);
+}
+
+void fsb_conv3_small_dweight_part(float *dweight, float *pad, const float *dout, const float *inp,
+                                  int C, int H, int W, int OC, int c0, int c1, int accumulate,
+                                  int simd)
+{
     dense_rows d = {.dout = dout, .H = H, .W = W};
-    fsb_conv3_small_dweight_fn(dweight, pad, dense_rows_fn, &d, inp, C, H, W, OC, accumulate, simd);
+    fsb_conv3_small_dweight_fn_part(dweight, pad, dense_rows_fn, &d, inp, C, H, W, OC, c0, c1,
+                                    accumulate, simd);
 }

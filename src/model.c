@@ -370,10 +370,12 @@ int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, i
     }
     m->colmax = (long)colmax;
     m->direct_conv = fsb_conv3_small_simd();
+    m->small_batch = m->o.per_image ? 0 : FSB_SMALL_BATCH;
     for (int i = 0; i < m->nunits; i++)
         m->cmax = m->u[i].cout > m->cmax ? m->u[i].cout : m->cmax;
     m->cvec = falloc(3 * (size_t)m->cmax);
     m->partial = falloc((size_t)m->o.grad_splits * wmax);
+    m->dyb = falloc((size_t)(B < FSB_SMALL_BATCH - 1 ? B : FSB_SMALL_BATCH - 1) * planemax);
     m->wflip = falloc(wmax);
     m->input = falloc(B * inmax);
     m->emb = falloc(B * (size_t)m->D);
@@ -381,8 +383,8 @@ int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, i
     m->emb_arg = malloc(B * (size_t)m->D * sizeof(int32_t));
     m->logits = falloc(B * (size_t)(n_class > 0 ? n_class : 1));
     m->dlog = falloc(B * (size_t)(n_class > 0 ? n_class : 1));
-    if (!m->cvec || !m->wflip || !m->partial || !m->input || !m->emb || !m->demb || !m->emb_arg ||
-        !m->logits || !m->dlog)
+    if (!m->cvec || !m->wflip || !m->partial || !m->dyb || !m->input || !m->emb || !m->demb ||
+        !m->emb_arg || !m->logits || !m->dlog)
         goto done;
     init_params(m, init_rng);
     memset(m->grads, 0, sizeof(float) * (size_t)m->nparams);
@@ -419,6 +421,7 @@ void fsb_model_destroy(fsb_model *m)
     free(m->dz);
     free(m->partial);
     free(m->wflip);
+    free(m->dyb);
     free(m->cvec);
     free(m->input);
     free(m->emb);
@@ -610,6 +613,19 @@ void fsb_model_profile_at(const fsb_model *m, int i, const char **name, double *
     *name = m->u[i].conv_name;
     *fwd = m->u[i].t_fwd;
     *bwd = m->u[i].t_bwd;
+}
+
+void fsb_model_profile_flops(const fsb_model *m, int i, double *fwd, double *bwd)
+{
+    assert(i >= 0 && i <= m->nunits);
+    if (i == m->nunits) {
+        *fwd = 2.0 * m->D * m->n_class;
+        *bwd = 2 * *fwd; /* weight gradient and embedding gradient */
+        return;
+    }
+    const unit *u = &m->u[i];
+    *fwd = 2.0 * u->cout * u->cin * u->k * u->k * u->h * u->w;
+    *bwd = u->src < 0 && u->block == 0 ? *fwd : 2 * *fwd;
 }
 
 void fsb_model_profile_reset(fsb_model *m)

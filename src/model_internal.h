@@ -23,6 +23,10 @@
 #endif
 #define FSB_MAX_TENSORS 128
 
+/* Batches below this many images split each image's work over several tasks (model_run.c,
+ * at `plan`); they use m->dyb. */
+#define FSB_SMALL_BATCH 16
+
 typedef enum {
     R_CONV_W, /* conv weight (OC,C,k,k) */
     R_CONV_B, /* conv bias (OC) */
@@ -103,9 +107,12 @@ struct fsb_model {
     float **col;                  /* per worker: im2col + dcol scratch */
     float **dz;                   /* per worker: one image's (cout,h,w) gradient plane */
     float *partial;               /* grad_splits x largest conv weight */
+    float *dyb;                   /* min(max_batch, FSB_SMALL_BATCH - 1) images' (cout,h,w) dy */
     float *wflip;                 /* largest conv weight: the flipped kernel for dx */
     long colmax;                  /* floats of one im2col matrix (per worker) */
     int direct_conv;              /* 1: 3x3 units with cin <= 4 use the AVX-512 direct conv */
+    int small_batch;              /* batches below this split each image's work
+                                     (FSB_SMALL_BATCH, 0 with opts.per_image) */
     int cmax;                     /* widest unit */
     float *cvec;                  /* 3 x cmax per-channel backward constants */
     float *input;                 /* copy of the last forward's input (B, stage size) */

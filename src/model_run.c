@@ -5,7 +5,8 @@
  * image) BN + residual + activation + pool -> out. Backward: phase 1 (per image) the
  * gradient w.r.t. z and its two per-channel sums (Σdz, Σdz·x̂); phase 2 (per fixed chunk)
  * dy = γ·rstd·(dz - mean(dz) - x̂·mean(dz·x̂)), dW partial per chunk, dx per image.
- * Nothing here depends on which worker runs which task.
+ * Batches below m->small_batch (FSB_SMALL_BATCH) split each image's work further (see
+ * `plan`), with the same bits. Nothing here depends on which worker runs which task.
  */
 #include "fsb/blas.h"
 #include "fsb/layers.h"
@@ -21,18 +22,64 @@
 #include <string.h>
 
 typedef struct job {
-    fsb_model *m;     /* the model */
-    unit *u;          /* the unit */
-    const float *x;   /* (n,cin,h,w) unit input */
-    const float *r;   /* (n,cout,h,w) residual or NULL */
-    float *dx;        /* gradient of x or NULL */
-    float *dres;      /* gradient of the residual or NULL */
-    int n;            /* images */
-    int trainable;    /* accumulate parameter gradients */
-    const float *md;  /* (cout) mean of dz over the batch (0 in eval mode) */
-    const float *mdx; /* (cout) mean of dz * xhat */
-    const float *kk;  /* (cout) gamma * rstd */
+    fsb_model *m;          /* the model */
+    unit *u;               /* the unit */
+    const float *x;        /* (n,cin,h,w) unit input */
+    const float *r;        /* (n,cout,h,w) residual or NULL */
+    float *dx;             /* gradient of x or NULL */
+    float *dres;           /* gradient of the residual or NULL */
+    int n;                 /* images */
+    int trainable;         /* accumulate parameter gradients */
+    const float *md;       /* (cout) mean of dz over the batch (0 in eval mode) */
+    const float *mdx;      /* (cout) mean of dz * xhat */
+    const float *kk;       /* (cout) gamma * rstd */
+    const struct plan *pl; /* small batches: how an image's work is split, else NULL */
 } job;
+
+/* ---- small batches: one image's work split over several tasks ------------------------- *
+ * Below FSB_SMALL_BATCH images, one task per image leaves workers idle (5 images on 2
+ * cores: one core waits a sixth of every phase, and the 4 weight-gradient chunks hold 1, 1,
+ * 1 and 2 images). There each image's work is split further, by a fixed rule of the shapes
+ * and the batch size, never of the pool size: per-channel phases (BN moments, epilogue,
+ * backward phase 1, dy) into groups of at least 8 channels; the forward convolution into
+ * the row tiles every batch uses (direct conv: the channel groups); each chunk's weight
+ * gradient, when no input gradient runs beside it, into groups of input channels (GEMM:
+ * columns of dW) or output channels (direct conv); the input gradient into the per-image
+ * path's row tiles, or, with no weight gradient beside it, into more row pieces. Every value
+ * keeps the arithmetic of the per-image path: channels are independent, a GEMM piece narrows only
+ * the independent M or N dimension and keeps each output's whole inner sum and its beta chain, and
+ * a piece that is not one of the per-image path's own GEMM calls does at least SPLIT_MIN_WORK
+ * multiply-adds, so that OpenBLAS stays on its blocked kernels (it switches to small-matrix
+ * kernels that sum in another order below 10^6; test_model's small_batch_split_same_bits
+ * fails without this floor). So the bits equal the per-image path's, whatever the pool
+ * size. */
+#define SPLIT_TASKS 16            /* tasks per phase the split aims at */
+#define SPLIT_MIN_WORK (1L << 20) /* multiply-adds of a GEMM piece, at least */
+
+typedef struct plan {
+    int G;   /* channel groups per image (per-channel phases), >= 8 channels each */
+    int T;   /* forward tasks per image: row tiles of R rows, or G channel groups (direct) */
+    int R;   /* forward rows per tile */
+    int Gw;  /* weight-gradient groups per chunk (0: not trainable) */
+    int Rb;  /* backward rows per tile (dW), as in the per-image path */
+    int P;   /* input-gradient pieces per image (0: no dx) */
+    int Pe;  /* 1: the pieces split the rows (3x3) or columns (1x1) evenly; 0: the Rb tiles */
+    int dyb; /* 1: dy is materialised in m->dyb first; 0: the direct conv's fused dy */
+} plan;
+
+/* [c0, c1) = part g of G of n items (floor boundaries). */
+static void part_range(int g, int G, int n, int *c0, int *c1)
+{
+    *c0 = (int)((long)g * n / G);
+    *c1 = (int)((long)(g + 1) * n / G);
+}
+
+/* Groups of at least 8 (or all of) C channels aiming at `want` groups. */
+static int chan_groups(int want, int C)
+{
+    int gmax = C / 8 > 1 ? C / 8 : 1;
+    return want < 1 ? 1 : want < gmax ? want : gmax;
+}
 
 /* Σx over n floats: 8 float lanes flushed to double every 256 elements. */
 FSB_HOT static double sum_f(const float *x, long n)
@@ -129,6 +176,52 @@ static int use_direct(const fsb_model *m, const unit *u)
 {
     return m->direct_conv && u->k == 3 && u->cin <= 4 && u->cout >= 8 &&
            fsb_conv3_small_scratch(u->cin, u->h, u->w, u->cout) <= m->colmax;
+}
+
+/* The split of unit u's work for a batch of n < FSB_SMALL_BATCH (see the comment at plan):
+ * trainable: weight gradients wanted; dx: the input gradient wanted. */
+static void make_plan(const fsb_model *m, const unit *u, int n, int trainable, int dx, plan *pl)
+{
+    int C = u->cout, k2 = u->k * u->k, K = u->cin * k2, KO = C * k2, HW = u->h * u->w;
+    int direct = use_direct(m, u);
+    memset(pl, 0, sizeof *pl);
+    pl->G = chan_groups((SPLIT_TASKS + n - 1) / n, C);
+    pl->T = 1;
+    pl->R = u->h;
+    if (direct) {
+        pl->T = pl->G;
+    } else if (u->k != 1) {
+        pl->R = tile_rows(u, K, C);
+        pl->T = (u->h + pl->R - 1) / pl->R;
+    }
+    pl->Rb = u->k == 1 ? u->h : tile_rows(u, K > KO ? K : KO, C > u->cin ? C : u->cin);
+    /* half as many weight-gradient tasks: the chunks of a small batch are uneven anyway */
+    int S = m->o.grad_splits, want_w = (SPLIT_TASKS / 2 + S - 1) / S;
+    if (trainable && direct) {
+        pl->Gw = chan_groups(want_w, C);
+    } else if (trainable && dx) { /* the input-gradient pieces in the same run fill the gaps */
+        pl->Gw = 1;
+    } else if (trainable) { /* groups of input channels; the smallest piece does enough work */
+        int tiles = (u->h + pl->Rb - 1) / pl->Rb;
+        long nmin = (long)(u->h - (tiles - 1) * pl->Rb) * u->w;
+        int g = want_w < u->cin ? want_w : u->cin;
+        while (g > 1 && (long)C * (u->cin / g) * k2 * nmin < SPLIT_MIN_WORK)
+            g--;
+        pl->Gw = g;
+    }
+    if (dx) { /* the per-image path's tiles, or, without weight-gradient tasks beside them,
+                 more even pieces that each do enough work */
+        int own = u->k == 1 ? 1 : (u->h + pl->Rb - 1) / pl->Rb;
+        int want = trainable ? own : (SPLIT_TASKS + n - 1) / n;
+        long len = u->k == 1 ? HW : u->h;
+        long per = u->k == 1 ? (long)u->cin * C : (long)u->cin * KO * u->w; /* work per len */
+        int p = want;
+        while (p > own && len / p * per < SPLIT_MIN_WORK)
+            p--;
+        pl->P = p > own ? p : own;
+        pl->Pe = p > own;
+    }
+    pl->dyb = !(direct && u->pool && !dx && trainable);
 }
 
 /* mom (2*cout) (if not NULL): the direct path's per-plane mean and M2 (see task_fwd_train);
@@ -251,13 +344,13 @@ FSB_HOT static void affine_act(float *o, const float *y, const float *r, long n,
         }
 }
 
-/* out of image i = pool(act(y * ea + esh + r)). */
-static void epilogue_image(const unit *u, const float *r_img, int i)
+/* out of image i = pool(act(y * ea + esh + r)), channels [c0, c1). */
+static void epilogue_image(const unit *u, const float *r_img, int i, int c0, int c1)
 {
     int C = u->cout, W = u->w, HW = u->h * W, OHW = u->ho * u->wo;
     const float *y = u->y + (long)i * C * HW;
     float *out = u->out + (long)i * C * OHW;
-    for (int c = 0; c < C; c++) {
+    for (int c = c0; c < c1; c++) {
         const float *yc = y + (long)c * HW;
         const float *rc = r_img ? r_img + (long)c * HW : NULL;
         float *oc = out + (long)c * OHW;
@@ -295,7 +388,7 @@ static void task_epilogue(void *ctx, int i, int worker)
     job *j = ctx;
     const unit *u = j->u;
     long sz = (long)u->cout * u->h * u->w;
-    epilogue_image(u, j->r ? j->r + i * sz : NULL, i);
+    epilogue_image(u, j->r ? j->r + i * sz : NULL, i, 0, u->cout);
 }
 
 static void task_fwd_eval(void *ctx, int i, int worker)
@@ -304,7 +397,76 @@ static void task_fwd_eval(void *ctx, int i, int worker)
     const unit *u = j->u;
     long HW = (long)u->h * u->w;
     conv_image(j->m, u, j->x + i * u->cin * HW, u->y + i * u->cout * HW, NULL, worker);
-    epilogue_image(u, j->r ? j->r + i * u->cout * HW : NULL, i);
+    epilogue_image(u, j->r ? j->r + i * u->cout * HW : NULL, i, 0, u->cout);
+}
+
+/* Small batches: forward convolution task t = (image, row tile or channel group). */
+static void task_conv_part(void *ctx, int t, int worker)
+{
+    job *j = ctx;
+    fsb_model *m = j->m;
+    const unit *u = j->u;
+    const plan *pl = j->pl;
+    int i = t / pl->T, p = t % pl->T;
+    int C = u->cout, HW = u->h * u->w, K = u->cin * u->k * u->k;
+    const float *x = j->x + (long)i * u->cin * HW, *W = m->params + u->w_off;
+    float *y = u->y + (long)i * C * HW;
+    if (use_direct(m, u)) {
+        int c0, c1;
+        part_range(p, pl->T, C, &c0, &c1);
+        double *mom = u->train ? u->ps + (long)i * 2 * C : NULL;
+        fsb_conv3_small_forward_part(y, mom, m->col[worker], x, W, u->cin, u->h, u->w, C, c0, c1,
+                                     1);
+        return;
+    }
+    if (u->k == 1) {
+        fsb_sgemm(0, 0, C, HW, K, 1.0f, W, K, x, HW, 0.0f, y, HW);
+        return;
+    }
+    int y0 = p * pl->R, y1 = y0 + pl->R < u->h ? y0 + pl->R : u->h, N = (y1 - y0) * u->w;
+    fsb_im2col_rows(m->col[worker], x, u->cin, u->h, u->w, u->k, y0, y1);
+    fsb_sgemm(0, 0, C, N, K, 1.0f, W, K, m->col[worker], N, 0.0f, y + y0 * u->w, HW);
+}
+
+/* Small batches: the per-plane moments of task t = (image, channel group). */
+static void task_moments_part(void *ctx, int t, int worker)
+{
+    job *j = ctx;
+    const unit *u = j->u;
+    int i = t / j->pl->G, C = u->cout, HW = u->h * u->w, c0, c1;
+    part_range(t % j->pl->G, j->pl->G, C, &c0, &c1);
+    const float *y = u->y + (long)i * C * HW;
+    double *ps = u->ps + (long)i * 2 * C;
+    for (int c = c0; c < c1; c++) {
+        double mu, m2;
+        plane_moments(y + (long)c * HW, HW, &mu, &m2);
+        ps[c] = mu;
+        ps[C + c] = m2;
+    }
+}
+
+/* Small batches: the epilogue of task t = (image, channel group). */
+static void task_epilogue_part(void *ctx, int t, int worker)
+{
+    job *j = ctx;
+    const unit *u = j->u;
+    int i = t / j->pl->G, c0, c1;
+    part_range(t % j->pl->G, j->pl->G, u->cout, &c0, &c1);
+    long sz = (long)u->cout * u->h * u->w;
+    epilogue_image(u, j->r ? j->r + i * sz : NULL, i, c0, c1);
+}
+
+/* Small batches, eval mode, direct conv: task t = (image, channel group) runs the
+ * convolution and then the epilogue of its channels. */
+static void task_conv_epilogue_part(void *ctx, int t, int worker)
+{
+    job *j = ctx;
+    const unit *u = j->u;
+    int i = t / j->pl->T, c0, c1;
+    part_range(t % j->pl->T, j->pl->T, u->cout, &c0, &c1);
+    task_conv_part(ctx, t, worker);
+    long sz = (long)u->cout * u->h * u->w;
+    epilogue_image(u, j->r ? j->r + i * sz : NULL, i, c0, c1);
 }
 
 static void fold_bn(fsb_model *m, unit *u)
@@ -325,8 +487,19 @@ static int unit_forward(fsb_model *m, unit *u, const float *x, const float *r, i
     float *rm = m->stats + u->rm_off, *rv = m->stats + u->rv_off;
     const float *bias = u->b_off >= 0 ? m->params + u->b_off : NULL;
     u->train = train;
+    plan pl;
+    int small = n < m->small_batch;
+    if (small) {
+        make_plan(m, u, n, 0, 0, &pl);
+        j.pl = &pl;
+    }
     if (train) {
-        fsb_pool_run(m->pool, n, task_fwd_train, &j);
+        if (!small || (pl.T == 1 && !use_direct(m, u))) { /* conv and moments per image */
+            fsb_pool_run(m->pool, n, task_fwd_train, &j);
+        } else {
+            fsb_pool_run(m->pool, n * pl.T, task_conv_part, &j);
+            if (!use_direct(m, u)) fsb_pool_run(m->pool, n * pl.G, task_moments_part, &j);
+        }
         double N = (double)n * HW;
         for (int c = 0; c < C; c++) {
             double mu = 0, m2 = 0;
@@ -348,7 +521,10 @@ static int unit_forward(fsb_model *m, unit *u, const float *x, const float *r, i
         m->nbt[u->nbt]++;
         u->step++;
         fold_bn(m, u);
-        fsb_pool_run(m->pool, n, task_epilogue, &j);
+        if (small)
+            fsb_pool_run(m->pool, n * pl.G, task_epilogue_part, &j);
+        else
+            fsb_pool_run(m->pool, n, task_epilogue, &j);
         long no = (long)n * C * u->ho * u->wo;
         if (u->drop == 1) {
             fsb_dropout_forward(u->out, u->mask, u->out, no, u->rate, rng);
@@ -363,7 +539,14 @@ static int unit_forward(fsb_model *m, unit *u, const float *x, const float *r, i
             u->rstd[c] = (float)(1.0 / sqrt((double)rv[c] + FSB_BN_EPS));
         }
         fold_bn(m, u);
-        fsb_pool_run(m->pool, n, task_fwd_eval, &j);
+        if (small && use_direct(m, u)) { /* conv and epilogue of a channel group, y hot */
+            fsb_pool_run(m->pool, n * pl.T, task_conv_epilogue_part, &j);
+        } else if (small && pl.T > 1) {
+            fsb_pool_run(m->pool, n * pl.T, task_conv_part, &j);
+            fsb_pool_run(m->pool, n * pl.G, task_epilogue_part, &j);
+        } else { /* one tile per image: the per-image task already does both */
+            fsb_pool_run(m->pool, n, task_fwd_eval, &j);
+        }
     }
     u->t_fwd += fsb_now() - t0;
     return FSB_OK;
@@ -385,13 +568,13 @@ static inline long winner(const unit *u, int k, int yo, int xo)
     return (long)(2 * yo + (k >> 1)) * u->w + 2 * xo + (k & 1);
 }
 
-/* dz (cout,h,w) = dL/dz for image i from u->dout (already masked). */
-static void dz_image(const unit *u, const float *r_img, int i, float *dz)
+/* dz (cout,h,w) = dL/dz for image i from u->dout (already masked), channels [c0, c1). */
+static void dz_image(const unit *u, const float *r_img, int i, float *dz, int c0, int c1)
 {
     int C = u->cout, HW = u->h * u->w, OHW = u->ho * u->wo;
     const float *y = u->y + (long)i * C * HW;
     const float *g = u->dout + (long)i * C * OHW;
-    for (int c = 0; c < C; c++) {
+    for (int c = c0; c < c1; c++) {
         const float *yc = y + (long)c * HW, *gc = g + (long)c * OHW;
         const float *rc = r_img ? r_img + (long)c * HW : NULL;
         float *d = dz + (long)c * HW;
@@ -413,13 +596,15 @@ static void dz_image(const unit *u, const float *r_img, int i, float *dz)
     }
 }
 
-/* Phase 1 for a pooled unit without materialising dz: only pool winners are nonzero. */
-static void pooled_sums(const unit *u, const float *r_img, float *dres_img, int i, double *ps)
+/* Phase 1 for a pooled unit without materialising dz: only pool winners are nonzero.
+ * Channels [c0, c1). */
+static void pooled_sums(const unit *u, const float *r_img, float *dres_img, int i, double *ps,
+                        int c0, int c1)
 {
     int C = u->cout, HW = u->h * u->w, OHW = u->ho * u->wo;
     const float *y = u->y + (long)i * C * HW;
     const float *g = u->dout + (long)i * C * OHW;
-    for (int c = 0; c < C; c++) {
+    for (int c = c0; c < c1; c++) {
         const float *yc = y + (long)c * HW, *gc = g + (long)c * OHW;
         const float *rc = r_img ? r_img + (long)c * HW : NULL;
         float *dr = dres_img ? dres_img + (long)c * HW : NULL;
@@ -440,34 +625,40 @@ static void pooled_sums(const unit *u, const float *r_img, float *dres_img, int 
     }
 }
 
-static void task_bwd1(void *ctx, int i, int worker)
+/* Phase 1 of image i, channels [c0, c1): dropout mask, Σdz and Σdz·x̂ per channel into
+ * ps, the residual's gradient. dz (cout,h,w) scratch. */
+static void bwd1_range(const job *j, int i, int c0, int c1, float *dz)
 {
-    job *j = ctx;
     const unit *u = j->u;
-    int C = u->cout, HW = u->h * u->w;
-    long OS = (long)C * u->ho * u->wo;
+    int C = u->cout, HW = u->h * u->w, OHW = u->ho * u->wo;
+    long OS = (long)C * OHW;
     if (u->drop && u->train) {
         float *g = u->dout + i * OS;
         const float *mk = u->mask + i * OS;
-        for (long p = 0; p < OS; p++)
+        for (long p = (long)c0 * OHW; p < (long)c1 * OHW; p++)
             g[p] *= mk[p];
     }
     double *ps = u->ps + (long)i * 2 * C;
     const float *r_img = j->r ? j->r + (long)i * C * HW : NULL;
     float *dres_img = j->dres ? j->dres + (long)i * C * HW : NULL;
     if (u->pool) {
-        pooled_sums(u, r_img, dres_img, i, ps);
+        pooled_sums(u, r_img, dres_img, i, ps, c0, c1);
         return;
     }
-    float *dz = j->m->dz[worker];
-    dz_image(u, r_img, i, dz);
+    dz_image(u, r_img, i, dz, c0, c1);
     if (dres_img)
-        for (long p = 0; p < (long)C * HW; p++)
+        for (long p = (long)c0 * HW; p < (long)c1 * HW; p++)
             dres_img[p] += dz[p];
     const float *y = u->y + (long)i * C * HW;
-    for (int c = 0; c < C; c++)
+    for (int c = c0; c < c1; c++)
         bn_grad_sums(dz + (long)c * HW, y + (long)c * HW, HW, u->mean[c], u->rstd[c], &ps[c],
                      &ps[C + c]);
+}
+
+static void task_bwd1(void *ctx, int i, int worker)
+{
+    job *j = ctx;
+    bwd1_range(j, i, 0, j->u->cout, j->m->dz[worker]);
 }
 
 /* d (n) = k * (d - md - (y - mu) * rs * mdx): the BN input gradient. */
@@ -486,14 +677,15 @@ FSB_HOT static void bn_dy_zero(float *d, const float *y, long n, float k, float 
         d[p] = k * (0.0f - md - (y[p] - mu) * rs * mdx);
 }
 
-/* dz_image + bn_dy fused for a pooled unit: one dense pass, then the winners. */
+/* dz_image + bn_dy fused for a pooled unit: one dense pass, then the winners. Channels
+ * [c0, c1). */
 static void pooled_dy(const unit *u, const float *r_img, int i, float *dy, const float *kk,
-                      const float *md, const float *mdx)
+                      const float *md, const float *mdx, int c0, int c1)
 {
     int C = u->cout, HW = u->h * u->w, OHW = u->ho * u->wo;
     const float *y = u->y + (long)i * C * HW;
     const float *g = u->dout + (long)i * C * OHW;
-    for (int c = 0; c < C; c++) {
+    for (int c = c0; c < c1; c++) {
         const float *yc = y + (long)c * HW, *gc = g + (long)c * OHW;
         const float *rc = r_img ? r_img + (long)c * HW : NULL;
         const uint8_t *ac = u->arg + (long)i * C * OHW + (long)c * OHW;
@@ -576,9 +768,9 @@ static void task_bwd2(void *ctx, int t, int worker)
             continue;
         }
         if (u->pool)
-            pooled_dy(u, j->r ? j->r + (long)i * C * HW : NULL, i, dz, j->kk, j->md, j->mdx);
+            pooled_dy(u, j->r ? j->r + (long)i * C * HW : NULL, i, dz, j->kk, j->md, j->mdx, 0, C);
         else
-            dz_image(u, j->r ? j->r + (long)i * C * HW : NULL, i, dz);
+            dz_image(u, j->r ? j->r + (long)i * C * HW : NULL, i, dz, 0, C);
         for (int c = 0; c < C; c++) {
             float *d = dz + (long)c * HW;
             if (!u->pool)
@@ -614,6 +806,112 @@ static void task_bwd2(void *ctx, int t, int worker)
     }
 }
 
+/* Small batches: phase 1 of task t = (image, channel group). */
+static void task_bwd1_part(void *ctx, int t, int worker)
+{
+    job *j = ctx;
+    int c0, c1;
+    part_range(t % j->pl->G, j->pl->G, j->u->cout, &c0, &c1);
+    bwd1_range(j, t / j->pl->G, c0, c1, j->m->dz[worker]);
+}
+
+/* Small batches: dy of task t = (image, channel group) into m->dyb, and the conv bias
+ * gradient's per-image sums, as task_bwd2 computes them. */
+static void task_dy_part(void *ctx, int t, int worker)
+{
+    job *j = ctx;
+    const unit *u = j->u;
+    int i = t / j->pl->G, C = u->cout, HW = u->h * u->w, c0, c1;
+    part_range(t % j->pl->G, j->pl->G, C, &c0, &c1);
+    const float *y = u->y + (long)i * C * HW;
+    const float *r_img = j->r ? j->r + (long)i * C * HW : NULL;
+    float *d = j->m->dyb + (long)i * C * HW;
+    if (u->pool)
+        pooled_dy(u, r_img, i, d, j->kk, j->md, j->mdx, c0, c1);
+    else
+        dz_image(u, r_img, i, d, c0, c1);
+    for (int c = c0; c < c1; c++) {
+        float *dc = d + (long)c * HW;
+        if (!u->pool)
+            bn_dy(dc, y + (long)c * HW, HW, j->kk[c], j->md[c], j->mdx[c], u->mean[c], u->rstd[c]);
+        if (j->trainable && u->b_off >= 0) u->ps[(long)i * 2 * C + c] = sum_f(dc, HW);
+    }
+}
+
+/* Small batches: phase 2 task t: t < S*Gw the weight gradient of (chunk, channel group)
+ * (the chunk's images in order, each tile's GEMM adding into the chunk's partial as in
+ * task_bwd2); after that the input gradient of (image, piece). */
+static void task_bwd2_part(void *ctx, int t, int worker)
+{
+    job *j = ctx;
+    fsb_model *m = j->m;
+    const unit *u = j->u;
+    const plan *pl = j->pl;
+    int S = m->o.grad_splits, C = u->cout, HW = u->h * u->w, k2 = u->k * u->k;
+    int K = u->cin * k2, KO = C * k2;
+    float *col = m->col[worker];
+    if (t < S * pl->Gw) {
+        int s = t / pl->Gw, g = t % pl->Gw, c0, c1;
+        int lo = (int)((long)s * j->n / S), hi = (int)((long)(s + 1) * j->n / S);
+        float *pw = m->partial + (long)s * C * K;
+        if (use_direct(m, u)) { /* output channels [c0, c1) */
+            part_range(g, pl->Gw, C, &c0, &c1);
+            for (int i = lo; i < hi; i++) {
+                const float *x = j->x + (long)i * u->cin * HW;
+                if (pl->dyb) {
+                    fsb_conv3_small_dweight_part(pw, col, m->dyb + (long)i * C * HW, x, u->cin,
+                                                 u->h, u->w, C, c0, c1, i != lo, 1);
+                } else {
+                    double *bsum = u->b_off >= 0 ? u->ps + (long)i * 2 * C : NULL;
+                    chan_ctx cc = {.j = j, .i = i, .done = c0, .buf = m->dz[worker], .bsum = bsum};
+                    fsb_conv3_small_dweight_fn_part(pw, col, pooled_dy_chans, &cc, x, u->cin, u->h,
+                                                    u->w, C, c0, c1, i != lo, 1);
+                }
+            }
+            return;
+        }
+        part_range(g, pl->Gw, u->cin, &c0, &c1); /* input channels: columns of dW */
+        int Kg = (c1 - c0) * k2;
+        for (int i = lo; i < hi; i++) {
+            const float *x = j->x + ((long)i * u->cin + c0) * HW;
+            const float *dy = m->dyb + (long)i * C * HW;
+            if (u->k == 1) {
+                fsb_sgemm(0, 1, C, Kg, HW, 1.0f, dy, HW, x, HW, i == lo ? 0.0f : 1.0f, pw + c0, K);
+                continue;
+            }
+            for (int y0 = 0; y0 < u->h; y0 += pl->Rb) {
+                int y1 = y0 + pl->Rb < u->h ? y0 + pl->Rb : u->h, N = (y1 - y0) * u->w;
+                fsb_im2col_rows(col, x, c1 - c0, u->h, u->w, u->k, y0, y1);
+                fsb_sgemm(0, 1, C, Kg, N, 1.0f, dy + y0 * u->w, HW, col, N,
+                          i == lo && y0 == 0 ? 0.0f : 1.0f, pw + (long)c0 * k2, K);
+            }
+        }
+        return;
+    }
+    t -= S * pl->Gw;
+    int i = t / pl->P, p = t % pl->P, a0, a1;
+    const float *dy = m->dyb + (long)i * C * HW;
+    float *dx = j->dx + (long)i * u->cin * HW;
+    if (u->k == 1) { /* columns [a0, a1) */
+        if (pl->Pe)
+            part_range(p, pl->P, HW, &a0, &a1);
+        else
+            a0 = 0, a1 = HW;
+        fsb_sgemm(1, 0, u->cin, a1 - a0, C, 1.0f, m->params + u->w_off, u->cin, dy + a0, HW, 1.0f,
+                  dx + a0, HW);
+        return;
+    }
+    if (pl->Pe) { /* rows [a0, a1) */
+        part_range(p, pl->P, u->h, &a0, &a1);
+    } else {
+        a0 = p * pl->Rb;
+        a1 = a0 + pl->Rb < u->h ? a0 + pl->Rb : u->h;
+    }
+    int N = (a1 - a0) * u->w;
+    fsb_im2col_rows(col, dy, C, u->h, u->w, u->k, a0, a1);
+    fsb_sgemm(0, 0, u->cin, N, KO, 1.0f, m->wflip, KO, col, N, 1.0f, dx + a0 * u->w, HW);
+}
+
 static void unit_backward(fsb_model *m, unit *u, const float *x, const float *r, float *dx,
                           float *dres, int n)
 {
@@ -632,7 +930,15 @@ static void unit_backward(fsb_model *m, unit *u, const float *x, const float *r,
              .md = md,
              .mdx = mdx,
              .kk = kk};
-    fsb_pool_run(m->pool, n, task_bwd1, &j);
+    plan pl;
+    int small = n < m->small_batch;
+    if (small) {
+        make_plan(m, u, n, trainable, dx != NULL, &pl);
+        j.pl = &pl;
+        fsb_pool_run(m->pool, n * pl.G, task_bwd1_part, &j);
+    } else {
+        fsb_pool_run(m->pool, n, task_bwd1, &j);
+    }
     const float *gamma = m->params + u->g_off;
     double N = (double)n * HW;
     for (int c = 0; c < C; c++) {
@@ -659,7 +965,12 @@ static void unit_backward(fsb_model *m, unit *u, const float *x, const float *r,
                         W[((long)o * u->cin + c) * kk2 + (kk2 - 1 - q)];
     }
     int S = m->o.grad_splits;
-    fsb_pool_run(m->pool, S, task_bwd2, &j);
+    if (!small) {
+        fsb_pool_run(m->pool, S, task_bwd2, &j);
+    } else {
+        if (pl.dyb) fsb_pool_run(m->pool, n * pl.G, task_dy_part, &j);
+        fsb_pool_run(m->pool, S * pl.Gw + n * pl.P, task_bwd2_part, &j);
+    }
     if (trainable) {
         if (u->b_off >= 0)
             for (int c = 0; c < C; c++) {

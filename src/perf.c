@@ -1,6 +1,6 @@
-/* perf.c - `bench perf` workloads (see include/fsb/perf.h). The model, inputs and optimiser
- * state are allocated once; the timed loop allocates nothing. The per-iteration time is the
- * median of the timed iterations (robust to a noisy shared machine).
+/* perf.c - `bench perf` workloads (see include/fsb/perf.h). Per (network, batch), the model,
+ * inputs and optimiser state are allocated once; the timed loop allocates nothing. The
+ * per-iteration time is the median of the timed iterations (robust to a noisy shared machine).
  */
 #include "fsb/perf.h"
 #include "fsb/model.h"
@@ -18,14 +18,26 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int run_arch(fsb_arch arch, const fsb_perf_opts *o, fsb_pool *pool, fsb_perf_result *res)
+/* One network of the sweep: its family, filters per block (0 = the family's default). */
+typedef struct perf_net {
+    const char *name; /* workload prefix */
+    fsb_arch arch;    /* family */
+    int width;        /* filters in every block, 0 = default widths */
+} perf_net;
+
+static int run_net(const perf_net *net, int batch, const fsb_perf_opts *o, fsb_pool *pool,
+                   fsb_perf_result *res)
 {
-    int batch = o->batch > 0 ? o->batch : arch == FSB_ARCH_CONV4 ? 64 : 32;
+    fsb_arch arch = net->arch;
     int hw = o->in_hw > 0 ? o->in_hw : 84;
     int n_class = 64;
     fsb_model_opts mo;
     fsb_model_opts_default(&mo, arch);
     mo.in_hw = hw;
+    mo.per_image = o->per_image;
+    if (net->width > 0)
+        for (int b = 0; b < 4; b++)
+            mo.widths[b] = net->width;
     fsb_rng rng;
     fsb_rng_init(&rng, 1, 0);
     fsb_model *m = NULL;
@@ -50,17 +62,17 @@ static int run_arch(fsb_arch arch, const fsb_perf_opts *o, fsb_pool *pool, fsb_p
         x[i] = (float)fsb_rng_normal(&rng);
     for (int i = 0; i < batch; i++)
         y[i] = (int)fsb_rng_below(&rng, (uint32_t)n_class);
-    double scale = (double)hw * hw / (84.0 * 84.0);
-    double gf_fwd = (arch == FSB_ARCH_CONV4 ? 0.194 : 7.02) * scale;
-    double gf_train = (arch == FSB_ARCH_CONV4 ? 0.559 : 21.0) * scale;
+    int n_layers = fsb_model_profile_n(m);
+    if (n_layers > FSB_PERF_MAX_LAYERS) n_layers = FSB_PERF_MAX_LAYERS;
     for (int train = 1; train >= 0; train--) {
         int iters = o->iters > 0             ? o->iters
                     : arch == FSB_ARCH_CONV4 ? (train ? 10 : 20)
                                              : (train ? 3 : 5);
         fsb_perf_result *r = &res[train ? 0 : 1];
         memset(r, 0, sizeof *r);
-        snprintf(r->workload, sizeof r->workload, "%s-%s", fsb_arch_name(arch),
-                 train ? "train" : "infer");
+        snprintf(r->arch, sizeof r->arch, "%s", net->name);
+        snprintf(r->workload, sizeof r->workload, "%s-%s", net->name, train ? "train" : "infer");
+        r->train = train;
         r->batch = batch;
         r->iters = iters;
         for (int it = -1; it < iters; it++) {
@@ -86,17 +98,24 @@ static int run_arch(fsb_arch arch, const fsb_perf_opts *o, fsb_pool *pool, fsb_p
         qsort(times, (size_t)iters, sizeof *times, cmp_double);
         r->seconds = iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
         r->img_s = batch / r->seconds;
-        r->gflop_s = (train ? gf_train : gf_fwd) * r->img_s;
-        r->n_layers = fsb_model_profile_n(m);
-        if (r->n_layers > FSB_PERF_MAX_LAYERS) r->n_layers = FSB_PERF_MAX_LAYERS;
-        for (int i = 0; i < r->n_layers; i++) {
+        double flop = 0; /* per image over the whole network */
+        r->n_layers = n_layers;
+        for (int i = 0; i < fsb_model_profile_n(m); i++) {
             const char *name;
-            double f, b;
+            double f, b, ff, fb;
             fsb_model_profile_at(m, i, &name, &f, &b);
-            snprintf(r->layers[i].name, sizeof r->layers[i].name, "%s", name);
-            r->layers[i].fwd = f / iters;
-            r->layers[i].bwd = b / iters;
+            fsb_model_profile_flops(m, i, &ff, &fb);
+            if (!train) fb = 0;
+            flop += ff + fb;
+            if (i >= n_layers) continue;
+            fsb_perf_layer *l = &r->layers[i];
+            snprintf(l->name, sizeof l->name, "%s", name);
+            l->fwd = f / iters;
+            l->bwd = b / iters;
+            l->fwd_gflop = 1e-9 * ff * batch;
+            l->bwd_gflop = 1e-9 * fb * batch;
         }
+        r->gflop_s = 1e-9 * flop * r->img_s;
     }
 done:
     free(x), free(y), free(emb), free(mom), free(times);
@@ -107,12 +126,31 @@ done:
 int fsb_perf_run(const fsb_perf_opts *o, fsb_perf_result *res, int max_res, int *n_res)
 {
     *n_res = 0;
-    if (max_res < 4) return fsb_error(FSB_EINVAL, "perf: need room for 4 results");
+    if (max_res < FSB_PERF_MAX_RESULTS)
+        return fsb_error(FSB_EINVAL, "perf: need room for %d results", FSB_PERF_MAX_RESULTS);
+    if (!o->conv4 && !o->conv4_32 && !o->res12)
+        return fsb_error(FSB_EINVAL, "perf: no network selected");
+    if (o->n_batches < 0 || o->n_batches > FSB_PERF_MAX_BATCHES)
+        return fsb_error(FSB_EINVAL, "perf: %d batch sizes (at most %d)", o->n_batches,
+                         FSB_PERF_MAX_BATCHES);
+    for (int b = 0; b < o->n_batches; b++)
+        if (o->batches[b] < 1) return fsb_error(FSB_EINVAL, "perf: batch %d", o->batches[b]);
+    const perf_net nets[3] = {{"conv4", FSB_ARCH_CONV4, 0},
+                              {"conv4-32", FSB_ARCH_CONV4, 32},
+                              {"res12", FSB_ARCH_RES12, 0}};
+    const int on[3] = {o->conv4, o->conv4_32, o->res12};
     fsb_pool *pool;
     int st = fsb_pool_create(&pool, o->threads);
     if (st) return st;
-    if (o->conv4 && (st = run_arch(FSB_ARCH_CONV4, o, pool, res + *n_res)) == 0) *n_res += 2;
-    if (!st && o->res12 && (st = run_arch(FSB_ARCH_RES12, o, pool, res + *n_res)) == 0) *n_res += 2;
+    for (int k = 0; k < 3 && !st; k++) {
+        if (!on[k]) continue;
+        int def = nets[k].arch == FSB_ARCH_CONV4 ? 64 : 32;
+        int nb = o->n_batches > 0 ? o->n_batches : 1;
+        for (int b = 0; b < nb && !st; b++) {
+            int batch = o->n_batches > 0 ? o->batches[b] : def;
+            if ((st = run_net(&nets[k], batch, o, pool, res + *n_res)) == 0) *n_res += 2;
+        }
+    }
     fsb_pool_destroy(pool);
     return st;
 }

@@ -193,6 +193,45 @@ START_TEST(conv_small_matches_reference)
 }
 END_TEST
 
+/* The _part functions over a range of output channels give the whole call's bits for
+ * those channels and leave the others alone (the model splits an image's work by them). */
+START_TEST(conv_small_parts_match_whole)
+{
+    static const int sz[][4] = {{3, 21, 84, 64}, {3, 9, 17, 24}, {1, 5, 7, 16}};
+    for (int simd = 0; simd <= 1; simd++)
+        for (size_t k = 0; k < sizeof sz / sizeof sz[0]; k++) {
+            int C = sz[k][0], H = sz[k][1], W = sz[k][2], OC = sz[k][3];
+            long nx = (long)C * H * W, nw = (long)OC * C * 9, no = (long)OC * H * W;
+            float *x = rnd(nx, 1, 31), *wt = rnd(nw, 0.5f, 32), *d = rnd(no, 1, 33);
+            float *sc = zeros(fsb_conv3_small_scratch(C, H, W, OC));
+            float *whole = zeros(no), *part = rnd(no, 1, 34);
+            float *dw_whole = rnd(nw, 1, 35), *dw_part = zeros(nw);
+            memcpy(dw_part, dw_whole, sizeof(float) * (size_t)nw);
+            double *mw = calloc(2 * (size_t)OC, sizeof(double));
+            double *mp = calloc(2 * (size_t)OC, sizeof(double));
+            fsb_conv3_small_forward(whole, mw, sc, x, wt, C, H, W, OC, simd);
+            fsb_conv3_small_dweight(dw_whole, sc, d, x, C, H, W, OC, 1, simd);
+            /* ranges of at least 8 channels, the last one ragged */
+            int mid = OC / 2 + 3 > 16 ? OC / 2 + 3 : 16,
+                cut[4] = {0, 8, mid < OC - 8 ? mid : OC - 8, OC};
+            int np = OC >= 24 ? 3 : 1;
+            if (np == 1) cut[1] = OC;
+            for (int q = 0; q < np; q++) {
+                fsb_conv3_small_forward_part(part, mp, sc, x, wt, C, H, W, OC, cut[q], cut[q + 1],
+                                             simd);
+                fsb_conv3_small_dweight_part(dw_part, sc, d, x, C, H, W, OC, cut[q], cut[q + 1], 1,
+                                             simd);
+            }
+            ck_assert_msg(memcmp(whole, part, sizeof(float) * (size_t)no) == 0, "out, case %zu", k);
+            ck_assert_msg(memcmp(mw, mp, sizeof(double) * 2 * (size_t)OC) == 0, "mom, case %zu", k);
+            ck_assert_msg(memcmp(dw_whole, dw_part, sizeof(float) * (size_t)nw) == 0,
+                          "dweight, case %zu", k);
+            free(x), free(wt), free(d), free(sc), free(whole), free(part), free(dw_whole),
+                free(dw_part), free(mw), free(mp);
+        }
+}
+END_TEST
+
 START_TEST(im2col_hand_values)
 {
     /* 1 channel 2x2 image [1 2; 3 4], 3x3 pad 1: row (ki=0,kj=0) sees [0 0; 0 1] */
@@ -549,6 +588,7 @@ int main(void)
     tcase_add_test(tc, conv3x3_matches_reference_and_fd);
     tcase_add_test(tc, conv1x1_matches_reference_and_fd);
     tcase_add_test(tc, conv_small_matches_reference);
+    tcase_add_test(tc, conv_small_parts_match_whole);
     tcase_add_test(tc, im2col_hand_values);
     tcase_add_test(tc, im2col_row_tiles_match_full);
     tcase_add_test(tc, batchnorm_running_stats_hand_values);

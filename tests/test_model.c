@@ -269,6 +269,99 @@ START_TEST(bits_independent_of_threads)
 }
 END_TEST
 
+/* Every output and gradient of two training steps at batch n, then an input gradient and
+ * eval embeddings, with `threads` workers (1 = no pool); per_image: opts.per_image (one
+ * task per image) instead of the small-batch split. Returns the bytes hashed
+ * (FNV-1a) so runs compare by value. */
+static uint64_t step_hash(fsb_arch arch, const int *widths, int hw, int n, int threads,
+                          int per_image)
+{
+    fsb_pool *pool = NULL;
+    if (threads > 1) ck_assert_int_eq(fsb_pool_create(&pool, threads), FSB_OK);
+    fsb_model_opts o;
+    fsb_model_opts_default(&o, arch);
+    memcpy(o.widths, widths, sizeof o.widths);
+    o.in_hw = hw;
+    o.per_image = per_image;
+    fsb_rng r;
+    fsb_rng_init(&r, 21, 1);
+    fsb_model *m;
+    ck_assert_int_eq(fsb_model_create(&m, &o, 6, n, pool, &r), FSB_OK);
+    long nx = (long)n * 3 * hw * hw, np;
+    float *x = rnd(nx, 1, 22), *dx = calloc((size_t)nx, sizeof(float));
+    int y[16];
+    for (int i = 0; i < n; i++)
+        y[i] = i % 6;
+    uint64_t h = 1469598103934665603ULL;
+#define HASH(p, bytes)                                                                             \
+    for (size_t q_ = 0; q_ < (size_t)(bytes); q_++)                                                \
+        h = (h ^ ((const unsigned char *)(p))[q_]) * 1099511628211ULL;
+    for (int step = 0; step < 2; step++) {
+        fsb_rng dr;
+        fsb_rng_init(&dr, 30 + step, 0);
+        const float *lg;
+        double loss = fsb_model_train_step(m, x, y, n, &dr, &lg);
+        HASH(&loss, sizeof loss);
+        HASH(lg, sizeof(float) * (size_t)n * 6);
+        float *p = fsb_model_params(m, &np), *g = fsb_model_grads(m, &np);
+        HASH(g, sizeof(float) * (size_t)np);
+        for (long i = 0; i < np; i++)
+            p[i] -= 0.05f * g[i];
+    }
+    const float *lg;
+    fsb_rng dr;
+    fsb_rng_init(&dr, 40, 0);
+    fsb_model_zero_grad(m);
+    ck_assert_int_eq(fsb_model_forward(m, x, n, 1, &dr, NULL, &lg), FSB_OK);
+    float dl[16 * 6];
+    for (int i = 0; i < n * 6; i++)
+        dl[i] = 0.01f * lg[i];
+    fsb_model_backward(m, dl, NULL, dx); /* with the input gradient of every unit */
+    HASH(dx, sizeof(float) * (size_t)nx);
+    HASH(fsb_model_grads(m, &np), sizeof(float) * (size_t)np);
+    int D = fsb_model_embed_dim(m);
+    float *e = malloc(sizeof(float) * (size_t)n * (size_t)D);
+    ck_assert_int_eq(fsb_model_embed(m, x, n, e), FSB_OK);
+    HASH(e, sizeof(float) * (size_t)n * (size_t)D);
+    for (int i = 0; i < fsb_model_n_tensors(m); i++) { /* parameters and running stats */
+        fsb_model_tensor t;
+        fsb_model_tensor_at(m, i, &t);
+        if (t.data) HASH(t.data, sizeof(float) * (size_t)t.numel);
+    }
+#undef HASH
+    free(x), free(dx), free(e);
+    fsb_model_destroy(m);
+    fsb_pool_destroy(pool);
+    return h;
+}
+
+/* Batches below 16 split each image's work over tasks (channel groups, row tiles, weight
+ * gradient column groups): at the real ConvNet-4 shapes (84x84, 64 and 32 filters; the
+ * direct first conv included) and at ResNet-12 widths (1x1 shortcuts, unpooled units,
+ * residuals, dropout), training steps, input gradients and embeddings at batch 5 (and 1)
+ * have the same bits with 1, 2 and 3 threads, and the same as with opts.per_image. */
+START_TEST(small_batch_split_same_bits)
+{
+    static const int c64[4] = {64, 64, 64, 64}, c32[4] = {32, 32, 32, 32},
+                     r12[4] = {64, 160, 320, 640};
+    const struct {
+        fsb_arch arch;
+        const int *w;
+        int hw, n;
+    } cases[] = {{FSB_ARCH_CONV4, c64, 84, 5},
+                 {FSB_ARCH_CONV4, c32, 84, 5},
+                 {FSB_ARCH_CONV4, c64, 84, 1},
+                 {FSB_ARCH_RES12, r12, 20, 5}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        uint64_t ref = step_hash(cases[k].arch, cases[k].w, cases[k].hw, cases[k].n, 2, 1);
+        for (int threads = 1; threads <= 3; threads++)
+            ck_assert_msg(
+                step_hash(cases[k].arch, cases[k].w, cases[k].hw, cases[k].n, threads, 0) == ref,
+                "case %zu: %d threads differ from the per-image split", k, threads);
+    }
+}
+END_TEST
+
 /* max |a - b| <= tol * max(max |b|, 1e-3) over n floats. */
 static void expect_near(const float *a, const float *b, long n, double tol, const char *what)
 {
@@ -831,6 +924,7 @@ int main(void)
     tcase_add_test(tc, conv4_gradients_fd);
     tcase_add_test(tc, res12_gradients_fd);
     tcase_add_test(tc, bits_independent_of_threads);
+    tcase_add_test(tc, small_batch_split_same_bits);
     tcase_add_test(tc, direct_conv_matches_im2col);
     tcase_add_test(tc, dropout_changes_train_not_eval);
     tcase_add_test(tc, resume_continues_dropblock_warmup);

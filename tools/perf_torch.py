@@ -1,14 +1,21 @@
 #!/usr/bin/python3
 """perf_torch.py - fsbench's engine against tuned PyTorch on the same CPU, interleaved.
 
-Runs the `bench perf` workloads (ConvNet-4 train step batch 64 with a 64-way CE head and an
-SGD step, ConvNet-4 inference batch 64, ResNet-12 train step / inference batch 32, random
-84x84 inputs) in PyTorch (torch.set_num_threads(2), channels_last, tcmalloc preloaded when
+Runs the `bench perf` workloads (per network and batch size: a train step with a 64-way CE
+head and an SGD-momentum step, and inference; random 84x84 inputs) in PyTorch
+(torch.set_num_threads(2), channels_last, tcmalloc preloaded when
 /usr/lib/x86_64-linux-gnu/libtcmalloc.so.4 exists) and with `bench perf --json`, as
-subprocesses in the order A B A B ... (the machine is shared: figures drift, so only
-interleaved medians are compared). Prints medians and the ratio fsbench / PyTorch.
+subprocesses. For each (network, batch) in turn the two engines alternate A B A B ...
+(--rounds times each; the machine is shared, figures drift, so only interleaved medians are
+compared). Prints every round, then per workload the medians and the ratio fsbench / PyTorch.
 
-Usage: tools/perf_torch.py [--bench build/bench] [--rounds 3] [--arch conv4|res12|all]
+Networks: conv4 (64 filters per block), conv4-32 (32 filters, MAML's backbone), res12.
+
+Usage: tools/perf_torch.py [--bench build/bench] [--rounds 3] [--arch conv4,conv4-32,res12|all]
+                           [--batch 5,25,64] [--iters N] [--split on|off|both] [--json FILE]
+--split both adds fsbench without its small-batch split (bench perf --split off, the engine
+before it) as a third engine in every round (A B C A B C): before/after and the ratio to
+PyTorch of both from one run.
 Needs Debian's /usr/bin/python3 with torch; never needed to build or test fsbench.
 """
 import argparse
@@ -23,8 +30,20 @@ TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4"
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def torch_worker(arch, batch_override, iters_override):
-    """Time the workloads in PyTorch; print one JSON line."""
+NETS = {"conv4": ("conv4", (64,) * 4), "conv4-32": ("conv4", (32,) * 4),
+        "res12": ("res12", (64, 160, 320, 640))}
+DEFAULT_BATCH = {"conv4": 64, "conv4-32": 64, "res12": 32}
+
+
+def default_iters(net, train):
+    """bench perf's defaults: 10 / 20 for ConvNet-4 train / infer, 3 / 5 for ResNet-12."""
+    if NETS[net][0] == "conv4":
+        return 10 if train else 20
+    return 3 if train else 5
+
+
+def torch_worker(net, batch, iters_override):
+    """Time one network at one batch in PyTorch (train, then infer); print one JSON line."""
     import torch
     import torch.nn.functional as F
 
@@ -35,45 +54,41 @@ def torch_worker(arch, batch_override, iters_override):
     torch.manual_seed(0)
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(),
            "tcmalloc": TCMALLOC in os.environ.get("LD_PRELOAD", ""), "workloads": []}
-    archs = ["conv4", "res12"] if arch == "all" else [arch]
-    for a in archs:
-        batch = batch_override or (64 if a == "conv4" else 32)
-        widths = (64,) * 4 if a == "conv4" else (64, 160, 320, 640)
-        model = torch_models.build(a, widths, 64).to(memory_format=torch.channels_last)
-        x = torch.randn(batch, 3, 84, 84).contiguous(memory_format=torch.channels_last)
-        y = torch.randint(0, 64, (batch,))
-        opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-        for train in (True, False):
-            iters = iters_override or ((10 if train else 20) if a == "conv4" else (3 if train else 5))
-            times = []
-            for it in range(iters + 1):
-                t0 = time.perf_counter()
-                if train:
-                    model.train()
-                    opt.zero_grad(set_to_none=True)
-                    _, logits = model(x)
-                    loss = F.cross_entropy(logits, y)
-                    loss.backward()
-                    opt.step()
-                else:
-                    model.eval()
-                    with torch.no_grad():
-                        model.embed(x)
-                if it > 0:
-                    times.append(time.perf_counter() - t0)
-            sec = statistics.median(times)
-            out["workloads"].append({"name": f"{a}-{'train' if train else 'infer'}",
-                                     "batch": batch, "seconds": sec, "img_s": batch / sec})
+    arch, widths = NETS[net]
+    model = torch_models.build(arch, widths, 64).to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, 84, 84).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 64, (batch,))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    for train in (True, False):
+        iters = iters_override or default_iters(net, train)
+        times = []
+        for it in range(iters + 1):
+            t0 = time.perf_counter()
+            if train:
+                model.train()
+                opt.zero_grad(set_to_none=True)
+                _, logits = model(x)
+                loss = F.cross_entropy(logits, y)
+                loss.backward()
+                opt.step()
+            else:
+                model.eval()
+                with torch.no_grad():
+                    model.embed(x)
+            if it > 0:
+                times.append(time.perf_counter() - t0)
+        sec = statistics.median(times)
+        out["workloads"].append({"name": f"{net}-{'train' if train else 'infer'}",
+                                 "batch": batch, "seconds": sec, "img_s": batch / sec})
     print(json.dumps(out))
 
 
-def run_torch(args):
+def run_torch(args, net, batch):
     env = dict(os.environ)
     if os.path.exists(TCMALLOC) and not args.no_tcmalloc:
         env["LD_PRELOAD"] = (TCMALLOC + " " + env.get("LD_PRELOAD", "")).strip()
-    cmd = ["/usr/bin/python3", os.path.abspath(__file__), "--worker", "--arch", args.arch]
-    if args.batch:
-        cmd += ["--batch", str(args.batch)]
+    cmd = ["/usr/bin/python3", os.path.abspath(__file__), "--worker", "--arch", net,
+           "--batch", str(batch)]
     if args.iters:
         cmd += ["--iters", str(args.iters)]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -83,10 +98,9 @@ def run_torch(args):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def run_bench(args):
-    cmd = [args.bench, "perf", "--json", "--arch", args.arch, "--threads", "2"]
-    if args.batch:
-        cmd += ["--batch", str(args.batch)]
+def run_bench(args, net, batch, split):
+    cmd = [args.bench, "perf", "--json", "--arch", net, "--batch", str(batch), "--threads", "2",
+           "--split", split]
     if args.iters:
         cmd += ["--iters", str(args.iters)]
     if not os.access(args.bench, os.X_OK):
@@ -97,41 +111,101 @@ def run_bench(args):
     return json.loads(res.stdout)
 
 
+def parse_nets(text):
+    nets = []
+    for item in text.split(","):
+        if item == "all":
+            nets += list(NETS)
+        elif item in NETS:
+            nets.append(item)
+        else:
+            raise argparse.ArgumentTypeError(
+                f"'{item}' is not conv4, conv4-32, res12 or all (in '{text}')")
+    return [n for n in NETS if n in nets]  # bench perf's order, no repeats
+
+
+def parse_batches(text):
+    try:
+        vals = sorted({int(v) for v in text.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma list of batch sizes")
+    if not vals or vals[0] < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': batch sizes must be >= 1")
+    return vals
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bench", default=os.path.join(HERE, "..", "build", "bench"))
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--arch", default="all", choices=["conv4", "res12", "all"])
-    ap.add_argument("--batch", type=int, default=0)
+    ap.add_argument("--arch", default="all", type=parse_nets,
+                    help="comma list of conv4, conv4-32, res12, or all (default all)")
+    ap.add_argument("--batch", default=None, type=parse_batches,
+                    help="comma list of batch sizes (default 64 for ConvNet-4, 32 for ResNet-12)")
     ap.add_argument("--iters", type=int, default=0)
+    ap.add_argument("--json", default=None, help="also write every round and the medians here")
+    ap.add_argument("--split", default="on", choices=["on", "off", "both"],
+                    help="bench perf --split: off runs fsbench without its small-batch split, "
+                         "both runs the two in every round")
     ap.add_argument("--no-tcmalloc", action="store_true")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        torch_worker(args.arch, args.batch, args.iters)
+        torch_worker(args.arch[0], args.batch[0], args.iters)
         return
-    torch_runs, bench_runs = {}, {}
-    rss = []
-    for r in range(args.rounds):
-        t = run_torch(args)
-        for w in t["workloads"]:
-            torch_runs.setdefault(w["name"], []).append(w["img_s"])
-        b = run_bench(args)
-        rss.append(b["peak_rss_mb"])
-        for w in b["workloads"]:
-            bench_runs.setdefault(w["name"], []).append(w["img_s"])
-        print(f"round {r + 1}: torch " +
-              " ".join(f"{w['name']}={w['img_s']:.1f}" for w in t["workloads"]) +
-              " | fsbench " + " ".join(f"{w['name']}={w['img_s']:.1f}" for w in b["workloads"]),
-              flush=True)
+    splits = ["on", "off"] if args.split == "both" else [args.split]
+    torch_runs, bench_runs, order = {}, {sp: {} for sp in splits}, []
+    rss, t, b = [], None, None
+    for net in args.arch:
+        for batch in args.batch or [DEFAULT_BATCH[net]]:
+            for r in range(args.rounds):
+                t = run_torch(args, net, batch)
+                for w in t["workloads"]:
+                    torch_runs.setdefault((w["name"], batch), []).append(w["img_s"])
+                line = f"{net} batch {batch} round {r + 1}: torch " + " ".join(
+                    f"{w['name']}={w['img_s']:.1f}" for w in t["workloads"])
+                for sp in splits:
+                    b = run_bench(args, net, batch, sp)
+                    rss.append(b["peak_rss_mb"])
+                    for w in b["workloads"]:
+                        key = (w["name"], batch)
+                        if key not in order:
+                            order.append(key)
+                        bench_runs[sp].setdefault(key, []).append(w["img_s"])
+                    line += f" | fsbench split {sp} " + " ".join(
+                        f"{w['name']}={w['img_s']:.1f}" for w in b["workloads"])
+                print(line, flush=True)
     print(f"\nPyTorch {t['torch']} threads {t['threads']} tcmalloc {t['tcmalloc']} channels_last; "
           f"fsbench openblas core {b['openblas_core']}, peak RSS {max(rss):.0f} MB")
-    print(f"{'workload':<14} {'PyTorch img/s':>14} {'fsbench img/s':>14} {'ratio':>7}   (medians of {args.rounds})")
-    for name in bench_runs:
-        tm = statistics.median(torch_runs[name])
-        bm = statistics.median(bench_runs[name])
-        print(f"{name:<14} {tm:>14.1f} {bm:>14.1f} {bm / tm:>6.2f}x")
-
+    head = f"{'workload':<16} {'batch':>5} {'PyTorch img/s':>14}"
+    for sp in splits:
+        head += f" {'split ' + sp + ' img/s':>16} {'ratio':>7}"
+    if len(splits) == 2:
+        head += f" {'on/off':>7}"
+    print(head + f"   (medians of {args.rounds}, interleaved per network and batch)")
+    rows = []
+    for name, batch in order:
+        tm = statistics.median(torch_runs[(name, batch)])
+        row = {"name": name, "batch": batch, "torch_img_s": torch_runs[(name, batch)],
+               "torch_median": tm}
+        line = f"{name:<16} {batch:>5} {tm:>14.1f}"
+        for sp in splits:
+            bm = statistics.median(bench_runs[sp][(name, batch)])
+            row[f"fsbench_split_{sp}_img_s"] = bench_runs[sp][(name, batch)]
+            row[f"fsbench_split_{sp}_median"] = bm
+            row[f"ratio_split_{sp}"] = bm / tm
+            line += f" {bm:>16.1f} {bm / tm:>6.2f}x"
+        if len(splits) == 2:
+            on_off = row["fsbench_split_on_median"] / row["fsbench_split_off_median"]
+            row["split_on_over_off"] = on_off
+            line += f" {on_off:>6.2f}x"
+        rows.append(row)
+        print(line)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"torch": t["torch"], "openblas_core": b["openblas_core"],
+                       "rounds": args.rounds, "workloads": rows}, f, indent=1)
+            f.write("\n")
 
 if __name__ == "__main__":
     main()

@@ -67,6 +67,21 @@ typedef const float *(*fsb_conv3_dout_fn)(void *ctx, int o0, int n, long *cstrid
 void fsb_conv3_small_dweight_fn(float *dweight, float *scratch, fsb_conv3_dout_fn dout, void *ctx,
                                 const float *inp, int C, int H, int W, int OC, int accumulate,
                                 int simd);
+/* The three functions above restricted to the output channels [o0, o1) (for splitting one
+ * image's work over threads): arrays and OC are the whole ones (out (OC,H,W), mom (2*OC),
+ * dweight (OC,C,3,3), dout (OC,H,W) or channels o0.. asked from the callback), only the
+ * range is read or written, each value with the same bits as in the whole call provided
+ * o1 - o0 >= 8 when OC >= 8 (the SIMD kernels work on 8 channels). scratch is a whole
+ * fsb_conv3_small_scratch; ranges may run concurrently only with separate scratch. */
+void fsb_conv3_small_forward_part(float *out, double *mom, float *scratch, const float *inp,
+                                  const float *weight, int C, int H, int W, int OC, int o0, int o1,
+                                  int simd);
+void fsb_conv3_small_dweight_part(float *dweight, float *scratch, const float *dout,
+                                  const float *inp, int C, int H, int W, int OC, int o0, int o1,
+                                  int accumulate, int simd);
+void fsb_conv3_small_dweight_fn_part(float *dweight, float *scratch, fsb_conv3_dout_fn dout,
+                                     void *ctx, const float *inp, int C, int H, int W, int OC,
+                                     int o0, int o1, int accumulate, int simd);
 
 /* ---- batch normalisation (PyTorch BatchNorm2d semantics) ------------------------- */
 

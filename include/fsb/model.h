@@ -7,12 +7,15 @@
  * allocated at create time: forward/backward never allocate. Images are float NCHW
  * (n,3,in_hw,in_hw), already normalised.
  *
- * Threads: work is split per image over the fsb_pool given at create (borrowed); OpenBLAS
- * is set to 1 thread. Per-image results (eval forward, embeddings) never depend on the
- * thread count. Batch reductions (BN statistics, BN/bias gradients) are per-image partial
- * sums added in image order; weight gradients are per-chunk partials (opts.grad_splits
- * fixed chunks of the batch) added in chunk order, so a training step gives the same bits
- * for the same seed and grad_splits whatever the thread count.
+ * Threads: work is split per image over the fsb_pool given at create (borrowed), and
+ * below 16 images each image's work further (channel groups, row tiles, weight-gradient
+ * column groups: a fixed rule of the shapes and the batch size, never of the pool size,
+ * with the same arithmetic as per image); OpenBLAS is set to 1 thread. Per-image results
+ * (eval forward, embeddings) never depend on the thread count. Batch reductions (BN
+ * statistics, BN/bias gradients) are per-image partial sums added in image order; weight
+ * gradients are per-chunk partials (opts.grad_splits fixed chunks of the batch) added in
+ * chunk order, so a training step gives the same bits for the same seed and grad_splits
+ * whatever the thread count.
  *
  * Blocks: ConvNet-4 has 4 blocks conv3x3(bias)-BN-ReLU-maxpool2; ResNet-12 4 residual blocks
  * (FEAT/MetaOptNet, see docs/protocol.md). Stage s (0..4) names the input of block s;
@@ -53,6 +56,9 @@ typedef struct fsb_model_opts {
                              every forward, eval included, so it ramps up sooner) */
     int dropblock_size;   /* res12: DropBlock block size (default 5) */
     int grad_splits;      /* fixed batch chunks for weight-gradient partials (default 4) */
+    int per_image;        /* 1: one task per image even below 16 images (the engine before
+                             the small-batch split, for before/after measurements; the
+                             same bits either way); default 0 */
 } fsb_model_opts;
 
 /* Defaults for an architecture (see the field comments). */
@@ -221,5 +227,13 @@ int fsb_model_create_from_file(fsb_model **out, const char *path, int in_hw, int
 int fsb_model_profile_n(const fsb_model *m);
 void fsb_model_profile_at(const fsb_model *m, int i, const char **name, double *fwd, double *bwd);
 void fsb_model_profile_reset(fsb_model *m);
+/* Floating-point operations per image of profile entry i (a multiply-add counts 2): *fwd its
+ * forward (the convolution of a unit; the head's linear layer), *bwd its backward in a full
+ * training step from stage 0 (the weight gradient, plus the input gradient for every entry
+ * but the units that read the network's images, whose input gradient a step does not
+ * compute). Batch norm, activation, pooling and bias terms are not counted (they are O(1)
+ * per output, the convolution O(cin*k*k)). Divided by fsb_model_profile_at's seconds this
+ * gives each layer's achieved GFLOP/s, to set against the machine's FMA peak. */
+void fsb_model_profile_flops(const fsb_model *m, int i, double *fwd, double *bwd);
 
 #endif
