@@ -27,29 +27,33 @@ static const char episodes_header[] =
     "episode,shot,method,n_correct,n_query,accuracy,fit_ms,predict_ms";
 
 /* The paper's middle-shot table: REFILLED (Ye et al.), MiniImageNet 5-way accuracy %, as
- * transcribed in docs/protocol.md ("The paper's middle-shot table"). Episode
- * count not stated; its 1NN 5-shot value equals MAML's and may be a transcription slip.
- * MAML has no fsbench method yet and is left out. `ours` is our method name. */
+ * transcribed in docs/protocol.md ("The paper's middle-shot table"), rows in the paper's order
+ * (the order of a table's rows). Episode count not stated; its 1NN 5-shot value equals
+ * MAML's and may be a transcription slip; MAML has no 10- and 30-shot values (negative).
+ * `ours` is our method name. */
 static const int paper_shots[4] = {1, 5, 10, 30};
 static const struct {
     const char *ours;  /* fsbench method name */
     const char *paper; /* the paper's row label */
-    double acc[4];     /* at paper_shots */
+    double acc[4];     /* at paper_shots; < 0: no value */
 } paper_rows[] = {
     {"1nn", "1NN", {49.73, 63.11, 66.56, 69.80}},
     {"svm", "SVM", {51.61, 69.17, 74.24, 77.87}},
     {"finetune", "Fine-Tune", {45.89, 68.61, 74.95, 78.62}},
+    {"maml", "MAML", {48.70, 63.11, -1.0, -1.0}},
     {"protonet", "ProtoNet", {51.79, 70.38, 74.42, 78.10}},
     {"feat", "FEAT", {55.15, 71.61, 74.86, 78.84}},
-    {"refilled-res12", "REFILLED (ResNet backbone)", {54.82, 71.97, 76.42, 80.33}},
     {"refilled-conv4", "REFILLED (ConvNet backbone)", {53.44, 70.60, 75.37, 78.94}},
+    {"refilled-res12", "REFILLED (ResNet backbone)", {54.82, 71.97, 76.42, 80.33}},
 };
 static const int n_paper_rows = (int)(sizeof paper_rows / sizeof paper_rows[0]);
 
-/* Methods with a place in the report order before all others (paper rows, then ours). */
-static const char *const method_order[] = {
-    "1nn",      "svm",   "finetune", "protonet", "feat", "refilled-res12", "refilled-conv4",
-    "refilled", "logreg"};
+/* Methods with a place in the record order before all others (paper rows, then ours). The
+ * names here keep their relative order (per_episode.csv and summary.csv of committed runs
+ * follow it); a new name may go anywhere no committed run has it. */
+static const char *const method_order[] = {"1nn",      "svm",   "finetune",       "maml",
+                                           "protonet", "feat",  "refilled-res12", "refilled-conv4",
+                                           "refilled", "logreg"};
 static const int n_method_order = (int)(sizeof method_order / sizeof method_order[0]);
 
 static int method_rank(const char *m)
@@ -464,6 +468,22 @@ static const char *paper_label(const char *method)
 
 /* ---- tables ------------------------------------------------------------------------- */
 
+/* One row of a table: a method of the run, or a paper row that no method of the run is
+ * compared with. */
+typedef struct {
+    const char *method; /* our method name, or the paper row's key */
+    int ran;            /* 1: a method of the run; 0: the paper's value only, "not run here" */
+} table_row;
+
+/* A row's place: the position of the paper row it is compared with, else after them all. */
+static int display_rank(const char *method, const char *paper)
+{
+    const char *key = paper_key(method, paper);
+    for (int i = 0; i < n_paper_rows; i++)
+        if (strcmp(paper_rows[i].ours, key) == 0) return i;
+    return n_paper_rows;
+}
+
 /* Distinct methods (report order, as rows are sorted) and shots (ascending) of rows. */
 typedef struct {
     const char **methods; /* [n_methods] pointers into rows */
@@ -471,6 +491,8 @@ typedef struct {
     int *shots;           /* [n_shots] ascending */
     int n_shots;          /* distinct shots */
     int64_t e_min, e_max; /* smallest and largest episode count of a cell */
+    table_row *plan;      /* [n_rows] the table's rows (plan_rows) */
+    int n_rows;
 } table_axes;
 
 static int cmp_int(const void *a, const void *b)
@@ -479,14 +501,44 @@ static int cmp_int(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int axes_init(table_axes *ax, const fsb_summary_row *rows, size_t n)
+/* The rows of a table into rows (room for ax->n_methods + n_paper_rows): without the paper's
+ * columns the run's methods in report order; with them every row of the paper's table in the
+ * paper's order, each either the run's method compared with it or, when the run has none and
+ * the paper has a value at one of the table's shots, the paper's value alone (ran 0), then
+ * the run's other methods in report order. */
+static int plan_rows(const table_axes *ax, const char *paper, table_row *rows)
+{
+    int n = 0;
+    if (!paper) {
+        for (int j = 0; j < ax->n_methods; j++)
+            rows[n++] = (table_row){ax->methods[j], 1};
+        return n;
+    }
+    for (int i = 0; i <= n_paper_rows; i++) {
+        int covered = 0;
+        for (int j = 0; j < ax->n_methods; j++)
+            if (display_rank(ax->methods[j], paper) == i) {
+                rows[n++] = (table_row){ax->methods[j], 1};
+                covered = 1;
+            }
+        int valued = 0; /* the paper has a value at one of the table's shots */
+        for (int k = 0; i < n_paper_rows && k < ax->n_shots; k++)
+            valued |= fsb_report_paper_value(paper_rows[i].ours, ax->shots[k]) >= 0;
+        if (!covered && valued) rows[n++] = (table_row){paper_rows[i].ours, 0};
+    }
+    return n;
+}
+
+static int axes_init(table_axes *ax, const fsb_summary_row *rows, size_t n, const char *paper)
 {
     memset(ax, 0, sizeof *ax);
     ax->methods = malloc(sizeof *ax->methods * (n ? n : 1));
     ax->shots = malloc(sizeof *ax->shots * (n ? n : 1));
-    if (!ax->methods || !ax->shots) {
+    ax->plan = malloc(sizeof *ax->plan * (n + (size_t)n_paper_rows));
+    if (!ax->methods || !ax->shots || !ax->plan) {
         free(ax->methods);
         free(ax->shots);
+        free(ax->plan);
         return fsb_error(FSB_ENOMEM, "table: out of memory");
     }
     for (size_t i = 0; i < n; i++) {
@@ -500,6 +552,7 @@ static int axes_init(table_axes *ax, const fsb_summary_row *rows, size_t n)
         if (i == 0 || rows[i].episodes > ax->e_max) ax->e_max = rows[i].episodes;
     }
     qsort(ax->shots, (size_t)ax->n_shots, sizeof *ax->shots, cmp_int);
+    ax->n_rows = plan_rows(ax, paper, ax->plan);
     return FSB_OK;
 }
 
@@ -507,6 +560,7 @@ static void axes_free(table_axes *ax)
 {
     free(ax->methods);
     free(ax->shots);
+    free(ax->plan);
 }
 
 static const fsb_summary_row *find_cell(const fsb_summary_row *rows, size_t n, const char *m,
@@ -546,7 +600,7 @@ int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title
                         const char *models, char **out)
 {
     table_axes ax;
-    int st = axes_init(&ax, rows, n);
+    int st = axes_init(&ax, rows, n, paper);
     if (st) return st;
     size_t len;
     FILE *fp = open_memstream(out, &len);
@@ -565,11 +619,12 @@ int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title
     for (int k = 0; k < ax.n_shots; k++)
         fprintf(fp, with_paper ? "---:|---:|---:|" : "---:|");
     fprintf(fp, "\n");
-    for (int i = 0; i < ax.n_methods; i++) {
-        fprintf(fp, "| %s |", ax.methods[i]);
+    for (int i = 0; i < ax.n_rows; i++) {
+        const char *m = ax.plan[i].method;
+        fprintf(fp, ax.plan[i].ran ? "| %s |" : "| %s (not run here) |", m);
         for (int k = 0; k < ax.n_shots; k++) {
-            const fsb_summary_row *c = find_cell(rows, n, ax.methods[i], ax.shots[k]);
-            double paper_acc = fsb_report_paper_value(paper_key(ax.methods[i], paper), ax.shots[k]);
+            const fsb_summary_row *c = ax.plan[i].ran ? find_cell(rows, n, m, ax.shots[k]) : NULL;
+            double paper_acc = fsb_report_paper_value(paper_key(m, paper), ax.shots[k]);
             char d[32] = "–";
             if (c)
                 fprintf(fp, " %.2f ± %.2f |", 100.0 * c->mean, 100.0 * c->ci95);
@@ -604,10 +659,10 @@ int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title
                 "episode count not stated; its 1NN 5-shot value equals MAML's and may be a "
                 "transcription slip).");
     int mapped = 0;
-    for (int i = 0; i < ax.n_methods; i++) {
-        const char *lab = paper_label(paper_key(ax.methods[i], paper));
+    for (int i = 0; i < ax.n_rows; i++) {
+        const char *lab = paper_label(paper_key(ax.plan[i].method, paper));
         if (!lab) continue;
-        fprintf(fp, "%s%s = %s", mapped ? ", " : " Rows: ", ax.methods[i], lab);
+        fprintf(fp, "%s%s = %s", mapped ? ", " : " Rows: ", ax.plan[i].method, lab);
         mapped = 1;
     }
     fprintf(fp, "%s\n", mapped ? "." : "");
@@ -654,7 +709,7 @@ int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *titl
                          const char *paper, const char *models, char **out)
 {
     table_axes ax;
-    int st = axes_init(&ax, rows, n);
+    int st = axes_init(&ax, rows, n, paper);
     if (st) return st;
     size_t len;
     FILE *fp = open_memstream(out, &len);
@@ -695,11 +750,13 @@ int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *titl
         fprintf(fp, " \\\\\n");
     }
     fprintf(fp, "\\midrule\n");
-    for (int i = 0; i < ax.n_methods; i++) {
-        tex_name(fp, ax.methods[i]);
+    for (int i = 0; i < ax.n_rows; i++) {
+        const char *m = ax.plan[i].method;
+        tex_name(fp, m);
+        if (!ax.plan[i].ran) fprintf(fp, " (not run here)");
         for (int k = 0; k < ax.n_shots; k++) {
-            const fsb_summary_row *c = find_cell(rows, n, ax.methods[i], ax.shots[k]);
-            double paper_acc = fsb_report_paper_value(paper_key(ax.methods[i], paper), ax.shots[k]);
+            const fsb_summary_row *c = ax.plan[i].ran ? find_cell(rows, n, m, ax.shots[k]) : NULL;
+            double paper_acc = fsb_report_paper_value(paper_key(m, paper), ax.shots[k]);
             if (c)
                 fprintf(fp, " & %.2f $\\pm$ %.2f", 100.0 * c->mean, 100.0 * c->ci95);
             else
@@ -808,7 +865,7 @@ static int write_string(const char *dir, const char *name, const char *text)
 static int plot_script(char **out, const fsb_summary_row *rows, size_t n, const char *setting)
 {
     table_axes ax;
-    int st = axes_init(&ax, rows, n);
+    int st = axes_init(&ax, rows, n, NULL);
     if (st) return st;
     size_t len;
     FILE *fp = open_memstream(out, &len);

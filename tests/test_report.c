@@ -211,6 +211,13 @@ static const char golden_md[] =
     "| method | 1-shot | paper | Δ | 2-shot | paper | Δ |\n"
     "|---|---:|---:|---:|---:|---:|---:|\n"
     "| 1nn | 70.00 ± 18.48 | 49.73 | +20.27 † | 50.00 ± 0.00 | – | – |\n"
+    "| svm (not run here) | – | 51.61 | – | – | – | – |\n"
+    "| finetune (not run here) | – | 45.89 | – | – | – | – |\n"
+    "| maml (not run here) | – | 48.70 | – | – | – | – |\n"
+    "| protonet (not run here) | – | 51.79 | – | – | – | – |\n"
+    "| feat (not run here) | – | 55.15 | – | – | – | – |\n"
+    "| refilled-conv4 (not run here) | – | 53.44 | – | – | – | – |\n"
+    "| refilled-res12 (not run here) | – | 54.82 | – | – | – | – |\n"
     "| zeta | 75.00 ± 0.00 | – | – | – | – | – |\n"
     "\n"
     "Accuracy in %, mean ± 95% confidence interval over the episodes of each cell (E = 1 to "
@@ -219,7 +226,9 @@ static const char golden_md[] =
     "mean ± CI.\n"
     "Paper: the REFILLED paper's middle-shot table (MiniImageNet, 5-way; episode count not "
     "stated; its 1NN 5-shot value equals MAML's and may be a transcription slip). Rows: 1nn = "
-    "1NN.\n";
+    "1NN, svm = SVM, finetune = Fine-Tune, maml = MAML, protonet = ProtoNet, feat = FEAT, "
+    "refilled-conv4 = REFILLED (ConvNet backbone), refilled-res12 = REFILLED (ResNet "
+    "backbone).\n";
 
 static const fsb_episode_record *table_input(size_t *n)
 {
@@ -298,6 +307,41 @@ START_TEST(table_golden)
     free(md);
     ck_assert_int_eq(fsb_report_table_md(&rf, 1, NULL, "", NULL, &md), FSB_OK);
     ck_assert_ptr_nonnull(strstr(md, "| refilled | 50.00 ± 0.00 | – | – |"));
+    free(md);
+    /* the paper's rows in the paper's order: the run's rows where it has them, the others
+     * "not run here" with the paper's value; MAML has no 10-shot value; the run's other
+     * methods last; a shot without paper values brings no "not run here" rows */
+    fsb_summary_row mix[] = {
+        {.method = "feat", .shot = 10, .episodes = 1, .mean = 0.5},
+        {.method = "logreg", .shot = 10, .episodes = 1, .mean = 0.5},
+        {.method = "maml", .shot = 10, .episodes = 1, .mean = 0.5},
+        {.method = "refilled", .shot = 10, .episodes = 1, .mean = 0.5},
+    };
+    ck_assert_int_eq(fsb_report_table_md(mix, 4, NULL, "conv4", NULL, &md), FSB_OK);
+    const char *order[] = {"| 1nn (not run here) | – | 66.56 | – |",
+                           "| svm (not run here) |",
+                           "| finetune (not run here) |",
+                           "| maml | 50.00 ± 0.00 | – | – |",
+                           "| protonet (not run here) |",
+                           "| feat | 50.00 ± 0.00 | 74.86 | -24.86 † |",
+                           "| refilled | 50.00 ± 0.00 | 75.37 | -25.37 † |",
+                           "| refilled-res12 (not run here) | – | 76.42 | – |",
+                           "| logreg | 50.00 ± 0.00 | – | – |"};
+    const char *at = md;
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        const char *hit = strstr(at, order[i]);
+        ck_assert_msg(hit != NULL, "%s not after the previous row in\n%s", order[i], md);
+        at = hit + 1;
+    }
+    ck_assert_ptr_null(strstr(md, "refilled-conv4 (not run here)"));
+    free(md);
+    ck_assert_int_eq(fsb_report_table_tex(mix, 4, NULL, "conv4", NULL, &tex), FSB_OK);
+    ck_assert_ptr_null(strstr(tex, "maml (not run here)"));
+    ck_assert_ptr_nonnull(strstr(tex, "refilled-res12 (not run here) & -- & 76.42 & -- \\\\"));
+    free(tex);
+    fsb_summary_row two = {.method = "maml", .shot = 2, .episodes = 1, .mean = 0.5};
+    ck_assert_int_eq(fsb_report_table_md(&two, 1, NULL, "conv4", NULL, &md), FSB_OK);
+    ck_assert_ptr_null(strstr(md, "not run here"));
     free(md);
     ck_assert(fsb_report_paper_applies(0x120c10c9ea03f538ull));
     ck_assert(!fsb_report_paper_applies(0x3cfb3ee002e3d937ull));

@@ -89,8 +89,9 @@ int fsb_report_write_episodes(const char *path, const fsb_episode_record *recs, 
  * n_query within 1e-6, no duplicate (method, shot, episode)) and errors name the line. */
 int fsb_report_read_episodes(const char *path, fsb_episode_record **recs, size_t *n);
 
-/* Report order of methods: the paper's rows first (1nn, svm, finetune, protonet,
- * refilled-res12, refilled-conv4, refilled), then any other name bytewise. qsort-style. */
+/* Record order of methods: the paper's rows first (1nn, svm, finetune, maml, protonet, feat,
+ * refilled-res12, refilled-conv4, refilled, logreg), then any other name bytewise.
+ * qsort-style. */
 int fsb_report_method_cmp(const char *a, const char *b);
 
 /* Summary rows sorted by (method in report order, shot); *rows malloc'd. */
@@ -116,8 +117,13 @@ double fsb_report_paper_value(const char *method, int shot);
 /* Render table.md / table.tex content from summary rows (malloc'd NUL-terminated string in
  * *out, caller frees). paper: NULL leaves out the paper's columns; otherwise they are shown,
  * and "conv4" / "res12" name the backbone whose REFILLED row plain "refilled" is compared
- * with ("" for none). models: a last line under the table saying which rows bring their own
- * model (fsb_report_options.models), or NULL for none. */
+ * with ("" for none). With the paper's columns the rows are the paper's, in its order (1NN,
+ * SVM, Fine-Tune, MAML, ProtoNet, FEAT, REFILLED ConvNet, REFILLED ResNet): a paper row that
+ * no method of the run is compared with (and that has a value at one of the table's shots)
+ * shows the paper's value beside "–" and is labelled
+ * "<name> (not run here)"; the run's other methods follow in record order. Without them the
+ * rows are the run's methods in record order. models: a last line under the table saying
+ * which rows bring their own model (fsb_report_options.models), or NULL for none. */
 int fsb_report_table_md(const fsb_summary_row *rows, size_t n, const char *title, const char *paper,
                         const char *models, char **out);
 int fsb_report_table_tex(const fsb_summary_row *rows, size_t n, const char *title,
