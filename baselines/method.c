@@ -42,11 +42,11 @@ static const fsb_method feature_rows[] = {
      fsb_method_feat_scratch, 0, 0},
 };
 
-/* The table, in this order (help output, fsb_method_at); the students' rows are defined with
- * their adapter. */
+/* The table, in this order (help output, fsb_method_at); the students' and maml's rows are
+ * defined with their adapters. */
 static const fsb_method *const methods[] = {
-    &feature_rows[0], &feature_rows[1],     &feature_rows[2],    &feature_rows[3],
-    &feature_rows[4], &fsb_method_finetune, &fsb_method_refilled};
+    &feature_rows[0], &feature_rows[1],     &feature_rows[2],     &feature_rows[3],
+    &feature_rows[4], &fsb_method_finetune, &fsb_method_refilled, &fsb_method_maml};
 static const int n_methods = (int)(sizeof methods / sizeof methods[0]);
 
 int fsb_method_count(void)

@@ -15,6 +15,7 @@
 #include "fsb/features.h"
 #include "fsb/fileio.h"
 #include "fsb/journal.h"
+#include "fsb/maml_method.h"
 #include "fsb/method.h"
 #include "fsb/model.h"
 #include "fsb/progress.h"
@@ -67,6 +68,7 @@ typedef struct worker {
     float *sfeat;             /* [way*max_shot][max_dim] gathered support features */
     float *qfeat;             /* [way*query][max_dim] gathered query features */
     fsb_student_ctx *student; /* training methods' context (NULL without image methods) */
+    fsb_maml_ctx *maml;       /* maml's context (NULL without maml) */
 } worker;
 
 /* A frozen network whose features methods see: the teacher, or a method's own model
@@ -114,8 +116,10 @@ typedef struct run_state {
     long tasks_here;          /* tasks journaled by this process (fault injection) */
     char *run_id;             /* the run identity text */
     fsb_run_opts opts;        /* the options, completed from a manifest; o points here */
-    int has_images;           /* some method trains per episode (FSB_NEEDS_IMAGES) */
+    int has_images;           /* some student trains per episode (FSB_NEEDS_IMAGES, not maml) */
     fsb_student_opts student; /* their options (--student), cfg.extra of those methods */
+    int maml;                 /* maml's method slot, or -1 */
+    fsb_maml_ckpt maml_ckpt;  /* its checkpoint's training record (order, test steps, lr) */
 } run_state;
 
 static size_t task_index(const run_state *r, int m, int s, int e)
@@ -186,6 +190,7 @@ static int make_run_id(const run_state *r, char **text)
         m->C = r->cfg[i].C;
         m->has_model = r->own[i] != NULL; /* --model: another file is another run */
         m->model_xxh3 = m->has_model ? r->nets[r->net_of[i]].hash : 0;
+        if (i == r->maml) m->order = r->maml_ckpt.order; /* first-order MAML: order=1 */
     }
     id.image_size = o->image_size;
     id.resize = o->resize;
@@ -243,7 +248,7 @@ static void run_task(void *ctx, int t, int wi)
     fsb_view_buffers bufs = {w->sidx, w->slab, w->qidx, w->qlab, w->sfeat, w->qfeat};
     fsb_episode_view v;
     fsb_episode_view_make(&v, &e, ep_i, k, net->feats, net->dim, &bufs);
-    if (m->needs & FSB_NEEDS_IMAGES) v.ctx = w->student;
+    if (m->needs & FSB_NEEDS_IMAGES) v.ctx = c->m == r->maml ? (void *)w->maml : w->student;
     int nq = v.n_query;
     /* the episode's generator: a pure function of (seed, method, shot, episode) */
     fsb_rng rng;
@@ -294,6 +299,14 @@ static int workers_init(run_state *r)
                                         ms, q, &r->student);
         if (st) return fsb_error_wrap(st, "--student");
     }
+    if (r->maml >= 0) { /* one model copy and MAML work per worker */
+        fsb_transform t;
+        int st = run_transform(r, &r->nets[r->net_of[r->maml]], &t);
+        for (int i = 0; i < nw && !st; i++)
+            st = fsb_maml_ctx_create(&r->workers[i].maml, r->own[r->maml], &r->cache, &t, way, ms,
+                                     q);
+        if (st) return fsb_error_wrap(st, "--model maml=%s", r->own[r->maml]);
+    }
     return FSB_OK;
 }
 
@@ -311,6 +324,7 @@ static void workers_free(run_state *r)
         free(w->sfeat);
         free(w->qfeat);
         fsb_student_ctx_destroy(w->student);
+        fsb_maml_ctx_destroy(w->maml);
     }
     free(r->workers);
     r->workers = NULL;
@@ -430,6 +444,10 @@ static int resolve_models(run_state *r)
                              path);
         r->own[m] = path;
     }
+    if (r->maml >= 0 && !r->own[r->maml])
+        return fsb_error(FSB_EINVAL,
+                         "--methods maml needs its own model: --model maml=PATH (a MAML "
+                         "checkpoint); it does not use the teacher");
     return FSB_OK;
 }
 
@@ -440,6 +458,7 @@ static int resolve_methods(run_state *r)
     fsb_student_opts_default(&r->student);
     int st = fsb_student_opts_parse(&r->student, o->student, "--student");
     if (st) return st;
+    r->maml = -1;
     for (int i = 0; i < o->n_methods; i++) {
         const fsb_method *m = fsb_method_find(o->methods[i]);
         if (!m) return fsb_error_wrap(FSB_EINVAL, "--methods");
@@ -448,6 +467,10 @@ static int resolve_methods(run_state *r)
                 return fsb_error(FSB_EINVAL, "--methods: '%s' is listed twice", m->name);
         r->methods[i] = m;
         fsb_method_config_default(&r->cfg[i], m);
+        if (m == &fsb_method_maml) { /* its own context; no features: no --norm, --C */
+            r->maml = i;
+            continue;
+        }
         if (m->needs & FSB_NEEDS_IMAGES) {
             r->has_images = 1;
             r->cfg[i].extra = &r->student;
@@ -572,6 +595,31 @@ static int check_model_inputs(run_state *r)
     return FSB_OK;
 }
 
+/* maml: its model (loaded by load_models) must be a MAML checkpoint (maml.* meta) of the
+ * ConvNet with a head of the run's way. */
+static int check_maml(run_state *r)
+{
+    if (r->maml < 0) return FSB_OK;
+    const char *path = r->own[r->maml];
+    const fsb_model *mm = r->nets[r->net_of[r->maml]].model;
+    int st = fsb_maml_ckpt_read(path, &r->maml_ckpt), nc = fsb_model_n_class(mm);
+    if (st) return fsb_error_wrap(st, "--model maml=%s", path);
+    if (fsb_model_options(mm)->arch != FSB_ARCH_CONV4)
+        return fsb_error(FSB_EINVAL, "--model maml=%s: a %s checkpoint; maml adapts ConvNet-4 only",
+                         path, fsb_arch_name(fsb_model_options(mm)->arch));
+    if (nc < 1)
+        return fsb_error(FSB_EINVAL,
+                         "--model maml=%s: the checkpoint has no head (MAML adapts "
+                         "its %d-way head with the network)",
+                         path, r->sweep.way);
+    if (nc != r->sweep.way)
+        return fsb_error(FSB_EMISMATCH,
+                         "--model maml=%s: its head has %d classes (trained %d-way), but the run "
+                         "is %d-way (--way)",
+                         path, nc, r->maml_ckpt.train_way, r->sweep.way);
+    return FSB_OK;
+}
+
 /* The teacher is net 0 (loaded); load every distinct own model (two files of the same content
  * share one net) and note whose features each method sees and the largest dimension. */
 static int load_models(run_state *r)
@@ -600,6 +648,7 @@ static int load_models(run_state *r)
     }
     r->max_dim = 0;
     for (int m = 0; m < o->n_methods; m++) {
+        if (m == r->maml) continue; /* adapts its model on images: no features */
         run_net *n = &r->nets[r->net_of[m]];
         n->used = 1;
         if (n->dim > r->max_dim) r->max_dim = n->dim;
@@ -642,7 +691,7 @@ static int open_inputs(run_state *r)
         return fsb_error(FSB_EMISMATCH, "--teacher: %s is a %s checkpoint, --arch says %s",
                          o->teacher, arch, o->arch);
     if ((st = load_models(r)) || (st = load_feat_block(r))) return st;
-    if ((st = load_episodes(r))) return st;
+    if ((st = load_episodes(r)) || (st = check_maml(r))) return st;
     if (needs_base_mean(r)) { /* the train split's listing is part of the run's identity */
         fsb_split base;
         if ((st = fsb_split_open(&base, o->data, "train")))
@@ -732,6 +781,7 @@ int fsb_run(const fsb_run_opts *given)
     run_state r;
     memset(&r, 0, sizeof r);
     r.opts = *given; /* the teacher's input and a manifest may fill in settings */
+    r.maml = -1;
     const fsb_run_opts *o = &r.opts;
     r.o = o;
     fsb_cache train;
@@ -755,6 +805,13 @@ int fsb_run(const fsb_run_opts *given)
                 fprintf(o->log, "run: %s sees its own model %s (%s, %d-d)\n", r.methods[m]->name,
                         r.own[m], fsb_arch_name(fsb_model_options(r.nets[r.net_of[m]].model)->arch),
                         r.nets[r.net_of[m]].dim);
+        if (r.maml >= 0)
+            fprintf(o->log,
+                    "run: maml adapts it (%s MAML, %d steps at lr %g per episode; trained %d-way "
+                    "%d-shot, %ld iterations)\n",
+                    r.maml_ckpt.order == 1 ? "first-order" : "second-order", r.maml_ckpt.test_steps,
+                    r.maml_ckpt.inner_lr, r.maml_ckpt.train_way, r.maml_ckpt.train_shot,
+                    r.maml_ckpt.iterations);
     }
     if ((st = nets_features(&r)) || (needs_base_mean(&r) && (st = base_means(&r, &train))) ||
         (st = workers_init(&r)) || (st = fsb_runfolder_claim(o->out, r.run_id, "--out")) ||

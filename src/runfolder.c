@@ -56,6 +56,7 @@ int fsb_run_ident_format(const fsb_run_ident *id, char **text)
     for (int i = 0; i < id->n_methods; i++) {
         const fsb_run_method_id *m = &id->methods[i];
         fprintf(f, "%s%s(norm=%s,C=%g", i ? "," : "", m->name, m->norm, m->C);
+        if (m->order) fprintf(f, ",order=%d", m->order);
         if (m->has_model) fprintf(f, ",model=%016" PRIx64, m->model_xxh3);
         fprintf(f, ")");
     }
@@ -119,7 +120,7 @@ static int parse_shots(fsb_run_ident *id, char *v)
     return id->n_shots > 0;
 }
 
-/* "name(norm=N,C=c),name(norm=N,C=c,model=<hex>),..." (fsb_run_method_id) */
+/* "name(norm=N,C=c),name(norm=N,C=c[,order=1|2],model=<hex>),..." (fsb_run_method_id) */
 static int parse_methods(fsb_run_ident *id, const char *v)
 {
     id->n_methods = 0;
@@ -137,6 +138,11 @@ static int parse_methods(fsb_run_ident *id, const char *v)
             return 0;
         m->C = strtod(comma + 3, &end);
         if (end == comma + 3 || !isfinite(m->C)) return 0;
+        if (!strncmp(end, ",order=", 7)) { /* maml's order: one digit, 1 or 2 */
+            if (end[7] != '1' && end[7] != '2') return 0;
+            m->order = end[7] - '0';
+            end += 8;
+        }
         if (!strncmp(end, ",model=", 7)) { /* the method's own model; the format check of
                                               fsb_run_ident_parse refuses a non-canonical hash */
             m->has_model = 1;
@@ -339,8 +345,12 @@ void fsb_run_ident_report_options(const fsb_run_ident *id, fsb_report_options *o
         if (!id->methods[i].has_model) continue;
         len = strlen(text->models);
         snprintf(text->models + len, sizeof text->models - len,
-                 "%s%s uses its own model (checkpoint XXH3-64 %016" PRIx64 ")",
-                 own++ ? ", " : "Models: ", id->methods[i].name, id->methods[i].model_xxh3);
+                 "%s%s uses its own model (%scheckpoint XXH3-64 %016" PRIx64 ")",
+                 own++ ? ", " : "Models: ", id->methods[i].name,
+                 id->methods[i].order == 1   ? "first-order MAML, "
+                 : id->methods[i].order == 2 ? "second-order MAML, "
+                                             : "",
+                 id->methods[i].model_xxh3);
     }
     if (own) {
         len = strlen(text->models);

@@ -70,7 +70,7 @@ static int run(const char *name, int norm, const float *mean, const fsb_episode_
 
 START_TEST(table_lookup)
 {
-    ck_assert_int_eq(fsb_method_count(), 7);
+    ck_assert_int_eq(fsb_method_count(), 8);
     const char *names[] = {"1nn", "protonet", "svm", "logreg", "feat"};
     for (int i = 0; i < 5; i++) {
         const fsb_method *m = fsb_method_find(names[i]);
@@ -84,10 +84,14 @@ START_TEST(table_lookup)
     ck_assert_str_eq(fsb_method_at(6)->name, "refilled");
     ck_assert_uint_eq(fsb_method_at(5)->needs, FSB_NEEDS_IMAGES); /* no own model */
     ck_assert_uint_eq(fsb_method_at(6)->needs, FSB_NEEDS_IMAGES);
-    ck_assert_ptr_null(fsb_method_at(7));
-    ck_assert_ptr_null(fsb_method_find("maml"));
-    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "unknown method 'maml'"));
-    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "1nn, protonet, svm, logreg, feat"));
+    /* then maml: images and its own model, which it requires (tests/e2e/test_run_maml.c) */
+    ck_assert_ptr_eq(fsb_method_at(7), fsb_method_find("maml"));
+    ck_assert_uint_eq(fsb_method_at(7)->needs, FSB_NEEDS_IMAGES | FSB_TAKES_MODEL);
+    ck_assert_ptr_null(fsb_method_at(8));
+    ck_assert_ptr_null(fsb_method_find("matchingnet"));
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "unknown method 'matchingnet'"));
+    ck_assert_ptr_nonnull(
+        strstr(fsb_error_last(), "1nn, protonet, svm, logreg, feat, finetune, refilled, maml"));
     fsb_norm n;
     ck_assert_int_eq(fsb_norm_parse("--norm", "cl2n", &n), FSB_OK);
     ck_assert_int_eq(n, FSB_NORM_CL2N);

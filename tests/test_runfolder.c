@@ -194,6 +194,55 @@ START_TEST(ident_records_a_methods_own_model)
 }
 END_TEST
 
+/* maml records its checkpoint's MAML order before the model: first-order MAML is another run
+ * and says so in run.id and under the tables; the entry is parsed strictly. */
+START_TEST(ident_records_mamls_order)
+{
+    fsb_run_ident id = full_ident(), back;
+    id.methods[1].has_model = 1;
+    id.methods[1].model_xxh3 = 0x0123456789abcdefull;
+    id.methods[1].order = 1;
+    char *text = NULL, *again = NULL, *second = NULL;
+    ck_assert_int_eq(fsb_run_ident_format(&id, &text), FSB_OK);
+    ck_assert_ptr_nonnull(strstr(
+        text,
+        "\nmethods=1nn(norm=cl2n,C=1),svm(norm=l2n,C=0.25,order=1,model=0123456789abcdef)\n"));
+    ck_assert_int_eq(fsb_run_ident_parse(&back, text, "x"), FSB_OK);
+    ck_assert_int_eq(back.methods[0].order, 0);
+    ck_assert_int_eq(back.methods[1].order, 1);
+    ck_assert_int_eq(back.methods[1].has_model, 1);
+    ck_assert_int_eq(fsb_run_ident_format(&back, &again), FSB_OK);
+    ck_assert_str_eq(again, text);
+    id.methods[1].order = 2;
+    ck_assert_int_eq(fsb_run_ident_format(&id, &second), FSB_OK);
+    char diff[1024];
+    fsb_run_ident_diff(text, second, diff, sizeof diff);
+    ck_assert_ptr_nonnull(strstr(diff, "order=1,model"));
+    ck_assert_ptr_nonnull(strstr(diff, "order=2,model"));
+    fsb_report_options o = {0};
+    fsb_run_report_text rt;
+    fsb_run_ident_report_options(&back, &o, &rt);
+    ck_assert_ptr_nonnull(strstr(o.models, "svm uses its own model (first-order MAML, checkpoint "
+                                           "XXH3-64 0123456789abcdef)"));
+    fsb_run_ident_report_options(&id, &o, &rt);
+    ck_assert_ptr_nonnull(strstr(o.models, "(second-order MAML, checkpoint"));
+    free(text), free(again), free(second);
+    static const char *bad[] = {
+        "methods=1nn(norm=cl2n,C=1,order=3,model=0123456789abcdef)",
+        "methods=1nn(norm=cl2n,C=1,order=,model=0123456789abcdef)",
+        "methods=1nn(norm=cl2n,C=1,order=12,model=0123456789abcdef)",
+        "methods=1nn(norm=cl2n,C=1,model=0123456789abcdef,order=1)",
+        "methods=1nn(norm=cl2n,order=1,C=1)",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *t = edit_line(12, bad[i]);
+        ck_assert_msg(fsb_run_ident_parse(&back, t, "dir/run.id") == FSB_EFORMAT, "accepted '%s'",
+                      bad[i]);
+        free(t);
+    }
+}
+END_TEST
+
 START_TEST(ident_parse_refuses_naming_the_line)
 {
     static const struct {
@@ -369,6 +418,7 @@ int main(void)
     tcase_add_test(tc, committed_run_ids_parse_back);
     tcase_add_test(tc, ident_parse_refuses_naming_the_line);
     tcase_add_test(tc, ident_records_a_methods_own_model);
+    tcase_add_test(tc, ident_records_mamls_order);
     tcase_add_test(tc, report_options_follow_the_identity);
     tcase_add_test(tc, claim_refuses_another_run_and_writes_nothing);
     tcase_add_test(tc, records_round_trip_strictly);

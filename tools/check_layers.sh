@@ -19,8 +19,8 @@ ORDER=(
     episodes
     # features: a network's embeddings of packed images
     features
-    # methods: the method interface, the baselines, REFILLED's students
-    refilled method baselines student student_methods
+    # methods: the method interface, the baselines, REFILLED's students, MAML's adaptation
+    refilled method baselines student student_methods maml_method
     # run folder: reports, shards, the folder's files, merging, comparing two runs
     report shard runfolder merge compare
     # jobs: the runner, pre-training, tuning, measurements, the demo
@@ -43,6 +43,7 @@ module_of() {
     episodes/*) echo episodes ;;
     baselines/method.c) echo method ;;
     baselines/student_methods.c) echo student_methods ;;
+    baselines/maml_method.c) echo maml_method ;;
     baselines/*) echo baselines ;;
     *)
         case "$b" in

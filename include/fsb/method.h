@@ -30,7 +30,8 @@ enum {
     FSB_NEEDS_IMAGES = 2,   /* support_img / query_img and ctx must be set (training methods) */
     FSB_TAKES_MODEL = 4,    /* may bring its own model (bench run --model METHOD=PATH, run.h):
                                its features (and feat's attention block) then come from that
-                               checkpoint instead of the teacher */
+                               checkpoint instead of the teacher; with FSB_NEEDS_IMAGES (maml)
+                               the method adapts that model per episode and requires it */
 };
 
 /* One episode as a method sees it. Nothing here is owned by the view. Support examples may
@@ -184,5 +185,10 @@ int fsb_method_student_run(const fsb_method *m, const fsb_method_config *cfg,
                            const fsb_episode_view *ep, fsb_arena *scratch, fsb_rng *rng, int *pred,
                            fsb_method_stats *stats);
 size_t fsb_method_student_scratch(int way, int shot, int query, int dim);
+
+/* maml: MAML's test-time adaptation of its own meta-learned checkpoint (bench run --model
+ * maml=PATH, required), defined with its per-worker context in baselines/maml_method.c
+ * (include/fsb/maml_method.h). ep->ctx is the worker's fsb_maml_ctx*. */
+extern const fsb_method fsb_method_maml;
 
 #endif

@@ -69,7 +69,10 @@ typedef struct fsb_run_opts {
      * XXH3-64 joins the method's identity (runfolder.h), its path manifest.txt. The
      * checkpoint must take the run's input (image_size / resize / crop: model.h
      * fsb_model_file_input); a model for a method not in methods[], for one that cannot take
-     * one (method.h FSB_TAKES_MODEL), or given twice is refused naming --model. */
+     * one (method.h FSB_TAKES_MODEL), or given twice is refused naming --model. maml
+     * requires one, a MAML checkpoint (maml_method.h: maml.* meta, a head of `way` classes,
+     * ConvNet-4), which it adapts per episode instead of seeing features; its MAML order
+     * joins its identity too (order=1|2). */
     int n_models;                              /* 0: every method uses the teacher */
     fsb_run_model models[FSB_RUN_MAX_METHODS]; /* [n_models] */
 } fsb_run_opts;

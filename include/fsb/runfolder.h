@@ -30,13 +30,17 @@
 /* One method of a run as its identity names it: "name(norm=N,C=c)", or
  * "name(norm=N,C=c,model=<16 hex digits>)" for a method that brings its own model (bench run
  * --model METHOD=PATH; run.h): the XXH3-64 of that checkpoint file, so that another file is
- * another run. Methods without a model keep the shorter spelling of earlier run folders. */
+ * another run. maml adds its checkpoint's MAML order before the model:
+ * "maml(norm=un,C=1,order=1,model=<hex>)" is first-order MAML, order=2 second order. Methods
+ * without a model or an order keep the shorter spelling of earlier run folders. */
 typedef struct fsb_run_method_id {
     char name[FSB_METHOD_NAME_MAX]; /* registry name */
     char norm[8];                   /* feature normalisation name (un, l2n, cl2n) */
     double C;                       /* svm / logreg C as %g formats it (other methods: theirs) */
     int has_model;                  /* 1: the method's own model, not the teacher (model=) */
     uint64_t model_xxh3;            /* XXH3-64 of its checkpoint file when has_model */
+    int order;                      /* maml: 1 first-order, 2 second-order MAML (order=);
+                                       0: no order= (every other method) */
 } fsb_run_method_id;
 
 /* The typed run identity; its text is fsb_run_ident_format's. Lines in order:
@@ -93,7 +97,8 @@ typedef struct fsb_run_report_text {
     char backbone[16]; /* the teacher's architecture */
     char setting[192]; /* "MiniImageNet test, 5-way, 15 queries/class, conv4 teacher" */
     char models[2048]; /* "Models: feat uses its own model (checkpoint XXH3-64 H); the other
-                          rows use the teacher (XXH3-64 T)." or "" */
+                          rows use the teacher (XXH3-64 T)." or ""; maml's entry says
+                          "(first-order MAML, checkpoint ...)" or "(second-order MAML, ...)" */
 } fsb_run_report_text;
 
 /* The report options a run's identity decides: the paper's columns only for the canonical

@@ -104,15 +104,7 @@ static char *rows_of(const char *dir, const char *method)
 /* The value of `key` in dir/run.id (malloc'd). */
 static char *id_value(const char *dir, const char *key)
 {
-    char *path = tu_path(dir, "run.id"), *text = tu_read(path, NULL), line[128];
-    ck_assert_msg(text != NULL, "%s missing", path);
-    snprintf(line, sizeof line, "\n%s=", key);
-    const char *p = strstr(text, line);
-    ck_assert_msg(p != NULL, "%s: no %s", path, key);
-    p += strlen(line);
-    char *v = strndup(p, strcspn(p, "\n"));
-    free(text), free(path);
-    return v;
+    return tu_file_value(dir, "run.id", key);
 }
 
 START_TEST(feat_with_its_own_model)

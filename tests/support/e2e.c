@@ -78,3 +78,16 @@ const char *tu_mpirun_prefix(const char **why)
            "--bind-to none";
 #endif
 }
+
+char *tu_file_value(const char *dir, const char *file, const char *key)
+{
+    char *path = tu_path(dir, file), *text = tu_read(path, NULL), line[128];
+    ck_assert_msg(text != NULL, "%s missing", path);
+    snprintf(line, sizeof line, "\n%s=", key);
+    const char *p = strstr(text, line);
+    ck_assert_msg(p != NULL, "%s: no %s", path, key);
+    p += strlen(line);
+    char *v = strndup(p, strcspn(p, "\n"));
+    free(text), free(path);
+    return v;
+}
