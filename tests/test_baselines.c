@@ -591,7 +591,8 @@ START_TEST(perf_methods_cli)
     ck_assert_int_eq(tu_run(&out, "wc -l < '%s/per_episode.csv'", rep), 0);
     ck_assert_int_eq(atoi(out), 1 + 4 * 2 * 7);
     free(out);
-    ck_assert_int_eq(tu_run(&out, "grep -c '^| ' '%s/table.md'", rep), 0);
+    /* the header and the 4 methods; the paper's rows the run lacks are marked */
+    ck_assert_int_eq(tu_run(&out, "grep '^| ' '%s/table.md' | grep -vc 'not run here'", rep), 0);
     ck_assert_int_eq(atoi(out), 1 + 4);
     free(out);
     free(rep);
