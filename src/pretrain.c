@@ -14,6 +14,9 @@
  *                    stream 0); its dropout masks (featloss.h: the prototypes', then the
  *                    auxiliary task's) key mix(seed ^ TAG_FATT), stream = global step
  *                    e * train_episodes + s
+ *   maml             task k of meta-iteration s: protonet's episode seed, index
+ *                    s * meta_batch + k, no augmentation (pretrain_maml.c); initial weights
+ *                    as ce's (key mix(seed ^ TAG_INIT), stream 0)
  * The state file written after each epoch holds the weights, BN statistics, momentum
  * buffers and the log (feat: also the block and its group's buffers); nothing else carries
  * over between epochs.

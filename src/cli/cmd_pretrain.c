@@ -1,6 +1,7 @@
 /* cmd_pretrain.c - `bench pretrain --data ROOT --arch conv4 --out PATH ...`: teacher
  * pre-training on the train split (cross-entropy, or ProtoNet or FEAT episodes from an
- * --init checkpoint), resumable by rerunning the same command. */
+ * --init checkpoint, or MAML meta-training of its own ConvNet-4-32), resumable by rerunning
+ * the same command. */
 #include "cli.h"
 #include "fsb/method.h"
 #include "fsb/optim.h"
