@@ -14,11 +14,15 @@
  *                    stream 0); its dropout masks (featloss.h: the prototypes', then the
  *                    auxiliary task's) key mix(seed ^ TAG_FATT), stream = global step
  *                    e * train_episodes + s
+ *   maml             task k of meta-iteration s: protonet's episode seed, index
+ *                    s * meta_batch + k, no augmentation (pretrain_maml.c); initial weights
+ *                    as ce's (key mix(seed ^ TAG_INIT), stream 0)
  * The state file written after each epoch holds the weights, BN statistics, momentum
  * buffers and the log (feat: also the block and its group's buffers); nothing else carries
  * over between epochs.
  */
 #include "fsb/pretrain.h"
+#include "pretrain_internal.h"
 #include "fsb/dist.h"
 #include "fsb/pretrain_dist.h"
 #include "fsb/blas.h"
@@ -47,7 +51,6 @@
 #define TAG_ORDER 0x4f524445ull /* "ORDE" */
 #define TAG_AUG 0x41554731ull   /* "AUG1" */
 #define TAG_DROP 0x44524f50ull  /* "DROP" */
-#define TAG_EPIS 0x45504953ull  /* "EPIS" */
 #define TAG_FATT 0x46415454ull  /* "FATT" */
 
 void fsb_pretrain_opts_default(fsb_pretrain_opts *o)
@@ -66,6 +69,14 @@ void fsb_pretrain_opts_default(fsb_pretrain_opts *o)
     o->temperature2 = 16; /* FEAT's 1-shot ConvNet recipe, like the 1-shot default episodes */
     o->balance = 1;
     o->lr_mul = 10;
+    fsb_maml_opts mo;
+    fsb_maml_opts_default(&mo);
+    o->meta_batch = 4;
+    o->inner_steps = mo.inner_steps;
+    o->inner_steps_test = 10;
+    o->inner_lr = 0.01; /* mo.inner_lr as the flag gives it (a double; used as a float) */
+    o->first_order = mo.first_order;
+    o->hvp_eps = mo.hvp_eps;
     o->optimizer = FSB_OPT_SGD;
     o->momentum = 0.9;
     o->weight_decay = 5e-4;
@@ -85,54 +96,18 @@ void fsb_pretrain_opts_default(fsb_pretrain_opts *o)
     o->image_size = o->resize = o->crop = 0; /* --init's, else 84 / 92 / 84 */
 }
 
-/* One line of the log. */
-typedef struct log_row {
-    int epoch;                              /* 1-based */
-    double lr;                              /* learning rate of the epoch */
-    double loss;                            /* mean training loss */
-    double acc;                             /* training accuracy (augmented batches) */
-    double val[FSB_PRETRAIN_MAX_VAL_SHOTS]; /* val accuracy per val shot (-1: not validated) */
-    double seconds;                         /* wall seconds of the epoch incl. validation */
-} log_row;
-
-typedef struct trainer {
-    const fsb_pretrain_opts *o; /* options */
-    fsb_pool *pool;             /* workers */
-    fsb_cache train, val;       /* packed splits */
-    int *subset;                /* [n_sub] train images used */
-    int n_sub;                  /* their count */
-    fsb_sweep val_sweep;        /* fixed val episodes (the val shots) */
-    fsb_model *model;           /* the network being trained */
-    fsb_param_group groups[2];  /* the model's parameters; feat: the attention block's */
-    int n_groups;               /* 1, feat 2 */
-    float *momentum;            /* the model's momentum buffer (Adam: exp_avg) */
-    float *second;              /* Adam: the model's exp_avg_sq */
-    float *attn_mem;            /* feat: the block's parameters, gradients, momentum (exp_avg)
-                                   and exp_avg_sq, fsb_feat_attn_n_params(dim) floats each */
-    fsb_feat_attn_params attn;  /* feat: the block's parameters (views into attn_mem) */
-    fsb_feat_attn_params dattn; /* feat: their gradients */
-    fsb_optim sgd;              /* optimiser */
-    fsb_lr_schedule sched;      /* learning-rate schedule */
-    fsb_transform tf;           /* augmentation and val transform */
-    char *identity;             /* settings that must match to resume */
-    log_row *rows;              /* [epochs] */
-    int epochs_done;            /* completed epochs */
-    double best;                /* best validation score so far (-1: none) */
-    int best_epoch;             /* its epoch (0: none) */
-    char *state_path, *csv_path, *png_path, *gp_path; /* derived file names */
-    uint64_t init_hash;  /* XXH3-64 of the init checkpoint file (0: none) */
-    fsb_split ep_split;  /* protonet: the train split as the episode sampler sees it
-                            (shallow copy, class_count capped by max_per_class) */
-    int *ep_count;       /* protonet: [n_classes] its class counts (owned) */
-    long init_subnormal; /* subnormal parameters at the start (treated as zero: threads.h) */
-} trainer;
-
 static char *suffixed(const char *path, const char *suffix)
 {
     size_t n = strlen(path) + strlen(suffix) + 1;
     char *s = malloc(n);
     if (s) snprintf(s, n, "%s%s", path, suffix);
     return s;
+}
+
+static const char *objective_name(int objective)
+{
+    static const char *const names[] = {"ce", "protonet", "feat", "maml"};
+    return names[objective];
 }
 
 static int make_identity(trainer *t)
@@ -165,12 +140,21 @@ static int make_identity(trainer *t)
         for (int i = 0; i < o->n_val_shots; i++)
             fprintf(f, "%s%d", i ? "," : "", o->val_shots[i]);
     }
-    if (o->objective != FSB_PRETRAIN_CE)
+    if (o->width) fprintf(f, " width=%d", o->width);
+    if (o->objective == FSB_PRETRAIN_PROTONET || o->objective == FSB_PRETRAIN_FEAT)
         fprintf(f,
                 " objective=%s train_way=%d train_shot=%d train_query=%d episodes=%d "
                 "temperature=%.17g",
-                o->objective == FSB_PRETRAIN_FEAT ? "feat" : "protonet", o->train_way,
-                o->train_shot, o->train_query, o->train_episodes, o->temperature);
+                objective_name(o->objective), o->train_way, o->train_shot, o->train_query,
+                o->train_episodes, o->temperature);
+    if (o->objective == FSB_PRETRAIN_MAML)
+        fprintf(f,
+                " objective=maml train_way=%d train_shot=%d train_query=%d episodes=%d "
+                "meta_batch=%d inner_steps=%d inner_steps_test=%d inner_lr=%.17g order=%d "
+                "hvp_eps=%.17g",
+                o->train_way, o->train_shot, o->train_query, o->train_episodes, o->meta_batch,
+                o->inner_steps, o->inner_steps_test, o->inner_lr, o->first_order ? 1 : 2,
+                o->first_order ? 0.0 : o->hvp_eps);
     if (o->objective == FSB_PRETRAIN_FEAT)
         fprintf(f, " temperature2=%.17g balance=%.17g lr_mul=%.17g", o->temperature2, o->balance,
                 o->lr_mul);
@@ -407,6 +391,7 @@ static int feat_accuracy(trainer *t, const float *feats, int dim, int shot, doub
  * mode, and score every val shot into val[]. */
 static int validate(trainer *t, double *val)
 {
+    if (t->o->objective == FSB_PRETRAIN_MAML) return fsb_pretrain_maml_validate(t, val);
     int n = t->val.split.n_images, dim = fsb_model_embed_dim(t->model);
     float *feats = calloc((size_t)n * dim, sizeof(float));
     unsigned char *used = calloc((size_t)n, 1);
@@ -444,10 +429,9 @@ static int validate(trainer *t, double *val)
 
 /* ---- training ---------------------------------------------------------------------------- */
 
-/* The n training images idx[] into images: the train transform (item b from stream
- * stream0 + b of aug_key), or the test transform when augmentation is off. */
-static int train_images(trainer *t, float *images, const int *idx, int n, uint64_t aug_key,
-                        uint64_t stream0)
+/* pretrain_internal.h */
+int fsb_pretrain_train_images(trainer *t, float *images, const int *idx, int n, uint64_t aug_key,
+                              uint64_t stream0)
 {
     if (!t->o->augment)
         return fsb_transform_test_batch(images, t->train.px, t->train.size, t->train.size,
@@ -488,7 +472,7 @@ static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row
     int st = FSB_OK;
     for (int s = 0; s < steps && !st; s++) {
         const int *idx = order + (size_t)s * B + first;
-        st = train_images(t, images, idx, nb, aug_key, (uint64_t)s * B + first);
+        st = fsb_pretrain_train_images(t, images, idx, nb, aug_key, (uint64_t)s * B + first);
         if (st) break;
         for (int b = 0; b < nb; b++)
             labels[b] = t->train.split.labels[idx[b]];
@@ -523,6 +507,20 @@ static int train_epoch(trainer *t, int e, long *steps_this_process, log_row *row
     return st;
 }
 
+/* pretrain_internal.h */
+void fsb_pretrain_episodic_begin(trainer *t, int e, const char *unit, log_row *row,
+                                 fsb_episode_params *p, fsb_progress *bar)
+{
+    const fsb_pretrain_opts *o = t->o;
+    t->sgd.lr = (float)fsb_lr_at(&t->sched, e);
+    row->lr = t->sgd.lr;
+    *p = (fsb_episode_params){fsb_mix64(fsb_mix64(o->seed ^ TAG_EPIS) ^ (uint64_t)e), o->train_way,
+                              o->train_shot, o->train_query};
+    char label[64];
+    snprintf(label, sizeof label, "epoch %d/%d", e + 1, o->epochs);
+    fsb_progress_init(bar, o->progress, label, unit, 0, o->train_episodes);
+}
+
 /* One protonet or feat epoch: train_episodes episodes, one optimiser step each (see the
  * top); feat's loss also trains the attention block (its own group). */
 static int train_epoch_episodic(trainer *t, int e, long *steps_this_process, log_row *row)
@@ -550,21 +548,17 @@ static int train_epoch_episodic(trainer *t, int e, long *steps_this_process, log
     if (feat) fsb_featloss_work_bind(&fw, fmem, way, shot, q, dim);
     fsb_featloss_cfg cfg = {o->temperature,        o->temperature2,      o->balance,
                             FSB_FEAT_ATTN_DROPOUT, FSB_FEAT_OUT_DROPOUT, 1};
-    t->sgd.lr = (float)fsb_lr_at(&t->sched, e);
-    row->lr = t->sgd.lr;
-    fsb_episode_params p = {fsb_mix64(fsb_mix64(o->seed ^ TAG_EPIS) ^ (uint64_t)e), way, shot, q};
-    uint64_t aug_key = fsb_mix64(fsb_mix64(o->seed ^ TAG_AUG) ^ (uint64_t)e);
-    char label[64];
-    snprintf(label, sizeof label, "epoch %d/%d", e + 1, o->epochs);
+    fsb_episode_params p;
     fsb_progress bar;
-    fsb_progress_init(&bar, o->progress, label, "ep", 0, steps);
+    fsb_pretrain_episodic_begin(t, e, "ep", row, &p, &bar);
+    uint64_t aug_key = fsb_mix64(fsb_mix64(o->seed ^ TAG_AUG) ^ (uint64_t)e);
     double loss_sum = 0;
     long correct = 0;
     for (int s = 0; s < steps && !st; s++) {
         fsb_episode_sample(&ep, &t->ep_split, &p, (uint64_t)s, scratch);
         fsb_episode_support_k(&ep, shot, idx, NULL);
         fsb_episode_queries(&ep, idx + ns, NULL);
-        st = train_images(t, images, idx, n, aug_key, (uint64_t)s * n);
+        st = fsb_pretrain_train_images(t, images, idx, n, aug_key, (uint64_t)s * n);
         if (st) break;
         fsb_rng drop;
         fsb_rng_init(&drop, fsb_mix64(o->seed ^ TAG_DROP), (uint64_t)e * steps + s);
@@ -597,11 +591,34 @@ done:
     return st;
 }
 
-/* Protonet, feat: the sampler's view of the train split (max_per_class applied) and its checks. */
+/* maml's settings: no augmentation, the val episodes as wide as the head, the inner loop's. */
+static int check_maml(const fsb_pretrain_opts *o)
+{
+    if (o->augment)
+        return fsb_error(FSB_EINVAL, "--augment: maml trains without augmentation (Finn et al.); "
+                                     "give --augment off");
+    if (o->val_way != o->train_way)
+        return fsb_error(FSB_EINVAL,
+                         "--val-way: maml validates with its %d-way head (--train-way); "
+                         "%d-way val episodes do not fit it",
+                         o->train_way, o->val_way);
+    if (o->meta_batch < 1 || o->inner_steps < 0 || o->inner_steps_test < 0)
+        return fsb_error(FSB_EINVAL, "--meta-batch must be positive, --inner-steps and "
+                                     "--inner-steps-test non-negative");
+    if (!(o->inner_lr >= 0 && o->inner_lr < 1e6))
+        return fsb_error(FSB_EINVAL, "--inner-lr: %g is not >= 0", o->inner_lr);
+    if (!o->first_order && !(o->hvp_eps > 0 && o->hvp_eps < 1))
+        return fsb_error(FSB_EINVAL, "--hvp-eps: %g is not in (0, 1)", o->hvp_eps);
+    return FSB_OK;
+}
+
+/* Protonet, feat, maml: the sampler's view of the train split (max_per_class applied) and its
+ * checks. */
 static int setup_episodes(trainer *t)
 {
     const fsb_pretrain_opts *o = t->o;
     const fsb_split *s = &t->train.split;
+    int st;
     if (o->train_way < 2 || o->train_shot < 1 || o->train_query < 1 || o->train_episodes < 1 ||
         !(o->temperature > 0))
         return fsb_error(FSB_EINVAL, "--train-way (>= 2), --train-shot, --train-query, "
@@ -610,6 +627,7 @@ static int setup_episodes(trainer *t)
         (!(o->temperature2 > 0) || !(o->balance >= 0) || !(o->lr_mul >= 0)))
         return fsb_error(FSB_EINVAL, "--temperature2 must be positive, --balance and --lr-mul "
                                      "non-negative");
+    if (o->objective == FSB_PRETRAIN_MAML && (st = check_maml(o))) return st;
     if (s->n_classes < o->train_way)
         return fsb_error(FSB_EINVAL, "--train-way: the train split has %d classes, fewer than %d",
                          s->n_classes, o->train_way);
@@ -656,12 +674,24 @@ static int create_model(trainer *t, fsb_pretrain_opts *o, int n_class, int max_b
         }
         o->arch = arch;
         mo = *fsb_model_options(src);
+        if (o->width && (arch != FSB_ARCH_CONV4 || mo.widths[0] != o->width)) {
+            st = fsb_error(FSB_EMISMATCH, "--init: %s has %d filters in block 1, --arch says %d",
+                           o->init, mo.widths[0], o->width);
+            goto done;
+        }
+    } else {
+        for (int i = 0; i < 4 && o->width; i++)
+            mo.widths[i] = o->width;
+        mo.flatten |= o->objective == FSB_PRETRAIN_MAML; /* Finn's: flattened map -> head */
     }
     mo.in_hw = o->crop;
     fsb_rng init;
     fsb_rng_init(&init, fsb_mix64(o->seed ^ TAG_INIT), 0);
     if ((st = fsb_model_create(&t->model, &mo, n_class, max_batch, t->pool, &init))) goto done;
-    if (src && (st = fsb_model_copy_weights(t->model, src, 0)))
+    /* maml from a maml checkpoint keeps its head (same way), like a resumed init */
+    int with_head =
+        o->objective == FSB_PRETRAIN_MAML && fsb_model_n_class(src ? src : t->model) == n_class;
+    if (src && (st = fsb_model_copy_weights(t->model, src, with_head)))
         st = fsb_error_wrap(st, "--init: %s", o->init);
 done:
     fsb_model_destroy(src);
@@ -732,11 +762,29 @@ static int setup_optim(trainer *t)
     return st ? fsb_error_wrap(st, "--optimizer") : FSB_OK;
 }
 
+/* The head's classes and the largest batch a pass takes: ce all train classes in batches,
+ * protonet and feat no head and one episode, maml a train_way head and a support or query
+ * set of a train or val episode (they pass separately; max_shot the largest val shot). */
+static void model_shape(const trainer *t, int max_shot, int *n_class, int *max_batch)
+{
+    const fsb_pretrain_opts *o = t->o;
+    int proto = o->objective != FSB_PRETRAIN_CE;
+    *n_class = proto ? 0 : t->train.split.n_classes;
+    *max_batch = proto ? o->train_way * (o->train_shot + o->train_query) : o->batch;
+    if (o->objective != FSB_PRETRAIN_MAML) return;
+    int sets[4] = {o->train_way * o->train_shot, o->train_way * o->train_query,
+                   o->val_way * max_shot, o->val_way * o->val_query};
+    *n_class = o->train_way;
+    *max_batch = 1;
+    for (int k = 0; k < 4; k++)
+        *max_batch = sets[k] > *max_batch ? sets[k] : *max_batch;
+}
+
 static int setup(trainer *t, fsb_pretrain_opts *o)
 {
     int st;
-    int proto = o->objective != FSB_PRETRAIN_CE; /* episodic: protonet or feat */
-    if (o->objective < FSB_PRETRAIN_CE || o->objective > FSB_PRETRAIN_FEAT)
+    int proto = o->objective != FSB_PRETRAIN_CE; /* episodic: protonet, feat or maml */
+    if (o->objective < FSB_PRETRAIN_CE || o->objective > FSB_PRETRAIN_MAML)
         return fsb_error(FSB_EINVAL, "--objective: unknown objective %d", o->objective);
     if (o->epochs < 1 || o->batch < 2 || o->val_every < 1 || o->val_episodes < 1)
         return fsb_error(FSB_EINVAL, "--epochs, --batch (>= 2), --val-every and --val-episodes "
@@ -783,9 +831,12 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
     }
     if (proto && (st = setup_episodes(t))) return st;
     /* before the transform: the architecture (from --init) decides the pixel normalisation */
-    if ((st = create_model(t, o, proto ? 0 : t->train.split.n_classes,
-                           proto ? o->train_way * (o->train_shot + o->train_query) : o->batch)))
-        return st;
+    int n_class, max_batch;
+    model_shape(t, max_shot, &n_class, &max_batch);
+    if ((st = create_model(t, o, n_class, max_batch))) return st;
+    if (o->objective == FSB_PRETRAIN_MAML && o->arch != FSB_ARCH_CONV4)
+        return fsb_error(FSB_EINVAL, "--objective maml: ConvNet-4 only (--arch conv4-32 or "
+                                     "conv4; res12 has dropout)");
     if (!proto && t->n_sub < o->batch)
         return fsb_error(FSB_EINVAL, "--batch: %d is more than the %d training images", o->batch,
                          t->n_sub);
@@ -804,6 +855,7 @@ static int setup(trainer *t, fsb_pretrain_opts *o)
     if ((st = fsb_lr_schedule_parse(&t->sched, o->schedule ? o->schedule : spec, o->lr)))
         return fsb_error_wrap(st, "--schedule");
     if ((st = setup_optim(t))) return st;
+    if (o->objective == FSB_PRETRAIN_MAML && (st = fsb_pretrain_maml_setup(t))) return st;
     t->rows = calloc((size_t)o->epochs, sizeof *t->rows);
     t->state_path = suffixed(o->out, ".state");
     t->csv_path = suffixed(o->out, ".csv");
@@ -830,7 +882,8 @@ static int save_best(trainer *t, const log_row *row, int epoch)
     const fsb_pretrain_opts *o = t->o;
     enum { NV = FSB_PRETRAIN_MAX_VAL_SHOTS };
     char names[NV][32], vtext[NV][32], ep[32], in[3][16], aug[128];
-    const char *keys[NV + 6], *vals[NV + 6];
+    char maml[FSB_PRETRAIN_MAML_META][32];
+    const char *keys[NV + 6 + FSB_PRETRAIN_MAML_META], *vals[NV + 6 + FSB_PRETRAIN_MAML_META];
     int nk = 0;
     for (int k = 0; k < o->n_val_shots; k++, nk++) {
         snprintf(names[k], sizeof names[k], "val_%dshot", o->val_shots[k]);
@@ -840,10 +893,12 @@ static int save_best(trainer *t, const log_row *row, int epoch)
     snprintf(ep, sizeof ep, "%d", epoch);
     keys[nk] = "epoch", vals[nk++] = ep;
     keys[nk] = "trained_on";
-    static const char *const trained_on[] = {"train split (base classes)",
-                                             "train split (base classes), protonet episodes",
-                                             "train split (base classes), feat episodes"};
-    vals[nk++] = trained_on[o->objective];
+    static const char *const trained_on[] = {
+        "train split (base classes)", "train split (base classes), protonet episodes",
+        "train split (base classes), feat episodes", "train split (base classes), maml episodes"};
+    vals[nk++] = o->objective == FSB_PRETRAIN_MAML && o->first_order
+                     ? "train split (base classes), first-order maml episodes"
+                     : trained_on[o->objective];
     const int side[3] = {o->image_size, o->resize, o->crop};
     static const char *const in_key[3] = {"image_size", "resize", "crop"};
     for (int k = 0; k < 3; k++, nk++) {
@@ -856,6 +911,8 @@ static int save_best(trainer *t, const log_row *row, int epoch)
     else
         snprintf(aug, sizeof aug, "off");
     keys[nk] = "augment", vals[nk++] = aug;
+    if (o->objective == FSB_PRETRAIN_MAML)
+        nk += fsb_pretrain_maml_meta(t, epoch, keys + nk, vals + nk, maml);
     if (o->objective != FSB_PRETRAIN_FEAT) return fsb_model_save(t->model, o->out, nk, keys, vals);
     fsb_tensorfile tf; /* feat: the backbone, then the block as FEAT's state_dict orders them */
     fsb_tensorfile_init(&tf);
@@ -873,10 +930,20 @@ static void log_start(const trainer *t, int resumed)
 {
     const fsb_pretrain_opts *o = t->o;
     char how[4200] = ""; /* empty for ce from scratch: its line is unchanged */
-    if (o->objective != FSB_PRETRAIN_CE)
+    if (o->objective == FSB_PRETRAIN_PROTONET || o->objective == FSB_PRETRAIN_FEAT)
         snprintf(how, sizeof how, " %s %d-way %d-shot %d-query x %d episodes/epoch",
-                 o->objective == FSB_PRETRAIN_FEAT ? "feat" : "protonet", o->train_way,
-                 o->train_shot, o->train_query, o->train_episodes);
+                 objective_name(o->objective), o->train_way, o->train_shot, o->train_query,
+                 o->train_episodes);
+    char order[64];
+    snprintf(order, sizeof order, "second-order maml (hvp_eps %g)", o->hvp_eps);
+    if (o->objective == FSB_PRETRAIN_MAML)
+        snprintf(how, sizeof how,
+                 " width %d %s %d-way %d-shot %d-query, meta-batch %d x %d "
+                 "meta-iterations/epoch, %d inner steps (%d at val) at lr %g",
+                 fsb_model_options(t->model)->widths[0],
+                 o->first_order ? "FIRST-ORDER maml" : order, o->train_way, o->train_shot,
+                 o->train_query, o->meta_batch, o->train_episodes, o->inner_steps,
+                 o->inner_steps_test, o->inner_lr);
     if (o->init) snprintf(how + strlen(how), sizeof how - strlen(how), " from %.4000s", o->init);
     fprintf(o->log, "pretrain %s%s on %d images of %d classes (%s/train), val %d episodes; %s\n",
             fsb_arch_name(o->arch), how, t->n_sub, t->train.split.n_classes, o->data,
@@ -921,8 +988,9 @@ static int run_epoch(trainer *t, int e, long *steps_here, int writer)
     row->epoch = e + 1;
     for (int k = 0; k < FSB_PRETRAIN_MAX_VAL_SHOTS; k++)
         row->val[k] = -1;
-    int st = o->objective != FSB_PRETRAIN_CE ? train_epoch_episodic(t, e, steps_here, row)
-                                             : train_epoch(t, e, steps_here, row);
+    int st = o->objective == FSB_PRETRAIN_MAML ? fsb_pretrain_maml_epoch(t, e, steps_here, row)
+             : o->objective != FSB_PRETRAIN_CE ? train_epoch_episodic(t, e, steps_here, row)
+                                               : train_epoch(t, e, steps_here, row);
     if (st || (st = fsb_pretrain_dist_average_bn(t->model))) return st;
     if ((e + 1) % o->val_every == 0 || e + 1 == o->epochs) {
         if ((st = validate(t, row->val))) return st;
@@ -947,13 +1015,19 @@ int fsb_pretrain(const fsb_pretrain_opts *o)
 {
     if (!o->data) return fsb_error(FSB_EINVAL, "--data is required");
     if (!o->out) return fsb_error(FSB_EINVAL, "--out is required");
+    if (o->objective < FSB_PRETRAIN_CE || o->objective > FSB_PRETRAIN_MAML)
+        return fsb_error(FSB_EINVAL, "--objective: unknown objective %d", o->objective);
     if (o->objective != FSB_PRETRAIN_CE && fsb_dist_size() > 1)
         return fsb_error(FSB_EINVAL,
                          "--objective %s: data-parallel training under mpirun is for ce only; "
                          "run it as one process",
-                         o->objective == FSB_PRETRAIN_FEAT ? "feat" : "protonet");
+                         objective_name(o->objective));
     fsb_pretrain_opts eff = *o; /* o with the defaults that depend on other settings */
     if (eff.lr < 0) eff.lr = eff.objective != FSB_PRETRAIN_CE ? 0.001 : 0.1;
+    if (eff.objective == FSB_PRETRAIN_MAML) { /* Finn's: ConvNet-4-32, a constant lr */
+        if (!eff.arch_set && !eff.init && !eff.width) eff.width = 32;
+        if (!eff.schedule) eff.schedule = "constant";
+    }
     o = &eff;
     trainer t;
     memset(&t, 0, sizeof t);
@@ -983,6 +1057,8 @@ done:
     free(t.momentum);
     free(t.second);
     free(t.attn_mem);
+    free(t.maml_grad);
+    fsb_maml_work_free(&t.maml);
     free(t.subset);
     free(t.ep_count);
     free(t.rows);

@@ -1,11 +1,11 @@
 /* pretrain.h - teacher pre-training on the base (train-split) classes, validated every k
  * epochs by 5-way nearest-prototype accuracy at the val shots (1 and 5 by default;
  * --val-shots) on fixed val-split episodes (the test split is never read), best checkpoint
- * kept by the mean over the val shots. Optimiser: SGD with Nesterov momentum (default) or
- * Adam / AdamW (optim.h). Training images get the train transform (random resized crop, flip,
- * colour jitter) or, with augment off, the val transform. Two objectives:
- *   ce        cross-entropy over all train classes in batches of `batch` images (a linear head);
- *   protonet  episodic meta-training (Snell et al. 2017, as FEAT fine-tunes its ProtoNet
+ * kept by the mean over the val shots (maml: MAML's own adapted accuracy). Optimiser: SGD with
+ * Nesterov momentum (default) or Adam / AdamW (optim.h). Training images get the train transform
+ * (random resized crop, flip, colour jitter) or, with augment off, the val transform. Four
+ * objectives: ce        cross-entropy over all train classes in batches of `batch` images (a linear
+ * head); protonet  episodic meta-training (Snell et al. 2017, as FEAT fine-tunes its ProtoNet
  *             baseline): each step is one train_way-way train_shot-shot episode with
  *             train_query queries per class drawn from the train split (fsb_episode_sample,
  *             seed mix(seed, epoch), index = step), loss protoloss.h (squared Euclidean
@@ -25,6 +25,26 @@
  *             checkpoint holds the backbone plus the block under FEAT's names
  *             ("slf_attn.w_qs.weight", ...; attention.h fsb_feat_attn_load reads it back);
  *             `bench --teacher` ignores the block and uses the embedding.
+ *   maml      MAML (Finn et al. 2017; maml.h), from a fresh ConvNet-4 with `width` 32 filters
+ *             per block (Finn's; the flattened last map feeds a train_way-way head) unless
+ *             --arch or --init says otherwise. A meta-iteration draws meta_batch tasks, task k
+ *             of iteration s in epoch e being protonet's episode with index s * meta_batch + k
+ *             (same seed), images through the val transform (augment must be off); per task
+ *             fsb_maml_meta_grad (inner_steps SGD steps at inner_lr on the support, the query
+ *             loss at theta_k differentiated through them: second order by finite-difference
+ *             Hessian-vector products at hvp_eps, or first_order); the mean over the tasks
+ *             takes one optimiser step. An epoch is train_episodes meta-iterations. The log's
+ *             loss and accuracy are those of the queries at theta_k. Validation: each val
+ *             episode (val_way must equal train_way) adapts inner_steps_test steps from theta
+ *             and classifies its queries (fsb_maml_adapt_predict); best mean over the val
+ *             shots kept. The checkpoint is the whole network with its head plus maml.* meta
+ *             (docs/formats.md); BN running statistics stay as initialised (MAML normalises
+ *             with batch statistics). Cost per meta-iteration: meta_batch x (inner_steps
+ *             support passes + one query pass, + 2 x inner_steps support passes for the second
+ *             order) forward-backward passes; per validation n_val_shots x val_episodes x
+ *             inner_steps_test support passes + a query forward. Defaults for maml (the CLI's;
+ *             a library caller sets them itself): Adam, lr 0.001, weight decay 0, augment off;
+ *             fsb_pretrain itself makes the schedule constant (when NULL) and the width 32.
  * Protonet defaults: FEAT's episode shape (5-way 1-shot, 15 queries, 100 episodes per epoch)
  * with Snell's temperature 1 and lr 0.001 (not tuned here). FEAT's ConvNet recipe
  * (docs/protocol.md) fine-tunes the pre-trained backbone with Adam, no weight decay, no
@@ -47,7 +67,8 @@
  * random draw of epoch e is a pure function of (seed, e, position) and the state holds all
  * else. The state records the run's settings (and the init checkpoint's XXH3-64) and refuses
  * to resume a different run (feat's state also holds the block and both groups' optimiser
- * state). Data-parallel runs under mpirun (pretrain_dist.h) are ce only.
+ * state; maml's adds its settings, and its Adam state holds the whole network). Data-parallel
+ * runs under mpirun (pretrain_dist.h) are ce only.
  * The settings added since the first format (optimizer, augment, val shots) enter the
  * identity only when they differ from the defaults, so earlier states still resume.
  */
@@ -66,7 +87,8 @@
 typedef enum {
     FSB_PRETRAIN_CE = 0,       /* cross-entropy with a linear head */
     FSB_PRETRAIN_PROTONET = 1, /* ProtoNet episodes */
-    FSB_PRETRAIN_FEAT = 2      /* FEAT episodes: the backbone plus the attention block */
+    FSB_PRETRAIN_FEAT = 2,     /* FEAT episodes: the backbone plus the attention block */
+    FSB_PRETRAIN_MAML = 3      /* MAML episodes: the network with a train_way-way head */
 } fsb_pretrain_objective;
 
 typedef struct fsb_pretrain_opts {
@@ -75,13 +97,16 @@ typedef struct fsb_pretrain_opts {
     const char *cache_dir; /* packed images (NULL: next to the data) */
     fsb_arch arch;         /* backbone (conv4; with init: the checkpoint's) */
     int arch_set;          /* 1: arch was given explicitly and must match init's */
+    int width;             /* conv4: filters of every block (0: the arch's 64; maml without
+                              --arch and --init: 32, Finn's; `--arch conv4-32` sets 32) */
     int objective;         /* fsb_pretrain_objective (FSB_PRETRAIN_CE) */
     const char *init;      /* checkpoint to start from (NULL: fresh initialisation) */
     int epochs;            /* epochs in all (100) */
     int batch;             /* ce: images per step (128); the last partial batch is dropped */
     double lr;             /* base learning rate; < 0 (default): 0.1 for ce, 0.001 for protonet
                               and feat */
-    const char *schedule;  /* optim.h schedule spec; NULL: cosine over `epochs` */
+    const char *schedule;  /* optim.h schedule spec; NULL: cosine over `epochs` (maml:
+                              constant) */
     int optimizer;         /* fsb_opt_kind: SGD with Nesterov momentum (FSB_OPT_SGD), or Adam /
                               AdamW with torch's betas (0.9, 0.999) and eps 1e-8 (FEAT's
                               ConvNet recipes use Adam without weight decay) */
@@ -108,6 +133,14 @@ typedef struct fsb_pretrain_opts {
     double balance;        /* feat: weight of the regulariser, >= 0 (1: FEAT's 1-shot
                               ConvNet recipe; 0.1 for 5-shot) */
     double lr_mul;         /* feat: the attention block's lr = lr * lr_mul (FEAT's 10) */
+    int meta_batch;        /* maml: tasks per meta-iteration, their meta-gradients averaged (4;
+                              Finn: 4 for 1-shot, 2 for 5-shot) */
+    int inner_steps;       /* maml: inner SGD steps in training (5) */
+    int inner_steps_test;  /* maml: inner SGD steps at validation (10) */
+    double inner_lr;       /* maml: inner SGD learning rate (0.01) */
+    int first_order;       /* maml: 1 = first-order MAML (no Hessian-vector products) (0) */
+    double hvp_eps;        /* maml: relative finite-difference step of the Hessian-vector
+                              products (fsb_maml_opts_default's, 1e-2; maml.h) */
     int val_every;         /* validate every k epochs and at the last (1) */
     int val_episodes;      /* fixed val episodes per shot (500) */
     int val_shots[FSB_PRETRAIN_MAX_VAL_SHOTS]; /* shots validated; the checkpoint kept is the
@@ -134,8 +167,11 @@ void fsb_pretrain_opts_default(fsb_pretrain_opts *o);
 /* Train (or resume) as described at the top. Errors name the flag or file: no train split,
  * a val split with fewer classes than val_way, train episodes that the train split cannot
  * supply (--train-way/--train-shot/--train-query), an unreadable init checkpoint or one of
- * another architecture than an explicit --arch, protonet or feat under mpirun, feat's
- * --temperature2 (> 0), --balance or --lr-mul (>= 0) out of range, a state file of
+ * another architecture (or width) than an explicit --arch, protonet, feat or maml under
+ * mpirun, feat's --temperature2 (> 0), --balance or --lr-mul (>= 0) out of range, maml with
+ * augment on, val_way != train_way, a res12 network, --meta-batch < 1, negative inner
+ * steps or lr, --hvp-eps outside (0, 1) (second order), a diverged inner loop (a non-finite
+ * loss, naming the task), a state file of
  * another run or corrupt, a write failure (the previous files survive intact). */
 int fsb_pretrain(const fsb_pretrain_opts *o);
 

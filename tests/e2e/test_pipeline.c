@@ -143,7 +143,7 @@ START_TEST(pretrain_bad_inputs)
     ck_assert_int_eq(
         tu_run(&out, "'%s' pretrain %s --train-way 3 --out '%s/y.fsbt'", tu_bench(), common, work),
         2);
-    ck_assert_ptr_nonnull(strstr(out, "apply to --objective protonet or feat only"));
+    ck_assert_ptr_nonnull(strstr(out, "apply to --objective protonet, feat or maml only"));
     free(out);
     ck_assert_int_eq(tu_run(&out, "'%s' pretrain %s --image-size 16 --out '%s/y.fsbt'", tu_bench(),
                             common, work),
