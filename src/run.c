@@ -36,6 +36,8 @@
 #include <xxhash.h>
 
 #define CHUNK_EPISODES 256 /* episodes per parallel chunk (one journal sync each) */
+/* the teacher, then at most one distinct model per (method, every shot or one shot) */
+#define MAX_NETS (1 + FSB_RUN_MAX_METHODS * (1 + FSB_EPISODES_MAX_SHOTS))
 
 void fsb_run_opts_default(fsb_run_opts *o)
 {
@@ -59,20 +61,21 @@ void fsb_run_opts_default(fsb_run_opts *o)
 
 /* Per-worker buffers for feature methods. */
 typedef struct worker {
-    fsb_arena arena;          /* method scratch */
-    int *sidx;                /* [way*max_shot] support image indices */
-    int *slab;                /* [way*max_shot] support labels */
-    int *qidx;                /* [way*query] query image indices */
-    int *qlab;                /* [way*query] query labels */
-    int *pred;                /* [way*query] predictions */
-    float *sfeat;             /* [way*max_shot][max_dim] gathered support features */
-    float *qfeat;             /* [way*query][max_dim] gathered query features */
-    fsb_student_ctx *student; /* training methods' context (NULL without image methods) */
-    fsb_maml_ctx *maml;       /* maml's context (NULL without maml) */
+    fsb_arena arena;              /* method scratch */
+    int *sidx;                    /* [way*max_shot] support image indices */
+    int *slab;                    /* [way*max_shot] support labels */
+    int *qidx;                    /* [way*query] query image indices */
+    int *qlab;                    /* [way*query] query labels */
+    int *pred;                    /* [way*query] predictions */
+    float *sfeat;                 /* [way*max_shot][max_dim] gathered support features */
+    float *qfeat;                 /* [way*query][max_dim] gathered query features */
+    fsb_student_ctx *student;     /* training methods' context (NULL without image methods) */
+    fsb_maml_ctx *maml[MAX_NETS]; /* maml's context per net it adapts (NULL: none) */
 } worker;
 
 /* A frozen network whose features methods see: the teacher, or a method's own model
- * (--model). One per distinct checkpoint content, so the split is embedded once each. */
+ * (--model M=PATH or M@K=PATH). One per distinct checkpoint content, so the split is embedded
+ * once each. */
 typedef struct run_net {
     const char *path;                 /* checkpoint */
     fsb_model *model;                 /* the network, eval mode */
@@ -85,6 +88,8 @@ typedef struct run_net {
     float *base_mean;                 /* [dim] mean train-split feature, or NULL */
     fsb_method_feat_block feat_block; /* feat: this checkpoint's attention block */
     float *feat_mem;                  /* its tensors (owned), or NULL */
+    int maml_read;                    /* 1: maml adapts it, maml_ckpt read */
+    fsb_maml_ckpt maml_ckpt;          /* its training record (order, test steps, lr) */
 } run_net;
 
 /* Outcome of one task of a chunk. */
@@ -96,17 +101,22 @@ typedef struct task_out {
 } task_out;
 
 typedef struct run_state {
-    const fsb_run_opts *o;                 /* options */
-    fsb_pool *pool;                        /* workers */
-    fsb_cache cache;                       /* the evaluated split, packed */
-    fsb_sweep sweep;                       /* the episodes */
-    char ep_hash[33];                      /* their content hash */
-    run_net nets[1 + FSB_RUN_MAX_METHODS]; /* [0] the teacher, then the distinct own models */
-    int n_nets;                            /* nets in use */
-    int net_of[FSB_RUN_MAX_METHODS];       /* the net whose features method m sees */
-    const char *own[FSB_RUN_MAX_METHODS];  /* method m's own model (--model PATH), or NULL */
-    int max_dim;                           /* largest embedding dimension a method sees */
-    uint64_t base_fp;                      /* the train split's fingerprint (CL2N's mean) */
+    const fsb_run_opts *o;  /* options */
+    fsb_pool *pool;         /* workers */
+    fsb_cache cache;        /* the evaluated split, packed */
+    fsb_sweep sweep;        /* the episodes */
+    char ep_hash[33];       /* their content hash */
+    run_net nets[MAX_NETS]; /* [0] the teacher, then the distinct own models */
+    int n_nets;             /* nets in use */
+    /* the net whose features method m sees at shot slot s (maml: the net it adapts) */
+    int net_of[FSB_RUN_MAX_METHODS][FSB_EPISODES_MAX_SHOTS];
+    /* method m's every-shot model (--model M=PATH), or NULL */
+    const char *own[FSB_RUN_MAX_METHODS];
+    /* its model at shot slot s only (--model M@K=PATH), or NULL */
+    const char *own_at[FSB_RUN_MAX_METHODS][FSB_EPISODES_MAX_SHOTS];
+    int shots_resolved; /* 1: own_at is filled (the shots are known) */
+    int max_dim;        /* largest embedding dimension a method sees */
+    uint64_t base_fp;   /* the train split's fingerprint (CL2N's mean) */
     const fsb_method *methods[FSB_RUN_MAX_METHODS]; /* resolved methods */
     fsb_method_config cfg[FSB_RUN_MAX_METHODS];     /* their configurations */
     unsigned char *done;                            /* [method][shot][episode] 1 when recorded */
@@ -119,7 +129,8 @@ typedef struct run_state {
     int has_images;           /* some student trains per episode (FSB_NEEDS_IMAGES, not maml) */
     fsb_student_opts student; /* their options (--student), cfg.extra of those methods */
     int maml;                 /* maml's method slot, or -1 */
-    fsb_maml_ckpt maml_ckpt;  /* its checkpoint's training record (order, test steps, lr) */
+    int maml_order;           /* its checkpoints' MAML order (one per run) */
+    int feat;                 /* feat's method slot, or -1 */
 } run_state;
 
 static size_t task_index(const run_state *r, int m, int s, int e)
@@ -140,6 +151,34 @@ static int method_slot(const run_state *r, const char *name)
     for (int m = 0; m < r->o->n_methods; m++)
         if (!strcmp(r->methods[m]->name, name)) return m;
     return -1;
+}
+
+/* The checkpoint (method m, shot slot s) uses: its per-shot model, else its every-shot
+ * model, else NULL (the teacher). */
+static const char *model_path(const run_state *r, int m, int s)
+{
+    return r->own_at[m][s] ? r->own_at[m][s] : r->own[m];
+}
+
+/* The flag text that gave (method m, shot slot s) its model, "--model M@K=PATH" or
+ * "--model M=PATH", into buf. */
+static const char *model_flag(const run_state *r, int m, int s, char *buf, size_t n)
+{
+    if (r->own_at[m][s])
+        snprintf(buf, n, "--model %s@%d=%s", r->methods[m]->name, r->o->shots[s], r->own_at[m][s]);
+    else
+        snprintf(buf, n, "--model %s=%s", r->methods[m]->name, r->own[m] ? r->own[m] : "");
+    return buf;
+}
+
+/* The flag text of a given model, "--model M@K=PATH" or "--model M=PATH", into buf. */
+static const char *given_flag(const fsb_run_model *g, char *buf, size_t n)
+{
+    if (g->shot)
+        snprintf(buf, n, "--model %s@%d=%s", g->method, g->shot, g->path);
+    else
+        snprintf(buf, n, "--model %s=%s", g->method, g->path);
+    return buf;
 }
 
 /* ---- identity of a run ---------------------------------------------------------------- */
@@ -188,9 +227,14 @@ static int make_run_id(const run_state *r, char **text)
         snprintf(m->name, sizeof m->name, "%s", r->methods[i]->name);
         snprintf(m->norm, sizeof m->norm, "%s", fsb_norm_name(r->cfg[i].norm));
         m->C = r->cfg[i].C;
-        m->has_model = r->own[i] != NULL; /* --model: another file is another run */
-        m->model_xxh3 = m->has_model ? r->nets[r->net_of[i]].hash : 0;
-        if (i == r->maml) m->order = r->maml_ckpt.order; /* first-order MAML: order=1 */
+        for (int s = 0; s < o->n_shots; s++) { /* --model: another file is another run */
+            const run_net *n = &r->nets[r->net_of[i][s]];
+            if (r->own_at[i][s])
+                m->at[m->n_at++] = (fsb_run_shot_model){o->shots[s], n->hash};
+            else if (r->own[i] && !m->has_model)
+                m->has_model = 1, m->model_xxh3 = n->hash;
+        }
+        if (i == r->maml) m->order = r->maml_order; /* first-order MAML: order=1 */
     }
     id.image_size = o->image_size;
     id.resize = o->resize;
@@ -230,7 +274,7 @@ static int split_features(run_state *r, const run_net *net, const fsb_cache *c, 
 
 typedef struct chunk {
     run_state *r;        /* the run */
-    int m, shot;         /* method slot and K */
+    int m, s, shot;      /* method slot, shot slot and K */
     const int *episodes; /* [n] episode indices */
     task_out *outs;      /* [n] */
 } chunk;
@@ -241,14 +285,19 @@ static void run_task(void *ctx, int t, int wi)
     run_state *r = c->r;
     worker *w = &r->workers[wi];
     const fsb_method *m = r->methods[c->m];
-    const run_net *net = &r->nets[r->net_of[c->m]]; /* the features this method sees */
+    const run_net *net = &r->nets[r->net_of[c->m][c->s]]; /* the features (m, s) sees */
     int ep_i = c->episodes[t], k = c->shot;
+    fsb_method_config cfg = r->cfg[c->m]; /* with the base mean and feat block of its net */
+    cfg.base_mean = net->base_mean;
+    cfg.base_mean_dim = net->base_mean ? net->dim : 0;
+    if (c->m == r->feat) cfg.extra = &net->feat_block;
     fsb_episode e;
     fsb_sweep_episode(&r->sweep, ep_i, &e);
     fsb_view_buffers bufs = {w->sidx, w->slab, w->qidx, w->qlab, w->sfeat, w->qfeat};
     fsb_episode_view v;
     fsb_episode_view_make(&v, &e, ep_i, k, net->feats, net->dim, &bufs);
-    if (m->needs & FSB_NEEDS_IMAGES) v.ctx = c->m == r->maml ? (void *)w->maml : w->student;
+    if (m->needs & FSB_NEEDS_IMAGES)
+        v.ctx = c->m == r->maml ? (void *)w->maml[r->net_of[c->m][c->s]] : w->student;
     int nq = v.n_query;
     /* the episode's generator: a pure function of (seed, method, shot, episode) */
     fsb_rng rng;
@@ -256,13 +305,32 @@ static void run_task(void *ctx, int t, int wi)
     fsb_rng_init(&rng, fsb_mix64(fsb_mix64(r->sweep.seed ^ mkey) ^ (uint64_t)k), (uint64_t)ep_i);
     task_out *out = &c->outs[t];
     memset(out, 0, sizeof *out);
-    out->st = m->run(m, &r->cfg[c->m], &v, &w->arena, &rng, w->pred, &out->t);
+    out->st = m->run(m, &cfg, &v, &w->arena, &rng, w->pred, &out->t);
     if (out->st) {
         snprintf(out->msg, sizeof out->msg, "%s", fsb_error_last());
         return;
     }
     for (int i = 0; i < nq; i++)
         out->n_correct += w->pred[i] == w->qlab[i];
+}
+
+/* maml: one copy of each model it adapts and MAML work, per worker. */
+static int workers_maml(run_state *r)
+{
+    int nw = fsb_pool_size(r->pool), way = r->sweep.way, q = r->sweep.query;
+    for (int s = 0; s < r->o->n_shots; s++) {
+        const run_net *n = &r->nets[r->net_of[r->maml][s]];
+        fsb_transform t;
+        int st = run_transform(r, n, &t);
+        for (int i = 0; i < nw && !st; i++) {
+            fsb_maml_ctx **ctx = &r->workers[i].maml[n - r->nets];
+            if (!*ctx)
+                st = fsb_maml_ctx_create(ctx, n->path, &r->cache, &t, way, r->sweep.max_shot, q);
+        }
+        char flag[4200];
+        if (st) return fsb_error_wrap(st, "%s", model_flag(r, r->maml, s, flag, sizeof flag));
+    }
+    return FSB_OK;
 }
 
 static int workers_init(run_state *r)
@@ -272,7 +340,7 @@ static int workers_init(run_state *r)
     size_t scratch = 0;
     for (int m = 0; m < r->o->n_methods; m++)
         for (int s = 0; s < r->o->n_shots; s++) {
-            size_t b = r->methods[m]->scratch(way, r->o->shots[s], q, r->nets[r->net_of[m]].dim);
+            size_t b = r->methods[m]->scratch(way, r->o->shots[s], q, r->nets[r->net_of[m][s]].dim);
             if (b > scratch) scratch = b;
         }
     r->workers = calloc((size_t)nw, sizeof *r->workers);
@@ -299,15 +367,7 @@ static int workers_init(run_state *r)
                                         ms, q, &r->student);
         if (st) return fsb_error_wrap(st, "--student");
     }
-    if (r->maml >= 0) { /* one model copy and MAML work per worker */
-        fsb_transform t;
-        int st = run_transform(r, &r->nets[r->net_of[r->maml]], &t);
-        for (int i = 0; i < nw && !st; i++)
-            st = fsb_maml_ctx_create(&r->workers[i].maml, r->own[r->maml], &r->cache, &t, way, ms,
-                                     q);
-        if (st) return fsb_error_wrap(st, "--model maml=%s", r->own[r->maml]);
-    }
-    return FSB_OK;
+    return r->maml >= 0 ? workers_maml(r) : FSB_OK;
 }
 
 static void workers_free(run_state *r)
@@ -324,7 +384,8 @@ static void workers_free(run_state *r)
         free(w->sfeat);
         free(w->qfeat);
         fsb_student_ctx_destroy(w->student);
-        fsb_maml_ctx_destroy(w->maml);
+        for (int k = 0; k < MAX_NETS; k++)
+            fsb_maml_ctx_destroy(w->maml[k]);
     }
     free(r->workers);
     r->workers = NULL;
@@ -373,7 +434,7 @@ static int run_group(run_state *r, int m, int s)
         (r->methods[m]->needs & FSB_NEEDS_IMAGES) ? fsb_pool_size(r->pool) : CHUNK_EPISODES;
     for (int i = 0; i < n && !st; i += per_sync) {
         int nc = n - i < per_sync ? n - i : per_sync;
-        chunk c = {r, m, shot, todo + i, outs};
+        chunk c = {r, m, s, shot, todo + i, outs};
         fsb_pool_run(r->pool, nc, run_task, &c);
         for (int t = 0; t < nc && !st; t++) {
             if (outs[t].st) {
@@ -405,24 +466,86 @@ static int run_group(run_state *r, int m, int s)
     return st;
 }
 
-/* --model METHOD=PATH: the method must be in the run, able to take a model of its own
- * (FSB_TAKES_MODEL) and given one at most once; r->own[m] = PATH. */
+/* --model M=PATH / M@K=PATH: the method must be in the run and able to take a model of its
+ * own (FSB_TAKES_MODEL); an every-shot model is given at most once (r->own[m] = PATH). The
+ * per-shot ones are placed by resolve_shot_models once the shots are known. */
+/* The shots of the run as "1,5,10" into buf. */
+static const char *shots_text(const run_state *r, const int *which, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    for (int s = 0, k = 0; s < r->o->n_shots; s++)
+        if (!which || which[s])
+            snprintf(buf + strlen(buf), n - strlen(buf), "%s%d", k++ ? "," : "", r->o->shots[s]);
+    return buf;
+}
+
+/* --model M@K=PATH, once the run's shots are known: K must be one of them and given once per
+ * method (r->own_at[m][s] = PATH); an every-shot model must serve some shot; maml must have a
+ * model at every shot (it cannot use the teacher). */
+static int resolve_shot_models(run_state *r)
+{
+    const fsb_run_opts *o = r->o;
+    char flag[4200], list[256];
+    r->shots_resolved = 1;
+    for (int i = 0; i < o->n_models; i++) {
+        const fsb_run_model *g = &o->models[i];
+        if (!g->shot) continue;
+        int m = method_slot(r, g->method), s = shot_slot(r, g->shot);
+        given_flag(g, flag, sizeof flag);
+        if (s < 0)
+            return fsb_error(FSB_EINVAL, "%s: %d-shot is not among --shots (%s)", flag, g->shot,
+                             shots_text(r, NULL, list, sizeof list));
+        if (r->own_at[m][s])
+            return fsb_error(FSB_EINVAL, "--model: %s@%d is given twice (%s and %s)", g->method,
+                             g->shot, r->own_at[m][s], g->path);
+        r->own_at[m][s] = g->path;
+    }
+    for (int m = 0; m < o->n_methods; m++) {
+        int lack[FSB_EPISODES_MAX_SHOTS], n_lack = 0, n_base = 0;
+        for (int s = 0; s < o->n_shots; s++) {
+            n_base += !r->own_at[m][s];
+            n_lack += lack[s] = !model_path(r, m, s);
+        }
+        if (r->own[m] && !n_base)
+            return fsb_error(FSB_EINVAL,
+                             "--model %s=%s: every shot of the run (%s) has a model of its own "
+                             "(--model %s@K=PATH), so this one would serve none; drop it",
+                             r->methods[m]->name, r->own[m], shots_text(r, NULL, list, sizeof list),
+                             r->methods[m]->name);
+        if (m == r->maml && n_lack) {
+            int s = 0;
+            while (!r->own_at[m][s])
+                s++;
+            return fsb_error(FSB_EINVAL,
+                             "%s: maml needs a model at every shot, and %s-shot %s none (add "
+                             "--model maml=PATH for the other shots, or maml@K=PATH for each); "
+                             "it does not use the teacher",
+                             model_flag(r, m, s, flag, sizeof flag),
+                             shots_text(r, lack, list, sizeof list), n_lack > 1 ? "have" : "has");
+        }
+    }
+    return FSB_OK;
+}
+
 static int resolve_models(run_state *r)
 {
     const fsb_run_opts *o = r->o;
+    int maml_given = 0;
     for (int i = 0; i < o->n_models; i++) {
-        const char *name = o->models[i].method, *path = o->models[i].path;
-        if (!name || !*name || !path || !*path)
+        const fsb_run_model *g = &o->models[i];
+        const char *name = g->method, *path = g->path;
+        char flag[4200];
+        if (!name || !*name || !path || !*path || g->shot < 0)
             return fsb_error(FSB_EINVAL, "--model: '%s=%s' is not METHOD=PATH", name ? name : "",
                              path ? path : "");
+        given_flag(g, flag, sizeof flag);
         int m = method_slot(r, name);
         if (m < 0) {
             char listed[512] = "";
             for (int j = 0; j < o->n_methods; j++)
                 snprintf(listed + strlen(listed), sizeof listed - strlen(listed), "%s%s",
                          j ? "," : "", r->methods[j]->name);
-            return fsb_error(FSB_EINVAL, "--model %s=%s: %s is not among --methods (%s)", name,
-                             path, name, listed);
+            return fsb_error(FSB_EINVAL, "%s: %s is not among --methods (%s)", flag, name, listed);
         }
         if (!(r->methods[m]->needs & FSB_TAKES_MODEL)) {
             char takes[256] = "";
@@ -431,24 +554,25 @@ static int resolve_models(run_state *r)
                     snprintf(takes + strlen(takes), sizeof takes - strlen(takes), "%s%s",
                              *takes ? ", " : "", fsb_method_at(j)->name);
             return fsb_error(FSB_EINVAL,
-                             "--model %s=%s: %s cannot take a model of its own%s; --model is "
-                             "for %s",
-                             name, path, name,
+                             "%s: %s cannot take a model of its own%s; --model is for %s", flag,
+                             name,
                              (r->methods[m]->needs & FSB_NEEDS_IMAGES)
                                  ? " (it trains a student from the teacher in every episode)"
                                  : "",
                              takes);
         }
+        maml_given |= m == r->maml;
+        if (g->shot) continue;
         if (r->own[m])
             return fsb_error(FSB_EINVAL, "--model: %s is given twice (%s and %s)", name, r->own[m],
                              path);
         r->own[m] = path;
     }
-    if (r->maml >= 0 && !r->own[r->maml])
+    if (r->maml >= 0 && !maml_given)
         return fsb_error(FSB_EINVAL,
                          "--methods maml needs its own model: --model maml=PATH (a MAML "
                          "checkpoint); it does not use the teacher");
-    return FSB_OK;
+    return o->n_shots > 0 ? resolve_shot_models(r) : FSB_OK; /* else the manifest's, later */
 }
 
 static int resolve_methods(run_state *r)
@@ -458,7 +582,7 @@ static int resolve_methods(run_state *r)
     fsb_student_opts_default(&r->student);
     int st = fsb_student_opts_parse(&r->student, o->student, "--student");
     if (st) return st;
-    r->maml = -1;
+    r->maml = r->feat = -1;
     for (int i = 0; i < o->n_methods; i++) {
         const fsb_method *m = fsb_method_find(o->methods[i]);
         if (!m) return fsb_error_wrap(FSB_EINVAL, "--methods");
@@ -471,6 +595,7 @@ static int resolve_methods(run_state *r)
             r->maml = i;
             continue;
         }
+        if (!strcmp(m->name, "feat")) r->feat = i; /* its attention block: the net's (run_task) */
         if (m->needs & FSB_NEEDS_IMAGES) {
             r->has_images = 1;
             r->cfg[i].extra = &r->student;
@@ -549,26 +674,24 @@ static fsb_cache_opts cache_opts(const run_state *r)
         .dir = o->cache_dir, .size = o->image_size, .pool = r->pool, .progress = o->progress};
 }
 
-/* feat: the attention block (slf_attn.* tensors) of the checkpoint whose features it sees,
- * its own model's or the teacher's; a checkpoint without one is refused naming the file. */
+/* feat: the attention block (slf_attn.* tensors) of every checkpoint whose features it sees,
+ * its own models' or the teacher's; a checkpoint without one is refused naming the file. */
 static int load_feat_block(run_state *r)
 {
-    for (int m = 0; m < r->o->n_methods; m++) {
-        if (strcmp(r->methods[m]->name, "feat") != 0) continue;
-        run_net *n = &r->nets[r->net_of[m]];
-        if (!n->feat_mem) {
-            n->feat_mem = malloc(sizeof(float) * (size_t)fsb_feat_attn_n_params(n->dim));
-            if (!n->feat_mem) return fsb_error(FSB_ENOMEM, "out of memory");
-            int st = fsb_feat_attn_load(n->path, &n->feat_block.params, n->feat_mem, n->dim);
-            if (st && r->own[m])
-                return fsb_error_wrap(st,
-                                      "--model feat=%s: feat needs a FEAT checkpoint (bench "
-                                      "pretrain --objective feat)",
-                                      r->own[m]);
-            if (st) return fsb_error_wrap(st, "--methods feat needs a FEAT teacher");
-            n->feat_block.dim = n->dim;
-        }
-        r->cfg[m].extra = &n->feat_block;
+    for (int s = 0; r->feat >= 0 && s < r->o->n_shots; s++) {
+        run_net *n = &r->nets[r->net_of[r->feat][s]];
+        if (n->feat_mem) continue;
+        n->feat_mem = malloc(sizeof(float) * (size_t)fsb_feat_attn_n_params(n->dim));
+        if (!n->feat_mem) return fsb_error(FSB_ENOMEM, "out of memory");
+        int st = fsb_feat_attn_load(n->path, &n->feat_block.params, n->feat_mem, n->dim);
+        char flag[4200];
+        if (st && model_path(r, r->feat, s))
+            return fsb_error_wrap(st,
+                                  "%s: feat needs a FEAT checkpoint (bench pretrain --objective "
+                                  "feat)",
+                                  model_flag(r, r->feat, s, flag, sizeof flag));
+        if (st) return fsb_error_wrap(st, "--methods feat needs a FEAT teacher");
+        n->feat_block.dim = n->dim;
     }
     return FSB_OK;
 }
@@ -578,81 +701,106 @@ static int load_feat_block(run_state *r)
 static int check_model_inputs(run_state *r)
 {
     const fsb_run_opts *o = r->o;
-    for (int m = 0; m < o->n_methods; m++) {
-        if (!r->own[m]) continue;
-        const char *name = r->methods[m]->name;
+    for (int i = 0; i < o->n_models; i++) {
+        const char *path = o->models[i].path;
+        char flag[4200];
+        given_flag(&o->models[i], flag, sizeof flag);
         fsb_model_input in;
-        int st = fsb_model_file_input(r->own[m], &in);
-        if (st) return fsb_error_wrap(st, "--model %s=%s", name, r->own[m]);
+        int st = fsb_model_file_input(path, &in);
+        if (st) return fsb_error_wrap(st, "%s", flag);
         if (in.image_size != o->image_size || in.resize != o->resize || in.crop != o->crop)
             return fsb_error(FSB_EMISMATCH,
-                             "--model %s=%s: the model takes image_size %d, resize %d, crop %d, "
+                             "%s: the model takes image_size %d, resize %d, crop %d, "
                              "but this run's input is image_size %d, resize %d, crop %d (the "
                              "teacher %s's): a method's model must take the run's input",
-                             name, r->own[m], in.image_size, in.resize, in.crop, o->image_size,
-                             o->resize, o->crop, o->teacher);
+                             flag, in.image_size, in.resize, in.crop, o->image_size, o->resize,
+                             o->crop, o->teacher);
     }
     return FSB_OK;
 }
 
-/* maml: its model (loaded by load_models) must be a MAML checkpoint (maml.* meta) of the
- * ConvNet with a head of the run's way. */
+/* maml: each of its models (loaded by load_models) must be a MAML checkpoint (maml.* meta)
+ * of the ConvNet with a head of the run's way, all of one MAML order. */
 static int check_maml(run_state *r)
 {
-    if (r->maml < 0) return FSB_OK;
-    const char *path = r->own[r->maml];
-    const fsb_model *mm = r->nets[r->net_of[r->maml]].model;
-    int st = fsb_maml_ckpt_read(path, &r->maml_ckpt), nc = fsb_model_n_class(mm);
-    if (st) return fsb_error_wrap(st, "--model maml=%s", path);
-    if (fsb_model_options(mm)->arch != FSB_ARCH_CONV4)
-        return fsb_error(FSB_EINVAL, "--model maml=%s: a %s checkpoint; maml adapts ConvNet-4 only",
-                         path, fsb_arch_name(fsb_model_options(mm)->arch));
-    if (nc < 1)
-        return fsb_error(FSB_EINVAL,
-                         "--model maml=%s: the checkpoint has no head (MAML adapts "
-                         "its %d-way head with the network)",
-                         path, r->sweep.way);
-    if (nc != r->sweep.way)
-        return fsb_error(FSB_EMISMATCH,
-                         "--model maml=%s: its head has %d classes (trained %d-way), but the run "
-                         "is %d-way (--way)",
-                         path, nc, r->maml_ckpt.train_way, r->sweep.way);
+    for (int s = 0; r->maml >= 0 && s < r->o->n_shots; s++) {
+        run_net *n = &r->nets[r->net_of[r->maml][s]];
+        char flag[4200];
+        model_flag(r, r->maml, s, flag, sizeof flag);
+        if (!n->maml_read) {
+            int st = fsb_maml_ckpt_read(n->path, &n->maml_ckpt), nc = fsb_model_n_class(n->model);
+            if (st) return fsb_error_wrap(st, "%s", flag);
+            if (fsb_model_options(n->model)->arch != FSB_ARCH_CONV4)
+                return fsb_error(FSB_EINVAL, "%s: a %s checkpoint; maml adapts ConvNet-4 only",
+                                 flag, fsb_arch_name(fsb_model_options(n->model)->arch));
+            if (nc < 1)
+                return fsb_error(FSB_EINVAL,
+                                 "%s: the checkpoint has no head (MAML adapts its %d-way head "
+                                 "with the network)",
+                                 flag, r->sweep.way);
+            if (nc != r->sweep.way)
+                return fsb_error(FSB_EMISMATCH,
+                                 "%s: its head has %d classes (trained %d-way), but the run is "
+                                 "%d-way (--way)",
+                                 flag, nc, n->maml_ckpt.train_way, r->sweep.way);
+            n->maml_read = 1;
+        }
+        if (s == 0) r->maml_order = n->maml_ckpt.order;
+        if (n->maml_ckpt.order != r->maml_order) {
+            char first[4200];
+            return fsb_error(FSB_EINVAL,
+                             "%s: %s MAML, but %s is %s: a run's maml models are of one MAML "
+                             "order",
+                             flag, n->maml_ckpt.order == 1 ? "first-order" : "second-order",
+                             model_flag(r, r->maml, 0, first, sizeof first),
+                             r->maml_order == 1 ? "first-order" : "second-order");
+        }
+    }
     return FSB_OK;
 }
 
-/* The teacher is net 0 (loaded); load every distinct own model (two files of the same content
- * share one net) and note whose features each method sees and the largest dimension. */
+/* The net of checkpoint `path` (given by `flag`) in *k: an earlier one of the same file or
+ * content (two files of the same content share one net; the teacher's included), else loaded
+ * as a new one. */
+static int net_for(run_state *r, const char *path, const char *flag, int *k)
+{
+    for (*k = 1; *k < r->n_nets; (*k)++)
+        if (r->nets[*k].path == path) return FSB_OK;
+    uint64_t h;
+    int st = file_hash(path, &h);
+    if (st) return fsb_error_wrap(st, "%s", flag);
+    for (*k = 0; *k < r->n_nets; (*k)++)
+        if (r->nets[*k].hash == h) return FSB_OK;
+    run_net *n = &r->nets[r->n_nets++];
+    n->path = path;
+    n->hash = h;
+    if ((st = fsb_model_create_from_file(&n->model, path, r->o->crop, FSB_FEATURES_BATCH, r->pool)))
+        return fsb_error_wrap(st, "%s", flag);
+    n->dim = fsb_model_embed_dim(n->model);
+    return FSB_OK;
+}
+
+/* The teacher is net 0 (loaded); load every distinct own model and note whose features each
+ * (method, shot) sees and the largest dimension. */
 static int load_models(run_state *r)
 {
     const fsb_run_opts *o = r->o;
     r->n_nets = 1;
-    for (int m = 0; m < o->n_methods; m++) {
-        r->net_of[m] = 0;
-        if (!r->own[m]) continue;
-        const char *name = r->methods[m]->name;
-        uint64_t h;
-        int st = file_hash(r->own[m], &h), k = 0;
-        if (st) return fsb_error_wrap(st, "--model %s=%s", name, r->own[m]);
-        while (k < r->n_nets && r->nets[k].hash != h)
-            k++;
-        if (k == r->n_nets) {
-            run_net *n = &r->nets[r->n_nets++];
-            n->path = r->own[m];
-            n->hash = h;
-            if ((st = fsb_model_create_from_file(&n->model, n->path, o->crop, FSB_FEATURES_BATCH,
-                                                 r->pool)))
-                return fsb_error_wrap(st, "--model %s=%s", name, r->own[m]);
-            n->dim = fsb_model_embed_dim(n->model);
-        }
-        r->net_of[m] = k;
-    }
     r->max_dim = 0;
-    for (int m = 0; m < o->n_methods; m++) {
-        if (m == r->maml) continue; /* adapts its model on images: no features */
-        run_net *n = &r->nets[r->net_of[m]];
-        n->used = 1;
-        if (n->dim > r->max_dim) r->max_dim = n->dim;
-    }
+    for (int m = 0; m < o->n_methods; m++)
+        for (int s = 0; s < o->n_shots; s++) {
+            char flag[4200];
+            int st = FSB_OK;
+            r->net_of[m][s] = 0;
+            if (model_path(r, m, s))
+                st = net_for(r, model_path(r, m, s), model_flag(r, m, s, flag, sizeof flag),
+                             &r->net_of[m][s]);
+            if (st) return st;
+            if (m == r->maml) continue; /* adapts its model on images: no features */
+            run_net *n = &r->nets[r->net_of[m][s]];
+            n->used = 1;
+            if (n->dim > r->max_dim) r->max_dim = n->dim;
+        }
     return FSB_OK;
 }
 
@@ -690,8 +838,10 @@ static int open_inputs(run_state *r)
     if (o->arch && strcmp(o->arch, arch) != 0)
         return fsb_error(FSB_EMISMATCH, "--teacher: %s is a %s checkpoint, --arch says %s",
                          o->teacher, arch, o->arch);
-    if ((st = load_models(r)) || (st = load_feat_block(r))) return st;
-    if ((st = load_episodes(r)) || (st = check_maml(r))) return st;
+    /* the episodes first: a manifest may settle the shots the per-shot models need */
+    if ((st = load_episodes(r)) || (!r->shots_resolved && (st = resolve_shot_models(r))) ||
+        (st = load_models(r)) || (st = load_feat_block(r)) || (st = check_maml(r)))
+        return st;
     if (needs_base_mean(r)) { /* the train split's listing is part of the run's identity */
         fsb_split base;
         if ((st = fsb_split_open(&base, o->data, "train")))
@@ -723,22 +873,18 @@ static int net_base_mean(run_state *r, run_net *net, const fsb_cache *train)
     return FSB_OK;
 }
 
-/* CL2N: the base mean of every net a CL2N method sees (the train split packed once), given to
- * the methods that see that net. */
+/* CL2N: the base mean of every net a CL2N method sees at some shot (the train split packed
+ * once); each (method, shot) reads its net's (run_task). */
 static int base_means(run_state *r, fsb_cache *train)
 {
     const fsb_run_opts *o = r->o;
     fsb_cache_opts co = cache_opts(r);
     int st = fsb_cache_open(train, o->data, "train", &co);
-    for (int m = 0; m < o->n_methods && !st; m++) {
-        run_net *n = &r->nets[r->net_of[m]];
-        if (r->cfg[m].norm == FSB_NORM_CL2N && !n->base_mean) st = net_base_mean(r, n, train);
-    }
-    for (int m = 0; m < o->n_methods && !st; m++) {
-        const run_net *n = &r->nets[r->net_of[m]];
-        r->cfg[m].base_mean = n->base_mean;
-        r->cfg[m].base_mean_dim = n->base_mean ? n->dim : 0;
-    }
+    for (int m = 0; m < o->n_methods && !st; m++)
+        for (int s = 0; s < o->n_shots && !st; s++) {
+            run_net *n = &r->nets[r->net_of[m][s]];
+            if (r->cfg[m].norm == FSB_NORM_CL2N && !n->base_mean) st = net_base_mean(r, n, train);
+        }
     return st;
 }
 
@@ -772,6 +918,64 @@ static int run_tasks(run_state *r, size_t n_tasks)
     return st;
 }
 
+/* The one-line notes of a starting run: the episodes and the teacher, every method's own
+ * models (with the shots each serves when it has per-shot ones) and what maml adapts. */
+static void log_run(const run_state *r)
+{
+    const fsb_run_opts *o = r->o;
+    if (!o->log) return;
+    fprintf(o->log, "run: %d episodes (hash %s) x shots", r->sweep.n_episodes, r->ep_hash);
+    for (int s = 0; s < o->n_shots; s++)
+        fprintf(o->log, "%s%d", s ? "," : " ", o->shots[s]);
+    fprintf(o->log, " on %s/%s, teacher %s (%s, %d-d)\n", o->data, o->split, o->teacher,
+            fsb_arch_name(fsb_model_options(r->nets[0].model)->arch), r->nets[0].dim);
+    for (int m = 0; m < o->n_methods; m++) {
+        int per_shot = 0;
+        for (int s = 0; s < o->n_shots; s++)
+            per_shot |= r->own_at[m][s] != NULL;
+        for (int s = 0; s < o->n_shots; s++) {
+            const char *path = model_path(r, m, s);
+            int first = 1;
+            for (int t = 0; t < s; t++)
+                first &= model_path(r, m, t) != path;
+            if (!path || !first) continue;
+            const run_net *n = &r->nets[r->net_of[m][s]];
+            fprintf(o->log, "run: %s sees its own model %s (%s, %d-d)", r->methods[m]->name, path,
+                    fsb_arch_name(fsb_model_options(n->model)->arch), n->dim);
+            for (int t = s, k = 0; per_shot && t < o->n_shots; t++)
+                if (model_path(r, m, t) == path)
+                    fprintf(o->log, "%s%d", k++ ? "," : " at shots ", o->shots[t]);
+            fprintf(o->log, "\n");
+            if (m == r->maml)
+                fprintf(o->log,
+                        "run: maml adapts it (%s MAML, %d steps at lr %g per episode; trained "
+                        "%d-way %d-shot, %ld iterations)\n",
+                        n->maml_ckpt.order == 1 ? "first-order" : "second-order",
+                        n->maml_ckpt.test_steps, n->maml_ckpt.inner_lr, n->maml_ckpt.train_way,
+                        n->maml_ckpt.train_shot, n->maml_ckpt.iterations);
+        }
+    }
+}
+
+/* manifest.txt's lines beside run.id: the data, the teacher, the file of every model whose
+ * hash run.id records (model.M=PATH, model.M@K=PATH), the thread count. */
+static void manifest_extra(const run_state *r, char *extra, size_t n)
+{
+    const fsb_run_opts *o = r->o;
+    int len = snprintf(extra, n, "data=%s\nteacher=%s\n", o->data, o->teacher);
+    for (int m = 0; m < o->n_methods; m++) {
+        if (r->own[m] && len < (int)n)
+            len += snprintf(extra + len, n - (size_t)len, "model.%s=%s\n", r->methods[m]->name,
+                            r->own[m]);
+        for (int s = 0; s < o->n_shots; s++)
+            if (r->own_at[m][s] && len < (int)n)
+                len += snprintf(extra + len, n - (size_t)len, "model.%s@%d=%s\n",
+                                r->methods[m]->name, o->shots[s], r->own_at[m][s]);
+    }
+    if (len < (int)n)
+        snprintf(extra + len, n - (size_t)len, "threads=%d\n", fsb_pool_size(r->pool));
+}
+
 int fsb_run(const fsb_run_opts *given)
 {
     if (!given->data) return fsb_error(FSB_EINVAL, "--data is required");
@@ -794,25 +998,7 @@ int fsb_run(const fsb_run_opts *given)
     if ((st = resolve_methods(&r)) || (st = open_inputs(&r)) || (st = make_run_id(&r, &r.run_id)) ||
         (st = fsb_runfolder_check(o->out, r.run_id, "--out")))
         goto done;
-    if (o->log) {
-        fprintf(o->log, "run: %d episodes (hash %s) x shots", r.sweep.n_episodes, r.ep_hash);
-        for (int s = 0; s < o->n_shots; s++)
-            fprintf(o->log, "%s%d", s ? "," : " ", o->shots[s]);
-        fprintf(o->log, " on %s/%s, teacher %s (%s, %d-d)\n", o->data, o->split, o->teacher,
-                fsb_arch_name(fsb_model_options(r.nets[0].model)->arch), r.nets[0].dim);
-        for (int m = 0; m < o->n_methods; m++)
-            if (r.own[m])
-                fprintf(o->log, "run: %s sees its own model %s (%s, %d-d)\n", r.methods[m]->name,
-                        r.own[m], fsb_arch_name(fsb_model_options(r.nets[r.net_of[m]].model)->arch),
-                        r.nets[r.net_of[m]].dim);
-        if (r.maml >= 0)
-            fprintf(o->log,
-                    "run: maml adapts it (%s MAML, %d steps at lr %g per episode; trained %d-way "
-                    "%d-shot, %ld iterations)\n",
-                    r.maml_ckpt.order == 1 ? "first-order" : "second-order", r.maml_ckpt.test_steps,
-                    r.maml_ckpt.inner_lr, r.maml_ckpt.train_way, r.maml_ckpt.train_shot,
-                    r.maml_ckpt.iterations);
-    }
+    log_run(&r);
     if ((st = nets_features(&r)) || (needs_base_mean(&r) && (st = base_means(&r, &train))) ||
         (st = workers_init(&r)) || (st = fsb_runfolder_claim(o->out, r.run_id, "--out")) ||
         (st = export_episodes(&r)))
@@ -827,14 +1013,8 @@ int fsb_run(const fsb_run_opts *given)
     if ((st = fsb_shard_finish(o->out, &o->shard, r.recs, r.done, n_tasks, &write_final)) ||
         !write_final)
         goto done;
-    char extra[16384];
-    int len = snprintf(extra, sizeof extra, "data=%s\nteacher=%s\n", o->data, o->teacher);
-    for (int m = 0; m < o->n_methods; m++) /* the files whose hashes run.id records */
-        if (r.own[m] && len < (int)sizeof extra)
-            len += snprintf(extra + len, sizeof extra - (size_t)len, "model.%s=%s\n",
-                            r.methods[m]->name, r.own[m]);
-    if (len < (int)sizeof extra)
-        snprintf(extra + len, sizeof extra - (size_t)len, "threads=%d\n", fsb_pool_size(r.pool));
+    char extra[65536];
+    manifest_extra(&r, extra, sizeof extra);
     st = fsb_runfolder_write_results(o->out, r.run_id, r.recs, n_tasks, extra, t0, o->log);
 done:
     workers_free(&r);
@@ -842,7 +1022,7 @@ done:
     free(r.done);
     free(r.recs);
     free(r.run_id);
-    for (int k = 0; k < 1 + FSB_RUN_MAX_METHODS; k++) {
+    for (int k = 0; k < MAX_NETS; k++) {
         run_net *n = &r.nets[k];
         free(n->base_mean);
         free(n->feat_mem);

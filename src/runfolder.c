@@ -31,6 +31,21 @@ static int plain_name(const char *s)
     return 1;
 }
 
+/* A method's per-shot models (model@K=): K among the run's shots, in the order of shots=, at
+ * most one per shot. */
+static int shot_models_ok(const fsb_run_ident *id, const fsb_run_method_id *m)
+{
+    if (m->n_at < 0 || m->n_at > FSB_EPISODES_MAX_SHOTS) return 0;
+    for (int j = 0, prev = -1; j < m->n_at; j++) {
+        int s = 0;
+        while (s < id->n_shots && id->shots[s] != m->at[j].shot)
+            s++;
+        if (s == id->n_shots || s <= prev) return 0;
+        prev = s;
+    }
+    return 1;
+}
+
 int fsb_run_ident_format(const fsb_run_ident *id, char **text)
 {
     *text = NULL;
@@ -38,9 +53,15 @@ int fsb_run_ident_format(const fsb_run_ident *id, char **text)
         id->n_methods > FSB_RUN_MAX_METHODS || !plain_name(id->split) ||
         !plain_name(id->teacher_arch) || strchr(id->student, '\n'))
         return fsb_error(FSB_EINVAL, "run identity: bad split, architecture, shots or methods");
-    for (int i = 0; i < id->n_methods; i++)
+    for (int i = 0; i < id->n_methods; i++) {
         if (!plain_name(id->methods[i].name) || !plain_name(id->methods[i].norm))
             return fsb_error(FSB_EINVAL, "run identity: bad method name '%s'", id->methods[i].name);
+        if (!shot_models_ok(id, &id->methods[i]))
+            return fsb_error(FSB_EINVAL,
+                             "run identity: %s's per-shot models are not of the run's "
+                             "shots in their order",
+                             id->methods[i].name);
+    }
     size_t size = 0;
     FILE *f = open_memstream(text, &size);
     if (!f) return fsb_error(FSB_ENOMEM, "out of memory");
@@ -58,6 +79,8 @@ int fsb_run_ident_format(const fsb_run_ident *id, char **text)
         fprintf(f, "%s%s(norm=%s,C=%g", i ? "," : "", m->name, m->norm, m->C);
         if (m->order) fprintf(f, ",order=%d", m->order);
         if (m->has_model) fprintf(f, ",model=%016" PRIx64, m->model_xxh3);
+        for (int j = 0; j < m->n_at; j++)
+            fprintf(f, ",model@%d=%016" PRIx64, m->at[j].shot, m->at[j].xxh3);
         fprintf(f, ")");
     }
     fprintf(f, "\nimage_size=%d\nresize=%d\ncrop=%d\n", id->image_size, id->resize, id->crop);
@@ -120,7 +143,28 @@ static int parse_shots(fsb_run_ident *id, char *v)
     return id->n_shots > 0;
 }
 
-/* "name(norm=N,C=c),name(norm=N,C=c[,order=1|2],model=<hex>),..." (fsb_run_method_id) */
+/* ",model@K=<16 hex>" entries at *end into m (K a positive integer); 0 when malformed (the
+ * order and the shots are checked by shot_models_ok). */
+static int parse_shot_models(fsb_run_method_id *m, const char *end)
+{
+    while (*end) {
+        char *after;
+        if (strncmp(end, ",model@", 7) != 0 || end[7] < '1' || end[7] > '9' ||
+            m->n_at == FSB_EPISODES_MAX_SHOTS)
+            return 0;
+        long k = strtol(end + 7, &after, 10);
+        char hex[17];
+        if (k > 1000000000L || *after != '=' || !take(hex, sizeof hex, after + 1, 16)) return 0;
+        uint64_t h;
+        if (strspn(after + 1, "0123456789abcdef") < 16 || !parse_u64(hex, 16, &h)) return 0;
+        m->at[m->n_at++] = (fsb_run_shot_model){(int)k, h};
+        end = after + 17;
+    }
+    return 1;
+}
+
+/* "name(norm=N,C=c),name(norm=N,C=c[,order=1|2][,model=<hex>][,model@K=<hex>...]),..."
+ * (fsb_run_method_id) */
 static int parse_methods(fsb_run_ident *id, const char *v)
 {
     id->n_methods = 0;
@@ -129,7 +173,7 @@ static int parse_methods(fsb_run_ident *id, const char *v)
         fsb_run_method_id *m = &id->methods[id->n_methods++];
         const char *open = strchr(v, '('), *close = open ? strchr(open, ')') : NULL;
         if (!close || !take(m->name, sizeof m->name, v, (size_t)(open - v))) return 0;
-        char inner[128], *end;
+        char inner[128 + 32 * FSB_EPISODES_MAX_SHOTS], *end;
         if (!take(inner, sizeof inner, open + 1, (size_t)(close - open - 1)) ||
             strncmp(inner, "norm=", 5) != 0)
             return 0;
@@ -147,10 +191,13 @@ static int parse_methods(fsb_run_ident *id, const char *v)
                                               fsb_run_ident_parse refuses a non-canonical hash */
             m->has_model = 1;
             end += 7;
-            if (strlen(end) != 16 || !parse_u64(end, 16, &m->model_xxh3)) return 0;
-        } else if (*end) {
-            return 0;
+            size_t hl = strcspn(end, ",");
+            char hex[17];
+            if (hl != 16 || !take(hex, sizeof hex, end, hl) || !parse_u64(hex, 16, &m->model_xxh3))
+                return 0;
+            end += 16;
         }
+        if (!parse_shot_models(m, end) || !shot_models_ok(id, m)) return 0;
         v = close + 1;
         if (*v == ',') v++;
     }
@@ -320,6 +367,50 @@ void fsb_run_ident_diff(const char *a, const char *b, char *out, size_t n)
     diff_keys(b, a, 1, out, n);
 }
 
+/* The checkpoint that serves shot slot s of method m: 1 and its hash in *h, or 0 for the
+ * teacher. */
+static int shot_source(const fsb_run_ident *id, const fsb_run_method_id *m, int s, uint64_t *h)
+{
+    for (int j = 0; j < m->n_at; j++)
+        if (m->at[j].shot == id->shots[s]) return *h = m->at[j].xxh3, 1;
+    *h = m->model_xxh3;
+    return m->has_model;
+}
+
+/* Method m's entry of the Models line when it has per-shot models: the shots of each
+ * checkpoint (in the order of their first shot), "5-, 10-, 30-shot checkpoint XXH3-64 H";
+ * shots without a model of the method "3-shot the teacher". */
+static void models_per_shot(const fsb_run_ident *id, const fsb_run_method_id *m, const char *order,
+                            int own, char *out, size_t n)
+{
+    uint64_t h[FSB_EPISODES_MAX_SHOTS];
+    int has[FSB_EPISODES_MAX_SHOTS], done[FSB_EPISODES_MAX_SHOTS] = {0}, n_own = 0;
+    for (int s = 0; s < id->n_shots; s++) {
+        has[s] = shot_source(id, m, s, &h[s]);
+        int first = 1;
+        for (int t = 0; t < s; t++)
+            first &= !(has[t] == has[s] && h[t] == h[s]);
+        n_own += has[s] && first;
+    }
+    size_t len = (size_t)snprintf(
+        out, n, "%s%s uses its own model%s%s%s%s:", own ? ", " : "Models: ", m->name,
+        n_own > 1 ? "s" : "", *order ? " (" : "", order, *order ? ")" : "");
+    for (int s = 0, groups = 0; s < id->n_shots && len < n; s++) {
+        if (done[s]) continue;
+        len += (size_t)snprintf(out + len, n - len, "%s", groups++ ? ";" : "");
+        for (int t = s, k = 0; t < id->n_shots && len < n; t++)
+            if (!done[t] && has[t] == has[s] && h[t] == h[s]) {
+                done[t] = 1;
+                len += (size_t)snprintf(out + len, n - len, "%s %d-", k++ ? "," : "", id->shots[t]);
+            }
+        if (len < n && has[s])
+            len +=
+                (size_t)snprintf(out + len, n - len, "shot checkpoint XXH3-64 %016" PRIx64, h[s]);
+        else if (len < n)
+            len += (size_t)snprintf(out + len, n - len, "shot the teacher");
+    }
+}
+
 void fsb_run_ident_report_options(const fsb_run_ident *id, fsb_report_options *o,
                                   fsb_run_report_text *text)
 {
@@ -342,15 +433,19 @@ void fsb_run_ident_report_options(const fsb_run_ident *id, fsb_report_options *o
     int own = 0;
     text->models[0] = '\0';
     for (int i = 0; i < id->n_methods; i++) {
-        if (!id->methods[i].has_model) continue;
+        const fsb_run_method_id *m = &id->methods[i];
+        if (!m->has_model && !m->n_at) continue;
         len = strlen(text->models);
-        snprintf(text->models + len, sizeof text->models - len,
-                 "%s%s uses its own model (%scheckpoint XXH3-64 %016" PRIx64 ")",
-                 own++ ? ", " : "Models: ", id->methods[i].name,
-                 id->methods[i].order == 1   ? "first-order MAML, "
-                 : id->methods[i].order == 2 ? "second-order MAML, "
-                                             : "",
-                 id->methods[i].model_xxh3);
+        const char *order = m->order == 1   ? "first-order MAML"
+                            : m->order == 2 ? "second-order MAML"
+                                            : "";
+        if (!m->n_at)
+            snprintf(text->models + len, sizeof text->models - len,
+                     "%s%s uses its own model (%s%scheckpoint XXH3-64 %016" PRIx64 ")",
+                     own ? ", " : "Models: ", m->name, order, *order ? ", " : "", m->model_xxh3);
+        else
+            models_per_shot(id, m, order, own, text->models + len, sizeof text->models - len);
+        own++;
     }
     if (own) {
         len = strlen(text->models);

@@ -1,6 +1,7 @@
 /* test_runfolder.c - the run folder's contract: the run identity formats and parses back to
  * the same text (the committed results' run.id included; a method's own model recorded in
- * its entry, identities without one unchanged), refuses every malformed text
+ * its entry, per-shot models too, identities without one unchanged), refuses every malformed
+ * text
  * naming the line, and decides the report options; a folder holding another run or
  * results without a run.id is refused and left alone; journal records round-trip and are
  * parsed strictly.
@@ -132,6 +133,20 @@ static char *edit_line(int line, const char *with)
     return out;
 }
 
+/* FULL with its methods= line (line 12) replaced by each of lines[n]: parsing gives `want`,
+ * an error naming the file. */
+static void methods_lines_parse(const char *const *lines, size_t n, int want)
+{
+    fsb_run_ident back;
+    for (size_t i = 0; i < n; i++) {
+        char *t = edit_line(12, lines[i]);
+        ck_assert_msg(fsb_run_ident_parse(&back, t, "dir/run.id") == want, "'%s': %s", lines[i],
+                      want ? "accepted" : fsb_error_last());
+        ck_assert_msg(!want || strstr(fsb_error_last(), "dir/run.id"), "%s", fsb_error_last());
+        free(t);
+    }
+}
+
 /* A method with its own model (bench run --model) records the file's hash in its entry;
  * the other methods, and every identity without a model, keep the earlier spelling. */
 START_TEST(ident_records_a_methods_own_model)
@@ -184,13 +199,7 @@ START_TEST(ident_records_a_methods_own_model)
         "methods=1nn(norm=cl2n,C=1,mode=0123456789abcdef)",
         "methods=1nn(norm=cl2n,C=1,)",
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char *t = edit_line(12, bad[i]);
-        ck_assert_msg(fsb_run_ident_parse(&back, t, "dir/run.id") == FSB_EFORMAT, "accepted '%s'",
-                      bad[i]);
-        ck_assert_msg(strstr(fsb_error_last(), "dir/run.id"), "%s", fsb_error_last());
-        free(t);
-    }
+    methods_lines_parse(bad, sizeof bad / sizeof bad[0], FSB_EFORMAT);
 }
 END_TEST
 
@@ -234,12 +243,113 @@ START_TEST(ident_records_mamls_order)
         "methods=1nn(norm=cl2n,C=1,model=0123456789abcdef,order=1)",
         "methods=1nn(norm=cl2n,order=1,C=1)",
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char *t = edit_line(12, bad[i]);
-        ck_assert_msg(fsb_run_ident_parse(&back, t, "dir/run.id") == FSB_EFORMAT, "accepted '%s'",
-                      bad[i]);
-        free(t);
-    }
+    methods_lines_parse(bad, sizeof bad / sizeof bad[0], FSB_EFORMAT);
+}
+END_TEST
+
+/* Per-shot models (bench run --model M@K=PATH): one ",model@K=<hex>" per shot after model=,
+ * in the order of shots=, round-tripping; another per-shot file is another run; the Models
+ * line says which shots use which checkpoint; malformed entries are refused naming the file. */
+START_TEST(ident_records_per_shot_models)
+{
+    fsb_run_ident id = full_ident(), back;
+    id.n_shots = 4;
+    id.shots[0] = 1, id.shots[1] = 5, id.shots[2] = 10, id.shots[3] = 30;
+    fsb_run_method_id *m = &id.methods[1];
+    m->has_model = 1;
+    m->model_xxh3 = 0x5555555555555555ull;
+    m->order = 2;
+    m->n_at = 1;
+    m->at[0] = (fsb_run_shot_model){1, 0x1111111111111111ull};
+    char *text = NULL, *again = NULL, *other = NULL;
+    ck_assert_int_eq(fsb_run_ident_format(&id, &text), FSB_OK);
+    ck_assert_msg(strstr(text, "\nmethods=1nn(norm=cl2n,C=1),svm(norm=l2n,C=0.25,order=2,"
+                               "model=5555555555555555,model@1=1111111111111111)\n"),
+                  "%s", text);
+    ck_assert_int_eq(fsb_run_ident_parse(&back, text, "x"), FSB_OK);
+    ck_assert_int_eq(back.methods[0].n_at, 0);
+    ck_assert_int_eq(back.methods[1].n_at, 1);
+    ck_assert_int_eq(back.methods[1].at[0].shot, 1);
+    ck_assert(back.methods[1].at[0].xxh3 == 0x1111111111111111ull);
+    ck_assert(back.methods[1].model_xxh3 == 0x5555555555555555ull);
+    ck_assert_int_eq(fsb_run_ident_format(&back, &again), FSB_OK);
+    ck_assert_str_eq(again, text);
+    free(again);
+    /* the Models line: the shots of each checkpoint */
+    fsb_report_options o = {0};
+    fsb_run_report_text rt;
+    fsb_run_ident_report_options(&back, &o, &rt);
+    ck_assert_str_eq(o.models, "Models: svm uses its own models (second-order MAML): 1-shot "
+                               "checkpoint XXH3-64 1111111111111111; 5-, 10-, 30-shot checkpoint "
+                               "XXH3-64 5555555555555555; the other rows use the teacher (XXH3-64 "
+                               "72f37f049a605602).");
+    /* a per-shot model without model=: the other shots use the teacher; two per-shot models */
+    m->has_model = 0;
+    m->order = 0;
+    m->n_at = 2;
+    m->at[1] = (fsb_run_shot_model){10, 0x2222222222222222ull};
+    ck_assert_int_eq(fsb_run_ident_format(&id, &again), FSB_OK);
+    ck_assert_msg(strstr(again, ",svm(norm=l2n,C=0.25,model@1=1111111111111111,"
+                                "model@10=2222222222222222)\n"),
+                  "%s", again);
+    ck_assert_int_eq(fsb_run_ident_parse(&back, again, "x"), FSB_OK);
+    fsb_run_ident_report_options(&back, &o, &rt);
+    ck_assert_str_eq(o.models, "Models: svm uses its own models: 1-shot checkpoint XXH3-64 "
+                               "1111111111111111; 5-, 30-shot the teacher; 10-shot checkpoint "
+                               "XXH3-64 2222222222222222; the other rows use the teacher (XXH3-64 "
+                               "72f37f049a605602).");
+    m->n_at = 1;
+    fsb_run_ident_report_options(&id, &o, &rt);
+    ck_assert_msg(strstr(o.models, "svm uses its own model: 1-shot checkpoint"), "%s", o.models);
+    free(again);
+    /* another per-shot file is another run: the diff names methods= */
+    m->at[0].xxh3 = 0x1111111111111112ull;
+    ck_assert_int_eq(fsb_run_ident_format(&id, &other), FSB_OK);
+    char diff[1024];
+    fsb_run_ident_diff(text, other, diff, sizeof diff);
+    ck_assert_msg(strstr(diff, "model@1=1111111111111111)") &&
+                      strstr(diff, "this run's methods=") &&
+                      strstr(diff, "model@1=1111111111111112)"),
+                  "%s", diff);
+    free(other);
+    /* the formatter refuses what it could not parse back: a shot not among shots=, out of
+     * order, twice */
+    m->n_at = 1;
+    m->at[0].shot = 3;
+    ck_assert_int_eq(fsb_run_ident_format(&id, &other), FSB_EINVAL);
+    m->n_at = 2;
+    m->at[0] = (fsb_run_shot_model){10, 1};
+    m->at[1] = (fsb_run_shot_model){1, 1};
+    ck_assert_int_eq(fsb_run_ident_format(&id, &other), FSB_EINVAL);
+    m->at[0].shot = 1;
+    ck_assert_int_eq(fsb_run_ident_format(&id, &other), FSB_EINVAL);
+    free(text);
+    /* strict parse (full_ident's shots are 1,30) */
+    static const char *bad[] = {
+        "methods=1nn(norm=cl2n,C=1,model@5=0123456789abcdef)", /* not a shot of the run */
+        "methods=1nn(norm=cl2n,C=1,model@30=0123456789abcdef,model@1=0123456789abcdef)",
+        "methods=1nn(norm=cl2n,C=1,model@1=0123456789abcdef,model@1=0123456789abcdef)",
+        "methods=1nn(norm=cl2n,C=1,model@1=0123456789ABCDEF)",
+        "methods=1nn(norm=cl2n,C=1,model@1=0123456789abcde)",
+        "methods=1nn(norm=cl2n,C=1,model@1=0123456789abcdef0)",
+        "methods=1nn(norm=cl2n,C=1,model@01=0123456789abcdef)",
+        "methods=1nn(norm=cl2n,C=1,model@0=0123456789abcdef)",
+        "methods=1nn(norm=cl2n,C=1,model@=0123456789abcdef)",
+        "methods=1nn(norm=cl2n,C=1,model@x=0123456789abcdef)",
+        "methods=1nn(norm=cl2n,C=1,model@+1=0123456789abcdef)",
+        "methods=1nn(norm=cl2n,C=1,model@1=0123456789abcdef,model=0123456789abcdef)",
+        "methods=1nn(norm=cl2n,C=1,model@1=0123456789abcdef,order=1)",
+        "methods=1nn(norm=cl2n,C=1,model@1=0123456789abcdef,)",
+        "methods=1nn(norm=cl2n,C=1,model@1)",
+    };
+    methods_lines_parse(bad, sizeof bad / sizeof bad[0], FSB_EFORMAT);
+    /* and the good spellings parse */
+    static const char *good[] = {
+        "methods=1nn(norm=cl2n,C=1,model@30=0123456789abcdef)",
+        "methods=1nn(norm=cl2n,C=1,model@1=0123456789abcdef,model@30=fedcba9876543210)",
+        "methods=1nn(norm=cl2n,C=1,order=1,model=0123456789abcdef,model@1=0123456789abcdef)",
+    };
+    methods_lines_parse(good, sizeof good / sizeof good[0], FSB_OK);
 }
 END_TEST
 
@@ -419,6 +529,7 @@ int main(void)
     tcase_add_test(tc, ident_parse_refuses_naming_the_line);
     tcase_add_test(tc, ident_records_a_methods_own_model);
     tcase_add_test(tc, ident_records_mamls_order);
+    tcase_add_test(tc, ident_records_per_shot_models);
     tcase_add_test(tc, report_options_follow_the_identity);
     tcase_add_test(tc, claim_refuses_another_run_and_writes_nothing);
     tcase_add_test(tc, records_round_trip_strictly);

@@ -13,9 +13,10 @@
  * its inputs.
  *
  * Feature methods see the frozen teacher's features of the split, unless a method brings its
- * own model (models[] below): the split is embedded once per distinct checkpoint, and each
- * method sees its own checkpoint's features. Every check of the inputs (the teacher, the
- * models, the episodes) happens before the folder is claimed: a refused run writes nothing.
+ * own model (models[] below), for every shot or for one shot: the split is embedded once per
+ * distinct checkpoint, and each (method, shot) sees its checkpoint's features. Every check of the
+ * inputs (the teacher, the models, the episodes) happens before the folder is claimed: a refused
+ * run writes nothing.
  */
 #ifndef FSB_RUN_H
 #define FSB_RUN_H
@@ -27,10 +28,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* A method's own model (bench run --model METHOD=PATH). */
+/* A method's own model (bench run --model METHOD=PATH, or METHOD@SHOT=PATH for one shot). */
 typedef struct fsb_run_model {
     const char *method; /* a method of the run that may take one (method.h FSB_TAKES_MODEL) */
     const char *path;   /* its checkpoint */
+    int shot;           /* 0: every shot without a model of its own; K >= 1: K-shot only */
 } fsb_run_model;
 
 typedef struct fsb_run_opts {
@@ -64,17 +66,26 @@ typedef struct fsb_run_opts {
     FILE *progress;        /* progress bars (stderr; drawn on terminals only), or NULL */
     FILE *log;             /* one-line notes for the user (stdout), or NULL */
     fsb_shard shard;       /* run only this shard's tasks (shard.h); zeroed: all of them */
-    /* Methods with their own model (--model), at most one each: that method's features (and
-     * feat's attention block) come from the checkpoint instead of the teacher; the file's
-     * XXH3-64 joins the method's identity (runfolder.h), its path manifest.txt. The
+    /* Methods with their own model (--model): that method's features (and feat's attention
+     * block, and CL2N's base mean) come from the checkpoint instead of the teacher; the
+     * file's XXH3-64 joins the method's identity (runfolder.h), its path manifest.txt
+     * (model.M=PATH, model.M@K=PATH). A method has at most one model for every shot
+     * (shot 0) and at most one per shot K (shot K), which serves K-shot instead: each
+     * (method, shot) uses its per-shot model, else its every-shot model, else the teacher.
+     * The rule for a per-shot model without an every-shot one: a feature method uses the
+     * teacher at the shots left; maml, which cannot use the teacher, must then have a
+     * per-shot model at every shot of the run (the refusal names the shots without one). An
+     * every-shot model that no shot uses (every shot has its own) is refused too. Each
      * checkpoint must take the run's input (image_size / resize / crop: model.h
      * fsb_model_file_input); a model for a method not in methods[], for one that cannot take
-     * one (method.h FSB_TAKES_MODEL), or given twice is refused naming --model. maml
-     * requires one, a MAML checkpoint (maml_method.h: maml.* meta, a head of `way` classes,
-     * ConvNet-4), which it adapts per episode instead of seeing features; its MAML order
-     * joins its identity too (order=1|2). */
-    int n_models;                              /* 0: every method uses the teacher */
-    fsb_run_model models[FSB_RUN_MAX_METHODS]; /* [n_models] */
+     * one (method.h FSB_TAKES_MODEL), for a shot not among shots[], or given twice for the
+     * same (method, shot) is refused naming --model and the flag's text, before the folder
+     * is claimed. maml requires a model at every shot, a MAML checkpoint (maml_method.h:
+     * maml.* meta, a head of `way` classes, ConvNet-4), which it adapts per episode of that
+     * shot instead of seeing features; the MAML order joins its identity too (order=1|2):
+     * checkpoints of both orders in one run are refused. */
+    int n_models; /* 0: every method uses the teacher */
+    fsb_run_model models[FSB_RUN_MAX_METHODS * (1 + FSB_EPISODES_MAX_SHOTS)]; /* [n_models] */
 } fsb_run_opts;
 
 /* The defaults listed above; required fields NULL. */

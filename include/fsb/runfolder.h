@@ -30,9 +30,18 @@
 /* One method of a run as its identity names it: "name(norm=N,C=c)", or
  * "name(norm=N,C=c,model=<16 hex digits>)" for a method that brings its own model (bench run
  * --model METHOD=PATH; run.h): the XXH3-64 of that checkpoint file, so that another file is
- * another run. maml adds its checkpoint's MAML order before the model:
+ * another run. A model for one shot only (--model METHOD@K=PATH) follows as
+ * ",model@K=<16 hex digits>", one per such shot, K among the run's shots in their order:
+ * "maml(norm=un,C=1,order=2,model=<h5>,model@1=<h1>)" uses h1 at 1-shot and h5 at every
+ * other shot; without model= the shots that have no model@K use the teacher (feature methods
+ * only). maml adds its checkpoints' MAML order before the models (one order per run):
  * "maml(norm=un,C=1,order=1,model=<hex>)" is first-order MAML, order=2 second order. Methods
  * without a model or an order keep the shorter spelling of earlier run folders. */
+typedef struct fsb_run_shot_model {
+    int shot;      /* K */
+    uint64_t xxh3; /* XXH3-64 of the checkpoint file that serves K-shot */
+} fsb_run_shot_model;
+
 typedef struct fsb_run_method_id {
     char name[FSB_METHOD_NAME_MAX]; /* registry name */
     char norm[8];                   /* feature normalisation name (un, l2n, cl2n) */
@@ -41,6 +50,8 @@ typedef struct fsb_run_method_id {
     uint64_t model_xxh3;            /* XXH3-64 of its checkpoint file when has_model */
     int order;                      /* maml: 1 first-order, 2 second-order MAML (order=);
                                        0: no order= (every other method) */
+    int n_at;                       /* per-shot models (model@K=) */
+    fsb_run_shot_model at[FSB_EPISODES_MAX_SHOTS]; /* [n_at], in the order of shots */
 } fsb_run_method_id;
 
 /* The typed run identity; its text is fsb_run_ident_format's. Lines in order:
@@ -96,9 +107,13 @@ void fsb_run_ident_diff(const char *a, const char *b, char *out, size_t n);
 typedef struct fsb_run_report_text {
     char backbone[16]; /* the teacher's architecture */
     char setting[192]; /* "MiniImageNet test, 5-way, 15 queries/class, conv4 teacher" */
-    char models[2048]; /* "Models: feat uses its own model (checkpoint XXH3-64 H); the other
+    char models[8192]; /* "Models: feat uses its own model (checkpoint XXH3-64 H); the other
                           rows use the teacher (XXH3-64 T)." or ""; maml's entry says
-                          "(first-order MAML, checkpoint ...)" or "(second-order MAML, ...)" */
+                          "(first-order MAML, checkpoint ...)" or "(second-order MAML, ...)";
+                          a method with per-shot models names the shots of each checkpoint:
+                          "maml uses its own models (second-order MAML): 1-shot checkpoint
+                          XXH3-64 H1; 5-, 10-, 30-shot checkpoint XXH3-64 H5" (a shot without
+                          one of its models: "3-shot the teacher") */
 } fsb_run_report_text;
 
 /* The report options a run's identity decides: the paper's columns only for the canonical

@@ -37,6 +37,10 @@ static void run_usage(FILE *out)
             "                     maml.* meta) it adapts per episode. M must be in --methods,\n"
             "                     PATH take the run's input; its hash (and maml's order)\n"
             "                     joins the run identity\n"
+            "  --model M@K=PATH   M uses PATH at K-shot only (K among --shots), M=PATH at the\n"
+            "                     other shots, e.g. --model maml=M5.fsbt --model maml@1=M1.fsbt;\n"
+            "                     without M=PATH a feature method uses the teacher at the\n"
+            "                     other shots, maml needs a model at every shot\n"
             "  --norm un|l2n|cl2n feature normalisation for every feature method (1nn: cl2n,\n"
             "                     svm/logreg: l2n, protonet: un)\n"
             "  --C X              SVM / logistic regression C (each method's val-chosen\n"
@@ -90,22 +94,37 @@ static int parse_student(void *dst, const char *flag, const char *text)
     return st;
 }
 
-/* --model METHOD=PATH[,METHOD=PATH...], repeatable: appended to the run options (split in
- * place: the text is our argv, which is writable); fsb_run checks the methods. */
+/* --model METHOD[@SHOT]=PATH[,...], repeatable: appended to the run options (split in place:
+ * the text is our argv, which is writable); SHOT must be a positive integer; fsb_run checks
+ * the methods and the shots. */
 static int parse_model(void *dst, const char *flag, const char *text)
 {
     fsb_run_opts *o = dst;
     char *save = NULL;
+    const int max = (int)(sizeof o->models / sizeof o->models[0]);
     if (!*text) return fsb_error(FSB_EINVAL, "%s: empty (METHOD=PATH, e.g. feat=feat.fsbt)", flag);
     for (char *tok = strtok_r((char *)text, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(tok, '=');
         if (!eq || eq == tok || !eq[1])
-            return fsb_error(FSB_EINVAL, "%s: '%s' is not METHOD=PATH (e.g. feat=feat.fsbt)", flag,
-                             tok);
-        if (o->n_models == FSB_RUN_MAX_METHODS)
-            return fsb_error(FSB_EINVAL, "%s: more than %d models", flag, FSB_RUN_MAX_METHODS);
+            return fsb_error(
+                FSB_EINVAL,
+                "%s: '%s' is not METHOD=PATH or METHOD@SHOT=PATH (e.g. feat=feat.fsbt, "
+                "maml@1=maml1.fsbt)",
+                flag, tok);
+        if (o->n_models == max) return fsb_error(FSB_EINVAL, "%s: more than %d models", flag, max);
         *eq = '\0';
-        o->models[o->n_models++] = (fsb_run_model){tok, eq + 1};
+        char *at = strchr(tok, '@'), *end = NULL;
+        long shot = 0;
+        if (at) {
+            shot = strtol(at + 1, &end, 10);
+            if (at == tok || end == at + 1 || *end || shot < 1 || shot > 100000 || at[1] == '+')
+                return fsb_error(FSB_EINVAL,
+                                 "%s %s=%s: '%s' is not a shot (METHOD@SHOT=PATH, SHOT a positive "
+                                 "integer among --shots)",
+                                 flag, tok, eq + 1, at + 1);
+            *at = '\0';
+        }
+        o->models[o->n_models++] = (fsb_run_model){tok, eq + 1, (int)shot};
     }
     return FSB_OK;
 }

@@ -9,16 +9,19 @@
 #include "e2e.h"
 #include "fixtures.h"
 #include "testutil.h"
+#include "fsb/runfolder.h"
 #include "fsb/status.h"
 #include "fsb/tensorfile.h"
 
 #include <check.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static tu_e2e e2e;          /* dataset, outputs and the CE teacher (e2e.h) */
 static char *feat;          /* a FEAT checkpoint (backbone + slf_attn.*) from the teacher */
+static char *feat2;         /* another one (another episode seed): other weights */
 static char *feat_renamed;  /* the same weights, one meta entry more: another file hash */
 static char *feat_crop24;   /* a FEAT checkpoint trained on a 24-pixel crop */
 static char run_flags[512]; /* the shape of every run here */
@@ -49,6 +52,9 @@ static void setup_data(void)
     char extra[4200];
     snprintf(extra, sizeof extra, "--init '%s'" IMG, e2e.teacher);
     pretrain_feat(feat, extra);
+    feat2 = tu_path(e2e.work, "feat2.fsbt");
+    snprintf(extra, sizeof extra, "--init '%s' --seed 1" IMG, e2e.teacher);
+    pretrain_feat(feat2, extra);
     feat_crop24 = tu_path(e2e.work, "feat24.fsbt");
     pretrain_feat(feat_crop24, "--image-size 32 --resize 32 --crop 24");
     /* the same checkpoint with one meta entry more: same features, another file */
@@ -65,7 +71,7 @@ static void setup_data(void)
 
 static void teardown_data(void)
 {
-    free(feat), free(feat_renamed), free(feat_crop24);
+    free(feat), free(feat2), free(feat_renamed), free(feat_crop24);
     tu_e2e_free(&e2e);
 }
 
@@ -77,28 +83,19 @@ static int bench_run(char **log, const char *dir, const char *flags)
                   e2e.work, run_flags, dir, flags);
 }
 
-/* The rows of `method` in a run's per_episode.csv without the timing columns (malloc'd). */
+/* The rows of `method` at `shot` (0: both) in a run's per_episode.csv without the timing
+ * columns (malloc'd); 6 episodes each shot. */
+static char *rows_at(const char *dir, const char *method, int shot)
+{
+    int n;
+    char *out = tu_rows_at(dir, method, shot, &n);
+    ck_assert_msg(n == (shot ? 6 : 12), "%s: %d rows of %s at %d-shot", dir, n, method, shot);
+    return out;
+}
+
 static char *rows_of(const char *dir, const char *method)
 {
-    char *all = tu_results_without_timing(dir), *out = malloc(strlen(all) + 1), *o = out;
-    char needle[64];
-    snprintf(needle, sizeof needle, ",%s,", method);
-    int n = 0;
-    for (const char *line = all; *line;) {
-        size_t len = strcspn(line, "\n");
-        /* episode,shot,method,...: the method follows the second comma */
-        const char *c1 = memchr(line, ',', len), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
-        if (c2 && !strncmp(c2, needle, strlen(needle))) {
-            memcpy(o, line, len + 1);
-            o += len + 1;
-            n++;
-        }
-        line += len + (line[len] == '\n');
-    }
-    *o = '\0';
-    free(all);
-    ck_assert_msg(n == 12, "%s: %d rows of %s", dir, n, method); /* 2 shots x 6 episodes */
-    return out;
+    return rows_at(dir, method, 0);
 }
 
 /* The value of `key` in dir/run.id (malloc'd). */
@@ -230,6 +227,120 @@ START_TEST(own_model_run_resumes_and_refuses_another_file)
 }
 END_TEST
 
+/* The XXH3-64 of each method's every-shot model in dir/run.id, in run order, as text. */
+static void model_hashes(const char *dir, char hex[][17], int n)
+{
+    fsb_run_ident id;
+    ck_assert_int_eq(fsb_run_ident_read(dir, &id, NULL), FSB_OK);
+    ck_assert_int_eq(id.n_methods, n);
+    for (int i = 0; i < n; i++)
+        snprintf(hex[i], 17, "%016" PRIx64, id.methods[i].model_xxh3);
+}
+
+/* --model M@K=PATH: each (method, shot) uses its model. A: feat=F, feat@1=F2, protonet@1=F
+ * and 1nn@1=F (CL2N: F's base mean at 1-shot, the teacher's at 3-shot); B: every-shot
+ * feat=F2, protonet=F, 1nn=F; C: feat=F, protonet and 1nn with the teacher. A's 1-shot rows
+ * are B's, its 3-shot rows C's, episode by episode, at 1 and 2 threads; run.id, manifest.txt
+ * and the Models line record each shot's checkpoint; a killed A resumes to the same results
+ * and another per-shot file is refused on resume. */
+START_TEST(per_shot_models_serve_their_shot)
+{
+    char *a = tu_path(e2e.work, "pa"), *a1 = tu_path(e2e.work, "pa1"), *b = tu_path(e2e.work, "pb");
+    char *c = tu_path(e2e.work, "pc"), *k = tu_path(e2e.work, "pk");
+    char fa[8400], flags[8600], *log = NULL;
+    snprintf(fa, sizeof fa,
+             "--teacher '%s' --methods 1nn,protonet,feat --model feat='%s' --model feat@1='%s' "
+             "--model protonet@1='%s',1nn@1='%s'",
+             e2e.teacher, feat, feat2, feat, feat);
+    ck_assert_msg(bench_run(&log, a, fa) == 0, "%s", log);
+    ck_assert_msg(strstr(log, "run: feat sees its own model") && strstr(log, " at shots 1\n") &&
+                      strstr(log, " at shots 3\n"),
+                  "%s", log);
+    free(log);
+    snprintf(flags, sizeof flags, "%s --threads 1", fa);
+    ck_assert_msg(bench_run(&log, a1, flags) == 0, "%s", log);
+    free(log);
+    snprintf(flags, sizeof flags,
+             "--teacher '%s' --methods 1nn,protonet,feat --model feat='%s',protonet='%s',1nn='%s'",
+             e2e.teacher, feat2, feat, feat);
+    ck_assert_msg(bench_run(&log, b, flags) == 0, "%s", log);
+    free(log);
+    snprintf(flags, sizeof flags, "--teacher '%s' --methods 1nn,protonet,feat --model feat='%s'",
+             e2e.teacher, feat);
+    ck_assert_msg(bench_run(&log, c, flags) == 0, "%s", log);
+    free(log);
+    static const char *const methods[] = {"1nn", "protonet", "feat"};
+    for (int i = 0; i < 3; i++) {
+        char *a_1 = rows_at(a, methods[i], 1), *b_1 = rows_at(b, methods[i], 1);
+        char *a_3 = rows_at(a, methods[i], 3), *c_3 = rows_at(c, methods[i], 3);
+        char *c_1 = rows_at(c, methods[i], 1);
+        ck_assert_str_eq(a_1, b_1);
+        ck_assert_str_eq(a_3, c_3);
+        ck_assert_msg(strcmp(b_1, c_1) != 0, "%s: the two models agree at 1-shot", methods[i]);
+        free(a_1), free(b_1), free(a_3), free(c_3), free(c_1);
+    }
+    char *ra = tu_results_without_timing(a), *ra1 = tu_results_without_timing(a1);
+    ck_assert_str_eq(ra, ra1); /* the thread count changes nothing */
+    /* run.id: F's and F2's hashes from B (1nn=F, protonet=F, feat=F2) */
+    char h[3][17], want[512];
+    model_hashes(b, h, 3);
+    snprintf(want, sizeof want,
+             "1nn(norm=cl2n,C=1,model@1=%s),protonet(norm=un,C=1,model@1=%s),"
+             "feat(norm=un,C=1,model=%s,model@1=%s)",
+             h[0], h[0], h[0], h[2]);
+    char *ma = id_value(a, "methods");
+    ck_assert_str_eq(ma, want);
+    char *man = tu_path(a, "manifest.txt"), *mt = tu_read(man, NULL), line[17000];
+    snprintf(line, sizeof line,
+             "\nmodel.1nn@1=%s\nmodel.protonet@1=%s\nmodel.feat=%s\n"
+             "model.feat@1=%s\nthreads=",
+             feat, feat, feat, feat2);
+    ck_assert_msg(strstr(mt, line), "%s", mt);
+    char *md = tu_path(a, "table.md"), *mdt = tu_read(md, NULL), *ta = id_value(a, "teacher_xxh3");
+    snprintf(line, sizeof line,
+             "\nModels: 1nn uses its own model: 1-shot checkpoint XXH3-64 %s; 3-shot the teacher, "
+             "protonet uses its own model: 1-shot checkpoint XXH3-64 %s; 3-shot the teacher, feat "
+             "uses its own models: 1-shot checkpoint XXH3-64 %s; 3-shot checkpoint XXH3-64 %s.\n",
+             h[0], h[0], h[2], h[0]);
+    ck_assert_msg(strstr(mdt, line), "%s", mdt);
+    /* killed after 2 of the 6 groups, resumed: the same results */
+    snprintf(flags, sizeof flags, "%s --debug-kill-after-tasks 12", fa);
+    ck_assert_int_ne(bench_run(NULL, k, flags), 0);
+    ck_assert_msg(bench_run(&log, k, fa) == 0, "%s", log);
+    free(log);
+    char *rk = tu_results_without_timing(k);
+    ck_assert_str_eq(ra, rk);
+    /* another 1-shot file for feat (the same weights as F, another file) is another run */
+    snprintf(flags, sizeof flags,
+             "--teacher '%s' --methods 1nn,protonet,feat --model feat='%s' --model feat@1='%s' "
+             "--model protonet@1='%s',1nn@1='%s'",
+             e2e.teacher, feat, feat_renamed, feat, feat);
+    ck_assert_int_ne(bench_run(&log, a, flags), 0);
+    ck_assert_msg(strstr(log, "holds a different run") && strstr(log, "model@1="), "%s", log);
+    free(log);
+    char *ra2 = tu_results_without_timing(a);
+    ck_assert_str_eq(ra, ra2);
+    /* replaying A's episodes without --shots: the manifest's shots place the per-shot models
+     * (a shot it lacks is refused there, before a folder is claimed) */
+    char *rp = tu_path(e2e.work, "prep"), *rq = tu_path(e2e.work, "preq");
+    const char *replay = "'%s' --data '%s' --cache '%s/cache' --episodes '%s/episodes.csv' "
+                         "--threads 2" IMG " --out '%s' %s";
+    ck_assert_msg(tu_run(&log, replay, tu_bench(), e2e.root, e2e.work, a, rp, fa) == 0, "%s", log);
+    free(log);
+    char *rr = tu_results_without_timing(rp);
+    ck_assert_str_eq(ra, rr);
+    snprintf(flags, sizeof flags, "--teacher '%s' --methods protonet --model protonet@5='%s'",
+             e2e.teacher, feat);
+    ck_assert_int_ne(tu_run(&log, replay, tu_bench(), e2e.root, e2e.work, a, rq, flags), 0);
+    ck_assert_msg(strstr(log, "--model protonet@5=") && strstr(log, "not among --shots (1,3)"),
+                  "%s", log);
+    ck_assert_int_eq(tu_run(NULL, "test ! -e '%s'", rq), 0);
+    free(log), free(rp), free(rq), free(rr);
+    free(ra), free(ra1), free(ra2), free(rk), free(ma), free(man), free(mt), free(md), free(mdt);
+    free(ta), free(a), free(a1), free(b), free(c), free(k);
+}
+END_TEST
+
 START_TEST(bad_models_are_refused_before_a_folder_is_claimed)
 {
     char *notfsbt = tu_path(e2e.work, "not-a-checkpoint.fsbt");
@@ -265,6 +376,25 @@ START_TEST(bad_models_are_refused_before_a_folder_is_claimed)
          NULL},
         {"protonet,feat", "feat", "", "", "--model: 'feat' is not METHOD=PATH", NULL, NULL},
         {"protonet,feat", "=", feat, "", "--model: '=", "is not METHOD=PATH", NULL},
+        /* per-shot models (the runs are 1,3-shot) */
+        {"protonet,feat", "feat@x=", feat, "", "--model feat@x=", "'x' is not a shot", NULL},
+        {"protonet,feat", "feat@0=", feat, "", "--model feat@0=", "'0' is not a shot", NULL},
+        {"protonet,feat", "feat@=", feat, "", "--model feat@=", "'' is not a shot", NULL},
+        {"protonet,feat", "@1=", feat, "", "--model @1=", "is not a shot", NULL},
+        {"protonet,feat", "feat@2=", feat, "", "--model feat@2=",
+         "feat.fsbt: 2-shot is not among "
+         "--shots (1,3)",
+         NULL},
+        {"protonet,feat", "feat@1=", feat, ",feat@1=y.fsbt", "--model: feat@1 is given twice",
+         "y.fsbt", NULL},
+        {"protonet,finetune", "finetune@1=", feat, "",
+         "--model finetune@1=", "finetune cannot take a model of its own", NULL},
+        {"protonet,feat", "svm@1=", feat, "", "--model svm@1=", "not among --methods", NULL},
+        {"protonet,feat", "feat@1=", feat_crop24, "", "--model feat@1=", "crop 24", NULL},
+        {"protonet,feat", "feat@1=", e2e.teacher, "", "--model feat@1=", "needs a FEAT checkpoint",
+         NULL},
+        {"protonet,feat", "feat=", feat, ",feat@1=y.fsbt,feat@3=z.fsbt",
+         "--model feat=", "every shot of the run (1,3) has a model of its own", "would serve none"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char dir_name[32], model[4200], flags[8600], *log = NULL;
@@ -296,6 +426,7 @@ int main(void)
     tcase_add_test(tc, feat_with_its_own_model);
     tcase_add_test(tc, cl2n_uses_its_own_models_base_mean);
     tcase_add_test(tc, own_model_run_resumes_and_refuses_another_file);
+    tcase_add_test(tc, per_shot_models_serve_their_shot);
     tcase_add_test(tc, bad_models_are_refused_before_a_folder_is_claimed);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);

@@ -63,6 +63,30 @@ char *tu_results_without_timing(const char *dir)
     return b;
 }
 
+char *tu_rows_at(const char *dir, const char *method, int shot, int *n)
+{
+    char *all = tu_results_without_timing(dir), *out = malloc(strlen(all) + 1), *o = out;
+    ck_assert_ptr_nonnull(out);
+    *n = 0;
+    for (const char *line = all; *line;) {
+        size_t len = strcspn(line, "\n");
+        /* episode,shot,method,...: the shot follows the first comma, the method the second */
+        const char *c1 = memchr(line, ',', len),
+                   *c2 = c1 ? memchr(c1 + 1, ',', len - (size_t)(c1 + 1 - line)) : NULL;
+        size_t ml = strlen(method);
+        if (c2 && c2 + 1 + ml < line + len && !strncmp(c2 + 1, method, ml) && c2[1 + ml] == ',' &&
+            (shot == 0 || atoi(c1 + 1) == shot)) {
+            memcpy(o, line, len + 1);
+            o += len + 1;
+            (*n)++;
+        }
+        line += len + (line[len] == '\n');
+    }
+    *o = '\0';
+    free(all);
+    return out;
+}
+
 const char *tu_mpirun_prefix(const char **why)
 {
 #ifndef FSB_HAVE_MPI

@@ -24,6 +24,9 @@ void tu_e2e_free(tu_e2e *e);
 char *tu_drop_last_column(const char *text);
 /* per_episode.csv of a run folder without its two timing columns (malloc'd). */
 char *tu_results_without_timing(const char *dir);
+/* The rows of `method` at `shot` (0: every shot) of a run's per_episode.csv without the
+ * timing columns (malloc'd); their count in *n. */
+char *tu_rows_at(const char *dir, const char *method, int shot, int *n);
 /* The value of `key` in dir/file, a file of "key=value" lines not starting with it (run.id,
  * manifest.txt), malloc'd; a missing file or key fails the calling test. */
 char *tu_file_value(const char *dir, const char *file, const char *key);
