@@ -506,6 +506,14 @@ static int cmp_int(const void *a, const void *b)
  * paper's order, each either the run's method compared with it or, when the run has none and
  * the paper has a value at one of the table's shots, the paper's value alone (ran 0), then
  * the run's other methods in report order. */
+/* 1 when the paper has a value for paper row `key` at one of the table's shots. */
+static int paper_has_value(const char *key, const table_axes *ax)
+{
+    for (int k = 0; k < ax->n_shots; k++)
+        if (fsb_report_paper_value(key, ax->shots[k]) >= 0) return 1;
+    return 0;
+}
+
 static int plan_rows(const table_axes *ax, const char *paper, table_row *rows)
 {
     int n = 0;
@@ -521,10 +529,8 @@ static int plan_rows(const table_axes *ax, const char *paper, table_row *rows)
                 rows[n++] = (table_row){ax->methods[j], 1};
                 covered = 1;
             }
-        int valued = 0; /* the paper has a value at one of the table's shots */
-        for (int k = 0; i < n_paper_rows && k < ax->n_shots; k++)
-            valued |= fsb_report_paper_value(paper_rows[i].ours, ax->shots[k]) >= 0;
-        if (!covered && valued) rows[n++] = (table_row){paper_rows[i].ours, 0};
+        if (i < n_paper_rows && !covered && paper_has_value(paper_rows[i].ours, ax))
+            rows[n++] = (table_row){paper_rows[i].ours, 0};
     }
     return n;
 }
