@@ -341,10 +341,9 @@ static int dnnl_setup(fsb_model *m, size_t *plane)
     return FSB_OK;
 }
 
-int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, int max_batch,
-                     fsb_pool *pool, fsb_rng *init_rng)
+/* The arguments of fsb_model_create, checked before anything is allocated. */
+static int check_create(const fsb_model_opts *opts, int n_class, int max_batch)
 {
-    *out = NULL;
     if (max_batch < 1 || n_class < 0)
         return fsb_error(FSB_EINVAL, "model: bad max_batch %d or n_class %d", max_batch, n_class);
     int minhw = 16; /* four 2x2 pools must leave at least 1x1 */
@@ -365,6 +364,15 @@ int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, i
     if (opts->conv == FSB_CONV_ONEDNN && !fsb_dnnl_available())
         return fsb_error(FSB_EINVAL, "model: convolution backend onednn: fsbench was built "
                                      "without oneDNN (apt-get install libdnnl-dev, reconfigure)");
+    return FSB_OK;
+}
+
+int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, int max_batch,
+                     fsb_pool *pool, fsb_rng *init_rng)
+{
+    *out = NULL;
+    int vst = check_create(opts, n_class, max_batch);
+    if (vst) return vst;
     fsb_model *m = calloc(1, sizeof *m);
     if (!m) return fsb_error(FSB_ENOMEM, "model: out of memory");
     m->o = *opts;
