@@ -48,6 +48,23 @@ const char *fsb_arch_name(fsb_arch arch)
     return arch == FSB_ARCH_CONV4 ? "conv4" : "res12";
 }
 
+int fsb_conv_parse(const char *text, fsb_conv_backend *out)
+{
+    if (!strcmp(text, "gemm"))
+        *out = FSB_CONV_GEMM;
+    else if (!strcmp(text, "onednn"))
+        *out = FSB_CONV_ONEDNN;
+    else
+        return fsb_error(FSB_EINVAL, "unknown convolution backend '%s' (want gemm or onednn)",
+                         text);
+    return FSB_OK;
+}
+
+const char *fsb_conv_name(fsb_conv_backend conv)
+{
+    return conv == FSB_CONV_ONEDNN ? "onednn" : "gemm";
+}
+
 int fsb_adapt_parse(const char *text, fsb_adapt *out)
 {
     if (!strcmp(text, "all"))
@@ -295,10 +312,38 @@ fsb_model *fsb_model_layout_only(const fsb_model_opts *opts, int n_class)
     return m;
 }
 
-int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, int max_batch,
-                     fsb_pool *pool, fsb_rng *init_rng)
+/* opts.conv ONEDNN: a oneDNN cache per worker and the blocked-weight buffers of the units
+ * that use it (their layouts found now, so that a oneDNN failure is reported here); *plane =
+ * the largest (cout,h,w) of those units. */
+static int dnnl_setup(fsb_model *m, size_t *plane)
 {
-    *out = NULL;
+    m->dnn = calloc((size_t)m->nworkers, sizeof *m->dnn);
+    if (!m->dnn) return fsb_error(FSB_ENOMEM, "model: out of memory");
+    for (int w = 0; w < m->nworkers; w++) {
+        int st = fsb_dnnl_create(&m->dnn[w]);
+        if (st) return fsb_error_wrap(st, "model: convolution backend onednn");
+    }
+    long nf = 0, nb = 0;
+    for (int i = 0; i < m->nunits; i++) {
+        const unit *u = &m->u[i];
+        if (!fsb_unit_dnnl(m, u)) continue;
+        long f, b;
+        int st = fsb_dnnl_weights_floats(m->dnn[0], 1, u->cin, u->h, u->w, u->cout, &f, &b);
+        if (st) return fsb_error_wrap(st, "model: convolution backend onednn");
+        nf = f > nf ? f : nf;
+        nb = b > nb ? b : nb;
+        size_t p = (size_t)u->cout * u->h * u->w;
+        *plane = p > *plane ? p : *plane;
+    }
+    m->wdf = falloc((size_t)(nf > 0 ? nf : 1));
+    m->wdb = falloc((size_t)(nb > 0 ? nb : 1));
+    if (!m->wdf || !m->wdb) return fsb_error(FSB_ENOMEM, "model: out of memory");
+    return FSB_OK;
+}
+
+/* The arguments of fsb_model_create, checked before anything is allocated. */
+static int check_create(const fsb_model_opts *opts, int n_class, int max_batch)
+{
     if (max_batch < 1 || n_class < 0)
         return fsb_error(FSB_EINVAL, "model: bad max_batch %d or n_class %d", max_batch, n_class);
     int minhw = 16; /* four 2x2 pools must leave at least 1x1 */
@@ -314,6 +359,20 @@ int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, i
                          opts->drop_rate, opts->dropblock_rate);
     if (opts->arch == FSB_ARCH_RES12 && opts->dropblock_rate > 0 && opts->dropblock_size < 1)
         return fsb_error(FSB_EINVAL, "model: bad DropBlock size %d", opts->dropblock_size);
+    if (opts->conv != FSB_CONV_GEMM && opts->conv != FSB_CONV_ONEDNN)
+        return fsb_error(FSB_EINVAL, "model: bad convolution backend %d", (int)opts->conv);
+    if (opts->conv == FSB_CONV_ONEDNN && !fsb_dnnl_available())
+        return fsb_error(FSB_EINVAL, "model: convolution backend onednn: fsbench was built "
+                                     "without oneDNN (apt-get install libdnnl-dev, reconfigure)");
+    return FSB_OK;
+}
+
+int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, int max_batch,
+                     fsb_pool *pool, fsb_rng *init_rng)
+{
+    *out = NULL;
+    int vst = check_create(opts, n_class, max_batch);
+    if (vst) return vst;
     fsb_model *m = calloc(1, sizeof *m);
     if (!m) return fsb_error(FSB_ENOMEM, "model: out of memory");
     m->o = *opts;
@@ -375,7 +434,17 @@ int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, i
         m->cmax = m->u[i].cout > m->cmax ? m->u[i].cout : m->cmax;
     m->cvec = falloc(3 * (size_t)m->cmax);
     m->partial = falloc((size_t)m->o.grad_splits * wmax);
-    m->dyb = falloc((size_t)(B < FSB_SMALL_BATCH - 1 ? B : FSB_SMALL_BATCH - 1) * planemax);
+    size_t dyb = (size_t)(B < FSB_SMALL_BATCH - 1 ? B : FSB_SMALL_BATCH - 1) * planemax;
+    if (m->o.conv == FSB_CONV_ONEDNN) {
+        size_t dn = 0;
+        int dst = dnnl_setup(m, &dn);
+        if (dst) {
+            fsb_model_destroy(m);
+            return dst;
+        }
+        dyb = B * dn > dyb ? B * dn : dyb;
+    }
+    m->dyb = falloc(dyb);
     m->wflip = falloc(wmax);
     m->input = falloc(B * inmax);
     m->emb = falloc(B * (size_t)m->D);
@@ -422,6 +491,11 @@ void fsb_model_destroy(fsb_model *m)
     free(m->partial);
     free(m->wflip);
     free(m->dyb);
+    for (int w = 0; m->dnn && w < m->nworkers; w++)
+        fsb_dnnl_destroy(m->dnn[w]);
+    free(m->dnn);
+    free(m->wdf);
+    free(m->wdb);
     free(m->cvec);
     free(m->input);
     free(m->emb);

@@ -107,10 +107,14 @@ struct fsb_model {
     float **col;                  /* per worker: im2col + dcol scratch */
     float **dz;                   /* per worker: one image's (cout,h,w) gradient plane */
     float *partial;               /* grad_splits x largest conv weight */
-    float *dyb;                   /* min(max_batch, FSB_SMALL_BATCH - 1) images' (cout,h,w) dy */
+    float *dyb;                   /* min(max_batch, FSB_SMALL_BATCH - 1) images' (cout,h,w) dy;
+                                     with oneDNN max_batch images' of its units */
     float *wflip;                 /* largest conv weight: the flipped kernel for dx */
     long colmax;                  /* floats of one im2col matrix (per worker) */
     int direct_conv;              /* 1: 3x3 units with cin <= 4 use the AVX-512 direct conv */
+    struct fsb_dnnl **dnn;        /* opts.conv ONEDNN: per worker oneDNN cache, else NULL */
+    float *wdf, *wdb;             /* oneDNN: the unit's weights in the forward's / the
+                                     backward-data's blocked layout (largest unit) */
     int small_batch;              /* batches below this split each image's work
                                      (FSB_SMALL_BATCH, 0 with opts.per_image) */
     int cmax;                     /* widest unit */
@@ -123,6 +127,12 @@ struct fsb_model {
     int start;                    /* stage the last forward started at */
     double t_head_f, t_head_b;    /* profile seconds of pool + head */
 };
+
+/* Whether unit u's convolution runs on oneDNN (opts.conv ONEDNN: 3x3 on >= 16 channels). */
+static inline int fsb_unit_dnnl(const fsb_model *m, const unit *u)
+{
+    return m->dnn && u->k == 3 && u->cin >= 16;
+}
 
 /* The tensor table and layout of a model with these options and head (build_units) and
  * nothing else: no buffer is allocated, only m->o, the units and m->tens may be read, and

@@ -19,6 +19,8 @@
 #include <immintrin.h>
 #endif
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct job {
@@ -190,6 +192,7 @@ static void make_plan(const fsb_model *m, const unit *u, int n, int trainable, i
     pl->R = u->h;
     if (direct) {
         pl->T = pl->G;
+    } else if (fsb_unit_dnnl(m, u)) { /* oneDNN: the whole image in one call */
     } else if (u->k != 1) {
         pl->R = tile_rows(u, K, C);
         pl->T = (u->h + pl->R - 1) / pl->R;
@@ -224,6 +227,15 @@ static void make_plan(const fsb_model *m, const unit *u, int n, int trainable, i
     pl->dyb = !(direct && u->pool && !dx && trainable);
 }
 
+/* A oneDNN call inside a pool task cannot return its error: one that fails (out of memory
+ * creating a primitive for a new shape) ends the process with oneDNN's message. */
+static void dnnl_ok(int st)
+{
+    if (st == FSB_OK) return;
+    fprintf(stderr, "fsbench: oneDNN convolution failed: %s\n", fsb_error_last());
+    abort();
+}
+
 /* mom (2*cout) (if not NULL): the direct path's per-plane mean and M2 (see task_fwd_train);
  * returns 1 if it filled mom. */
 static int conv_image(fsb_model *m, const unit *u, const float *x, float *y, double *mom,
@@ -231,6 +243,10 @@ static int conv_image(fsb_model *m, const unit *u, const float *x, float *y, dou
 {
     int HW = u->h * u->w, K = u->cin * u->k * u->k;
     const float *W = m->params + u->w_off;
+    if (fsb_unit_dnnl(m, u)) { /* weights in m->wdf (unit_forward) */
+        dnnl_ok(fsb_dnnl_forward(m->dnn[worker], y, x, m->wdf, 1, u->cin, u->h, u->w, u->cout));
+        return 0;
+    }
     if (use_direct(m, u)) {
         fsb_conv3_small_forward(y, mom, m->col[worker], x, W, u->cin, u->h, u->w, u->cout, 1);
         return mom != NULL;
@@ -487,6 +503,9 @@ static int unit_forward(fsb_model *m, unit *u, const float *x, const float *r, i
     float *rm = m->stats + u->rm_off, *rv = m->stats + u->rv_off;
     const float *bias = u->b_off >= 0 ? m->params + u->b_off : NULL;
     u->train = train;
+    if (fsb_unit_dnnl(m, u)) /* on the caller (worker 0), before the tasks read them */
+        dnnl_ok(fsb_dnnl_weights(m->dnn[0], m->wdf, NULL, m->params + u->w_off, 1, u->cin, u->h,
+                                 u->w, C));
     plan pl;
     int small = n < m->small_batch;
     if (small) {
@@ -815,14 +834,12 @@ static void task_bwd1_part(void *ctx, int t, int worker)
     bwd1_range(j, t / j->pl->G, c0, c1, j->m->dz[worker]);
 }
 
-/* Small batches: dy of task t = (image, channel group) into m->dyb, and the conv bias
- * gradient's per-image sums, as task_bwd2 computes them. */
-static void task_dy_part(void *ctx, int t, int worker)
+/* dy of image i, channels [c0, c1), into m->dyb, and the conv bias gradient's per-image
+ * sums, as task_bwd2 computes them. */
+static void dy_range(const job *j, int i, int c0, int c1)
 {
-    job *j = ctx;
     const unit *u = j->u;
-    int i = t / j->pl->G, C = u->cout, HW = u->h * u->w, c0, c1;
-    part_range(t % j->pl->G, j->pl->G, C, &c0, &c1);
+    int C = u->cout, HW = u->h * u->w;
     const float *y = u->y + (long)i * C * HW;
     const float *r_img = j->r ? j->r + (long)i * C * HW : NULL;
     float *d = j->m->dyb + (long)i * C * HW;
@@ -836,6 +853,62 @@ static void task_dy_part(void *ctx, int t, int worker)
             bn_dy(dc, y + (long)c * HW, HW, j->kk[c], j->md[c], j->mdx[c], u->mean[c], u->rstd[c]);
         if (j->trainable && u->b_off >= 0) u->ps[(long)i * 2 * C + c] = sum_f(dc, HW);
     }
+}
+
+/* Small batches: dy of task t = (image, channel group). */
+static void task_dy_part(void *ctx, int t, int worker)
+{
+    job *j = ctx;
+    int c0, c1;
+    part_range(t % j->pl->G, j->pl->G, j->u->cout, &c0, &c1);
+    dy_range(j, t / j->pl->G, c0, c1);
+}
+
+/* oneDNN units: dy of image t, all channels. */
+static void task_dy_image(void *ctx, int t, int worker)
+{
+    job *j = ctx;
+    dy_range(j, t, 0, j->u->cout);
+}
+
+/* oneDNN units, phase 2 task t: t < S (when trainable) the weight gradient of chunk t, one
+ * oneDNN call on the chunk's images into its partial; after that the input gradient of one
+ * image (added to dx). dy of every image is in m->dyb. */
+static void task_dnnl_bwd(void *ctx, int t, int worker)
+{
+    job *j = ctx;
+    fsb_model *m = j->m;
+    const unit *u = j->u;
+    int S = m->o.grad_splits, C = u->cout;
+    long HW = (long)u->h * u->w;
+    if (!j->trainable) t += S;
+    if (t < S) {
+        int lo = (int)((long)t * j->n / S), hi = (int)((long)(t + 1) * j->n / S);
+        if (hi == lo) return; /* empty chunk: unit_backward skips its partial */
+        float *pw = m->partial + (long)t * C * u->cin * 9;
+        dnnl_ok(fsb_dnnl_backward_weights(m->dnn[worker], pw, m->dyb + lo * C * HW,
+                                          j->x + lo * u->cin * HW, hi - lo, u->cin, u->h, u->w, C));
+        return;
+    }
+    int i = t - S;
+    dnnl_ok(fsb_dnnl_backward_data(m->dnn[worker], j->dx + i * u->cin * HW, m->dyb + i * C * HW,
+                                   m->wdb, 1, u->cin, u->h, u->w, C));
+}
+
+/* Phase 2 of a oneDNN unit: dy of the whole batch into m->dyb (per (image, channel group)
+ * below small_batch, per image above), then the tasks of task_dnnl_bwd. */
+static void dnnl_backward(fsb_model *m, job *j)
+{
+    const unit *u = j->u;
+    if (j->pl)
+        fsb_pool_run(m->pool, j->n * j->pl->G, task_dy_part, j);
+    else
+        fsb_pool_run(m->pool, j->n, task_dy_image, j);
+    if (j->dx) /* on the caller (worker 0), before the tasks read them */
+        dnnl_ok(fsb_dnnl_weights(m->dnn[0], NULL, m->wdb, m->params + u->w_off, 1, u->cin, u->h,
+                                 u->w, u->cout));
+    int tasks = (j->trainable ? m->o.grad_splits : 0) + (j->dx ? j->n : 0);
+    fsb_pool_run(m->pool, tasks, task_dnnl_bwd, j);
 }
 
 /* Small batches: phase 2 task t: t < S*Gw the weight gradient of (chunk, channel group)
@@ -955,7 +1028,8 @@ static void unit_backward(fsb_model *m, unit *u, const float *x, const float *r,
         mdx[c] = u->train ? (float)(sdx / N) : 0.0f;
         kk[c] = gamma[c] * u->rstd[c];
     }
-    if (dx && u->k != 1) { /* wflip[c][o][ki][kj] = W[o][c][k-1-ki][k-1-kj] */
+    int dnnl = fsb_unit_dnnl(m, u);
+    if (dx && u->k != 1 && !dnnl) { /* wflip[c][o][ki][kj] = W[o][c][k-1-ki][k-1-kj] */
         const float *W = m->params + u->w_off;
         int k = u->k, kk2 = k * k;
         for (int o = 0; o < C; o++)
@@ -965,7 +1039,9 @@ static void unit_backward(fsb_model *m, unit *u, const float *x, const float *r,
                         W[((long)o * u->cin + c) * kk2 + (kk2 - 1 - q)];
     }
     int S = m->o.grad_splits;
-    if (!small) {
+    if (dnnl) {
+        dnnl_backward(m, &j);
+    } else if (!small) {
         fsb_pool_run(m->pool, S, task_bwd2, &j);
     } else {
         if (pl.dyb) fsb_pool_run(m->pool, n * pl.G, task_dy_part, &j);

@@ -35,6 +35,7 @@ static int run_net(const perf_net *net, int batch, const fsb_perf_opts *o, fsb_p
     fsb_model_opts_default(&mo, arch);
     mo.in_hw = hw;
     mo.per_image = o->per_image;
+    mo.conv = (fsb_conv_backend)o->conv;
     if (net->width > 0)
         for (int b = 0; b < 4; b++)
             mo.widths[b] = net->width;

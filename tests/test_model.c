@@ -94,12 +94,25 @@ static int fd(mctx *c, float *x, const float *g, long n, int maxn, float eps, do
     return checked;
 }
 
-/* flatten: ConvNet-4 with the flattened embedding on 32x32 (D = 4 * 2 * 2). */
-static void model_fd(fsb_arch arch, int train, int emb_mode, int flatten)
+/* flatten: ConvNet-4 with the flattened embedding on 32x32 (D = 4 * 2 * 2). dnnl: 16
+ * channels per block and opts.conv = ONEDNN, so that every 3x3 conv after the first runs
+ * on oneDNN. */
+static void model_fd(fsb_arch arch, int train, int emb_mode, int flatten, int dnnl)
 {
     int hw = flatten ? 32 : 16, n = 3, nc = 5;
     fsb_model *m;
-    if (flatten) {
+    if (dnnl) {
+        fsb_model_opts o;
+        fsb_model_opts_default(&o, arch);
+        for (int i = 0; i < 4; i++)
+            o.widths[i] = 16;
+        o.in_hw = hw;
+        o.drop_rate = o.dropblock_rate = 0;
+        o.conv = FSB_CONV_ONEDNN;
+        fsb_rng r;
+        fsb_rng_init(&r, 7, 1);
+        ck_assert_int_eq(fsb_model_create(&m, &o, nc, n, NULL, &r), FSB_OK);
+    } else if (flatten) {
         fsb_model_opts o;
         fsb_model_opts_default(&o, arch);
         for (int i = 0; i < 4; i++)
@@ -146,27 +159,54 @@ static void model_fd(fsb_arch arch, int train, int emb_mode, int flatten)
     }
     ck_assert_int_gt(total, 40);
     /* ResNet-12's input gradient crosses many kinks (LeakyReLU, pools) within eps */
-    ck_assert_int_gt(fd(&c, c.x, dx, nx, 40, 1e-3f, 2e-2, "input"),
-                     (arch == FSB_ARCH_CONV4 ? 10 : 4));
+    ck_assert_int_gt(fd(&c, c.x, dx, nx, 40, 1e-3f, 2e-2, "input"), (arch == FSB_ARCH_CONV4 ? 10
+                                                                     : dnnl                 ? 3
+                                                                                            : 4));
     free(gc), free(dx), free(c.x), free(c.we);
     fsb_model_destroy(m);
 }
 
 START_TEST(conv4_gradients_fd)
 {
-    model_fd(FSB_ARCH_CONV4, 1, 0, 0);
-    model_fd(FSB_ARCH_CONV4, 0, 0, 0);
-    model_fd(FSB_ARCH_CONV4, 1, 1, 0);
-    model_fd(FSB_ARCH_CONV4, 1, 1, 1);
-    model_fd(FSB_ARCH_CONV4, 1, 0, 1);
+    model_fd(FSB_ARCH_CONV4, 1, 0, 0, 0);
+    model_fd(FSB_ARCH_CONV4, 0, 0, 0, 0);
+    model_fd(FSB_ARCH_CONV4, 1, 1, 0, 0);
+    model_fd(FSB_ARCH_CONV4, 1, 1, 1, 0);
+    model_fd(FSB_ARCH_CONV4, 1, 0, 1, 0);
 }
 END_TEST
 
 START_TEST(res12_gradients_fd)
 {
-    model_fd(FSB_ARCH_RES12, 1, 0, 0);
-    model_fd(FSB_ARCH_RES12, 0, 0, 0);
-    model_fd(FSB_ARCH_RES12, 1, 1, 0);
+    model_fd(FSB_ARCH_RES12, 1, 0, 0, 0);
+    model_fd(FSB_ARCH_RES12, 0, 0, 0, 0);
+    model_fd(FSB_ARCH_RES12, 1, 1, 0, 0);
+}
+END_TEST
+
+/* Skip (with a message) without oneDNN, after checking that a model asking for it is
+ * refused with a clear message. */
+static int skip_without_onednn(const char *test)
+{
+    if (fsb_dnnl_available()) return 0;
+    fsb_model_opts o;
+    fsb_model_opts_default(&o, FSB_ARCH_CONV4);
+    o.conv = FSB_CONV_ONEDNN;
+    fsb_model *m = NULL;
+    ck_assert_int_eq(fsb_model_create(&m, &o, 5, 2, NULL, NULL), FSB_EINVAL);
+    ck_assert_ptr_null(m);
+    ck_assert_ptr_nonnull(strstr(fsb_error_last(), "built without oneDNN"));
+    fprintf(stderr, "%s: skipped (fsbench built without oneDNN)\n", test);
+    return 1;
+}
+
+/* Finite differences through models whose 16-channel 3x3 convs run on oneDNN. */
+START_TEST(onednn_gradients_fd)
+{
+    if (skip_without_onednn("onednn_gradients_fd")) return;
+    model_fd(FSB_ARCH_CONV4, 1, 0, 0, 1);
+    model_fd(FSB_ARCH_CONV4, 0, 1, 0, 1);
+    model_fd(FSB_ARCH_RES12, 1, 0, 0, 1);
 }
 END_TEST
 
@@ -274,8 +314,9 @@ END_TEST
  * task per image) instead of the small-batch split. Returns the bytes hashed
  * (FNV-1a) so runs compare by value. */
 static uint64_t step_hash(fsb_arch arch, const int *widths, int hw, int n, int threads,
-                          int per_image)
+                          int per_image, fsb_conv_backend conv)
 {
+    ck_assert_int_le(n, 32);
     fsb_pool *pool = NULL;
     if (threads > 1) ck_assert_int_eq(fsb_pool_create(&pool, threads), FSB_OK);
     fsb_model_opts o;
@@ -283,13 +324,14 @@ static uint64_t step_hash(fsb_arch arch, const int *widths, int hw, int n, int t
     memcpy(o.widths, widths, sizeof o.widths);
     o.in_hw = hw;
     o.per_image = per_image;
+    o.conv = conv;
     fsb_rng r;
     fsb_rng_init(&r, 21, 1);
     fsb_model *m;
     ck_assert_int_eq(fsb_model_create(&m, &o, 6, n, pool, &r), FSB_OK);
     long nx = (long)n * 3 * hw * hw, np;
     float *x = rnd(nx, 1, 22), *dx = calloc((size_t)nx, sizeof(float));
-    int y[16];
+    int y[32];
     for (int i = 0; i < n; i++)
         y[i] = i % 6;
     uint64_t h = 1469598103934665603ULL;
@@ -313,7 +355,7 @@ static uint64_t step_hash(fsb_arch arch, const int *widths, int hw, int n, int t
     fsb_rng_init(&dr, 40, 0);
     fsb_model_zero_grad(m);
     ck_assert_int_eq(fsb_model_forward(m, x, n, 1, &dr, NULL, &lg), FSB_OK);
-    float dl[16 * 6];
+    float dl[32 * 6];
     for (int i = 0; i < n * 6; i++)
         dl[i] = 0.01f * lg[i];
     fsb_model_backward(m, dl, NULL, dx); /* with the input gradient of every unit */
@@ -335,6 +377,21 @@ static uint64_t step_hash(fsb_arch arch, const int *widths, int hw, int n, int t
     return h;
 }
 
+/* The cases of the same-bits tests: the real ConvNet-4 shapes (84x84, 64 and 32 filters;
+ * the direct first conv included), a batch above the split, and ResNet-12 widths (1x1
+ * shortcuts, unpooled units, residuals, dropout). */
+typedef struct hash_case {
+    fsb_arch arch;
+    const int *w;
+    int hw, n;
+} hash_case;
+static const int c64[4] = {64, 64, 64, 64}, c32[4] = {32, 32, 32, 32}, r12[4] = {64, 160, 320, 640};
+static const hash_case hash_cases[] = {{FSB_ARCH_CONV4, c64, 84, 5},
+                                       {FSB_ARCH_CONV4, c32, 84, 5},
+                                       {FSB_ARCH_CONV4, c64, 84, 1},
+                                       {FSB_ARCH_CONV4, c32, 42, 17},
+                                       {FSB_ARCH_RES12, r12, 20, 5}};
+
 /* Batches below 16 split each image's work over tasks (channel groups, row tiles, weight
  * gradient column groups): at the real ConvNet-4 shapes (84x84, 64 and 32 filters; the
  * direct first conv included) and at ResNet-12 widths (1x1 shortcuts, unpooled units,
@@ -342,22 +399,13 @@ static uint64_t step_hash(fsb_arch arch, const int *widths, int hw, int n, int t
  * have the same bits with 1, 2 and 3 threads, and the same as with opts.per_image. */
 START_TEST(small_batch_split_same_bits)
 {
-    static const int c64[4] = {64, 64, 64, 64}, c32[4] = {32, 32, 32, 32},
-                     r12[4] = {64, 160, 320, 640};
-    const struct {
-        fsb_arch arch;
-        const int *w;
-        int hw, n;
-    } cases[] = {{FSB_ARCH_CONV4, c64, 84, 5},
-                 {FSB_ARCH_CONV4, c32, 84, 5},
-                 {FSB_ARCH_CONV4, c64, 84, 1},
-                 {FSB_ARCH_RES12, r12, 20, 5}};
-    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        uint64_t ref = step_hash(cases[k].arch, cases[k].w, cases[k].hw, cases[k].n, 2, 1);
+    for (size_t k = 0; k < sizeof hash_cases / sizeof hash_cases[0]; k++) {
+        const hash_case *c = &hash_cases[k];
+        if (c->n >= FSB_SMALL_BATCH) continue; /* no split to compare */
+        uint64_t ref = step_hash(c->arch, c->w, c->hw, c->n, 2, 1, FSB_CONV_GEMM);
         for (int threads = 1; threads <= 3; threads++)
-            ck_assert_msg(
-                step_hash(cases[k].arch, cases[k].w, cases[k].hw, cases[k].n, threads, 0) == ref,
-                "case %zu: %d threads differ from the per-image split", k, threads);
+            ck_assert_msg(step_hash(c->arch, c->w, c->hw, c->n, threads, 0, FSB_CONV_GEMM) == ref,
+                          "case %zu: %d threads differ from the per-image split", k, threads);
     }
 }
 END_TEST
@@ -428,6 +476,130 @@ START_TEST(direct_conv_matches_im2col)
     for (int k = 0; k < 3; k++)
         fsb_model_destroy(mm[k]);
     fsb_pool_destroy(p2);
+}
+END_TEST
+
+/* A model of these widths with the given conv backend, the same initialisation whatever the
+ * backend (seed 21), dropout off. */
+static fsb_model *backend_model(fsb_arch arch, const int *widths, int hw, int n,
+                                fsb_conv_backend conv, fsb_pool *pool)
+{
+    fsb_model_opts o;
+    fsb_model_opts_default(&o, arch);
+    memcpy(o.widths, widths, sizeof o.widths);
+    o.in_hw = hw;
+    o.drop_rate = o.dropblock_rate = 0;
+    o.conv = conv;
+    fsb_rng r;
+    fsb_rng_init(&r, 21, 1);
+    fsb_model *m;
+    ck_assert_int_eq(fsb_model_create(&m, &o, 6, n, pool, &r), FSB_OK);
+    return m;
+}
+
+/* Activations whose kink (ReLU / LeakyReLU at 0, max-pool winner) the two models' last
+ * forwards passed on different sides: each such flip changes one gradient element by up
+ * to its whole size, whatever the float accuracy of the convolutions. */
+static long kink_flips(const fsb_model *a, const fsb_model *b, int n)
+{
+    long flips = 0;
+    for (int ui = 0; ui < a->nunits; ui++) {
+        const unit *p = &a->u[ui], *q = &b->u[ui];
+        long no = (long)n * p->cout * p->ho * p->wo;
+        for (long i = 0; p->act && i < no; i++)
+            flips += (p->out[i] > 0) != (q->out[i] > 0);
+        for (long i = 0; p->pool && i < no; i++)
+            flips += p->arg[i] != q->arg[i];
+    }
+    return flips;
+}
+
+/* Gradients of the two backends: within tol relative to the largest, or, when kinks
+ * flipped between the two forwards, within 5 %: one flip deep in ResNet-12 moves every
+ * gradient upstream of it through the batch norms' statistics by up to ~1 % (seen). */
+static void expect_grads_near(const float *a, const float *b, long n, double tol, long flips,
+                              const char *what)
+{
+    if (flips)
+        fprintf(stderr, "%s: %ld kinks flipped between the backends, 5 %% tolerance\n", what,
+                flips);
+    expect_near(a, b, n, flips ? 5e-2 : tol, what);
+}
+
+/* ONEDNN against GEMM on one case: eval embeddings, a training step's loss and parameter
+ * gradients, and a forward + backward from the embedding with the input gradient. */
+static void compare_backends(fsb_arch arch, const int *widths, int hw, int n, fsb_pool *pool)
+{
+    fsb_model *g = backend_model(arch, widths, hw, n, FSB_CONV_GEMM, pool);
+    fsb_model *d = backend_model(arch, widths, hw, n, FSB_CONV_ONEDNN, pool);
+    long nx = (long)n * 3 * hw * hw, np;
+    int D = fsb_model_embed_dim(g), y[32];
+    ck_assert_int_le(n, 32);
+    for (int i = 0; i < n; i++)
+        y[i] = i % 6;
+    float *x = rnd(nx, 1, 22), *eg = malloc(sizeof(float) * (size_t)n * D),
+          *ed = malloc(sizeof(float) * (size_t)n * D), *we = rnd((long)n * D, 1, 23);
+    ck_assert_int_eq(fsb_model_embed(g, x, n, eg), FSB_OK);
+    ck_assert_int_eq(fsb_model_embed(d, x, n, ed), FSB_OK);
+    expect_near(ed, eg, (long)n * D, 1e-5, "eval embeddings");
+    double lg = fsb_model_train_step(g, x, y, n, NULL, NULL);
+    double ld = fsb_model_train_step(d, x, y, n, NULL, NULL);
+    ck_assert_msg(fabs(ld - lg) <= 1e-5 * fabs(lg), "loss %.9g vs %.9g", ld, lg);
+    float *gg = fsb_model_grads(g, &np), *gd = fsb_model_grads(d, &np);
+    expect_grads_near(gd, gg, np, 1e-4, kink_flips(g, d, n), "train-step gradients");
+    float *dxg = calloc((size_t)nx, sizeof(float)), *dxd = calloc((size_t)nx, sizeof(float));
+    fsb_model *gd2[2] = {g, d};
+    float *dx[2] = {dxg, dxd};
+    for (int k = 0; k < 2; k++) {
+        fsb_model_zero_grad(gd2[k]);
+        ck_assert_int_eq(fsb_model_forward(gd2[k], x, n, 1, NULL, NULL, NULL), FSB_OK);
+        fsb_model_backward(gd2[k], NULL, we, dx[k]);
+    }
+    long flips = kink_flips(g, d, n);
+    expect_grads_near(dxd, dxg, nx, 1e-4, flips, "input gradient");
+    expect_grads_near(gd, gg, np, 1e-4, flips, "gradients with the input gradient");
+    free(x), free(eg), free(ed), free(we), free(dxg), free(dxd);
+    fsb_model_destroy(g);
+    fsb_model_destroy(d);
+}
+
+/* opts.conv = ONEDNN agrees with GEMM within float tolerance: ConvNet-4 (64 and 32 filters)
+ * at 84x84 (42, 21, 10 and 5 at the oneDNN units) at batch 5 and 1 (the small-batch split),
+ * at 17 (per-image tasks and 4-5 image weight-gradient chunks), ResNet-12 (unpooled units,
+ * residuals, 1x1 shortcuts left on GEMM). */
+START_TEST(onednn_matches_gemm)
+{
+    if (skip_without_onednn("onednn_matches_gemm")) return;
+    static const int r16[4] = {16, 24, 32, 48};
+    fsb_pool *p2;
+    ck_assert_int_eq(fsb_pool_create(&p2, 2), FSB_OK);
+    compare_backends(FSB_ARCH_CONV4, c64, 84, 5, p2);
+    compare_backends(FSB_ARCH_CONV4, c32, 84, 1, NULL);
+    compare_backends(FSB_ARCH_CONV4, c32, 42, 17, p2);
+    compare_backends(FSB_ARCH_CONV4, c64, 21, 17, NULL);
+    compare_backends(FSB_ARCH_RES12, r16, 20, 5, p2);
+    compare_backends(FSB_ARCH_RES12, r12, 20, 17, p2);
+    fsb_pool_destroy(p2);
+}
+END_TEST
+
+/* With opts.conv = ONEDNN a whole run (two training steps, input gradients, embeddings) has
+ * the same bits with 1, 2 and 3 threads and with or without the small-batch split, and not
+ * the GEMM path's bits (so oneDNN really ran). */
+START_TEST(onednn_same_bits_any_threads)
+{
+    if (skip_without_onednn("onednn_same_bits_any_threads")) return;
+    for (size_t k = 0; k < sizeof hash_cases / sizeof hash_cases[0]; k++) {
+        const hash_case *c = &hash_cases[k];
+        uint64_t ref = step_hash(c->arch, c->w, c->hw, c->n, 1, 0, FSB_CONV_ONEDNN);
+        for (int threads = 2; threads <= 3; threads++)
+            ck_assert_msg(step_hash(c->arch, c->w, c->hw, c->n, threads, 0, FSB_CONV_ONEDNN) == ref,
+                          "case %zu: %d threads differ from 1", k, threads);
+        ck_assert_msg(step_hash(c->arch, c->w, c->hw, c->n, 2, 1, FSB_CONV_ONEDNN) == ref,
+                      "case %zu: per-image tasks differ from the split", k);
+        ck_assert_msg(step_hash(c->arch, c->w, c->hw, c->n, 2, 0, FSB_CONV_GEMM) != ref,
+                      "case %zu: the same bits as GEMM: oneDNN did not run", k);
+    }
 }
 END_TEST
 
@@ -926,6 +1098,9 @@ int main(void)
     tcase_add_test(tc, bits_independent_of_threads);
     tcase_add_test(tc, small_batch_split_same_bits);
     tcase_add_test(tc, direct_conv_matches_im2col);
+    tcase_add_test(tc, onednn_matches_gemm);
+    tcase_add_test(tc, onednn_same_bits_any_threads);
+    tcase_add_test(tc, onednn_gradients_fd);
     tcase_add_test(tc, dropout_changes_train_not_eval);
     tcase_add_test(tc, resume_continues_dropblock_warmup);
     tcase_add_test(tc, freeze_copy_forward_from_reset_head);

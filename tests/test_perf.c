@@ -3,6 +3,7 @@
  * 0.194 / 0.559 GFLOP per ConvNet-4 image at 84x84, by hand per layer), the JSON and text
  * shapes of the command, and its flag errors.
  */
+#include "fsb/layers.h"
 #include "fsb/model.h"
 #include "fsb/perf.h"
 #include "fsb/status.h"
@@ -128,6 +129,25 @@ START_TEST(command_flags_and_json)
                             tu_bench()),
                      0);
     ck_assert_ptr_nonnull(strstr(out, "\"split\": \"off\""));
+    ck_assert_ptr_nonnull(strstr(out, "\"conv\": \"gemm\""));
+    free(out);
+    /* --conv onednn: runs where oneDNN is compiled in, refused clearly where it is not */
+    int st = tu_run(&out, "'%s' perf --arch conv4 --batch 2 --iters 1 --hw 16 --conv onednn --json",
+                    tu_bench());
+    if (fsb_dnnl_available()) {
+        ck_assert_msg(st == 0, "%s", out);
+        ck_assert_ptr_nonnull(strstr(out, "\"conv\": \"onednn\""));
+    } else {
+        ck_assert_int_eq(st, 2);
+        ck_assert_ptr_nonnull(strstr(out, "built without oneDNN"));
+    }
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "'%s' perf --conv blas", tu_bench()), 2);
+    ck_assert_ptr_nonnull(strstr(out, "unknown convolution backend 'blas'"));
+    free(out);
+    ck_assert_int_eq(tu_run(&out, "'%s' --version", tu_bench()), 0);
+    ck_assert_ptr_nonnull(
+        strstr(out, fsb_dnnl_available() ? "onednn: 2." : "onednn: not compiled in"));
     free(out);
     ck_assert_int_eq(tu_run(&out, "'%s' perf --split maybe", tu_bench()), 2);
     ck_assert_ptr_nonnull(strstr(out, "--split: 'maybe' is not on or off"));

@@ -49,7 +49,7 @@ module_of() {
         case "$b" in
         model_io | model_run) echo model ;;
         pretrain_maml) echo pretrain ;;
-        conv_small) echo layers ;;
+        conv_small | conv_dnnl) echo layers ;;
         *) echo "$b" ;;
         esac
         ;;

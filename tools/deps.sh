@@ -2,7 +2,7 @@
 # fsbench builds and runs with, only those missing, as root or through sudo.
 FSB_DEPS=(build-essential cmake pkg-config libopenblas-dev libpng-dev libjpeg62-turbo-dev
           liblinear-dev check zlib1g-dev libxxhash-dev xxhash gnuplot-nox dataset-fashion-mnist
-          libopenmpi-dev openmpi-bin clang-format clang libclang-rt-14-dev)
+          libopenmpi-dev openmpi-bin clang-format clang libclang-rt-14-dev libdnnl-dev)
 
 fsb_install_deps() {
     local missing=() p

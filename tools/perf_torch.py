@@ -12,10 +12,13 @@ compared). Prints every round, then per workload the medians and the ratio fsben
 Networks: conv4 (64 filters per block), conv4-32 (32 filters, MAML's backbone), res12.
 
 Usage: tools/perf_torch.py [--bench build/bench] [--rounds 3] [--arch conv4,conv4-32,res12|all]
-                           [--batch 5,25,64] [--iters N] [--split on|off|both] [--json FILE]
+                           [--batch 5,25,64] [--iters N] [--split on|off|both]
+                           [--conv gemm|onednn|both] [--json FILE]
 --split both adds fsbench without its small-batch split (bench perf --split off, the engine
 before it) as a third engine in every round (A B C A B C): before/after and the ratio to
-PyTorch of both from one run.
+PyTorch of both from one run. --conv both does the same with bench perf --conv gemm and
+--conv onednn (the oneDNN convolution backend; a build with oneDNN); with --split both too,
+every combination runs in every round.
 Needs Debian's /usr/bin/python3 with torch; never needed to build or test fsbench.
 """
 import argparse
@@ -98,9 +101,9 @@ def run_torch(args, net, batch):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def run_bench(args, net, batch, split):
+def run_bench(args, net, batch, split, conv):
     cmd = [args.bench, "perf", "--json", "--arch", net, "--batch", str(batch), "--threads", "2",
-           "--split", split]
+           "--split", split, "--conv", conv]
     if args.iters:
         cmd += ["--iters", str(args.iters)]
     if not os.access(args.bench, os.X_OK):
@@ -147,14 +150,21 @@ def main():
     ap.add_argument("--split", default="on", choices=["on", "off", "both"],
                     help="bench perf --split: off runs fsbench without its small-batch split, "
                          "both runs the two in every round")
+    ap.add_argument("--conv", default="gemm", choices=["gemm", "onednn", "both"],
+                    help="bench perf --conv: onednn runs fsbench's oneDNN convolution backend, "
+                         "both runs the two in every round")
     ap.add_argument("--no-tcmalloc", action="store_true")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         torch_worker(args.arch[0], args.batch[0], args.iters)
         return
-    splits = ["on", "off"] if args.split == "both" else [args.split]
-    torch_runs, bench_runs, order = {}, {sp: {} for sp in splits}, []
+    convs = ["gemm", "onednn"] if args.conv == "both" else [args.conv]
+    # fsbench variants (split, conv); keys "on" / "off" with the default conv, as before
+    splits = [(sp, cv) for sp in (["on", "off"] if args.split == "both" else [args.split])
+              for cv in convs]
+    key_of = {v: v[0] if v[1] == "gemm" else f"{v[0]}_conv_{v[1]}" for v in splits}
+    torch_runs, bench_runs, order = {}, {v: {} for v in splits}, []
     rss, t, b = [], None, None
     for net in args.arch:
         for batch in args.batch or [DEFAULT_BATCH[net]]:
@@ -165,23 +175,23 @@ def main():
                 line = f"{net} batch {batch} round {r + 1}: torch " + " ".join(
                     f"{w['name']}={w['img_s']:.1f}" for w in t["workloads"])
                 for sp in splits:
-                    b = run_bench(args, net, batch, sp)
+                    b = run_bench(args, net, batch, *sp)
                     rss.append(b["peak_rss_mb"])
                     for w in b["workloads"]:
                         key = (w["name"], batch)
                         if key not in order:
                             order.append(key)
                         bench_runs[sp].setdefault(key, []).append(w["img_s"])
-                    line += f" | fsbench split {sp} " + " ".join(
+                    line += f" | fsbench split {sp[0]} conv {sp[1]} " + " ".join(
                         f"{w['name']}={w['img_s']:.1f}" for w in b["workloads"])
                 print(line, flush=True)
     print(f"\nPyTorch {t['torch']} threads {t['threads']} tcmalloc {t['tcmalloc']} channels_last; "
           f"fsbench openblas core {b['openblas_core']}, peak RSS {max(rss):.0f} MB")
     head = f"{'workload':<16} {'batch':>5} {'PyTorch img/s':>14}"
     for sp in splits:
-        head += f" {'split ' + sp + ' img/s':>16} {'ratio':>7}"
+        head += f" {sp[0] + ' ' + sp[1] + ' img/s':>18} {'ratio':>7}"
     if len(splits) == 2:
-        head += f" {'on/off':>7}"
+        head += f" {'on/off' if len(convs) == 1 else 'dnn/gemm':>8}"
     print(head + f"   (medians of {args.rounds}, interleaved per network and batch)")
     rows = []
     for name, batch in order:
@@ -191,14 +201,16 @@ def main():
         line = f"{name:<16} {batch:>5} {tm:>14.1f}"
         for sp in splits:
             bm = statistics.median(bench_runs[sp][(name, batch)])
-            row[f"fsbench_split_{sp}_img_s"] = bench_runs[sp][(name, batch)]
-            row[f"fsbench_split_{sp}_median"] = bm
-            row[f"ratio_split_{sp}"] = bm / tm
-            line += f" {bm:>16.1f} {bm / tm:>6.2f}x"
+            k = key_of[sp]
+            row[f"fsbench_split_{k}_img_s"] = bench_runs[sp][(name, batch)]
+            row[f"fsbench_split_{k}_median"] = bm
+            row[f"ratio_split_{k}"] = bm / tm
+            line += f" {bm:>18.1f} {bm / tm:>6.2f}x"
         if len(splits) == 2:
-            on_off = row["fsbench_split_on_median"] / row["fsbench_split_off_median"]
-            row["split_on_over_off"] = on_off
-            line += f" {on_off:>6.2f}x"
+            a, b2 = (row[f"fsbench_split_{key_of[sp]}_median"] for sp in splits)
+            ratio = a / b2 if len(convs) == 1 else b2 / a  # on/off, or onednn/gemm
+            row["split_on_over_off" if len(convs) == 1 else "onednn_over_gemm"] = ratio
+            line += f" {ratio:>7.2f}x"
         rows.append(row)
         print(line)
     if args.json:

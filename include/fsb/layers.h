@@ -83,6 +83,46 @@ void fsb_conv3_small_dweight_fn_part(float *dweight, float *scratch, fsb_conv3_d
                                      void *ctx, const float *inp, int C, int H, int W, int OC,
                                      int o0, int o1, int accumulate, int simd);
 
+/* ---- 3x3 convolution through oneDNN (src/conv_dnnl.c) ---------------------------- */
+
+/* Stride 1, padding 1, no bias, fp32, on oneDNN's primitives with their own blocked layouts
+ * inside each call (plain NCHW / OIHW at the boundary). Only in a build with oneDNN
+ * (FSB_HAVE_ONEDNN; fsb_dnnl_available()); without it fsb_dnnl_create fails with
+ * FSB_EINVAL ("built without oneDNN") and the other calls cannot be reached.
+ *
+ * A fsb_dnnl caches, per operation, batch size and shape, the primitive, its scratchpad,
+ * its reorders and blocked buffers (created on first use, kept until destroy); it is used
+ * by one thread at a time. Every call makes the calling thread's OpenMP team size 1, so each
+ * primitive is created for and runs on that one thread: the bits depend on the shapes and
+ * the CPU's instruction set, never on OMP_NUM_THREADS or on which thread calls. Functions
+ * return FSB_OK or FSB_EINTERNAL / FSB_ENOMEM (oneDNN failed, message set). */
+typedef struct fsb_dnnl fsb_dnnl;
+
+/* 1 if fsbench was built with oneDNN; its version ("2.6.3") or NULL. */
+int fsb_dnnl_available(void);
+const char *fsb_dnnl_version(void);
+/* The calling thread's OpenMP team size as oneDNN sees it (1 after any fsb_dnnl call on
+ * this thread; 0 without oneDNN). */
+int fsb_dnnl_threads(void);
+int fsb_dnnl_create(fsb_dnnl **out);
+void fsb_dnnl_destroy(fsb_dnnl *d); /* NULL is a no-op */
+/* Floats of the blocked weights of a (B,C,H,W) -> (B,OC,H,W) convolution in the forward's
+ * (*nf) and the backward-data's (*nb) layout. */
+int fsb_dnnl_weights_floats(fsb_dnnl *d, int B, int C, int H, int W, int OC, long *nf, long *nb);
+/* wf / wb (either may be NULL) = weight (OC,C,3,3) in those layouts, for the calls below
+ * with the same B and shape. */
+int fsb_dnnl_weights(fsb_dnnl *d, float *wf, float *wb, const float *weight, int B, int C, int H,
+                     int W, int OC);
+/* out (B,OC,H,W) = conv(inp (B,C,H,W), wf). */
+int fsb_dnnl_forward(fsb_dnnl *d, float *out, const float *inp, const float *wf, int B, int C,
+                     int H, int W, int OC);
+/* dinp (B,C,H,W) += the input gradient for dout (B,OC,H,W), weights wb. */
+int fsb_dnnl_backward_data(fsb_dnnl *d, float *dinp, const float *dout, const float *wb, int B,
+                           int C, int H, int W, int OC);
+/* dweight (OC,C,3,3) = the weight gradient summed over the batch (overwritten). */
+int fsb_dnnl_backward_weights(fsb_dnnl *d, float *dweight, const float *dout, const float *inp,
+                              int B, int C, int H, int W, int OC);
+
 /* ---- batch normalisation (PyTorch BatchNorm2d semantics) ------------------------- */
 
 #define FSB_BN_EPS 1e-5f

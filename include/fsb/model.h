@@ -45,20 +45,32 @@ typedef enum { FSB_ADAPT_ALL = 0, FSB_ADAPT_LAST = 1, FSB_ADAPT_HEAD = 2 } fsb_a
 
 #define FSB_MODEL_BLOCKS 4
 
+/* How the 3x3 convolutions on >= 16 input channels run (fsb_model_opts.conv). GEMM: im2col +
+ * OpenBLAS sgemm (the default, and the reference). ONEDNN: oneDNN's primitives (forward,
+ * input gradient, weight gradient), each call on one thread inside the engine's own tasks
+ * (forward and input gradient per image, the weight gradient per grad_splits chunk, partials
+ * summed in chunk order as with GEMM), so the bits are the same at any thread count, but
+ * not the GEMM path's bits (within float tolerance of them). Only in a build with oneDNN
+ * (fsb_dnnl_available(); fsb_model_create refuses it otherwise). Every other convolution
+ * (the first 3->F one, 1x1 shortcuts, fewer than 16 input channels) stays on GEMM / the
+ * direct kernel. docs/performance.md. */
+typedef enum { FSB_CONV_GEMM = 0, FSB_CONV_ONEDNN = 1 } fsb_conv_backend;
+
 typedef struct fsb_model_opts {
-    fsb_arch arch;        /* conv4 or res12 */
-    int widths[4];        /* channels per block (conv4 default 64 x4; res12 64,160,320,640) */
-    int in_hw;            /* input height = width (default 84) */
-    int flatten;          /* conv4 only: embedding = flattened last map (1600-d at 84) */
-    float drop_rate;      /* res12: dropout in blocks 1-2 (default 0.1; 0 disables) */
-    float dropblock_rate; /* res12: DropBlock rate in blocks 3-4 (default 0.1; 0 disables);
-                             its warm-up counts train-mode forwards only (FEAT's counts
-                             every forward, eval included, so it ramps up sooner) */
-    int dropblock_size;   /* res12: DropBlock block size (default 5) */
-    int grad_splits;      /* fixed batch chunks for weight-gradient partials (default 4) */
-    int per_image;        /* 1: one task per image even below 16 images (the engine before
-                             the small-batch split, for before/after measurements; the
-                             same bits either way); default 0 */
+    fsb_arch arch;         /* conv4 or res12 */
+    int widths[4];         /* channels per block (conv4 default 64 x4; res12 64,160,320,640) */
+    int in_hw;             /* input height = width (default 84) */
+    int flatten;           /* conv4 only: embedding = flattened last map (1600-d at 84) */
+    float drop_rate;       /* res12: dropout in blocks 1-2 (default 0.1; 0 disables) */
+    float dropblock_rate;  /* res12: DropBlock rate in blocks 3-4 (default 0.1; 0 disables);
+                              its warm-up counts train-mode forwards only (FEAT's counts
+                              every forward, eval included, so it ramps up sooner) */
+    int dropblock_size;    /* res12: DropBlock block size (default 5) */
+    int grad_splits;       /* fixed batch chunks for weight-gradient partials (default 4) */
+    int per_image;         /* 1: one task per image even below 16 images (the engine before
+                              the small-batch split, for before/after measurements; the
+                              same bits either way); default 0 */
+    fsb_conv_backend conv; /* convolution backend (above); default FSB_CONV_GEMM */
 } fsb_model_opts;
 
 /* Defaults for an architecture (see the field comments). */
@@ -66,6 +78,9 @@ void fsb_model_opts_default(fsb_model_opts *o, fsb_arch arch);
 /* "conv4" / "res12" -> arch; FSB_EINVAL naming the text otherwise. */
 int fsb_arch_parse(const char *text, fsb_arch *out);
 const char *fsb_arch_name(fsb_arch arch);
+/* "gemm" / "onednn" -> backend; FSB_EINVAL naming the text otherwise. */
+int fsb_conv_parse(const char *text, fsb_conv_backend *out);
+const char *fsb_conv_name(fsb_conv_backend conv);
 
 typedef struct fsb_model fsb_model;
 
@@ -77,7 +92,8 @@ typedef struct fsb_model fsb_model;
  * head). Parameters are initialised from init_rng (see the top comment; NULL: conv and head
  * weights are zero, for a model that is loaded next); pool (borrowed, may be NULL =
  * single-threaded) must outlive the model. Sets OpenBLAS to 1 thread (process-wide).
- * FSB_EINVAL / FSB_ENOMEM on failure. */
+ * FSB_EINVAL / FSB_ENOMEM on failure (FSB_EINVAL "built without oneDNN" for opts->conv
+ * FSB_CONV_ONEDNN in a build without it). */
 int fsb_model_create(fsb_model **out, const fsb_model_opts *opts, int n_class, int max_batch,
                      fsb_pool *pool, fsb_rng *init_rng);
 /* Free everything; NULL is a no-op. */

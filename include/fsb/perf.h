@@ -26,6 +26,7 @@ typedef struct fsb_perf_opts {
     int threads;   /* worker threads (0 = one per core) */
     int in_hw;     /* image side (0 = 84) */
     int per_image; /* 1: fsb_model_opts.per_image (the engine without its small-batch split) */
+    int conv;      /* fsb_model_opts.conv: FSB_CONV_GEMM (0, default) or FSB_CONV_ONEDNN */
 } fsb_perf_opts;
 
 typedef struct fsb_perf_layer {

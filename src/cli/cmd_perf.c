@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 #include "fsb/blas.h"
+#include "fsb/model.h"
 #include "fsb/perf.h"
 #include "fsb/threads.h"
 #include "fsb/status.h"
@@ -16,7 +17,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: bench perf [--arch LIST] [--batch LIST] [--iters N] [--threads N] [--hw N] "
-            "[--split on|off] [--json]\n"
+            "[--split on|off] [--conv gemm|onednn] [--json]\n"
             "  --arch    comma list of conv4 (64 filters per block), conv4-32 (32 filters,\n"
             "            MAML's backbone), res12, or all (default: all)\n"
             "  --batch   comma list of batch sizes, e.g. 5,25,64 (default: 64 for ConvNet-4,\n"
@@ -26,6 +27,8 @@ static void usage(FILE *out)
             "  --hw      image side (default 84)\n"
             "  --split   off: one task per image at every batch size, as the engine ran before\n"
             "            batches below 16 split each image's work (same bits; for before/after)\n"
+            "  --conv    the 3x3 convolutions on >= 16 channels through im2col + OpenBLAS\n"
+            "            (gemm, default) or oneDNN's primitives (onednn; builds with oneDNN)\n"
             "  --json    one JSON object instead of the text report\n"
             "  Random inputs, a 64-way CE head and an SGD-momentum step. The text report gives\n"
             "  per layer the forward/backward milliseconds and GFLOP/s per iteration.\n");
@@ -36,10 +39,11 @@ static double gfs(double gflop, double s)
     return s > 0 ? gflop / s : 0.0;
 }
 
-static void print_text(const fsb_perf_result *r, int n, long rss_kb, int threads, int split)
+static void print_text(const fsb_perf_result *r, int n, long rss_kb, int threads, int split,
+                       const char *conv)
 {
-    printf("openblas core %s, %d threads, small-batch split %s, peak RSS %.1f MB\n",
-           fsb_blas_core(), threads, split ? "on" : "off", rss_kb / 1024.0);
+    printf("openblas core %s, %d threads, small-batch split %s, conv %s, peak RSS %.1f MB\n",
+           fsb_blas_core(), threads, split ? "on" : "off", conv, rss_kb / 1024.0);
     for (int i = 0; i < n; i++) {
         printf("\n%-15s batch %3d  %8.1f img/s  %7.1f GFLOP/s  (%.4f s/iter, median of %d)\n",
                r[i].workload, r[i].batch, r[i].img_s, r[i].gflop_s, r[i].seconds, r[i].iters);
@@ -57,11 +61,12 @@ static void print_text(const fsb_perf_result *r, int n, long rss_kb, int threads
     }
 }
 
-static void print_json(const fsb_perf_result *r, int n, long rss_kb, int threads, int split)
+static void print_json(const fsb_perf_result *r, int n, long rss_kb, int threads, int split,
+                       const char *conv)
 {
-    printf("{\"openblas_core\": \"%s\", \"threads\": %d, \"split\": \"%s\", \"peak_rss_mb\": %.1f, "
-           "\"workloads\": [",
-           fsb_blas_core(), threads, split ? "on" : "off", rss_kb / 1024.0);
+    printf("{\"openblas_core\": \"%s\", \"threads\": %d, \"split\": \"%s\", \"conv\": \"%s\", "
+           "\"peak_rss_mb\": %.1f, \"workloads\": [",
+           fsb_blas_core(), threads, split ? "on" : "off", conv, rss_kb / 1024.0);
     for (int i = 0; i < n; i++) {
         printf("%s\n  {\"name\": \"%s\", \"arch\": \"%s\", \"mode\": \"%s\", \"batch\": %d, "
                "\"iters\": %d, \"seconds\": %.6f, \"img_s\": %.2f, \"gflop_s\": %.2f, "
@@ -91,6 +96,16 @@ static int parse_split(void *dst, const char *flag, const char *text)
         *per_image = 1;
     else
         return fsb_error(FSB_EINVAL, "%s: '%s' is not on or off", flag, text);
+    return FSB_OK;
+}
+
+/* --conv gemm|onednn -> fsb_perf_opts.conv */
+static int parse_conv(void *dst, const char *flag, const char *text)
+{
+    fsb_conv_backend c;
+    int st = fsb_conv_parse(text, &c);
+    if (st) return fsb_error_wrap(st, "%s", flag);
+    *(int *)dst = (int)c;
     return FSB_OK;
 }
 
@@ -131,6 +146,7 @@ int fsb_cmd_perf(int argc, char **argv)
         FSB_FLAG("threads", FSB_FLAG_INT, &o.threads, .lo = 0, .hi = 256),
         FSB_FLAG("hw", FSB_FLAG_INT, &o.in_hw, .lo = 16, .hi = 1024),
         FSB_FLAG("split", FSB_FLAG_FN, &o.per_image, .fn = parse_split),
+        FSB_FLAG("conv", FSB_FLAG_FN, &o.conv, .fn = parse_conv),
         FSB_FLAG("json", FSB_FLAG_SWITCH, &json),
         FSB_FLAG("help", FSB_FLAG_HELP, NULL),
     };
@@ -144,9 +160,10 @@ int fsb_cmd_perf(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     int threads = o.threads > 0 ? o.threads : fsb_ncores();
+    const char *conv = fsb_conv_name((fsb_conv_backend)o.conv);
     if (json)
-        print_json(r, n, ru.ru_maxrss, threads, !o.per_image);
+        print_json(r, n, ru.ru_maxrss, threads, !o.per_image, conv);
     else
-        print_text(r, n, ru.ru_maxrss, threads, !o.per_image);
+        print_text(r, n, ru.ru_maxrss, threads, !o.per_image, conv);
     return FSB_OK;
 }

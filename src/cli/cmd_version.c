@@ -1,6 +1,7 @@
 /* cmd_version.c - `bench version`: what a bug report or a run manifest needs to know. */
 #include "cli.h"
 #include "fsb/blas.h"
+#include "fsb/layers.h"
 #include "fsb/status.h"
 
 #include <stdio.h>
@@ -32,7 +33,7 @@ int fsb_cmd_version(int argc, char **argv)
     if (argc > 1) {
         if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
             printf("usage: bench version   (also bench --version): fsbench's version, the CPU "
-                   "and the OpenBLAS build and kernels in use\n");
+                   "the OpenBLAS build and kernels in use, and whether oneDNN is compiled in\n");
             return 0;
         }
         return fsb_error(FSB_EINVAL, "unexpected argument '%s' (bench version takes none)",
@@ -46,5 +47,10 @@ int fsb_cmd_version(int argc, char **argv)
     printf("openblas: %s\n", fsb_blas_config());
     printf("openblas core: %s (OPENBLAS_CORETYPE=%s%s)\n", fsb_blas_core(), env ? env : "unset",
            env && getenv("FSB_BLAS_AUTO") ? ", selected by fsbench for this CPU" : "");
+    if (fsb_dnnl_available())
+        printf("onednn: %s (convolution backend onednn available; default gemm)\n",
+               fsb_dnnl_version());
+    else
+        printf("onednn: not compiled in (convolution backend gemm only)\n");
     return 0;
 }
